@@ -1,0 +1,26 @@
+"""signalprop: make deep neural networks trainable.
+
+The right weight initialization for every activation, non-saturating
+activations, and layers in Keras words, on PyTorch.
+
+Example:
+    >>> import signalprop as sp
+    >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
+"""
+
+from signalprop import activations, init, layers
+from signalprop.activations import SELU_ALPHA, SELU_SCALE
+from signalprop.layers import Dense, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SELU_ALPHA",
+    "SELU_SCALE",
+    "Dense",
+    "Sequential",
+    "__version__",
+    "activations",
+    "init",
+    "layers",
+]

@@ -1,0 +1,106 @@
+"""Argument checks with one error wording for the whole library.
+
+Every public function and constructor checks its arguments here, at the door,
+so that a mistake is reported where it is made and always in the same words::
+
+    The 'mode' parameter of variance_scaling_ must be one of ['fan_avg',
+    'fan_in', 'fan_out']. Got 'fan_inn' instead. Did you mean 'fan_in'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = [
+    "check_int",
+    "check_option",
+    "check_real",
+    "invalid_parameter",
+    "lookup",
+]
+
+
+def invalid_parameter(
+    param: str, caller: str, expected: str, got: Any, *, hint: str = ""
+) -> ValueError:
+    """Build the one `ValueError` wording used throughout signalprop."""
+    message = f"The {param!r} parameter of {caller} must be {expected}. Got {got!r} instead."
+    if hint:
+        message = f"{message} {hint}"
+    return ValueError(message)
+
+
+def _closest(value: Any, options: Iterable[str]) -> str:
+    if not isinstance(value, str):
+        return ""
+    matches = difflib.get_close_matches(value.lower(), list(options), n=1, cutoff=0.5)
+    return f"Did you mean {matches[0]!r}?" if matches else ""
+
+
+def check_option(value: Any, options: Iterable[str], *, param: str, caller: str) -> str:
+    """Return ``value`` if it is one of ``options``; otherwise raise listing them."""
+    valid = sorted(options)
+    if not isinstance(value, str) or value not in valid:
+        raise invalid_parameter(
+            param, caller, f"one of {valid}", value, hint=_closest(value, valid)
+        )
+    return value
+
+
+def lookup(registry: Mapping[str, T], key: str, *, param: str, caller: str) -> T:
+    """Look ``key`` up in a name registry; unknown names list the valid ones."""
+    try:
+        return registry[key]
+    except KeyError:
+        valid = sorted(registry)
+        raise invalid_parameter(
+            param, caller, f"one of {valid}", key, hint=_closest(key, valid)
+        ) from None
+
+
+def check_real(
+    value: Any,
+    *,
+    param: str,
+    caller: str,
+    low: float | None = None,
+    low_inclusive: bool = True,
+    high: float | None = None,
+) -> float:
+    """Return ``value`` as a float after checking it is a finite real in range.
+
+    Booleans are refused: ``alpha=True`` is a mistake, not a slope of 1.
+    """
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>=' if low_inclusive else '>'} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    expected = "a finite real number" + (f" {' and '.join(bounds)}" if bounds else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise invalid_parameter(param, caller, expected, value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise invalid_parameter(param, caller, expected, value)
+    if low is not None and (number < low or (not low_inclusive and number == low)):
+        raise invalid_parameter(param, caller, expected, value)
+    if high is not None and number > high:
+        raise invalid_parameter(param, caller, expected, value)
+    return number
+
+
+def check_int(value: Any, *, param: str, caller: str, low: int | None = None) -> int:
+    """Return ``value`` as an int after checking it is an integer ``>= low``."""
+    expected = "an integer" + (f" >= {low}" if low is not None else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise invalid_parameter(param, caller, expected, value)
+    number = int(value)
+    if low is not None and number < low:
+        raise invalid_parameter(param, caller, expected, value)
+    return number

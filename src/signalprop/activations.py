@@ -1,0 +1,560 @@
+"""Activation functions: a function and a thin module for each, and a registry.
+
+Each module subclasses the matching ``torch.nn`` module where PyTorch has one
+(so ``isinstance(sp.layers.LeakyReLU(), nn.LeakyReLU)`` holds and PyTorch
+tooling recognizes it), takes the Keras argument names, checks them when it
+is built, and calls this module's function in ``forward``.
+
+=============  ==================================================  ==================
+name           definition                                          module
+=============  ==================================================  ==================
+sigmoid        1 / (1 + e^−z), alias ``logistic``                  :class:`Sigmoid`
+tanh           tanh z                                              :class:`Tanh`
+relu           max(0, z)                                           :class:`ReLU`
+leaky_relu     max(αz, z), α = 0.3 by default                      :class:`LeakyReLU`
+prelu          max(αz, z), α learned                               :class:`PReLU`
+rrelu          max(αz, z), α ~ U(lower, upper) in training         :class:`RReLU`
+elu            z if z > 0 else α(e^z − 1)                          :class:`ELU`
+selu           λ · elu(z; α), α ≈ 1.6733, λ ≈ 1.0507               :class:`SELU`
+softmax        e^z / Σ e^z along ``axis``                          :class:`Softmax`
+linear         z                                                   :class:`Identity`
+gelu           z · Φ(z)                                            :class:`GELU`
+silu           z · sigmoid(z), alias ``swish``                     :class:`SiLU`
+mish           z · tanh(softplus(z))                               :class:`Mish`
+softplus       log(1 + e^z)                                        :class:`Softplus`
+=============  ==================================================  ==================
+
+Example:
+    >>> import torch, signalprop as sp
+    >>> sp.activations.get("leaky_relu")
+    LeakyReLU(alpha=0.3)
+    >>> sp.activations.selu(torch.tensor([0.0, 1.0]))
+    tensor([0.0000, 1.0507])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import mpmath
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from signalprop._validation import (
+    check_int,
+    check_option,
+    check_real,
+    invalid_parameter,
+    lookup,
+)
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "SELU",
+    "SELU_ALPHA",
+    "SELU_SCALE",
+    "Identity",
+    "Lambda",
+    "LeakyReLU",
+    "Mish",
+    "PReLU",
+    "RReLU",
+    "ReLU",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Swish",
+    "Tanh",
+    "elu",
+    "gelu",
+    "get",
+    "leaky_relu",
+    "linear",
+    "mish",
+    "name_of",
+    "names",
+    "prelu",
+    "relu",
+    "rrelu",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "swish",
+    "tanh",
+]
+
+
+# ------------------------------------------------------------ SELU constants
+
+
+def _selu_constants() -> tuple[float, float]:
+    """Solve the SELU fixed-point equations for (mean, var) = (0, 1) exactly.
+
+    With z ~ N(0, 1) and f = λ·elu(·; α), Klambauer et al. (2017) require
+    E[f(z)] = 0 and E[f(z)²] = 1. Using E[e^z; z ≤ 0] = √e Φ(−1) and
+    E[e^{2z}; z ≤ 0] = e² Φ(−2):
+
+        α = √(2/π) / (1 − √e · erfc(1/√2))
+        λ = (1/2 + α² (e² Φ(−2) − 2√e Φ(−1) + 1/2))^(−1/2)
+
+    evaluated at 40 significant digits, then rounded once to float64.
+    """
+    with mpmath.workdps(40):
+        e = mpmath.e
+        alpha = mpmath.sqrt(2 / mpmath.pi) / (1 - mpmath.sqrt(e) * mpmath.erfc(1 / mpmath.sqrt(2)))
+        negative_part = e**2 * mpmath.ncdf(-2) - 2 * mpmath.sqrt(e) * mpmath.ncdf(-1) + 0.5
+        scale = 1 / mpmath.sqrt(0.5 + alpha**2 * negative_part)
+        return float(alpha), float(scale)
+
+
+#: SELU's α and λ (Klambauer et al., 2017), computed from their defining
+#: equations: ≈ 1.6732632423543772848 and ≈ 1.0507009873554804934.
+SELU_ALPHA, SELU_SCALE = _selu_constants()
+
+
+# ------------------------------------------------------------------ functions
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """Logistic function 1 / (1 + e^−x); saturates at 0 and 1, mean 0.5."""
+    return torch.sigmoid(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent; saturates at ±1, mean 0."""
+    return torch.tanh(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(0, x) (Nair & Hinton, 2010). Units can die: gradient 0 for x < 0 (and at 0)."""
+    return F.relu(x)
+
+
+def leaky_relu(x: Tensor, alpha: float = 0.3) -> Tensor:
+    """max(αx, x) (Maas et al., 2013) with α ≥ 0.
+
+    The default α = 0.3 is Keras's ``LeakyReLU`` layer default, used everywhere
+    in signalprop (PyTorch's default is 0.01; ``keras.activations.leaky_relu``'s
+    is 0.2).
+    """
+    alpha = check_real(alpha, param="alpha", caller="leaky_relu", low=0.0)
+    return F.leaky_relu(x, alpha)
+
+
+def prelu(x: Tensor, weight: Tensor) -> Tensor:
+    """max(αx, x) with α = ``weight``: one slope shared, or one per channel (dim 1)."""
+    return F.prelu(x, weight)
+
+
+def rrelu(
+    x: Tensor, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0, training: bool = False
+) -> Tensor:
+    """Randomized leaky ReLU (Xu et al., 2015).
+
+    In training, each element's slope is drawn from U(lower, upper) anew at
+    every call; otherwise the slope is the mean (lower + upper) / 2.
+    """
+    caller = "rrelu"
+    lower = check_real(lower, param="lower", caller=caller, low=0.0)
+    upper = check_real(upper, param="upper", caller=caller, low=lower)
+    if training and x.dtype == torch.float16:  # PyTorch has no float16 CPU kernel
+        return F.rrelu(x.float(), lower, upper, training=True).to(x.dtype)
+    return F.rrelu(x, lower, upper, training=training)
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x if x > 0 else α(e^x − 1) (Clevert et al., 2015); smooth at 0 when α = 1."""
+    alpha = check_real(alpha, param="alpha", caller="elu", low=0.0)
+    return F.elu(x, alpha)
+
+
+def selu(x: Tensor) -> Tensor:
+    """λ · elu(x; α) with :data:`SELU_ALPHA` and :data:`SELU_SCALE` (Klambauer et al., 2017).
+
+    Mean 0 and variance 1 is a fixed point for inputs of mean 0 and variance 1
+    through LeCun-normal dense layers.
+    """
+    return torch._C._nn.elu(x, SELU_ALPHA, SELU_SCALE)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """e^x / Σ e^x along ``axis`` (for output layers)."""
+    return F.softmax(x, dim=axis)
+
+
+def linear(x: Tensor) -> Tensor:
+    """The identity (Keras's ``"linear"`` activation)."""
+    return x
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """x · Φ(x) (Hendrycks & Gimpel, 2016); ``approximate="tanh"`` for the tanh form."""
+    check_option(approximate, ("none", "tanh"), param="approximate", caller="gelu")
+    return F.gelu(x, approximate=approximate)
+
+
+def silu(x: Tensor) -> Tensor:
+    """x · sigmoid(x), also called swish (Ramachandran et al., 2017)."""
+    return F.silu(x)
+
+
+swish = silu
+
+
+def mish(x: Tensor) -> Tensor:
+    """x · tanh(softplus(x)) (Misra, 2019)."""
+    return F.mish(x)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^{βx}) / β, linear where βx > ``threshold`` for numerical stability."""
+    beta = check_real(beta, param="beta", caller="softplus", low=0.0, low_inclusive=False)
+    threshold = check_real(
+        threshold, param="threshold", caller="softplus", low=0.0, low_inclusive=False
+    )
+    return F.softplus(x, beta, threshold)
+
+
+# -------------------------------------------------------------------- modules
+
+
+class Sigmoid(nn.Sigmoid):
+    """Logistic activation 1 / (1 + e^−x). Shape: any, elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
+class Tanh(nn.Tanh):
+    """Hyperbolic tangent activation. Shape: any, elementwise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return tanh(x)
+
+
+class ReLU(nn.ReLU):
+    """max(0, x). Shape: any, elementwise. Keras's ``ReLU()`` with no arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    """max(αx, x) with a fixed slope α ≥ 0 (Maas et al., 2013). Shape: any.
+
+    Args:
+        alpha: The slope for x < 0. Default 0.3, Keras's layer default; the
+            chapter's experiments use 0.2, Xu et al. (2015) found 0.2 better
+            than 0.01, and PyTorch's own default is 0.01.
+
+    Example:
+        >>> LeakyReLU(alpha=0.2)(torch.tensor([-1.0, 2.0]))
+        tensor([-0.2000,  2.0000])
+    """
+
+    def __init__(self, alpha: float = 0.3) -> None:
+        super().__init__(check_real(alpha, param="alpha", caller="LeakyReLU", low=0.0))
+
+    @property
+    def alpha(self) -> float:
+        return float(self.negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.negative_slope:g}"
+
+
+class PReLU(nn.PReLU):
+    """Parametric ReLU: max(αx, x) with α learned by backprop (He et al., 2015).
+
+    Shape: ``(N, C, *)`` or ``(N, C)``; with ``num_parameters = C`` each channel
+    (dimension 1) learns its own slope, with 1 all share one.
+
+    Args:
+        num_parameters: 1 (shared slope) or the number of channels.
+        init: The slopes' initial value; 0.0 as Keras's ``PReLU`` (PyTorch's
+            default is 0.25). Any finite value; training may move it anywhere.
+
+    Example:
+        >>> PReLU(num_parameters=3).weight.shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        num_parameters: int = 1,
+        init: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        num_parameters = check_int(num_parameters, param="num_parameters", caller="PReLU", low=1)
+        init = check_real(init, param="init", caller="PReLU")
+        super().__init__(num_parameters, init, device=device, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return prelu(x, self.weight)
+
+
+class RReLU(nn.RReLU):
+    """Randomized leaky ReLU (Xu et al., 2015). Shape: any, elementwise.
+
+    Training mode: each element's slope for x < 0 is drawn from
+    U(lower, upper) at every forward pass, which regularizes. Eval mode: the
+    slope is fixed at (lower + upper) / 2. Keras has no equivalent.
+
+    Args:
+        lower: Smallest slope, ≥ 0. Default 1/8.
+        upper: Largest slope, ≥ lower. Default 1/3.
+    """
+
+    def __init__(self, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0) -> None:
+        lower = check_real(lower, param="lower", caller="RReLU", low=0.0)
+        upper = check_real(upper, param="upper", caller="RReLU", low=lower)
+        super().__init__(lower, upper)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rrelu(x, self.lower, self.upper, self.training)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower:g}, upper={self.upper:g}"
+
+
+class ELU(nn.ELU):
+    """x if x > 0 else α(e^x − 1) (Clevert et al., 2015). Shape: any, elementwise.
+
+    Args:
+        alpha: Saturation value −α for x → −∞, ≥ 0. Default 1.0, where ELU is
+            smooth at 0.
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__(check_real(alpha, param="alpha", caller="ELU", low=0.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}"
+
+
+class SELU(nn.SELU):
+    """Scaled ELU λ·elu(x; α) with :data:`SELU_ALPHA`, :data:`SELU_SCALE`. Shape: any.
+
+    Self-normalizing (Klambauer et al., 2017) in a plain stack of dense layers
+    initialized with LeCun normal, on standardized inputs, without skip
+    connections, ℓ1/ℓ2, ordinary dropout or max-norm.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return selu(x)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Softmax(nn.Softmax):
+    """e^x / Σ e^x along ``axis`` (default −1, as Keras). For output layers."""
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__(dim=check_int(axis, param="axis", caller="Softmax"))
+
+    @property
+    def axis(self) -> int:
+        return int(self.dim)  # type: ignore[arg-type]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(x, self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.dim}"
+
+
+class Identity(nn.Identity):
+    """The ``"linear"`` activation: returns its input unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class GELU(nn.GELU):
+    """x · Φ(x) (Hendrycks & Gimpel, 2016). Shape: any, elementwise."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__(
+            check_option(approximate, ("none", "tanh"), param="approximate", caller="GELU")
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, self.approximate)
+
+
+class SiLU(nn.SiLU):
+    """x · sigmoid(x), a.k.a. swish (Ramachandran et al., 2017). Shape: any."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return silu(x)
+
+
+Swish = SiLU
+
+
+class Mish(nn.Mish):
+    """x · tanh(softplus(x)) (Misra, 2019). Shape: any, elementwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return mish(x)
+
+
+class Softplus(nn.Softplus):
+    """log(1 + e^{βx}) / β, linear above ``threshold``. Shape: any, elementwise."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        beta = check_real(beta, param="beta", caller="Softplus", low=0.0, low_inclusive=False)
+        threshold = check_real(
+            threshold, param="threshold", caller="Softplus", low=0.0, low_inclusive=False
+        )
+        super().__init__(beta, threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softplus(x, self.beta, self.threshold)
+
+
+class Lambda(nn.Module):
+    """Wraps any elementwise callable ``fn(x)`` as an activation module."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return getattr(self.fn, "__qualname__", repr(self.fn))
+
+
+# ------------------------------------------------------------------- registry
+
+#: name -> module class. Names are Keras's, plus ``logistic`` and ``swish``.
+_REGISTRY: dict[str, type[nn.Module]] = {
+    "sigmoid": Sigmoid,
+    "logistic": Sigmoid,
+    "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "prelu": PReLU,
+    "rrelu": RReLU,
+    "elu": ELU,
+    "selu": SELU,
+    "softmax": Softmax,
+    "linear": Identity,
+    "gelu": GELU,
+    "silu": SiLU,
+    "swish": SiLU,
+    "mish": Mish,
+    "softplus": Softplus,
+}
+
+_FUNCTIONS: dict[Callable[..., Any], type[nn.Module]] = {
+    sigmoid: Sigmoid,
+    tanh: Tanh,
+    relu: ReLU,
+    leaky_relu: LeakyReLU,
+    rrelu: RReLU,
+    elu: ELU,
+    selu: SELU,
+    softmax: Softmax,
+    linear: Identity,
+    gelu: GELU,
+    silu: SiLU,
+    mish: Mish,
+    softplus: Softplus,
+    # PyTorch's parameter-free functions, so that they are recognized too.
+    torch.sigmoid: Sigmoid,
+    F.sigmoid: Sigmoid,
+    torch.tanh: Tanh,
+    F.tanh: Tanh,
+    torch.relu: ReLU,
+    F.relu: ReLU,
+    torch.selu: SELU,
+    F.selu: SELU,
+    F.silu: SiLU,
+    F.mish: Mish,
+}
+
+
+def names() -> list[str]:
+    """The names :func:`get` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
+def name_of(module: nn.Module) -> str | None:
+    """The registry name of an activation module (``"selu"`` for ``SELU()``), else ``None``.
+
+    PyTorch's own modules are recognized too (``nn.ReLU()`` is ``"relu"``).
+    """
+    for name, cls in _REGISTRY.items():
+        if type(module) is cls:
+            return name
+    for name, cls in _REGISTRY.items():
+        torch_cls = cls.__mro__[1]
+        if torch_cls is not nn.Module and type(module) is torch_cls:
+            return name
+    return None
+
+
+def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.Module:
+    """Return an activation module for a name, a module, a function or ``None``.
+
+    Args:
+        identifier: A name from :func:`names` (a new module with default
+            arguments), an ``nn.Module`` (returned as is), one of this module's
+            functions (its module), any other callable (wrapped), or ``None``
+            (the identity, Keras's ``"linear"``).
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones and the closest.
+
+    Example:
+        >>> get("selu")
+        SELU()
+    """
+    if identifier is None:
+        return Identity()
+    if isinstance(identifier, nn.Module):
+        return identifier
+    if isinstance(identifier, str):
+        cls = lookup(_REGISTRY, identifier, param="activation", caller="signalprop.activations.get")
+        return cls()
+    if callable(identifier):
+        known = _FUNCTIONS.get(identifier)
+        return known() if known is not None else Lambda(identifier)
+    raise invalid_parameter(
+        "activation",
+        "signalprop.activations.get",
+        f"an activation name (one of {names()}), an nn.Module, a callable or None",
+        identifier,
+    )
