@@ -8,9 +8,11 @@ Example:
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """
 
-from signalprop import activations, init, layers
+from signalprop import activations, diagnostics, init, layers
 from signalprop.activations import SELU_ALPHA, SELU_SCALE
+from signalprop.diagnostics import Report, Thresholds, check_self_normalizing, diagnose
 from signalprop.layers import Dense, Sequential
+from signalprop.propagate import PropagationResult, propagate
 
 __version__ = "0.1.0"
 
@@ -18,9 +20,16 @@ __all__ = [
     "SELU_ALPHA",
     "SELU_SCALE",
     "Dense",
+    "PropagationResult",
+    "Report",
     "Sequential",
+    "Thresholds",
     "__version__",
     "activations",
+    "check_self_normalizing",
+    "diagnose",
+    "diagnostics",
     "init",
     "layers",
+    "propagate",
 ]

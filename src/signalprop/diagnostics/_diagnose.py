@@ -1,0 +1,206 @@
+"""``diagnose``: one forward and one backward pass, measured layer by layer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from signalprop._validation import check_int, invalid_parameter
+from signalprop.diagnostics._findings import find
+from signalprop.diagnostics._record import Recorder, Row, weight_scales
+from signalprop.diagnostics._report import LayerStats, Report, Thresholds
+
+__all__ = ["diagnose"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _value(tensor: Tensor | None) -> float | None:
+    return None if tensor is None else float(tensor.item())
+
+
+def _default_loss(output: Tensor, targets: Tensor, softmax_output: bool) -> Tensor:
+    """Cross-entropy for class labels (on log-probabilities after a softmax), else MSE."""
+    if not targets.is_floating_point():
+        if softmax_output:
+            tiny = torch.finfo(output.dtype).tiny
+            return F.nll_loss(torch.log(output.clamp_min(tiny)), targets)
+        return F.cross_entropy(output, targets)
+    return F.mse_loss(output, targets)
+
+
+def surrogate_loss(output: Tensor, seed: int) -> Tensor:
+    """The loss backpropagated when no targets are given.
+
+    ``L = Σ (output ⊙ g) / batch`` with ``g ~ N(0, 1)`` drawn from its own
+    generator seeded with ``seed`` (the global RNG is not touched): every
+    output receives a gradient of variance ``1 / batch²``, as a mean-reduced
+    loss whose per-example gradient has unit variance would send. It measures
+    how the network transmits a generic error signal, independent of labels.
+    """
+    generator = torch.Generator(device=output.device).manual_seed(seed)
+    g = torch.randn(output.shape, generator=generator, device=output.device, dtype=output.dtype)
+    batch = output.shape[0] if output.dim() > 0 else 1
+    return (output * g).sum() / batch
+
+
+class _SavedState:
+    """RNG states and buffers, to put back after the diagnosis."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.cpu_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        with torch.no_grad():
+            for buffer, saved in self.buffers:
+                if buffer.shape == saved.shape:
+                    buffer.copy_(saved)
+
+
+def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
+    stats = row.stats
+    finite = all(bool(stats[k].item()) for k in ("pre_finite", "act_finite") if k in stats)
+    layer = LayerStats(
+        name=row.name,
+        layer_type=row.layer_type,
+        activation=row.activation,
+        pre_mean=_value(stats.get("pre_mean")),
+        pre_std=_value(stats.get("pre_std")),
+        act_mean=_value(stats.get("act_mean")),
+        act_std=_value(stats.get("act_std")),
+        saturated=_value(stats.get("saturated")),
+        dead=_value(stats.get("dead")),
+        similarity=_value(stats.get("similarity")),
+        grad_pre_rms=_value(row.grads.get("pre")),
+        grad_out_rms=_value(row.grads.get("out", row.grads.get("pre"))),
+        finite=finite,
+    )
+    weight = getattr(row.module, "weight", None)
+    if row.module is not None and isinstance(weight, Tensor):
+        for key, value in weight_scales(row.module).items():
+            setattr(layer, key, value)
+        grad = weight_grads.get(id(weight))
+        if grad is not None:
+            layer.grad_weight_rms = float(
+                torch.linalg.vector_norm(grad.float()).item()
+            ) / math.sqrt(max(1, grad.numel()))
+    return layer
+
+
+def diagnose(
+    model: nn.Module,
+    inputs: Tensor | tuple[Tensor, ...],
+    targets: Tensor | None = None,
+    loss_fn: LossFn | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+    seed: int = 0,
+) -> Report:
+    """Measure where a network's signal and gradient vanish, explode, saturate or die.
+
+    Runs one forward and one backward pass of ``model`` on ``inputs`` with
+    hooks on every weight layer (``nn.Linear``, ``nn.Conv*``,
+    :class:`~signalprop.layers.Dense`) and activation module, and returns per
+    layer the pre-activation and activation mean/std, the fraction of
+    saturated activations (logistic, tanh) and of dead units (ReLU), the
+    gradient RMS w.r.t. the pre-activations, the activations and the weight,
+    and the weight's scale against its fans; then findings with verdicts and
+    fixes (see :class:`Thresholds`).
+
+    The model's parameters, their ``.grad``, its buffers (e.g. BatchNorm
+    statistics), its training mode and the global RNG state are left as they
+    were; hooks are removed even when the forward pass raises. The model runs
+    in whatever mode it is in: call ``model.eval()`` first to diagnose
+    inference behaviour.
+
+    Args:
+        model: Any ``nn.Module``.
+        inputs: A batch (or a tuple of positional inputs). Use at least 16
+            examples for dead units to be judged.
+        targets: Labels (integer classes: cross-entropy, or negative
+            log-likelihood after a softmax output; floats: MSE). Without
+            targets a surrogate loss is backpropagated: see
+            :func:`surrogate_loss`.
+        loss_fn: ``loss_fn(output, targets) -> scalar`` to use instead.
+        thresholds: When a measurement becomes a finding.
+        seed: Seed of the surrogate loss's random gradient.
+
+    Returns:
+        A :class:`Report`; ``report.healthy`` is true when there are no findings.
+
+    Example:
+        >>> import torch, signalprop as sp
+        >>> model = sp.Sequential([sp.Dense(100, "selu", kernel_initializer="lecun_normal")
+        ...                        for _ in range(20)], input_shape=(100,))
+        >>> sp.diagnose(model, torch.randn(256, 100)).healthy
+        True
+    """
+    caller = "diagnose"
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    if not args or not all(isinstance(a, Tensor) for a in args):
+        raise invalid_parameter("inputs", caller, "a Tensor or a tuple of Tensors", inputs)
+    if targets is not None and not isinstance(targets, Tensor):
+        raise invalid_parameter("targets", caller, "a Tensor or None", type(targets).__name__)
+    if loss_fn is not None and not callable(loss_fn):
+        raise invalid_parameter("loss_fn", caller, "a callable or None", loss_fn)
+    if loss_fn is not None and targets is None:
+        raise invalid_parameter("targets", caller, "given when loss_fn is given", None)
+    thresholds = thresholds if thresholds is not None else Thresholds()
+    if not isinstance(thresholds, Thresholds):
+        raise invalid_parameter("thresholds", caller, "a Thresholds", thresholds)
+    seed = check_int(seed, param="seed", caller=caller, low=0)
+
+    saved = _SavedState(model)
+    recorder = Recorder(model, thresholds.saturation_margin)
+    notes: list[str] = []
+    loss_value: float | None = None
+    weight_grads: dict[int, Tensor | None] = {}
+    try:
+        with recorder.installed(), torch.enable_grad():
+            output = model(*args)
+            if not isinstance(output, Tensor):
+                raise invalid_parameter(
+                    "model", caller, "a model returning a Tensor", type(output).__name__
+                )
+            if targets is None:
+                loss = surrogate_loss(output, seed)
+            elif loss_fn is not None:
+                loss = loss_fn(output, targets)
+            else:
+                softmax_output = bool(recorder.rows) and recorder.rows[-1].activation == "softmax"
+                loss = _default_loss(output, targets, softmax_output)
+            loss_value = float(loss.detach().item())
+            weights = recorder.weight_parameters()
+            wrt: list[Tensor] = weights + [a for a in args if a.requires_grad]
+            if loss.requires_grad and wrt:
+                grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+                weight_grads = {id(w): g for w, g in zip(weights, grads, strict=False)}
+            else:
+                notes.append("no parameter requires a gradient: gradient statistics skipped")
+    finally:
+        saved.restore()
+
+    layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
+    findings, more_notes = find(layers, thresholds, int(args[0].shape[0]) if args[0].dim() else 1)
+    return Report(
+        layers=layers,
+        findings=findings,
+        loss=loss_value,
+        surrogate=targets is None,
+        batch_size=int(args[0].shape[0]) if args[0].dim() else 1,
+        input_mean=_value(recorder.input_stats.get("mean")),
+        input_std=_value(recorder.input_stats.get("std")),
+        thresholds=thresholds,
+        notes=notes + more_notes,
+    )

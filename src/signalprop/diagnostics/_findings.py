@@ -1,0 +1,281 @@
+"""Detectors: from per-layer numbers to localized, actionable findings.
+
+Each detector reads :class:`LayerStats` records only, never the model, and
+returns :class:`Finding` records whose ``fix`` names signalprop's remedies.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from signalprop.diagnostics._report import Finding, LayerStats, Thresholds
+from signalprop.init import PRESETS
+
+#: The initializer each activation pairs with (SPEC's table); GELU, SiLU, Mish
+#: and softplus are ReLU-like and conventionally take He's.
+MATCHING_INIT = {
+    "linear": "glorot_uniform",
+    "sigmoid": "glorot_uniform",
+    "tanh": "glorot_uniform",
+    "softmax": "glorot_uniform",
+    "relu": "he_normal",
+    "leaky_relu": "he_normal",
+    "prelu": "he_normal",
+    "rrelu": "he_normal",
+    "elu": "he_normal",
+    "gelu": "he_normal",
+    "silu": "he_normal",
+    "mish": "he_normal",
+    "softplus": "he_normal",
+    "selu": "lecun_normal",
+}
+SATURATING_NAMES = {"sigmoid": "logistic", "tanh": "tanh"}
+NON_SATURATING_FIX = "or switch to ELU/SELU with he_normal/lecun_normal"
+
+
+def layer_range(names: list[str], all_names: list[str]) -> str:
+    """``"3–40"`` for a consecutive run of layers, else a comma-separated list."""
+    if not names:
+        return ""
+    if len(names) == 1:
+        return names[0]
+    positions = [all_names.index(n) for n in names]
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        return f"{names[0]}–{names[-1]} ({len(names)} layers)"
+    shown = ", ".join(names[:6])
+    return shown + (f", … ({len(names)} layers)" if len(names) > 6 else "")
+
+
+def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
+    """What the weights of ``rows`` look like against their activation's initializer.
+
+    Returns ``(activation phrase, init advice)``.
+    """
+    activation = statistics.mode([r.activation or "linear" for r in rows])
+    shown = SATURATING_NAMES.get(activation, activation)
+    init_name = MATCHING_INIT.get(activation)
+    weighted = [r for r in rows if r.has_weight and r.activation == activation]
+    if init_name is None or not weighted:
+        return shown, "re-initialize with a variance-preserving initializer (signalprop.init)"
+    scale, mode, _, _ = PRESETS[init_name]
+    attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
+    measured = statistics.median(getattr(r, attr) for r in weighted)
+    relation = measured / scale
+    if relation > 3:
+        state = f"weights {relation:.3g}× too large (var·{mode} ≈ {measured:.3g}, want {scale:g})"
+    elif relation < 1 / 3:
+        state = (
+            f"weights {1 / relation:.3g}× too small (var·{mode} ≈ {measured:.3g}, want {scale:g})"
+        )
+    else:
+        state = f"weights at {init_name}'s scale (var·{mode} ≈ {measured:.3g})"
+    variance = statistics.median(r.weight_var or 0.0 for r in weighted)
+    if 0.5 < variance < 2 and relation > 3:  # the pre-2010 habit of N(0, 1) weights
+        state = f"N(0, 1)-like weights (var ≈ {variance:.2g}, {relation:.3g}× {init_name}'s)"
+    return f"{shown} with {state}", f"use {init_name}"
+
+
+def _gradient_flow(
+    layers: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+) -> list[Finding]:
+    weighted = [r for r in layers if r.has_weight and r.grad_pre_rms is not None]
+    if len(weighted) < 3:
+        return []
+    reference_row = weighted[-2]  # the highest hidden layer; the output layer's scale differs
+    reference = reference_row.grad_pre_rms or 0.0
+    bottom = weighted[0]
+    if not reference or not math.isfinite(reference):
+        return []
+    ratio = (bottom.grad_pre_rms or 0.0) / reference
+    findings = []
+    hidden = weighted[:-1]
+    if ratio < thresholds.vanishing:
+        flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference < thresholds.vanishing]
+        what, advice = _describe_weights(hidden)
+        saturating = any(r.activation in SATURATING_NAMES for r in hidden)
+        fix = f"{advice}, {NON_SATURATING_FIX}" if saturating else advice
+        findings.append(
+            Finding(
+                kind="vanishing_gradients",
+                layers=[r.name for r in flagged],
+                severity="error" if ratio < thresholds.vanishing**2 else "warning",
+                message=(
+                    f"gradients vanish toward the input: at layer {bottom.name} the gradient is "
+                    f"{ratio:.2e} of layer {reference_row.name}'s; layers "
+                    f"{layer_range([r.name for r in flagged], all_names)} get less than "
+                    f"{thresholds.vanishing:g} of it ({what})"
+                ),
+                fix=fix,
+            )
+        )
+    elif ratio > thresholds.exploding:
+        flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference > thresholds.exploding]
+        what, advice = _describe_weights(hidden)
+        findings.append(
+            Finding(
+                kind="exploding_gradients",
+                layers=[r.name for r in flagged],
+                severity="error" if ratio > thresholds.exploding**2 else "warning",
+                message=(
+                    f"gradients explode toward the input: at layer {bottom.name} the gradient is "
+                    f"{ratio:.2e} × layer {reference_row.name}'s; layers "
+                    f"{layer_range([r.name for r in flagged], all_names)} get more than "
+                    f"{thresholds.exploding:g} × it ({what})"
+                ),
+                fix=f"{advice}; clip gradients (torch.nn.utils.clip_grad_norm_) if it persists",
+            )
+        )
+    return findings
+
+
+def _saturation(
+    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+) -> list[Finding]:
+    flagged = [r for r in hidden if r.saturated is not None and r.saturated > thresholds.saturation]
+    if not flagged:
+        return []
+    worst = max(r.saturated or 0.0 for r in flagged)
+    what, advice = _describe_weights(flagged)
+    return [
+        Finding(
+            kind="saturation",
+            layers=[r.name for r in flagged],
+            severity="error" if worst > 0.5 else "warning",
+            message=(
+                f"layers {layer_range([r.name for r in flagged], all_names)}: {what} saturate "
+                f"(up to {worst:.0%} of activations within "
+                f"{thresholds.saturation_margin:g} of the range's ends)"
+            ),
+            fix=f"{advice}, {NON_SATURATING_FIX}",
+        )
+    ]
+
+
+def _dead_units(
+    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+) -> list[Finding]:
+    flagged = [r for r in hidden if r.dead is not None and r.dead > thresholds.dead]
+    if not flagged:
+        return []
+    worst = max(r.dead or 0.0 for r in flagged)
+    negative = [
+        r.name
+        for r in flagged
+        if r.pre_mean is not None and r.pre_std is not None and r.pre_mean < -2 * r.pre_std
+    ]
+    alike = [r for r in flagged if r.similarity is not None and r.similarity > 0.5]
+    fix = "use he_normal with zero biases, or leaky_relu/elu/selu, whose units cannot die"
+    if negative:
+        shown = ", ".join(negative[:6])
+        fix = f"the pre-activations of {shown} are mostly negative: check their biases; {fix}"
+    elif alike:
+        similarity = max(r.similarity or 0.0 for r in alike)
+        fix = (
+            f"the examples' pre-activations have become alike (similarity up to "
+            f"{similarity:.2f}, 1 = identical): deep plain ReLU stacks lose the differences "
+            f"between inputs with depth; use ELU/SELU, fewer layers, or skip connections"
+        )
+    return [
+        Finding(
+            kind="dead_units",
+            layers=[r.name for r in flagged],
+            severity="error" if worst > 0.5 else "warning",
+            message=(
+                f"layers {layer_range([r.name for r in flagged], all_names)}: up to "
+                f"{worst:.0%} of ReLU units never output a positive value on this batch"
+            ),
+            fix=fix,
+        )
+    ]
+
+
+def _mean_shift(
+    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+) -> list[Finding]:
+    flagged = [
+        r
+        for r in hidden
+        if r.act_mean is not None
+        and r.act_std is not None
+        and r.activation not in ("softmax", None)
+        and abs(r.act_mean) > thresholds.mean_shift * max(r.act_std, 1e-12)
+    ]
+    if not flagged:
+        return []
+    activation = statistics.mode([r.activation or "linear" for r in flagged])
+    shown = SATURATING_NAMES.get(activation, activation)
+    means = [r.act_mean or 0.0 for r in flagged]
+    return [
+        Finding(
+            kind="mean_shift",
+            layers=[r.name for r in flagged],
+            severity="warning",
+            message=(
+                f"layers {layer_range([r.name for r in flagged], all_names)}: {shown} outputs "
+                f"have mean {statistics.median(means):+.3g}, more than "
+                f"{thresholds.mean_shift:g} std from 0, which shifts every next layer's input"
+            ),
+            fix="use an activation with mean ≈ 0 (tanh, ELU, SELU), or normalize between layers",
+        )
+    ]
+
+
+def _non_finite(layers: list[LayerStats], all_names: list[str]) -> list[Finding]:
+    forward = [r for r in layers if not r.finite]
+    backward = [r for r in layers if not r.gradient_finite]
+    if not forward and not backward:
+        return []
+    if forward:
+        first = forward[0]
+        message = f"NaN or Inf first appears in the forward pass at layer {first.name}"
+        names = [r.name for r in forward]
+    else:
+        first = backward[-1]  # gradients flow top-down: the highest is the first
+        message = (
+            f"the forward pass is finite, but NaN or Inf first appears in the gradients "
+            f"at layer {first.name}"
+        )
+        names = [r.name for r in backward]
+    return [
+        Finding(
+            kind="non_finite",
+            layers=names,
+            severity="error",
+            message=message,
+            fix=(
+                "check the inputs for NaN/Inf and standardize them; re-initialize with the "
+                "activation's matching initializer; lower the learning rate or clip gradients"
+            ),
+        )
+    ]
+
+
+def find(
+    layers: list[LayerStats], thresholds: Thresholds, batch_size: int
+) -> tuple[list[Finding], list[str]]:
+    """Run every detector; return the findings and notes on what was not judged."""
+    all_names = [r.name for r in layers]
+    notes: list[str] = []
+    non_finite = _non_finite(layers, all_names)
+    if non_finite:
+        notes.append("other detectors skipped: their statistics are not finite")
+        return non_finite, notes
+    weighted = [r for r in layers if r.has_weight]
+    output_name = weighted[-1].name if weighted else None
+    hidden = [r for r in layers if r.name != output_name]
+    findings = _gradient_flow(layers, thresholds, all_names)
+    if len([r for r in layers if r.has_weight and r.grad_pre_rms is not None]) < 3:
+        notes.append("gradient flow not judged: fewer than 3 weight layers received gradients")
+    findings += _saturation(hidden, thresholds, all_names)
+    if batch_size >= thresholds.min_batch_for_dead:
+        findings += _dead_units(hidden, thresholds, all_names)
+    elif any(r.dead is not None for r in hidden):
+        notes.append(f"dead units not judged: batch {batch_size} < {thresholds.min_batch_for_dead}")
+    findings += _mean_shift(hidden, thresholds, all_names)
+    if not any(r.activation for r in layers) and layers:
+        notes.append(
+            "no activation module seen: activations called as functions inside forward are "
+            "not measured"
+        )
+    return findings, notes

@@ -1,0 +1,254 @@
+"""Hooks that record per-layer statistics during one forward and one backward pass.
+
+A *row* is one measured layer: a weight layer (``nn.Linear``, ``nn.Conv*``,
+:class:`~signalprop.layers.Dense`) together with the activation module that
+consumes its output, or an activation module on its own when no weight layer
+feeds it directly. Rows are named as in ``model.named_modules()`` (``"3"``,
+``"features.0"``); a module called more than once gets ``"name#2"``, ….
+
+Forward statistics are computed inside the hooks, when each tensor is fresh
+(so in-place activations such as ``nn.ReLU(inplace=True)`` do not corrupt
+them); gradients are caught by tensor hooks, which see the gradient of the
+tensor as it was when recorded. Statistics stay as 0-d tensors until the end,
+when they are turned into floats at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from signalprop import activations as _activations
+from signalprop.init import compute_fans, fans_for
+
+#: Activations whose outputs saturate, with their output range (low, high).
+SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+#: Activations whose units die: zero output and zero gradient for z <= 0.
+DYING = {"relu"}
+
+
+def is_weight_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a layer whose weight's fans are known."""
+    return isinstance(module, nn.Linear | nn.modules.conv._ConvNd) or getattr(
+        module, "_signalprop_dense", False
+    )
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """Registry name of an activation module, ``"other"`` for PyTorch's others, else None."""
+    name = _activations.name_of(module)
+    if name is not None:
+        return "sigmoid" if name == "logistic" else name
+    if type(module).__module__ == "torch.nn.modules.activation" and not isinstance(
+        module, nn.MultiheadAttention
+    ):
+        return "other"
+    return None
+
+
+@dataclass
+class Row:
+    """What the hooks saw of one layer; tensors until :meth:`Recorder.finish`."""
+
+    name: str
+    layer_type: str
+    module: nn.Module | None = None  # the weight layer, if any
+    activation: str | None = None  # registry name of its activation, if seen
+    stats: dict[str, Tensor] = field(default_factory=dict)
+    grads: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _mean_std(x: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.detach()
+    if x.numel() < 2:
+        value = x.float().mean()
+        return value, torch.zeros_like(value)
+    std, mean = torch.std_mean(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
+    return mean, std
+
+
+def _rms(x: Tensor) -> Tensor:
+    x = x.detach()
+    norm: Tensor = torch.linalg.vector_norm(x.float())
+    return norm.div(max(1, x.numel()) ** 0.5)
+
+
+def _similarity(z: Tensor) -> Tensor:
+    """How alike the examples' pre-activations are: B·‖mean_b v‖² / Σ_b ‖v_b‖².
+
+    1 when every example has the same pre-activations, about 1/B when they
+    are independent with mean 0. Deep ReLU stacks drive it toward 1, and then
+    a unit negative for one example is negative for all ("dead on the batch").
+    """
+    v = z.detach().reshape(z.shape[0], -1).float()
+    mean = v.mean(dim=0)
+    return z.shape[0] * mean.dot(mean) / v.pow(2).sum().clamp_min(1e-30)
+
+
+def _unit_dims(x: Tensor) -> list[int]:
+    """Dimensions reduced to find a unit: all but dimension 1 (features/channels)."""
+    return [d for d in range(x.dim()) if d != 1] if x.dim() > 1 else [0]
+
+
+class Recorder:
+    """Installs the hooks on a model and collects :class:`Row` records."""
+
+    def __init__(self, model: nn.Module, saturation_margin: float) -> None:
+        self.model = model
+        self.saturation_margin = saturation_margin
+        self.rows: list[Row] = []
+        self.input_stats: dict[str, Tensor] = {}
+        self._names = {module: name for name, module in model.named_modules()}
+        self._calls: dict[str, int] = {}
+        self._open_dense: dict[nn.Module, Row] = {}
+        self._by_output: dict[int, Row] = {}
+        self._handles: list[Any] = []
+        self._keep: list[Tensor] = []  # keeps matched outputs alive so ids stay unique
+
+    # ----------------------------------------------------------------- hooks
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Recorder]:
+        """Install every hook; remove them all on exit, also when the body raises."""
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+            for module in self.model.modules():
+                if getattr(module, "_signalprop_dense", False):
+                    self._handles.append(module.register_forward_pre_hook(self._on_dense_input))
+                    self._handles.append(module.register_forward_hook(self._on_dense_output))
+                elif is_weight_layer(module):
+                    self._handles.append(module.register_forward_hook(self._on_weight_output))
+                elif activation_kind(module) is not None:
+                    self._handles.append(module.register_forward_hook(self._on_activation))
+            yield self
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+            self._by_output.clear()
+            self._keep.clear()
+
+    def _new_row(self, module: nn.Module, weight_module: nn.Module | None) -> Row:
+        base = self._names.get(module, type(module).__name__) or "(model)"
+        count = self._calls.get(base, 0) + 1
+        self._calls[base] = count
+        name = base if count == 1 else f"{base}#{count}"
+        row = Row(name=name, layer_type=type(module).__name__, module=weight_module)
+        self.rows.append(row)
+        return row
+
+    def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if not self.input_stats and args and isinstance(args[0], Tensor):
+            mean, std = _mean_std(args[0])
+            self.input_stats = {"mean": mean, "std": std}
+
+    def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
+        if tensor.requires_grad:
+            tensor.register_hook(  # type: ignore[no-untyped-call]
+                lambda grad: row.grads.__setitem__(key, _rms(grad))
+            )
+
+    def _record_pre(self, row: Row, z: Tensor) -> None:
+        row.stats["pre_mean"], row.stats["pre_std"] = _mean_std(z)
+        row.stats["pre_finite"] = torch.isfinite(z.detach()).all()
+        self._watch(row, "pre", z)
+
+    def _record_activation(self, row: Row, kind: str, z: Tensor, y: Tensor) -> None:
+        row.activation = kind
+        y_data = y.detach()
+        row.stats["act_mean"], row.stats["act_std"] = _mean_std(y_data)
+        row.stats["act_finite"] = torch.isfinite(y_data).all()
+        if kind in SATURATING:
+            low, high = SATURATING[kind]
+            margin = self.saturation_margin * (high - low)
+            saturated = (y_data <= low + margin) | (y_data >= high - margin)
+            row.stats["saturated"] = saturated.float().mean()
+        if kind in DYING and z.numel() and z.dim() >= 1:
+            alive = (z.detach() > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z.detach() > 0)
+            row.stats["dead"] = 1.0 - alive.float().mean()
+            if z.dim() > 1 and z.shape[0] > 1:
+                row.stats["similarity"] = _similarity(z)
+        self._watch(row, "out", y)
+
+    def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not isinstance(output, Tensor):
+            return
+        row = self._new_row(module, module)
+        self._record_pre(row, output)
+        self._by_output[id(output)] = row
+        self._keep.append(output)
+
+    def _on_dense_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self._open_dense[module] = self._new_row(module, module)
+
+    def _on_dense_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        row = self._open_dense.pop(module, None)
+        if row is not None and isinstance(output, Tensor):
+            self._by_output[id(output)] = row
+            self._keep.append(output)
+
+    def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
+            return
+        z = args[0]
+        kind = activation_kind(module) or "other"
+        dense_row = next(
+            (
+                row
+                for dense, row in reversed(self._open_dense.items())
+                if dense.activation is module
+            ),
+            None,
+        )
+        if dense_row is not None:
+            row = dense_row
+            self._record_pre(row, z)
+        else:
+            matched = self._by_output.pop(id(z), None)
+            if matched is None or matched.activation is not None:
+                row = self._new_row(module, None)
+                self._record_pre(row, z)
+            else:
+                row = matched
+        self._record_activation(row, kind, z, output)
+
+    # ---------------------------------------------------------------- result
+    def weight_parameters(self) -> list[Tensor]:
+        """The weights of recorded rows, for one ``torch.autograd.grad`` call."""
+        seen: list[Tensor] = []
+        for row in self.rows:
+            weight = getattr(row.module, "weight", None)
+            if (
+                isinstance(weight, Tensor)
+                and weight.requires_grad
+                and not any(weight is w for w in seen)
+            ):
+                seen.append(weight)
+        return seen
+
+
+def weight_scales(module: nn.Module) -> dict[str, float]:
+    """The weight's mean square ("variance", the mean being ~0), times fan_in and fan_avg.
+
+    ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
+    Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
+    """
+    weight = getattr(module, "weight")  # noqa: B009 (any module with a weight)
+    assert isinstance(weight, Tensor)
+    weight = weight.detach()
+    try:
+        fan_in, fan_out = fans_for(module)
+    except ValueError:
+        fan_in, fan_out = compute_fans(weight.shape)
+    variance = weight.double().pow(2).mean().item()
+    return {
+        "weight_var": variance,
+        "weight_scale_fan_in": variance * fan_in,
+        "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
+        "fan_in": float(fan_in),
+        "fan_out": float(fan_out),
+    }

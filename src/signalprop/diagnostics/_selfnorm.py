@@ -1,0 +1,249 @@
+"""Check the conditions under which a SELU network normalizes itself.
+
+Klambauer et al. (2017) prove that mean 0 / variance 1 is an attracting fixed
+point of a SELU layer only when (a) the inputs are standardized, (b) every
+hidden layer's weights have mean 0 and variance 1/fan_in (LeCun normal), (c)
+the network is a plain sequence (no skip connections, no recurrence), (d) the
+layers are dense, and (e) nothing breaks the fixed point: ordinary dropout
+(alpha dropout is fine), ℓ1/ℓ2 or max-norm. Each condition is checked on the
+model as it is — weights by their actual statistics, not by a name — and the
+resulting per-layer statistics are measured with :func:`diagnose`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from signalprop import activations as _activations
+from signalprop._validation import invalid_parameter
+from signalprop.diagnostics._diagnose import diagnose
+from signalprop.diagnostics._record import is_weight_layer, weight_scales
+from signalprop.diagnostics._report import Report
+
+__all__ = ["Condition", "SelfNormalizationCheck", "check_self_normalizing"]
+
+#: Standardized inputs: |mean| below this and |std − 1| below this (batch statistics).
+INPUT_TOLERANCE = 0.1
+#: LeCun normal: |var·fan_in − 1| below this many standard errors of the sample
+#: variance, sqrt(κ−1 / n) with κ−1 = 2 (the largest, a plain normal's) ...
+WEIGHT_STANDARD_ERRORS = 5.0
+#: ... and never tighter than this relative tolerance.
+WEIGHT_MIN_TOLERANCE = 0.05
+
+
+@dataclass
+class Condition:
+    """One condition of self-normalization, met or violated, and where."""
+
+    name: str
+    met: bool
+    detail: str
+    where: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        mark = "met     " if self.met else "VIOLATED"
+        where = f" [{', '.join(self.where[:8])}{', …' if len(self.where) > 8 else ''}]"
+        return f"{mark} {self.name}: {self.detail}{where if self.where else ''}"
+
+
+@dataclass
+class SelfNormalizationCheck:
+    """The result of :func:`check_self_normalizing`."""
+
+    conditions: list[Condition]
+    report: Report | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every condition is met."""
+        return all(c.met for c in self.conditions)
+
+    def condition(self, name: str) -> Condition:
+        """The condition called ``name``."""
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        verdict = "self-normalizing" if self.ok else "not self-normalizing"
+        return "\n".join([f"{verdict}:", *(f"  {c}" for c in self.conditions)])
+
+
+def _hidden_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    layers = [(n or "(model)", m) for n, m in model.named_modules() if is_weight_layer(m)]
+    return layers[:-1]  # the output layer needs neither SELU nor LeCun weights
+
+
+def _check_inputs(inputs: Tensor) -> Condition:
+    if inputs.numel() < 2:
+        return Condition("standardized_inputs", False, "need a batch of at least 2 values")
+    std, mean = torch.std_mean(inputs.detach().double())
+    ok = abs(mean.item()) < INPUT_TOLERANCE and abs(std.item() - 1) < INPUT_TOLERANCE
+    return Condition(
+        "standardized_inputs",
+        ok,
+        f"batch mean {mean.item():+.3f}, std {std.item():.3f} "
+        f"(want |mean| < {INPUT_TOLERANCE:g}, |std − 1| < {INPUT_TOLERANCE:g})"
+        + ("" if ok else ": standardize each feature with the training set's mean and std"),
+    )
+
+
+def _check_weights(hidden: list[tuple[str, nn.Module]]) -> Condition:
+    bad: list[str] = []
+    worst = ""
+    for name, module in hidden:
+        weight = getattr(module, "weight").detach().double()  # noqa: B009
+        scales = weight_scales(module)
+        n = weight.numel()
+        tolerance = max(WEIGHT_MIN_TOLERANCE, WEIGHT_STANDARD_ERRORS * math.sqrt(2.0 / n))
+        mean_limit = 5 * math.sqrt(scales["weight_var"] / n)
+        mean = weight.mean().item()
+        scale = scales["weight_scale_fan_in"]
+        if abs(scale - 1) > tolerance or abs(mean) > mean_limit:
+            bad.append(name)
+            worst = worst or f"layer {name}: var·fan_in = {scale:.3g}, mean {mean:+.2g}"
+    detail = (
+        f"all {len(hidden)} hidden layers have mean 0 and var·fan_in ≈ 1"
+        if not bad
+        else f"{len(bad)} of {len(hidden)} hidden layers are not LeCun normal ({worst}): "
+        "re-initialize them with lecun_normal"
+    )
+    return Condition("lecun_normal_init", not bad, detail, bad)
+
+
+def _branching(model: nn.Module) -> tuple[bool | None, list[str]]:
+    """Whether the traced graph branches (skip connections); None if it cannot be traced."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # any model torch.fx cannot trace
+        return None, []
+    branches = []
+    for node in graph.nodes:
+        if node.op in ("get_attr", "output"):
+            continue
+        users = [u for u in node.users if u.op != "output"]
+        tensor_inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        if len(users) > 1 or len(tensor_inputs) > 1:
+            branches.append(str(node.target) if node.op == "call_module" else node.name)
+    return bool(branches), branches
+
+
+def _check_sequential(model: nn.Module) -> Condition:
+    recurrent = [n or "(model)" for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    if recurrent:
+        return Condition("sequential", False, "recurrent layers found", recurrent)
+    branches, where = _branching(model)
+    if branches is None:
+        return Condition(
+            "sequential", False, "could not trace the model with torch.fx to rule out skips"
+        )
+    if branches:
+        return Condition(
+            "sequential", False, "the computation graph branches (skip connections)", where
+        )
+    return Condition("sequential", True, "a plain chain of layers (traced with torch.fx)")
+
+
+def _check_dense(model: nn.Module) -> Condition:
+    conv = [
+        n or "(model)" for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)
+    ]
+    if conv:
+        return Condition(
+            "dense", False, "convolutional layers: often works, but is not guaranteed", conv
+        )
+    return Condition("dense", True, "every weight layer is dense")
+
+
+def _check_dropout(model: nn.Module) -> Condition:
+    ordinary = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+    found = [n or "(model)" for n, m in model.named_modules() if isinstance(m, ordinary)]
+    if found:
+        return Condition(
+            "no_ordinary_dropout",
+            False,
+            "ordinary dropout breaks the fixed point: use nn.AlphaDropout",
+            found,
+        )
+    return Condition(
+        "no_ordinary_dropout",
+        True,
+        "no ordinary dropout (ℓ1/ℓ2 and max-norm in the optimizer are not visible here)",
+    )
+
+
+def traced_activations(model: nn.Module) -> dict[str, str]:
+    """Layer name -> activation applied to its output by a function call in ``forward``.
+
+    Found with a torch.fx trace (``torch.selu(self.fc(x))``); empty when the
+    model cannot be traced.
+    """
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # any model torch.fx cannot trace
+        return {}
+    found = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op == "call_function" and callable(user.target):
+            name = _activations.name_of(_activations.get(user.target))
+            if name is not None:
+                found[str(node.target)] = name
+    return found
+
+
+def _check_activations(
+    model: nn.Module, hidden: list[tuple[str, nn.Module]], report: Report
+) -> Condition:
+    names = {h for h, _ in hidden}
+    traced = traced_activations(model)
+    other = [
+        layer.name
+        for layer in report.layers
+        if layer.name in names and (layer.activation or traced.get(layer.name)) != "selu"
+    ]
+    if other:
+        return Condition("selu_activations", False, "hidden layers without SELU", other)
+    return Condition("selu_activations", True, f"all {len(hidden)} hidden layers use SELU")
+
+
+def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizationCheck:
+    """Report each condition of SELU self-normalization as met or violated, with where.
+
+    Conditions: ``standardized_inputs``, ``selu_activations``,
+    ``lecun_normal_init`` (from the weights' statistics), ``sequential`` (no
+    skip connections or recurrence, from a torch.fx trace), ``dense``,
+    ``no_ordinary_dropout``. The per-layer statistics measured on ``inputs``
+    are in ``result.report``.
+
+    Example:
+        >>> import torch, signalprop as sp
+        >>> model = sp.Sequential([sp.Dense(50, "selu", kernel_initializer="lecun_normal")
+        ...                        for _ in range(10)] + [sp.Dense(10)], input_shape=(50,))
+        >>> sp.check_self_normalizing(model, torch.randn(500, 50)).ok
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise invalid_parameter("model", "check_self_normalizing", "an nn.Module", model)
+    if not isinstance(inputs, Tensor):
+        raise invalid_parameter(
+            "inputs", "check_self_normalizing", "a Tensor", type(inputs).__name__
+        )
+    report = diagnose(model, inputs)
+    hidden = _hidden_layers(model)
+    conditions = [
+        _check_inputs(inputs),
+        _check_activations(model, hidden, report),
+        _check_weights(hidden),
+        _check_sequential(model),
+        _check_dense(model),
+        _check_dropout(model),
+    ]
+    return SelfNormalizationCheck(conditions, report)
