@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -21,6 +23,7 @@ __all__ = [
     "check_int",
     "check_option",
     "check_real",
+    "external_stacklevel",
     "invalid_parameter",
     "lookup",
 ]
@@ -104,3 +107,16 @@ def check_int(value: Any, *, param: str, caller: str, low: int | None = None) ->
     if low is not None and number < low:
         raise invalid_parameter(param, caller, expected, value)
     return number
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def external_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside signalprop."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -34,10 +34,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mpmath
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -69,6 +70,7 @@ __all__ = [
     "Softplus",
     "Swish",
     "Tanh",
+    "curves",
     "elu",
     "gelu",
     "get",
@@ -483,6 +485,7 @@ _FUNCTIONS: dict[Callable[..., Any], type[nn.Module]] = {
     tanh: Tanh,
     relu: ReLU,
     leaky_relu: LeakyReLU,
+    prelu: PReLU,
     rrelu: RReLU,
     elu: ELU,
     selu: SELU,
@@ -531,8 +534,9 @@ def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.M
 
     Args:
         identifier: A name from :func:`names` (a new module with default
-            arguments), an ``nn.Module`` (returned as is), one of this module's
-            functions (its module), any other callable (wrapped), or ``None``
+            arguments), an ``nn.Module`` (returned as is) or module class
+            (instantiated), one of this module's functions (its module), any
+            other callable (wrapped), or ``None``
             (the identity, Keras's ``"linear"``).
 
     Raises:
@@ -549,12 +553,41 @@ def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.M
     if isinstance(identifier, str):
         cls = lookup(_REGISTRY, identifier, param="activation", caller="signalprop.activations.get")
         return cls()
+    if isinstance(identifier, type) and issubclass(identifier, nn.Module):
+        return identifier()  # a class, as in ``activation=nn.ReLU``
     if callable(identifier):
-        known = _FUNCTIONS.get(identifier)
-        return known() if known is not None else Lambda(identifier)
+        try:
+            known = _FUNCTIONS.get(identifier)
+        except TypeError:  # an unhashable callable
+            known = None
+        return known() if known is not None else Lambda(identifier)  # type: ignore[arg-type]
     raise invalid_parameter(
         "activation",
         "signalprop.activations.get",
         f"an activation name (one of {names()}), an nn.Module, a callable or None",
         identifier,
     )
+
+
+def curves(
+    names: Sequence[str] = ("sigmoid", "leaky_relu", "elu", "selu"),
+    low: float = -5.0,
+    high: float = 5.0,
+    points: int = 401,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each named activation evaluated on a grid, for plotting: ``name -> (z, f(z))``.
+
+    Modules are built with their defaults, in eval mode (RReLU at its mean slope).
+
+    Example:
+        >>> z, y = curves(["relu"], -1.0, 1.0, 3)["relu"]
+        >>> y.tolist()
+        [0.0, 0.0, 1.0]
+    """
+    z = torch.linspace(low, high, points, dtype=torch.float64)
+    result = {}
+    for name in names:
+        module = get(name).eval()
+        with torch.no_grad():
+            result[name] = (z.numpy().copy(), module.double()(z).numpy().copy())
+    return result

@@ -50,6 +50,7 @@ from signalprop._validation import (
     check_int,
     check_option,
     check_real,
+    external_stacklevel,
     invalid_parameter,
     lookup,
 )
@@ -202,7 +203,10 @@ def _is_empty(tensor: Tensor, caller: str) -> bool:
     if not isinstance(tensor, Tensor):
         raise invalid_parameter("tensor", caller, "a torch.Tensor", type(tensor).__name__)
     if tensor.numel() == 0:
-        warnings.warn(f"{caller}: initializing a zero-element tensor is a no-op", stacklevel=3)
+        warnings.warn(
+            f"{caller}: initializing a zero-element tensor is a no-op",
+            stacklevel=external_stacklevel(),
+        )
         return True
     return False
 
@@ -273,22 +277,45 @@ def variance_scaling_(
         >>> bool(w.abs().max() <= math.sqrt(3 * 2.0 / 75))
         True
     """
-    caller = "variance_scaling_"
+    return _variance_scaling(
+        tensor, scale, mode, distribution, generator, fans, caller="variance_scaling_"
+    )
+
+
+def _variance_scaling(
+    tensor: Tensor,
+    scale: float,
+    mode: str,
+    distribution: str,
+    generator: torch.Generator | None,
+    fans: Sequence[int] | None,
+    *,
+    caller: str,
+) -> Tensor:
+    """The engine behind every fan-based initializer; errors name ``caller``."""
     scale = check_real(scale, param="scale", caller=caller, low=0.0, low_inclusive=False)
     check_option(mode, MODES, param="mode", caller=caller)
     check_option(distribution, DISTRIBUTIONS, param="distribution", caller=caller)
-    if fans is None:
-        if isinstance(tensor, Tensor):
-            fans = compute_fans(tensor.shape)
-    else:
-        fans = (
-            check_int(fans[0], param="fans[0]", caller=caller, low=0),
-            check_int(fans[1], param="fans[1]", caller=caller, low=0),
+    if not isinstance(tensor, Tensor):
+        raise invalid_parameter("tensor", caller, "a torch.Tensor", type(tensor).__name__)
+    if tensor.dim() < 2:
+        raise invalid_parameter(
+            "tensor",
+            caller,
+            "a tensor with at least 2 dimensions, (out, in, *kernel)",
+            tuple(tensor.shape),
         )
+    if fans is None:
+        fan_in, fan_out = compute_fans(tensor.shape)
+    else:
+        if not isinstance(fans, Sequence) or isinstance(fans, str) or len(fans) != 2:
+            raise invalid_parameter(
+                "fans", caller, "a pair of integers >= 0, (fan_in, fan_out)", fans
+            )
+        fan_in = check_int(fans[0], param="fans[0]", caller=caller, low=0)
+        fan_out = check_int(fans[1], param="fans[1]", caller=caller, low=0)
     if _is_empty(tensor, caller):
         return tensor
-    assert fans is not None
-    fan_in, fan_out = fans
     n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
     return _fill_variance(tensor, scale / max(1.0, n), distribution, generator)
 
@@ -327,7 +354,9 @@ def _preset_function(name: str) -> InitFunction:
         generator: torch.Generator | None = None,
         fans: tuple[int, int] | None = None,
     ) -> Tensor:
-        return variance_scaling_(tensor, scale, mode, distribution, generator=generator, fans=fans)
+        return _variance_scaling(
+            tensor, scale, mode, distribution, generator, fans, caller=f"{name}_"
+        )
 
     init_.__name__ = init_.__qualname__ = f"{name}_"
     init_.__doc__ = (
@@ -357,18 +386,22 @@ kaiming_normal_ = he_normal_
 
 def zeros_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with 0 in place (the Keras and signalprop bias default)."""
-    return constant_(tensor, 0.0)
+    return _constant(tensor, 0.0, caller="zeros_")
 
 
 def ones_(tensor: Tensor) -> Tensor:
     """Fill ``tensor`` with 1 in place."""
-    return constant_(tensor, 1.0)
+    return _constant(tensor, 1.0, caller="ones_")
 
 
 def constant_(tensor: Tensor, value: float = 0.0) -> Tensor:
     """Fill ``tensor`` with ``value`` in place."""
-    value = check_real(value, param="value", caller="constant_")
-    if _is_empty(tensor, "constant_"):
+    return _constant(tensor, value, caller="constant_")
+
+
+def _constant(tensor: Tensor, value: float, *, caller: str) -> Tensor:
+    value = check_real(value, param="value", caller=caller)
+    if _is_empty(tensor, caller):
         return tensor
     with torch.no_grad():
         return tensor.fill_(value)
@@ -525,8 +558,14 @@ class VarianceScaling(Initializer):
     def _fill(
         self, tensor: Tensor, generator: torch.Generator | None, fans: tuple[int, int] | None
     ) -> Tensor:
-        return variance_scaling_(
-            tensor, self.scale, self.mode, self.distribution, generator=generator, fans=fans
+        return _variance_scaling(
+            tensor,
+            self.scale,
+            self.mode,
+            self.distribution,
+            generator,
+            fans,
+            caller=type(self).__name__,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -624,7 +663,7 @@ class RandomNormal(Initializer):
     """N(mean, stddev²) (Keras's ``RandomNormal``); see :func:`random_normal_`."""
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
-        caller = "RandomNormal"
+        caller = type(self).__name__
         self.mean = check_real(mean, param="mean", caller=caller)
         self.stddev = check_real(
             stddev, param="stddev", caller=caller, low=0.0, low_inclusive=False
@@ -791,6 +830,8 @@ def get(identifier: str | Initializer | Callable[..., Any]) -> Initializer:
         return identifier
     if isinstance(identifier, str):
         return lookup(_REGISTRY, identifier, param="identifier", caller="signalprop.init.get")()
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()  # a class, as in ``kernel_initializer=HeNormal``
     if callable(identifier):
         cls = _FUNCTIONS.get(identifier)
         return cls() if cls is not None else _CallableInitializer(identifier)

@@ -1,0 +1,7 @@
+"""``python -m signalprop``: the command line."""
+
+import sys
+
+from signalprop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Built-in example networks: the chapter's deep nets and the classic failures.
+
+Each example is data (activation, initializer, depth); :func:`build_example`
+turns one into a Fashion-MNIST-shaped dense net (784 inputs, 300 units, then
+100-unit layers, 10 softmax outputs) and a batch of standardized inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from signalprop import init as _init
+from signalprop._validation import check_int, lookup
+from signalprop.layers import Dense, Sequential
+
+__all__ = ["EXAMPLES", "Example", "build_example"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A deep dense net described by its activation, initializer and depth."""
+
+    activation: str
+    init: str | _init.Initializer
+    depth: int
+    description: str
+
+
+EXAMPLES: dict[str, Example] = {
+    "chapter-selu": Example(
+        "selu", "lecun_normal", 100, "the chapter's 100-layer SELU net (self-normalizing)"
+    ),
+    "chapter-relu": Example(
+        "relu", "he_normal", 100, "the chapter's 100-layer ReLU net with He initialization"
+    ),
+    "relu-he-30": Example("relu", "he_normal", 30, "30-layer ReLU net, He init (He et al. 2015)"),
+    "relu-glorot-30": Example(
+        "relu", "glorot_uniform", 30, "30-layer ReLU net, Glorot init: stalls (He et al. 2015)"
+    ),
+    "logistic-normal": Example(
+        "sigmoid",
+        _init.RandomNormal(stddev=1.0),
+        5,
+        "logistic units with N(0, 1) weights: the top layers saturate (Glorot & Bengio 2010)",
+    ),
+    "logistic-glorot": Example(
+        "sigmoid", "glorot_uniform", 5, "logistic units with Glorot init (Glorot & Bengio 2010)"
+    ),
+    "tanh-tiny": Example(
+        "tanh",
+        _init.RandomNormal(stddev=0.01),
+        30,
+        "30-layer tanh net with N(0, 0.01²) weights: the signal and gradient vanish",
+    ),
+    "relu-large": Example(
+        "relu",
+        _init.VarianceScaling(scale=20.0, mode="fan_in", distribution="normal"),
+        30,
+        "30-layer ReLU net with weights 10× He's variance: the signal and gradient explode",
+    ),
+}
+
+
+def build_example(
+    name: str, *, batch: int = 256, seed: int = 0
+) -> tuple[Sequential, torch.Tensor, torch.Tensor]:
+    """Build an example: ``(model, standardized inputs (batch, 784), random labels)``.
+
+    Everything is drawn from generators seeded with ``seed``; the global RNG
+    is left as it was.
+
+    Example:
+        >>> model, x, y = build_example("chapter-selu", batch=8)
+        >>> model(x).shape
+        torch.Size([8, 10])
+    """
+    example = lookup(EXAMPLES, name, param="name", caller="build_example")
+    batch = check_int(batch, param="batch", caller="build_example", low=1)
+    seed = check_int(seed, param="seed", caller="build_example", low=0)
+    initializer = _init.get(example.init)
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        layers = [Dense(300, example.activation, kernel_initializer=initializer, input_dim=784)]
+        layers += [
+            Dense(100, example.activation, kernel_initializer=initializer)
+            for _ in range(example.depth - 1)
+        ]
+        layers.append(Dense(10, "softmax"))
+        model = Sequential(layers, input_shape=(784,))
+    finally:
+        torch.set_rng_state(state)
+    generator = torch.Generator().manual_seed(seed + 1)
+    inputs = torch.randn(batch, 784, generator=generator)
+    labels = torch.randint(0, 10, (batch,), generator=generator)
+    return model, inputs, labels
