@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 
 from signalprop._validation import check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
-from signalprop.diagnostics._record import Recorder, Row, weight_scales
+from signalprop.diagnostics._record import Recorder, Row, mean_std, rms, weight_scales
 from signalprop.diagnostics._report import LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
@@ -67,32 +66,33 @@ class _SavedState:
 
 
 def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
-    stats = row.stats
-    finite = all(bool(stats[k].item()) for k in ("pre_finite", "act_finite") if k in stats)
     layer = LayerStats(
         name=row.name,
         layer_type=row.layer_type,
         activation=row.activation,
-        pre_mean=_value(stats.get("pre_mean")),
-        pre_std=_value(stats.get("pre_std")),
-        act_mean=_value(stats.get("act_mean")),
-        act_std=_value(stats.get("act_std")),
-        saturated=_value(stats.get("saturated")),
-        dead=_value(stats.get("dead")),
-        similarity=_value(stats.get("similarity")),
-        grad_pre_rms=_value(row.grads.get("pre")),
-        grad_out_rms=_value(row.grads.get("out", row.grads.get("pre"))),
-        finite=finite,
+        saturated=_value(row.stats.get("saturated")),
+        dead=_value(row.stats.get("dead")),
+        similarity=_value(row.stats.get("similarity")),
     )
+    for key in ("pre", "act"):
+        if key in row.moments:
+            mean, std, finite = mean_std(row.moments[key])
+            setattr(layer, f"{key}_mean", mean)
+            setattr(layer, f"{key}_std", std)
+            layer.finite = layer.finite and finite
+    if "pre" in row.grads:
+        layer.grad_pre_rms = rms(row.grads["pre"])
+    if "out" in row.grads or "pre" in row.grads:
+        layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
     weight = getattr(row.module, "weight", None)
     if row.module is not None and isinstance(weight, Tensor):
         for key, value in weight_scales(row.module).items():
             setattr(layer, key, value)
         grad = weight_grads.get(id(weight))
         if grad is not None:
-            layer.grad_weight_rms = float(
-                torch.linalg.vector_norm(grad.float()).item()
-            ) / math.sqrt(max(1, grad.numel()))
+            layer.grad_weight_rms = rms(
+                (grad.sum(), torch.linalg.vector_norm(grad, dtype=torch.float64), grad.numel())
+            )
     return layer
 
 
@@ -192,6 +192,9 @@ def diagnose(
         saved.restore()
 
     layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
+    input_mean = input_std = None
+    if recorder.input_moments is not None:
+        input_mean, input_std, _ = mean_std(recorder.input_moments)
     findings, more_notes = find(layers, thresholds, int(args[0].shape[0]) if args[0].dim() else 1)
     return Report(
         layers=layers,
@@ -199,8 +202,8 @@ def diagnose(
         loss=loss_value,
         surrogate=targets is None,
         batch_size=int(args[0].shape[0]) if args[0].dim() else 1,
-        input_mean=_value(recorder.input_stats.get("mean")),
-        input_std=_value(recorder.input_stats.get("std")),
+        input_mean=input_mean,
+        input_std=input_std,
         thresholds=thresholds,
         notes=notes + more_notes,
     )

@@ -35,22 +35,36 @@ NON_SATURATING_FIX = "or switch to ELU/SELU with he_normal/lecun_normal"
 
 
 def layer_range(names: list[str], all_names: list[str]) -> str:
-    """``"3–40"`` for a consecutive run of layers, else a comma-separated list."""
+    """``"layers 3–40 (38 layers)"`` for a consecutive run, ``"layer 3"``, else a list."""
     if not names:
-        return ""
+        return "no layer"
     if len(names) == 1:
-        return names[0]
+        return f"layer {names[0]}"
     positions = [all_names.index(n) for n in names]
     if positions == list(range(positions[0], positions[0] + len(positions))):
-        return f"{names[0]}–{names[-1]} ({len(names)} layers)"
+        return f"layers {names[0]}–{names[-1]} ({len(names)} layers)"
     shown = ", ".join(names[:6])
-    return shown + (f", … ({len(names)} layers)" if len(names) > 6 else "")
+    return "layers " + shown + (f", … ({len(names)} layers)" if len(names) > 6 else "")
+
+
+#: Weights within this factor of the matching initializer's variance count as "at scale".
+SCALE_TOLERANCE = 1.25
+#: What to do when the weights are already right: the activation or the depth is the cause.
+AT_SCALE_ADVICE = {
+    "sigmoid": "the initialization is already right, the logistic itself is the problem: "
+    "switch to ELU/SELU with he_normal/lecun_normal",
+    "tanh": "the initialization is already right, tanh itself is the problem: switch to "
+    "ELU/SELU with he_normal/lecun_normal",
+    "relu": "the initialization is already right: use leaky_relu/elu/selu, fewer layers, or "
+    "skip connections",
+}
 
 
 def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
     """What the weights of ``rows`` look like against their activation's initializer.
 
-    Returns ``(activation phrase, init advice)``.
+    Returns ``(activation phrase, advice)``: re-initialize when the weights are
+    off their initializer's scale, otherwise advice about the activation.
     """
     activation = statistics.mode([r.activation or "linear" for r in rows])
     shown = SATURATING_NAMES.get(activation, activation)
@@ -62,18 +76,22 @@ def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
     attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
     measured = statistics.median(getattr(r, attr) for r in weighted)
     relation = measured / scale
-    if relation > 3:
+    advice = f"re-initialize with {init_name} (variance {scale:g}/{mode})"
+    if relation > SCALE_TOLERANCE:
         state = f"weights {relation:.3g}× too large (var·{mode} ≈ {measured:.3g}, want {scale:g})"
-    elif relation < 1 / 3:
+    elif relation < 1 / SCALE_TOLERANCE:
         state = (
             f"weights {1 / relation:.3g}× too small (var·{mode} ≈ {measured:.3g}, want {scale:g})"
         )
     else:
         state = f"weights at {init_name}'s scale (var·{mode} ≈ {measured:.3g})"
+        advice = AT_SCALE_ADVICE.get(
+            activation, "the initialization is already right: add normalization or skip connections"
+        )
     variance = statistics.median(r.weight_var or 0.0 for r in weighted)
     if 0.5 < variance < 2 and relation > 3:  # the pre-2010 habit of N(0, 1) weights
         state = f"N(0, 1)-like weights (var ≈ {variance:.2g}, {relation:.3g}× {init_name}'s)"
-    return f"{shown} with {state}", f"use {init_name}"
+    return f"{shown} with {state}", advice
 
 
 def _gradient_flow(
@@ -85,6 +103,27 @@ def _gradient_flow(
     reference_row = weighted[-2]  # the highest hidden layer; the output layer's scale differs
     reference = reference_row.grad_pre_rms or 0.0
     bottom = weighted[0]
+    hidden_names = [r.name for r in weighted[:-1]]
+    if all(not r.grad_pre_rms for r in weighted[:-1]):
+        top = weighted[-1]
+        cause = (
+            "the output layer receives no gradient either"
+            if not top.grad_pre_rms
+            else f"only the output layer {top.name} does"
+        )
+        return [
+            Finding(
+                kind="vanishing_gradients",
+                layers=hidden_names,
+                severity="error",
+                message=(
+                    f"no gradient at all reaches {layer_range(hidden_names, all_names)}; "
+                    f"{cause} (a saturated softmax or dead units upstream cut it)"
+                ),
+                fix=_describe_weights(weighted[:-1])[1]
+                + ", and check the output layer's logits for extreme values",
+            )
+        ]
     if not reference or not math.isfinite(reference):
         return []
     ratio = (bottom.grad_pre_rms or 0.0) / reference
@@ -94,7 +133,7 @@ def _gradient_flow(
         flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference < thresholds.vanishing]
         what, advice = _describe_weights(hidden)
         saturating = any(r.activation in SATURATING_NAMES for r in hidden)
-        fix = f"{advice}, {NON_SATURATING_FIX}" if saturating else advice
+        fix = f"{advice}, {NON_SATURATING_FIX}" if saturating and "itself" not in advice else advice
         findings.append(
             Finding(
                 kind="vanishing_gradients",
@@ -102,8 +141,8 @@ def _gradient_flow(
                 severity="error" if ratio < thresholds.vanishing**2 else "warning",
                 message=(
                     f"gradients vanish toward the input: at layer {bottom.name} the gradient is "
-                    f"{ratio:.2e} of layer {reference_row.name}'s; layers "
-                    f"{layer_range([r.name for r in flagged], all_names)} get less than "
+                    f"{ratio:.2e} of layer {reference_row.name}'s; "
+                    f"{layer_range([r.name for r in flagged], all_names)}: less than "
                     f"{thresholds.vanishing:g} of it ({what})"
                 ),
                 fix=fix,
@@ -119,14 +158,54 @@ def _gradient_flow(
                 severity="error" if ratio > thresholds.exploding**2 else "warning",
                 message=(
                     f"gradients explode toward the input: at layer {bottom.name} the gradient is "
-                    f"{ratio:.2e} × layer {reference_row.name}'s; layers "
-                    f"{layer_range([r.name for r in flagged], all_names)} get more than "
+                    f"{ratio:.2e} × layer {reference_row.name}'s; "
+                    f"{layer_range([r.name for r in flagged], all_names)}: more than "
                     f"{thresholds.exploding:g} × it ({what})"
                 ),
                 fix=f"{advice}; clip gradients (torch.nn.utils.clip_grad_norm_) if it persists",
             )
         )
     return findings
+
+
+def _signal(
+    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+) -> list[Finding]:
+    """The forward signal's RMS, highest hidden layer against the lowest."""
+    rows = [r for r in hidden if r.act_std is not None and r.act_mean is not None]
+    if len(rows) < 2:
+        return []
+
+    def size(r: LayerStats) -> float:
+        return math.hypot(r.act_mean or 0.0, r.act_std or 0.0)
+
+    bottom, top = size(rows[0]), size(rows[-1])
+    if bottom <= 0:
+        return []
+    ratio = top / bottom
+    if thresholds.signal**-1 <= ratio <= thresholds.signal:
+        return []
+    exploding = ratio > thresholds.signal
+    flagged = [
+        r
+        for r in rows
+        if (size(r) / bottom > thresholds.signal**0.5) == exploding
+        and (size(r) / bottom < thresholds.signal**-0.5 or exploding)
+    ]
+    what, advice = _describe_weights(rows)
+    verb = "grows" if exploding else "shrinks"
+    return [
+        Finding(
+            kind="exploding_signal" if exploding else "vanishing_signal",
+            layers=[r.name for r in flagged] or [rows[-1].name],
+            severity="error",
+            message=(
+                f"the forward signal {verb} with depth: the activations' RMS is {ratio:.2e} × "
+                f"from layer {rows[0].name} to layer {rows[-1].name} ({what})"
+            ),
+            fix=advice,
+        )
+    ]
 
 
 def _saturation(
@@ -143,11 +222,11 @@ def _saturation(
             layers=[r.name for r in flagged],
             severity="error" if worst > 0.5 else "warning",
             message=(
-                f"layers {layer_range([r.name for r in flagged], all_names)}: {what} saturate "
+                f"{layer_range([r.name for r in flagged], all_names)}: {what} saturate "
                 f"(up to {worst:.0%} of activations within "
                 f"{thresholds.saturation_margin:g} of the range's ends)"
             ),
-            fix=f"{advice}, {NON_SATURATING_FIX}",
+            fix=advice if "itself" in advice else f"{advice}, {NON_SATURATING_FIX}",
         )
     ]
 
@@ -182,7 +261,7 @@ def _dead_units(
             layers=[r.name for r in flagged],
             severity="error" if worst > 0.5 else "warning",
             message=(
-                f"layers {layer_range([r.name for r in flagged], all_names)}: up to "
+                f"{layer_range([r.name for r in flagged], all_names)}: up to "
                 f"{worst:.0%} of ReLU units never output a positive value on this batch"
             ),
             fix=fix,
@@ -212,7 +291,7 @@ def _mean_shift(
             layers=[r.name for r in flagged],
             severity="warning",
             message=(
-                f"layers {layer_range([r.name for r in flagged], all_names)}: {shown} outputs "
+                f"{layer_range([r.name for r in flagged], all_names)}: {shown} outputs "
                 f"have mean {statistics.median(means):+.3g}, more than "
                 f"{thresholds.mean_shift:g} std from 0, which shifts every next layer's input"
             ),
@@ -267,6 +346,7 @@ def find(
     findings = _gradient_flow(layers, thresholds, all_names)
     if len([r for r in layers if r.has_weight and r.grad_pre_rms is not None]) < 3:
         notes.append("gradient flow not judged: fewer than 3 weight layers received gradients")
+    findings += _signal(hidden, thresholds, all_names)
     findings += _saturation(hidden, thresholds, all_names)
     if batch_size >= thresholds.min_batch_for_dead:
         findings += _dead_units(hidden, thresholds, all_names)

@@ -16,6 +16,7 @@ when they are turned into floats at once.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,23 +60,45 @@ class Row:
     layer_type: str
     module: nn.Module | None = None  # the weight layer, if any
     activation: str | None = None  # registry name of its activation, if seen
-    stats: dict[str, Tensor] = field(default_factory=dict)
-    grads: dict[str, Tensor] = field(default_factory=dict)
+    moments: dict[str, Moments] = field(default_factory=dict)  # "pre", "act"
+    stats: dict[str, Tensor] = field(default_factory=dict)  # fractions
+    grads: dict[str, Moments] = field(default_factory=dict)  # "pre", "out"
 
 
-def _mean_std(x: Tensor) -> tuple[Tensor, Tensor]:
+Moments = tuple[Tensor, Tensor, int]
+
+
+def _moments(x: Tensor) -> Moments:
+    """Sum and 2-norm in float64, and the count: two fast reductions, no sync.
+
+    Mean and std follow at the end (:func:`mean_std`); float64 accumulation
+    keeps the variance accurate, and a NaN or Inf anywhere shows in the sums.
+    """
     x = x.detach()
-    if x.numel() < 2:
-        value = x.float().mean()
-        return value, torch.zeros_like(value)
-    std, mean = torch.std_mean(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
-    return mean, std
+    return (
+        x.sum(dtype=torch.float64),
+        torch.linalg.vector_norm(x, dtype=torch.float64),
+        x.numel(),
+    )
 
 
-def _rms(x: Tensor) -> Tensor:
-    x = x.detach()
-    norm: Tensor = torch.linalg.vector_norm(x.float())
-    return norm.div(max(1, x.numel()) ** 0.5)
+def mean_std(moments: Moments) -> tuple[float, float, bool]:
+    """``(mean, std, finite)`` from :func:`_moments` (std with Bessel's correction)."""
+    total, norm, n = moments
+    s1, s2 = total.item(), norm.item() ** 2
+    finite = math.isfinite(s1) and math.isfinite(s2)
+    if n == 0:
+        return math.nan, math.nan, finite
+    mean = s1 / n
+    if n < 2 or not finite:
+        return mean, 0.0 if finite else math.nan, finite
+    return mean, math.sqrt(max(0.0, (s2 - n * mean * mean) / (n - 1))), finite
+
+
+def rms(moments: Moments) -> float:
+    """Root mean square from :func:`_moments`."""
+    _, norm, n = moments
+    return norm.item() / math.sqrt(max(1, n))
 
 
 def _similarity(z: Tensor) -> Tensor:
@@ -102,7 +125,7 @@ class Recorder:
         self.model = model
         self.saturation_margin = saturation_margin
         self.rows: list[Row] = []
-        self.input_stats: dict[str, Tensor] = {}
+        self.input_moments: Moments | None = None
         self._names = {module: name for name, module in model.named_modules()}
         self._calls: dict[str, int] = {}
         self._open_dense: dict[nn.Module, Row] = {}
@@ -142,26 +165,23 @@ class Recorder:
         return row
 
     def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if not self.input_stats and args and isinstance(args[0], Tensor):
-            mean, std = _mean_std(args[0])
-            self.input_stats = {"mean": mean, "std": std}
+        if self.input_moments is None and args and isinstance(args[0], Tensor):
+            self.input_moments = _moments(args[0])
 
     def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
         if tensor.requires_grad:
             tensor.register_hook(  # type: ignore[no-untyped-call]
-                lambda grad: row.grads.__setitem__(key, _rms(grad))
+                lambda grad: row.grads.__setitem__(key, _moments(grad))
             )
 
     def _record_pre(self, row: Row, z: Tensor) -> None:
-        row.stats["pre_mean"], row.stats["pre_std"] = _mean_std(z)
-        row.stats["pre_finite"] = torch.isfinite(z.detach()).all()
+        row.moments["pre"] = _moments(z)
         self._watch(row, "pre", z)
 
     def _record_activation(self, row: Row, kind: str, z: Tensor, y: Tensor) -> None:
         row.activation = kind
         y_data = y.detach()
-        row.stats["act_mean"], row.stats["act_std"] = _mean_std(y_data)
-        row.stats["act_finite"] = torch.isfinite(y_data).all()
+        row.moments["act"] = _moments(y_data)
         if kind in SATURATING:
             low, high = SATURATING[kind]
             margin = self.saturation_margin * (high - low)
@@ -244,7 +264,9 @@ def weight_scales(module: nn.Module) -> dict[str, float]:
         fan_in, fan_out = fans_for(module)
     except ValueError:
         fan_in, fan_out = compute_fans(weight.shape)
-    variance = weight.double().pow(2).mean().item()
+    variance = torch.linalg.vector_norm(weight, dtype=torch.float64).item() ** 2 / max(
+        1, weight.numel()
+    )
     return {
         "weight_var": variance,
         "weight_scale_fan_in": variance * fan_in,

@@ -15,6 +15,8 @@ KINDS = (
     "non_finite",
     "vanishing_gradients",
     "exploding_gradients",
+    "vanishing_signal",
+    "exploding_signal",
     "saturation",
     "dead_units",
     "mean_shift",
@@ -34,6 +36,9 @@ class Thresholds:
             fixed point (E[f′(z)²] = 1.0716), about 2,500× over 200 layers,
             and such nets still train; a ReLU net with weights 10× too large
             passes 1e4 within a few layers.
+        signal: Ratio of the activations' RMS between the highest and the
+            lowest hidden layer beyond which the forward signal vanishes
+            (below 1/signal) or explodes (above signal). 1e4.
         saturation: Fraction of a layer's activations that are saturated above
             which the layer is reported. 0.2.
         saturation_margin: An output is saturated when it lies within this
@@ -51,6 +56,7 @@ class Thresholds:
 
     vanishing: float = 1e-2
     exploding: float = 1e4
+    signal: float = 1e4
     saturation: float = 0.2
     saturation_margin: float = 0.02
     dead: float = 0.1
@@ -61,6 +67,7 @@ class Thresholds:
         caller = "Thresholds"
         check_real(self.vanishing, param="vanishing", caller=caller, low=0, low_inclusive=False)
         check_real(self.exploding, param="exploding", caller=caller, low=1, low_inclusive=False)
+        check_real(self.signal, param="signal", caller=caller, low=1, low_inclusive=False)
         for name in ("saturation", "dead"):
             check_real(getattr(self, name), param=name, caller=caller, low=0, high=1)
         check_real(
@@ -134,7 +141,8 @@ class Finding:
 
     Attributes:
         kind: One of ``"non_finite"``, ``"vanishing_gradients"``,
-            ``"exploding_gradients"``, ``"saturation"``, ``"dead_units"``,
+            ``"exploding_gradients"``, ``"vanishing_signal"``,
+            ``"exploding_signal"``, ``"saturation"``, ``"dead_units"``,
             ``"mean_shift"``.
         layers: Names of the layers concerned, bottom to top.
         severity: ``"warning"`` or ``"error"``.
@@ -162,9 +170,9 @@ COLUMNS = (
     ("layer", "name", None),
     ("type", "layer_type", None),
     ("act", "activation", None),
-    ("pre mean", "pre_mean", "+.3f"),
+    ("pre mean", "pre_mean", "+.3g"),
     ("pre std", "pre_std", ".3g"),
-    ("act mean", "act_mean", "+.3f"),
+    ("act mean", "act_mean", "+.3g"),
     ("act std", "act_std", ".3g"),
     ("sat", "saturated", ".0%"),
     ("dead", "dead", ".0%"),
