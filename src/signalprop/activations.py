@@ -70,6 +70,7 @@ __all__ = [
     "Softplus",
     "Swish",
     "Tanh",
+    "create",
     "curves",
     "elu",
     "gelu",
@@ -527,6 +528,17 @@ def name_of(module: nn.Module) -> str | None:
         if torch_cls is not nn.Module and type(module) is torch_cls:
             return name
     return None
+
+
+def create(name: str, **kwargs: Any) -> nn.Module:
+    """A new activation module by name with arguments: ``create("leaky_relu", alpha=0.2)``.
+
+    Raises:
+        ValueError: For an unknown name or an invalid argument.
+        TypeError: For an argument the module does not take.
+    """
+    cls = lookup(_REGISTRY, name, param="activation", caller="signalprop.activations.create")
+    return cls(**kwargs)
 
 
 def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.Module:

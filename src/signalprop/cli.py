@@ -8,6 +8,8 @@ user errors into one line on stderr and exit status 2.
     signalprop propagate --activation selu --init lecun_normal --depth 1000
     signalprop plot activations --out DIR
     signalprop diagnose --preset chapter-selu --report DIR
+    signalprop study --preset chapter11 --out DIR [--jobs 2]
+    signalprop report DIR
 """
 
 from __future__ import annotations
@@ -77,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--batch", type=int, default=256, help="inputs (default 256)")
     diag.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     diag.add_argument("--report", metavar="DIR", help="write a Markdown report and figure here")
+    study = commands.add_parser(
+        "study", help="run a grid of training runs on Fashion-MNIST (resumable)"
+    )
+    study.add_argument(
+        "--preset", required=True, help="chapter11, ranking, quick, or a JSON grid file"
+    )
+    study.add_argument("--out", metavar="DIR", required=True, help="results directory")
+    study.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    study.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    study.add_argument(
+        "--data-dir", metavar="DIR", help="Fashion-MNIST files (default: $SIGNALPROP_DATA or cache)"
+    )
+    study.add_argument("--no-report", action="store_true", help="do not write the report after")
+
+    report = commands.add_parser("report", help="write the Markdown report of a study")
+    report.add_argument("directory", metavar="DIR", help="a study's results directory")
     return parser
 
 
@@ -125,6 +143,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "report": args.report,
         }
         return Config(command, options)
+    if command == "study":
+        from signalprop.study import load_spec
+
+        spec = load_spec(args.preset)
+        if args.data_dir is not None and not Path(args.data_dir).is_dir():
+            raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
+        return Config(
+            command,
+            {
+                "spec": spec,
+                "out": args.out,
+                "jobs": check_int(args.jobs, param="jobs", caller=PROG, low=1),
+                "threads": check_int(args.threads, param="threads", caller=PROG, low=1),
+                "data_dir": args.data_dir,
+                "report": not args.no_report,
+            },
+        )
+    if command == "report":
+        directory = Path(args.directory)
+        if not (directory / "results.jsonl").exists():
+            raise UsageError(f"report: {str(directory)!r} holds no results.jsonl")
+        return Config(command, {"directory": args.directory})
     raise UsageError(f"unknown command {command!r}")  # pragma: no cover (argparse refuses it)
 
 
@@ -202,7 +242,46 @@ def _run_diagnose(options: dict[str, Any]) -> int:
     return 0
 
 
-COMMANDS = {"propagate": _run_propagate, "plot": _run_plot, "diagnose": _run_diagnose}
+def _run_study(options: dict[str, Any]) -> int:
+    from signalprop.study import run_study, write_report
+
+    directory = _writable_directory(options["out"], "--out")
+    try:
+        run_study(
+            options["spec"],
+            directory,
+            jobs=options["jobs"],
+            data_dir=options["data_dir"],
+            threads=options["threads"],
+        )
+    except FileNotFoundError as error:
+        raise UsageError(str(error).splitlines()[0]) from None
+    except KeyboardInterrupt:
+        print(
+            f"{PROG}: interrupted; every finished run is kept in {directory}/results.jsonl "
+            "and the same command resumes",
+            file=sys.stderr,
+        )
+        return 130
+    if options["report"]:
+        print(f"report written to {write_report(directory)}")
+    return 0
+
+
+def _run_report(options: dict[str, Any]) -> int:
+    from signalprop.study import write_report
+
+    print(f"report written to {write_report(options['directory'])}")
+    return 0
+
+
+COMMANDS = {
+    "propagate": _run_propagate,
+    "plot": _run_plot,
+    "diagnose": _run_diagnose,
+    "study": _run_study,
+    "report": _run_report,
+}
 
 
 def run(config: Config) -> int:

@@ -57,7 +57,9 @@ from signalprop._validation import (
 
 __all__ = [
     "DISTRIBUTIONS",
+    "MATCHING",
     "MODES",
+    "PRESETS",
     "TRUNCATED_NORMAL_STD_FACTOR",
     "Constant",
     "GlorotNormal",
@@ -342,6 +344,29 @@ PRESETS: dict[str, tuple[float, str, str, str]] = {
     "he_normal": (2.0, "fan_in", "truncated_normal", "ReLU, leaky/randomized/parametric ReLU, ELU"),
     "lecun_uniform": (1.0, "fan_in", "uniform", "SELU"),
     "lecun_normal": (1.0, "fan_in", "truncated_normal", "SELU"),
+}
+
+
+#: The initializer each activation pairs with (SPEC's table). GELU, SiLU, Mish
+#: and softplus are not in it; they are ReLU-like and conventionally take He's
+#: (:func:`signalprop.gain` computes their exact gains).
+MATCHING: dict[str, str] = {
+    "linear": "glorot_uniform",
+    "sigmoid": "glorot_uniform",
+    "logistic": "glorot_uniform",
+    "tanh": "glorot_uniform",
+    "softmax": "glorot_uniform",
+    "relu": "he_normal",
+    "leaky_relu": "he_normal",
+    "prelu": "he_normal",
+    "rrelu": "he_normal",
+    "elu": "he_normal",
+    "gelu": "he_normal",
+    "silu": "he_normal",
+    "swish": "he_normal",
+    "mish": "he_normal",
+    "softplus": "he_normal",
+    "selu": "lecun_normal",
 }
 
 

@@ -21,7 +21,13 @@ from matplotlib.figure import Figure
 from signalprop.diagnostics import Report
 from signalprop.propagate import PropagationResult
 
-__all__ = ["plot_activations", "plot_layers"]
+__all__ = [
+    "plot_accuracy_vs_depth",
+    "plot_activations",
+    "plot_gradient_profiles",
+    "plot_layers",
+    "plot_learning_curves",
+]
 
 TITLES = {
     "sigmoid": "Logistic",
@@ -189,4 +195,79 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
     if series["labels"] is not None and len(series["labels"]) <= 12:
         for ax in (signal, fractions, gradient):
             ax.set_xticks(x, series["labels"])
+    return figure
+
+
+Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
+
+
+def _draw_bands(ax: Axes, series: Mapping[str, Band], styles: Mapping[str, str] | None) -> None:
+    for label, (x, mean, low, high) in series.items():
+        style = (styles or {}).get(label, "-")
+        (line,) = ax.plot(x, mean, style, marker=".", label=label)
+        if np.any(high > low):
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def plot_learning_curves(
+    panels: Mapping[str, Mapping[str, Band]],
+    *,
+    ylabel: str = "validation accuracy",
+    styles: Mapping[str, str] | None = None,
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Curves per epoch, one panel per group: ``title -> label -> (x, mean, low, high)``.
+
+    The band between ``low`` and ``high`` (e.g. the seeds' range) is shaded.
+    """
+    figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
+    for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
+        _draw_bands(ax, series, styles)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    return figure
+
+
+def plot_accuracy_vs_depth(
+    series: Mapping[str, Band],
+    *,
+    styles: Mapping[str, str] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Final accuracy against depth: ``label -> (depths, mean, low, high)``."""
+    figure, (axis,) = _grid(1, None if ax is None else [ax], (7.0, 4.5))
+    for label, (x, mean, low, high) in series.items():
+        style = (styles or {}).get(label, "-")
+        axis.errorbar(
+            x, mean, yerr=[mean - low, high - mean], fmt=style, marker="o", capsize=3, label=label
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("hidden layers")
+    axis.set_ylabel("final validation accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    return figure
+
+
+def plot_gradient_profiles(
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    ylabel: str = "RMS of ∂L/∂(pre-activation)",
+    axes: Sequence[Axes] | None = None,
+) -> Figure:
+    """Per-layer values on a log scale, one panel per group: ``title -> label -> values``."""
+    figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
+    for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
+        for label, values in series.items():
+            x = np.arange(1, len(values) + 1)
+            positive = np.isfinite(values) & (values > 0)
+            ax.semilogy(x[positive], values[positive], ".-", ms=3, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
     return figure

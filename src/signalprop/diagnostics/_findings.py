@@ -10,26 +10,9 @@ import math
 import statistics
 
 from signalprop.diagnostics._report import Finding, LayerStats, Thresholds
-from signalprop.init import PRESETS
+from signalprop.init import MATCHING, PRESETS
 
-#: The initializer each activation pairs with (SPEC's table); GELU, SiLU, Mish
-#: and softplus are ReLU-like and conventionally take He's.
-MATCHING_INIT = {
-    "linear": "glorot_uniform",
-    "sigmoid": "glorot_uniform",
-    "tanh": "glorot_uniform",
-    "softmax": "glorot_uniform",
-    "relu": "he_normal",
-    "leaky_relu": "he_normal",
-    "prelu": "he_normal",
-    "rrelu": "he_normal",
-    "elu": "he_normal",
-    "gelu": "he_normal",
-    "silu": "he_normal",
-    "mish": "he_normal",
-    "softplus": "he_normal",
-    "selu": "lecun_normal",
-}
+MATCHING_INIT = MATCHING
 SATURATING_NAMES = {"sigmoid": "logistic", "tanh": "tanh"}
 NON_SATURATING_FIX = "or switch to ELU/SELU with he_normal/lecun_normal"
 

@@ -1,0 +1,260 @@
+"""The resumable study runner: every finished run is kept, whatever happens next.
+
+Results go to ``DIR/results.jsonl``, one JSON line per finished run, written
+only by the parent process, flushed and fsync'ed before the next run is
+reported. On start, a line cut short by a kill (even ``kill -9`` in the middle
+of a write) is dropped, and the runs already in the file are skipped: a study
+stopped at any moment resumes with nothing finished lost. A run that did not
+finish (interrupted, crashed) writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from signalprop import __version__
+from signalprop import activations as _activations
+from signalprop._validation import check_int
+from signalprop.layers import Dense, Flatten, Sequential
+from signalprop.study._spec import RunConfig, StudySpec
+from signalprop.train import fit
+
+__all__ = ["RESULTS", "build_model", "execute", "read_results", "run_study"]
+
+RESULTS = "results.jsonl"
+SPEC = "spec.json"
+#: Per-layer quantities kept from the diagnose snapshots at the start and end.
+LAYER_KEYS = (
+    "name",
+    "act_mean",
+    "act_std",
+    "saturated",
+    "dead",
+    "grad_pre_rms",
+    "grad_weight_rms",
+    "weight_scale_fan_in",
+)
+DIAGNOSE_BATCH = 256
+
+_DATA_CACHE: dict[tuple[str | None, int, bool], Any] = {}
+
+
+def build_model(config: RunConfig) -> Sequential:
+    """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense."""
+    layers: list[nn.Module] = [Flatten()]
+    for width in config.hidden:
+        activation = _activations.create(config.activation, **config.activation_args)
+        layers.append(Dense(width, activation, kernel_initializer=config.init))
+    layers.append(Dense(10, "softmax"))
+    return Sequential(layers, input_shape=(28, 28))
+
+
+def _data(config: RunConfig, data_dir: str | None) -> Any:
+    from signalprop.data import load_fashion_mnist
+
+    key = (data_dir, config.validation, config.standardize)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # one data set at a time in memory
+        _DATA_CACHE[key] = load_fashion_mnist(
+            data_dir, validation=config.validation, standardize=config.standardize
+        )
+    return _DATA_CACHE[key]
+
+
+def versions() -> dict[str, str]:
+    """The library versions a result was produced with."""
+    return {
+        "signalprop": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _layers(snapshot: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """Column-wise per-layer quantities of a diagnose snapshot."""
+    if snapshot is None:
+        return {}
+    rows = snapshot["layers"]
+    return {key: [row.get(key) for row in rows] for key in LAYER_KEYS}
+
+
+def _findings(snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if snapshot is None:
+        return []
+    return [
+        {k: f[k] for k in ("kind", "severity", "layers", "message")} for f in snapshot["findings"]
+    ]
+
+
+def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) -> dict[str, Any]:
+    """Train one run and return its result record (nothing is written here)."""
+    torch.set_num_threads(threads)
+    data = _data(config, data_dir)
+    x_train, y_train = data.x_train, data.y_train
+    if config.train_size is not None:
+        x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
+    valid = (data.x_valid, data.y_valid) if config.validation else None
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(config)
+    history = fit(
+        model,
+        (x_train, y_train),
+        valid,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        seed=config.seed,
+        progress=False,
+        diagnose_at=(0, config.epochs),
+        diagnose_batch=DIAGNOSE_BATCH,
+    )
+    wall = time.perf_counter() - start
+    record = history.to_dict()
+    snapshots = record.pop("diagnostics")
+    return {
+        "run_id": config.run_id,
+        "config": config.to_dict(),
+        "history": record,
+        "layers": {
+            "start": _layers(snapshots.get("0")),
+            "end": _layers(snapshots.get(str(config.epochs))),
+        },
+        "findings": {
+            "start": _findings(snapshots.get("0")),
+            "end": _findings(snapshots.get(str(config.epochs))),
+        },
+        "wall_time": wall,
+        "threads": threads,
+        "versions": versions(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _repair(path: Path) -> None:
+    """Drop a last line cut short by a kill, so the next append starts clean."""
+    if not path.exists():
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def read_results(directory: str | Path) -> list[dict[str, Any]]:
+    """Every complete result line of ``DIR/results.jsonl`` (cut-short lines are skipped)."""
+    path = Path(directory) / RESULTS
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "run_id" in record:
+            results.append(record)
+    return results
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record, allow_nan=True) + "\n"
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _summary(record: dict[str, Any]) -> str:
+    history = record["history"]
+    accuracy = history["val_accuracy"][-1] if history["val_accuracy"] else float("nan")
+    stopped = f", stopped: {history['stopped']['reason']}" if history["stopped"] else ""
+    return f"val accuracy {accuracy:.4f}{stopped} ({record['wall_time']:.0f} s)"
+
+
+def run_study(
+    spec: StudySpec,
+    out_dir: str | Path,
+    *,
+    jobs: int = 1,
+    data_dir: str | None = None,
+    threads: int = 1,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every run of ``spec`` not already in ``out_dir``; return all results.
+
+    Args:
+        spec: The study.
+        out_dir: Where ``results.jsonl`` and ``spec.json`` live.
+        jobs: Runs trained at once, each in its own process.
+        data_dir: Fashion-MNIST directory (default: ``SIGNALPROP_DATA`` or the cache).
+        threads: PyTorch threads per run.
+        echo: Where progress lines go.
+    """
+    jobs = check_int(jobs, param="jobs", caller="run_study", low=1)
+    threads = check_int(threads, param="threads", caller="run_study", low=1)
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    results_path = directory / RESULTS
+    _repair(results_path)
+    (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
+    done = {r["run_id"] for r in read_results(directory)}
+    todo = [run for run in spec.runs if run.run_id not in done]
+    total = len(spec.runs)
+    echo(
+        f"study {spec.name}: {total} runs, {total - len(todo)} already in {results_path}, "
+        f"{len(todo)} to run ({jobs} job(s), {threads} thread(s) each)"
+    )
+    if todo:
+        from signalprop.data import load_fashion_mnist
+
+        load_fashion_mnist(data_dir, validation=0)  # fail fast, before any run starts
+    finished = total - len(todo)
+
+    def report(config: RunConfig, record: dict[str, Any]) -> None:
+        nonlocal finished
+        _append(results_path, record)
+        finished += 1
+        echo(f"[{finished}/{total}] {config.label or config.name}: {_summary(record)}")
+
+    if jobs == 1:
+        for config in todo:
+            report(config, execute(config, data_dir, threads))
+    elif todo:
+        context = get_context("spawn")  # no fork of a process with live OpenMP threads
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            pending: dict[Future[dict[str, Any]], RunConfig] = {}
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < jobs:
+                        config = queue.pop(0)
+                        pending[pool.submit(execute, config, data_dir, threads)] = config
+                    completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in completed:
+                        report(pending.pop(future), future.result())
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    sys.stdout.flush()
+    return read_results(directory)
