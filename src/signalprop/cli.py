@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", metavar="DIR", help="Fashion-MNIST files (default: $SIGNALPROP_DATA or cache)"
     )
     study.add_argument("--no-report", action="store_true", help="do not write the report after")
+    study.add_argument(
+        "--no-download", action="store_true", help="never download missing data files"
+    )
 
     report = commands.add_parser("report", help="write the Markdown report of a study")
     report.add_argument("directory", metavar="DIR", help="a study's results directory")
@@ -158,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "threads": check_int(args.threads, param="threads", caller=PROG, low=1),
                 "data_dir": args.data_dir,
                 "report": not args.no_report,
+                "download": not args.no_download,
             },
         )
     if command == "report":
@@ -253,6 +257,7 @@ def _run_study(options: dict[str, Any]) -> int:
             jobs=options["jobs"],
             data_dir=options["data_dir"],
             threads=options["threads"],
+            download=options["download"],
         )
     except FileNotFoundError as error:
         raise UsageError(str(error).splitlines()[0]) from None

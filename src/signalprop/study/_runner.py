@@ -197,6 +197,7 @@ def run_study(
     jobs: int = 1,
     data_dir: str | None = None,
     threads: int = 1,
+    download: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Run every run of ``spec`` not already in ``out_dir``; return all results.
@@ -207,6 +208,7 @@ def run_study(
         jobs: Runs trained at once, each in its own process.
         data_dir: Fashion-MNIST directory (default: ``SIGNALPROP_DATA`` or the cache).
         threads: PyTorch threads per run.
+        download: Whether missing data files may be downloaded.
         echo: Where progress lines go.
     """
     jobs = check_int(jobs, param="jobs", caller="run_study", low=1)
@@ -215,7 +217,6 @@ def run_study(
     directory.mkdir(parents=True, exist_ok=True)
     results_path = directory / RESULTS
     _repair(results_path)
-    (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
     done = {r["run_id"] for r in read_results(directory)}
     todo = [run for run in spec.runs if run.run_id not in done]
     total = len(spec.runs)
@@ -226,7 +227,9 @@ def run_study(
     if todo:
         from signalprop.data import load_fashion_mnist
 
-        load_fashion_mnist(data_dir, validation=0)  # fail fast, before any run starts
+        # Fail fast, before any run starts or anything is written.
+        load_fashion_mnist(data_dir, validation=0, download=download)
+    (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
     finished = total - len(todo)
 
     def report(config: RunConfig, record: dict[str, Any]) -> None:

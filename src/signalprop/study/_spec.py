@@ -22,6 +22,11 @@ values whose product gives runs). A run's settings:
 ``label``          a name for reports (not part of the run's identity)
 ``reference``      published numbers to compare with (not part of the identity)
 =================  ===========================================================
+
+Runs of a grid with identical settings are run once (the logistic's and
+tanh's matching initializer is ``glorot_uniform``, so ``init: ["matching",
+"glorot_uniform"]`` names their runs twice); two identical explicit runs
+are an error.
 """
 
 from __future__ import annotations
@@ -225,10 +230,14 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
             runs.append(_run(settings, f"{source}: grid {dict(zip(keys, values, strict=True))}"))
     if not runs:
         raise _fail(source, "the study has no runs: give 'runs' or 'grid'")
-    ids = [run.run_id for run in runs]
-    if len(set(ids)) != len(ids):
+    unique: dict[str, RunConfig] = {}
+    for run in runs:  # a grid may name one run twice: tanh's matching init is glorot_uniform
+        unique.setdefault(run.run_id, run)
+    if len(unique) < len(runs) and explicit and grid is None:
         raise _fail(source, "two runs have identical settings")
-    return StudySpec(name=str(name), description=str(raw.get("description", "")), runs=runs)
+    return StudySpec(
+        name=str(name), description=str(raw.get("description", "")), runs=list(unique.values())
+    )
 
 
 def load_spec(preset_or_path: str) -> StudySpec:
