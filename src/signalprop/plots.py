@@ -51,7 +51,10 @@ def _grid(
     columns = min(n, 2)
     rows = (n + columns - 1) // columns
     figure = Figure(figsize=(size[0] * columns, size[1] * rows), layout="constrained")
-    return figure, list(np.atleast_1d(figure.subplots(rows, columns)).ravel())[:n]
+    panels = list(np.atleast_1d(figure.subplots(rows, columns)).ravel())
+    for extra in panels[n:]:
+        extra.remove()
+    return figure, panels[:n]
 
 
 def _annotate_logistic(ax: Axes, z: np.ndarray, y: np.ndarray, margin: float) -> None:

@@ -129,6 +129,7 @@ class Recorder:
         self._names = {module: name for name, module in model.named_modules()}
         self._calls: dict[str, int] = {}
         self._open_dense: dict[nn.Module, Row] = {}
+        self._pending: dict[nn.Module, list[tuple[Row, str]]] = {}
         self._by_output: dict[int, Row] = {}
         self._handles: list[Any] = []
         self._keep: list[Tensor] = []  # keeps matched outputs alive so ids stay unique
@@ -146,6 +147,9 @@ class Recorder:
                 elif is_weight_layer(module):
                     self._handles.append(module.register_forward_hook(self._on_weight_output))
                 elif activation_kind(module) is not None:
+                    self._handles.append(
+                        module.register_forward_pre_hook(self._on_activation_input)
+                    )
                     self._handles.append(module.register_forward_hook(self._on_activation))
             yield self
         finally:
@@ -153,6 +157,7 @@ class Recorder:
                 handle.remove()
             self._handles.clear()
             self._by_output.clear()
+            self._pending.clear()
             self._keep.clear()
 
     def _new_row(self, module: nn.Module, weight_module: nn.Module | None) -> Row:
@@ -178,7 +183,15 @@ class Recorder:
         row.moments["pre"] = _moments(z)
         self._watch(row, "pre", z)
 
-    def _record_activation(self, row: Row, kind: str, z: Tensor, y: Tensor) -> None:
+    def _record_activation_input(self, row: Row, kind: str, z: Tensor) -> None:
+        """Statistics of the pre-activation that need it fresh, before an in-place op."""
+        if kind in DYING and z.numel() and z.dim() >= 1:
+            alive = (z.detach() > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z.detach() > 0)
+            row.stats["dead"] = 1.0 - alive.float().mean()
+            if z.dim() > 1 and z.shape[0] > 1:
+                row.stats["similarity"] = _similarity(z)
+
+    def _record_activation(self, row: Row, kind: str, y: Tensor) -> None:
         row.activation = kind
         y_data = y.detach()
         row.moments["act"] = _moments(y_data)
@@ -187,11 +200,6 @@ class Recorder:
             margin = self.saturation_margin * (high - low)
             saturated = (y_data <= low + margin) | (y_data >= high - margin)
             row.stats["saturated"] = saturated.float().mean()
-        if kind in DYING and z.numel() and z.dim() >= 1:
-            alive = (z.detach() > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z.detach() > 0)
-            row.stats["dead"] = 1.0 - alive.float().mean()
-            if z.dim() > 1 and z.shape[0] > 1:
-                row.stats["similarity"] = _similarity(z)
         self._watch(row, "out", y)
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
@@ -211,8 +219,13 @@ class Recorder:
             self._by_output[id(output)] = row
             self._keep.append(output)
 
-    def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
+    def _on_activation_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Match the activation to its row and record the pre-activation while it is fresh.
+
+        This runs before the activation, so ``nn.ReLU(inplace=True)`` has not yet
+        overwritten its input.
+        """
+        if not args or not isinstance(args[0], Tensor):
             return
         z = args[0]
         kind = activation_kind(module) or "other"
@@ -229,12 +242,21 @@ class Recorder:
             self._record_pre(row, z)
         else:
             matched = self._by_output.pop(id(z), None)
-            if matched is None or matched.activation is not None:
+            if matched is None:
                 row = self._new_row(module, None)
                 self._record_pre(row, z)
             else:
                 row = matched
-        self._record_activation(row, kind, z, output)
+        self._record_activation_input(row, kind, z)
+        self._pending.setdefault(module, []).append((row, kind))
+
+    def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        pending = self._pending.get(module)
+        if not pending:
+            return
+        row, kind = pending.pop()
+        if isinstance(output, Tensor):
+            self._record_activation(row, kind, output)
 
     # ---------------------------------------------------------------- result
     def weight_parameters(self) -> list[Tensor]:

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from signalprop._validation import check_real
+from signalprop._validation import check_int, check_real
 
 __all__ = ["Finding", "LayerStats", "Report", "Thresholds"]
 
@@ -74,6 +74,7 @@ class Thresholds:
             self.saturation_margin, param="saturation_margin", caller=caller, low=0, high=0.5
         )
         check_real(self.mean_shift, param="mean_shift", caller=caller, low=0, low_inclusive=False)
+        check_int(self.min_batch_for_dead, param="min_batch_for_dead", caller=caller, low=1)
 
 
 @dataclass

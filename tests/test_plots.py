@@ -1,0 +1,171 @@
+"""Plots: drawing only, headless, onto new or given axes, written as real PNG files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import nn
+
+import signalprop as sp
+from signalprop.plots import plot_activations, plot_layers
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: these tensors are too small to gain from more, and on a shared
+    2-core machine a second spinning thread slows a 1000-layer propagate from 2 s to 14 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ASYMPTOTES = {"elu": -1.0, "selu": -sp.SELU_SCALE * sp.SELU_ALPHA}
+
+
+@pytest.fixture(autouse=True)
+def headless(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLBACKEND", "agg")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file()
+    assert path.stat().st_size > 5_000  # a blank canvas compresses to far less than a plot
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report() -> sp.Report:
+    with seeded(0):
+        model = sp.Sequential(
+            [sp.Dense(30, "sigmoid") for _ in range(3)]
+            + [sp.Dense(30, "relu", kernel_initializer="he_normal") for _ in range(3)]
+            + [sp.Dense(5)],
+            input_shape=(30,),
+        )
+    x = torch.randn(64, 30, generator=torch.Generator().manual_seed(1))
+    return sp.diagnose(model, x)
+
+
+def horizontal_levels(ax: Axes) -> set[float]:
+    levels = set()
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), dtype=float)
+        if y.size and np.all(y == y[0]):
+            levels.add(float(y[0]))
+    return levels
+
+
+def test_plot_activations_one_panel_per_curve(tmp_path: Path) -> None:
+    curves = sp.activations.curves()
+    figure = plot_activations(curves, asymptotes=ASYMPTOTES)
+    assert isinstance(figure, Figure)
+    assert len(figure.axes) == len(curves) == 4
+    assert [ax.get_title() for ax in figure.axes] == ["Logistic", "Leaky ReLU", "ELU", "SELU"]
+    for ax, (z, y) in zip(figure.axes, curves.values(), strict=True):
+        drawn = [line for line in ax.get_lines() if len(line.get_xdata()) == len(z)]
+        assert any(np.array_equal(line.get_ydata(), y) for line in drawn)  # drawn, not recomputed
+    elu, selu = figure.axes[2], figure.axes[3]
+    assert ASYMPTOTES["elu"] in horizontal_levels(elu)
+    assert ASYMPTOTES["selu"] in horizontal_levels(selu)
+    assert ASYMPTOTES["selu"] not in horizontal_levels(figure.axes[0])
+    assert_png(save(figure, tmp_path / "activations.png"))
+
+
+@pytest.mark.parametrize(
+    "names", [["relu"], ["sigmoid", "tanh", "elu"], ["relu", "leaky_relu", "elu", "selu", "gelu"]]
+)
+def test_plot_activations_has_exactly_one_axes_per_curve(names: list[str]) -> None:
+    figure = plot_activations(sp.activations.curves(names))
+    assert len(figure.axes) == len(names)
+
+
+def test_plot_activations_draws_on_given_axes(tmp_path: Path) -> None:
+    figure = Figure()
+    axes = list(figure.subplots(1, 2))
+    returned = plot_activations(sp.activations.curves(["relu", "tanh"]), axes=axes)
+    assert returned is figure
+    assert len(figure.axes) == 2
+    assert all(ax.get_lines() for ax in axes)
+    assert [ax.get_title() for ax in axes] == ["ReLU", "tanh"]
+    assert_png(save(figure, tmp_path / "given.png"))
+
+
+def test_too_few_axes_raise() -> None:
+    figure = Figure()
+    with pytest.raises(ValueError, match="'axes'"):
+        plot_activations(sp.activations.curves(), axes=[figure.add_subplot()])
+    with pytest.raises(ValueError, match="'axes'"):
+        plot_layers(sp.propagate("selu", "lecun_normal", 3, 10, 10), axes=figure.axes)
+
+
+@pytest.mark.parametrize("source", ["report", "propagate"])
+def test_plot_layers_has_exactly_three_axes(report: sp.Report, source: str) -> None:
+    data = report if source == "report" else sp.propagate("selu", "lecun_normal", 5, 10, 10)
+    figure = plot_layers(data)
+    assert len(figure.axes) == 3  # signal, saturated/dead fractions, gradient; no blank panel
+
+
+def test_plot_layers_from_a_report(report: sp.Report, tmp_path: Path) -> None:
+    figure = plot_layers(report)
+    assert isinstance(figure, Figure)
+    signal, fractions, gradient = figure.axes[:3]
+    stds = [r.act_std if r.act_std is not None else r.pre_std for r in report.layers]
+    assert any(np.allclose(line.get_ydata(), stds) for line in signal.get_lines())
+    labels = {line.get_label() for line in fractions.get_lines()}
+    assert {"saturated", "dead"} <= labels
+    grads = [r.grad_pre_rms for r in report.layers]
+    assert any(np.allclose(line.get_ydata(), grads) for line in gradient.get_lines())
+    assert [t.get_text() for t in signal.get_xticklabels()] == [r.name for r in report.layers]
+    assert_png(save(figure, tmp_path / "layers.png"))
+
+
+def test_plot_layers_from_propagate(tmp_path: Path) -> None:
+    result = sp.propagate("relu", "glorot_uniform", depth=30, width=30, batch=50)
+    figure = plot_layers(result)
+    signal, _, gradient = figure.axes[:3]
+    assert any(np.array_equal(line.get_ydata(), result.forward_std) for line in signal.get_lines())
+    assert any(np.array_equal(line.get_ydata(), result.grad_std) for line in gradient.get_lines())
+    assert_png(save(figure, tmp_path / "propagate.png"))
+
+
+def test_plot_layers_draws_on_given_axes(report: sp.Report, tmp_path: Path) -> None:
+    figure = Figure(figsize=(12, 3))
+    axes = list(figure.subplots(1, 3))
+    assert plot_layers(report, axes=axes) is figure
+    assert len(figure.axes) == 3
+    assert all(ax.get_lines() for ax in axes)
+    assert_png(save(figure, tmp_path / "given_layers.png"))
+
+
+def test_plot_layers_without_gradients_or_with_nan(tmp_path: Path) -> None:
+    """Reports with missing or non-finite numbers still draw (and warn about nothing)."""
+    with seeded(2):
+        frozen = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2)).requires_grad_(False)
+        broken = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(3))
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    for name, data in (("frozen", sp.diagnose(frozen, x)), ("nan", sp.diagnose(broken, bad))):
+        figure = plot_layers(data)
+        assert_png(save(figure, tmp_path / f"{name}.png"))
