@@ -6,7 +6,7 @@ Trains the chapter's 100-layer SELU net (784 -> 300 -> 99 x 100 -> 10, batch
 * baseline: ``nn.Sequential`` of ``nn.Flatten``, ``nn.Linear`` and ``nn.SELU``;
 * signalprop: ``sp.Sequential`` of ``sp.layers.Flatten`` and ``sp.Dense(..., "selu")``.
 
-The two are timed in interleaved blocks (A B A B ...), each block a run of
+The two are timed in interleaved blocks (A B B A A B ...), each block a run of
 training steps; the script prints the median time per step of each, their
 ratio (goal: signalprop / plain <= 1.03) and the spread over blocks.
 
@@ -92,8 +92,9 @@ def main() -> None:
     for model in variants.values():  # warm-up
         time_steps(model, data[:5])
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.blocks):
-        for name, model in variants.items():
+    for block in range(args.blocks):
+        order = list(variants.items())
+        for name, model in order if block % 2 == 0 else order[::-1]:  # A B, then B A
             times[name].append(time_steps(model, data))
 
     print(
