@@ -10,7 +10,9 @@ Example:
 
 from signalprop import activations, diagnostics, init, layers
 from signalprop.activations import SELU_ALPHA, SELU_SCALE
+from signalprop.autoinit import AutoInitResult, autoinit
 from signalprop.diagnostics import Report, Thresholds, check_self_normalizing, diagnose
+from signalprop.gains import gain, moments, recommend_init, selu_parameters
 from signalprop.layers import Dense, Sequential
 from signalprop.propagate import PropagationResult, propagate
 
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SELU_ALPHA",
     "SELU_SCALE",
+    "AutoInitResult",
     "Dense",
     "PropagationResult",
     "Report",
@@ -26,10 +29,15 @@ __all__ = [
     "Thresholds",
     "__version__",
     "activations",
+    "autoinit",
     "check_self_normalizing",
     "diagnose",
     "diagnostics",
+    "gain",
     "init",
     "layers",
+    "moments",
     "propagate",
+    "recommend_init",
+    "selu_parameters",
 ]
