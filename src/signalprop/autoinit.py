@@ -5,8 +5,15 @@
 its own (Dense), the next module (``nn.Sequential``), or a function called in
 ``forward`` (found by a torch.fx trace) — and redraws its weights with
 variance ``gain² / fan_in`` for that activation's computed forward gain
-(:func:`signalprop.gain`), biases at 0. A layer whose output feeds no
-activation (the output layer, or a normalization) gets gain 1.
+(:func:`signalprop.gain`), biases at 0: the pairing of Keras's
+``Dense(units, activation, kernel_initializer=...)``. A layer whose output
+feeds no activation (the output layer, or a normalization) gets gain 1.
+
+The first layer reads the data, not an activation, so its variance is
+``1 / (fan_in · E[x²])`` with the inputs' second moment (measured on
+``inputs`` when given, else 1 for standardized data): a gain above 1 there
+would only inflate the first pre-activations (tanh's 1.59 saturates a fifth
+of its first layer).
 
 ``mode="data"`` then rescales each layer, bottom to top, on a batch until its
 output (the pre-activation) has mean ≈ 0 and std ≈ 1: LSUV (Mishkin & Matas,
@@ -35,7 +42,7 @@ from torch import Tensor, nn
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
-from signalprop.diagnostics._record import activation_kind, is_weight_layer
+from signalprop.diagnostics._record import activation_kind, is_weight_layer, trace
 from signalprop.gains import gain
 
 __all__ = ["AutoInitResult", "LayerInit", "autoinit"]
@@ -62,6 +69,7 @@ class LayerInit:
     gain: float
     std_before: float
     std_after: float
+    input_from: str = "activation"  # "data" for the first layer
     iterations: int = 0
     output_mean: float | None = None
     output_std: float | None = None
@@ -119,9 +127,8 @@ def _consumer_name(consumer: Consumer) -> str:
 
 def _traced_consumers(model: nn.Module) -> dict[str, Consumer] | None:
     """Weight layer name -> the activation applied to its output, from a torch.fx trace."""
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # a model torch.fx cannot trace
+    graph = trace(model)
+    if graph is None:
         return None
     found: dict[str, Consumer] = {}
     for node in graph.nodes:
@@ -246,7 +253,19 @@ def autoinit(
             raise invalid_parameter("inputs", caller, "a Tensor or a tuple of Tensors", inputs)
     if mode == "data" and args is None:
         raise invalid_parameter("inputs", caller, "a batch when mode='data'", None)
+    order: list[nn.Module] = []
+    first_input_square: float | None = None
     if args is not None:
+
+        def remember(module: nn.Module, inputs: tuple[Any, ...]) -> None:
+            nonlocal first_input_square
+            if not order and inputs and isinstance(inputs[0], Tensor):
+                first_input_square = float(inputs[0].detach().double().pow(2).mean().item())
+            order.append(module)
+
+        handles = [
+            m.register_forward_pre_hook(remember) for m in model.modules() if is_weight_layer(m)
+        ]
         try:
             with torch.no_grad():
                 model(*args)  # also materializes lazily sized layers
@@ -256,6 +275,9 @@ def autoinit(
             raise invalid_parameter(
                 "inputs", caller, "inputs the model accepts", shapes, hint=message
             ) from None
+        finally:
+            for handle in handles:
+                handle.remove()
 
     result = AutoInitResult(mode=mode, layers=[])
     traced = _traced_consumers(model)
@@ -280,6 +302,7 @@ def autoinit(
             "a model with nn.Linear, nn.Conv* or Dense layers",
             type(model).__name__,
         )
+    first = order[0] if order else layers[0][1]
     for name, module in layers:
         consumer = (
             module.activation
@@ -288,9 +311,13 @@ def autoinit(
         )
         if isinstance(consumer, nn.Softmax):
             consumer = None  # an output layer: keep the logits' variance at 1
-        layer_gain = (
-            1.0 if consumer is None or isinstance(consumer, nn.Identity) else gain(consumer)
-        )
+        if module is first:
+            # Its input is the data, not an activation: variance 1 / (fan_in · E[x²]).
+            layer_gain = 1.0 / math.sqrt(first_input_square or 1.0)
+        else:
+            layer_gain = (
+                1.0 if consumer is None or isinstance(consumer, nn.Identity) else gain(consumer)
+            )
         weight = module.weight
         before = _std(weight)
         _init.VarianceScaling(scale=layer_gain**2, mode="fan_in")(
@@ -303,6 +330,7 @@ def autoinit(
                 name=name or "(model)",
                 layer_type=type(module).__name__,
                 activation=_consumer_name(consumer) if consumer is not None else "linear",
+                input_from="data" if module is first else "activation",
                 gain=layer_gain,
                 std_before=before,
                 std_after=_std(weight),

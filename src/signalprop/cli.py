@@ -10,6 +10,8 @@ user errors into one line on stderr and exit status 2.
     signalprop diagnose --preset chapter-selu --report DIR
     signalprop study --preset chapter11 --out DIR [--jobs 2]
     signalprop report DIR
+    signalprop gain [ACTIVATION] [--param alpha=0.2]
+    signalprop autoinit --preset torch-default-relu --report DIR
 """
 
 from __future__ import annotations
@@ -96,9 +98,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-download", action="store_true", help="never download missing data files"
     )
 
+    gain_parser = commands.add_parser(
+        "gain", help="the variance-preserving gain of an activation, computed numerically"
+    )
+    gain_parser.add_argument(
+        "activation", nargs="?", help="activation name (default: a table of all)"
+    )
+    gain_parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an argument of the activation, e.g. --param alpha=0.2",
+    )
+
+    auto = commands.add_parser(
+        "autoinit", help="re-initialize an example network and diagnose it before and after"
+    )
+    auto.add_argument(
+        "--preset",
+        required=True,
+        help=f"example network: one of {sorted(_autoinit_presets())}",
+    )
+    auto.add_argument("--mode", choices=["analytic", "data"], default="analytic")
+    auto.add_argument("--batch", type=int, default=256, help="inputs (default 256)")
+    auto.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    auto.add_argument("--report", metavar="DIR", help="write a Markdown report and figures here")
+
     report = commands.add_parser("report", help="write the Markdown report of a study")
     report.add_argument("directory", metavar="DIR", help="a study's results directory")
     return parser
+
+
+def _autoinit_presets() -> list[str]:
+    from signalprop.examples import TORCH_DEFAULT
+
+    return [*EXAMPLES, *(f"torch-default-{name}" for name in TORCH_DEFAULT)]
+
+
+def _parse_params(pairs: list[str]) -> dict[str, float]:
+    params = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            params[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"gain: --param must be NAME=NUMBER, got {pair!r}") from None
+    return params
 
 
 def _writable_directory(path: str, param: str) -> Path:
@@ -162,6 +208,25 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "data_dir": args.data_dir,
                 "report": not args.no_report,
                 "download": not args.no_download,
+            },
+        )
+    if command == "gain":
+        params = _parse_params(args.param)
+        if args.activation is None and params:
+            raise UsageError("gain: --param needs an activation name")
+        if args.activation is not None:
+            _activations.create(args.activation, **params)
+        return Config(command, {"activation": args.activation, "params": params})
+    if command == "autoinit":
+        check_option(args.preset, _autoinit_presets(), param="preset", caller=f"{PROG} autoinit")
+        return Config(
+            command,
+            {
+                "preset": args.preset,
+                "mode": args.mode,
+                "batch": check_int(args.batch, param="batch", caller=PROG, low=2),
+                "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
+                "report": args.report,
             },
         )
     if command == "report":
@@ -280,12 +345,85 @@ def _run_report(options: dict[str, Any]) -> int:
     return 0
 
 
+def _torch_gain(name: str, params: dict[str, float]) -> str:
+    import torch
+
+    torch_name = {"sigmoid": "sigmoid", "logistic": "sigmoid", "linear": "linear"}.get(name, name)
+    try:
+        slope = params.get("alpha", 0.3) if name == "leaky_relu" else None  # signalprop's default
+        value = torch.nn.init.calculate_gain(torch_name, slope)  # type: ignore[arg-type]
+    except ValueError:
+        return "-"
+    return f"{value:.6g}"
+
+
+def _run_gain(options: dict[str, Any]) -> int:
+    from signalprop.gains import moments
+
+    names = (
+        [options["activation"]]
+        if options["activation"]
+        else [n for n in _activations.names() if n not in ("softmax", "logistic", "swish")]
+    )
+    print(
+        f"{'activation':>12}  {'E[f(z)²]':>10}  {'E[f′(z)²]':>10}  {'forward gain':>12}  "
+        f"{'backward gain':>13}  {'torch calculate_gain':>20}"
+    )
+    for name in names:
+        m = moments(name, **options["params"])
+        print(
+            f"{name:>12}  {m.second:10.6f}  {m.derivative_second:10.6f}  {m.forward_gain:12.6f}  "
+            f"{m.backward_gain:13.6f}  {_torch_gain(name, options['params']):>20}"
+        )
+    print("z ~ N(0, 1); forward gain 1/√E[f(z)²] keeps the signal's variance (the default),")
+    print("backward gain 1/√E[f′(z)²] keeps the gradient's; weights: variance gain² / fan_in.")
+    return 0
+
+
+def _run_autoinit(options: dict[str, Any]) -> int:
+    from signalprop.autoinit import autoinit
+    from signalprop.diagnostics import diagnose
+    from signalprop.examples import build_example, build_torch_default
+    from signalprop.plots import plot_layers
+
+    directory = _writable_directory(options["report"], "--report") if options["report"] else None
+    name = options["preset"]
+    if name.startswith("torch-default-"):
+        model, inputs, labels = build_torch_default(
+            name.removeprefix("torch-default-"), batch=options["batch"], seed=options["seed"]
+        )
+        title = f"{name}: 50 nn.Linear layers with PyTorch's default initialization"
+    else:
+        model, inputs, labels = build_example(name, batch=options["batch"], seed=options["seed"])
+        title = f"{name}: {EXAMPLES[name].description}"
+    before = diagnose(model, inputs, labels)
+    result = autoinit(model, inputs, mode=options["mode"])
+    after = diagnose(model, inputs, labels)
+    print(title, "\n\nBEFORE autoinit:\n" + before.summary())
+    print("\n" + str(result))
+    print("\nAFTER autoinit:\n" + after.summary())
+    if directory is not None:
+        plot_layers(before).savefig(directory / "before.png", dpi=110)
+        plot_layers(after).savefig(directory / "after.png", dpi=110)
+        (directory / "autoinit.md").write_text(
+            f"# autoinit ({options['mode']}): {title}\n\nStandardized random inputs (batch "
+            f"{options['batch']}, seed {options['seed']}) with random labels.\n\n"
+            f"# Before\n\n{before.to_markdown()}\n![before](before.png)\n\n"
+            f"# What autoinit did\n\n```\n{result}\n```\n\n"
+            f"# After\n\n{after.to_markdown()}\n![after](after.png)\n"
+        )
+        print(f"\nreport written to {directory}/autoinit.md")
+    return 0
+
+
 COMMANDS = {
     "propagate": _run_propagate,
     "plot": _run_plot,
     "diagnose": _run_diagnose,
     "study": _run_study,
     "report": _run_report,
+    "gain": _run_gain,
+    "autoinit": _run_autoinit,
 }
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int, lookup
+from signalprop._validation import check_int, check_option, lookup
 from signalprop.layers import Dense, Sequential
 
-__all__ = ["EXAMPLES", "Example", "build_example"]
+__all__ = ["EXAMPLES", "TORCH_DEFAULT", "Example", "build_example", "build_torch_default"]
 
 
 @dataclass(frozen=True)
@@ -94,5 +96,38 @@ def build_example(
         torch.set_rng_state(state)
     generator = torch.Generator().manual_seed(seed + 1)
     inputs = torch.randn(batch, 784, generator=generator)
+    labels = torch.randint(0, 10, (batch,), generator=generator)
+    return model, inputs, labels
+
+
+#: Plain ``nn.Linear`` stacks with PyTorch's default initialization
+#: (variance 1/(3·fan_in)), 50 hidden layers of 100 units: ``torch-default-<activation>``.
+TORCH_DEFAULT = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
+
+
+def build_torch_default(
+    activation: str, *, depth: int = 50, width: int = 100, batch: int = 256, seed: int = 0
+) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
+    """A plain PyTorch dense net as a user would write it: ``(model, inputs, labels)``.
+
+    ``nn.Linear`` layers keep PyTorch's default initialization; the activation
+    modules come from :func:`signalprop.activations.create` (so the leaky
+    ReLU's slope is 0.3). Inputs are standardized (batch, width) normals.
+    """
+    check_option(activation, TORCH_DEFAULT, param="activation", caller="build_torch_default")
+    depth = check_int(depth, param="depth", caller="build_torch_default", low=1)
+    width = check_int(width, param="width", caller="build_torch_default", low=1)
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, width), _activations.create(activation)]
+        layers.append(nn.Linear(width, 10))
+        model = nn.Sequential(*layers)
+    finally:
+        torch.set_rng_state(state)
+    generator = torch.Generator().manual_seed(seed + 1)
+    inputs = torch.randn(batch, width, generator=generator)
     labels = torch.randint(0, 10, (batch,), generator=generator)
     return model, inputs, labels

@@ -43,6 +43,25 @@ AT_SCALE_ADVICE = {
 }
 
 
+def _weight_relation(rows: list[LayerStats]) -> float | None:
+    """Median weight variance over the matching initializer's, or None if unknown."""
+    activation = statistics.mode([r.activation or "linear" for r in rows])
+    init_name = MATCHING_INIT.get(activation)
+    weighted = [r for r in rows if r.has_weight and r.activation == activation]
+    if init_name is None or not weighted:
+        return None
+    scale, mode, _, _ = PRESETS[init_name]
+    attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
+    return float(statistics.median(getattr(r, attr) for r in weighted)) / scale
+
+
+def _activation_advice(rows: list[LayerStats]) -> str:
+    activation = statistics.mode([r.activation or "linear" for r in rows])
+    return AT_SCALE_ADVICE.get(
+        activation, "the initialization is already right: add normalization or skip connections"
+    ).replace("the initialization is already right", "the weights are not the cause")
+
+
 def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
     """What the weights of ``rows`` look like against their activation's initializer.
 
@@ -115,6 +134,11 @@ def _gradient_flow(
     if ratio < thresholds.vanishing:
         flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference < thresholds.vanishing]
         what, advice = _describe_weights(hidden)
+        relation = _weight_relation(hidden)
+        saturated = any((r.saturated or 0.0) > thresholds.saturation for r in hidden)
+        if relation is not None and relation > SCALE_TOLERANCE and not saturated:
+            # Larger weights make gradients larger, not smaller: the activation is the cause.
+            advice = _activation_advice(hidden)
         saturating = any(r.activation in SATURATING_NAMES for r in hidden)
         fix = f"{advice}, {NON_SATURATING_FIX}" if saturating and "itself" not in advice else advice
         findings.append(
@@ -134,6 +158,9 @@ def _gradient_flow(
     elif ratio > thresholds.exploding:
         flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference > thresholds.exploding]
         what, advice = _describe_weights(hidden)
+        relation = _weight_relation(hidden)
+        if relation is not None and relation < 1 / SCALE_TOLERANCE:
+            advice = _activation_advice(hidden)
         findings.append(
             Finding(
                 kind="exploding_gradients",

@@ -52,6 +52,28 @@ def activation_kind(module: nn.Module) -> str | None:
     return None
 
 
+class _Tracer(torch.fx.Tracer):
+    """A torch.fx tracer that keeps activation modules and Dense layers whole.
+
+    PyTorch's tracer only keeps ``torch.nn`` modules as leaves; signalprop's
+    activations (subclasses defined elsewhere) would be traced through into
+    anonymous function calls.
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if activation_kind(m) is not None or getattr(m, "_signalprop_dense", False):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> torch.fx.Graph | None:
+    """The model's torch.fx graph, activations and Dense layers as leaves (None: untraceable)."""
+    try:
+        return _Tracer().trace(model)
+    except Exception:  # any model torch.fx cannot trace
+        return None
+
+
 @dataclass
 class Row:
     """What the hooks saw of one layer; tensors until :meth:`Recorder.finish`."""

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from signalprop import activations as _activations
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import diagnose
-from signalprop.diagnostics._record import is_weight_layer, weight_scales
+from signalprop.diagnostics._record import is_weight_layer, trace, weight_scales
 from signalprop.diagnostics._report import Report
 
 __all__ = ["Condition", "SelfNormalizationCheck", "check_self_normalizing"]
@@ -118,9 +118,8 @@ def _check_weights(hidden: list[tuple[str, nn.Module]]) -> Condition:
 
 def _branching(model: nn.Module) -> tuple[bool | None, list[str]]:
     """Whether the traced graph branches (skip connections); None if it cannot be traced."""
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # any model torch.fx cannot trace
+    graph = trace(model)
+    if graph is None:
         return None, []
     branches = []
     for node in graph.nodes:
@@ -183,9 +182,8 @@ def traced_activations(model: nn.Module) -> dict[str, str]:
     Found with a torch.fx trace (``torch.selu(self.fc(x))``); empty when the
     model cannot be traced.
     """
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # any model torch.fx cannot trace
+    graph = trace(model)
+    if graph is None:
         return {}
     found = {}
     for node in graph.nodes:
