@@ -32,13 +32,14 @@ TINY = {
 
 def test_presets_expand_to_the_documented_runs() -> None:
     chapter = load_spec("chapter11")
-    assert len(chapter.runs) == 4
-    assert [r.hidden for r in chapter.runs[:2]] == [(300, 100), (300, 100)]
-    assert chapter.runs[2].hidden == (300,) + (100,) * 99 and chapter.runs[2].standardize
-    assert [r.epochs for r in chapter.runs] == [10, 10, 5, 5]
+    assert len(chapter.runs) == 4 * 3  # four rows, three seeds each
+    assert [r.seed for r in chapter.runs[:3]] == [0, 1, 2]
+    assert [r.hidden for r in chapter.runs[::3][:2]] == [(300, 100), (300, 100)]
+    assert chapter.runs[6].hidden == (300,) + (100,) * 99 and chapter.runs[6].standardize
+    assert [r.epochs for r in chapter.runs[::3]] == [10, 10, 5, 5]
     assert all(r.batch_size == 32 and r.lr == 1e-3 and r.optimizer == "sgd" for r in chapter.runs)
     assert chapter.runs[0].activation_args == {"alpha": 0.3}
-    assert chapter.runs[2].reference == {
+    assert chapter.runs[6].reference == {
         "val_accuracy": 0.8218,
         "val_accuracy_per_epoch": [0.6858, 0.7384, 0.7834, 0.8066, 0.8218],
     }
@@ -51,6 +52,10 @@ def test_presets_expand_to_the_documented_runs() -> None:
     assert {r.depth for r in ranking.runs} == {20, 100}
     assert len({r.run_id for r in ranking.runs}) == len(ranking.runs)
     assert len(load_spec("quick").runs) == 5
+    assert len(load_spec("he-vs-glorot").runs) == 6
+    fixes = load_spec("autoinit").runs
+    assert len(fixes) == 16 and {r.autoinit for r in fixes} == {None, "data"}
+    assert {r.init for r in fixes} == {"pytorch_default"}
 
 
 def test_run_ids_are_stable_and_ignore_labels() -> None:

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "study", help="run a grid of training runs on Fashion-MNIST (resumable)"
     )
     study.add_argument(
-        "--preset", required=True, help="chapter11, ranking, quick, or a JSON grid file"
+        "--preset",
+        required=True,
+        help="chapter11, ranking, he-vs-glorot, autoinit, quick, or a JSON grid file",
     )
     study.add_argument("--out", metavar="DIR", required=True, help="results directory")
     study.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")

@@ -71,6 +71,7 @@ __all__ = [
     "LecunUniform",
     "Ones",
     "Orthogonal",
+    "PyTorchDefault",
     "RandomNormal",
     "RandomUniform",
     "TruncatedNormal",
@@ -78,6 +79,7 @@ __all__ = [
     "Zeros",
     "compute_fans",
     "constant_",
+    "create",
     "fans_for",
     "get",
     "glorot_normal_",
@@ -92,6 +94,7 @@ __all__ = [
     "names",
     "ones_",
     "orthogonal_",
+    "pytorch_default_",
     "random_normal_",
     "random_uniform_",
     "truncated_normal_",
@@ -344,6 +347,13 @@ PRESETS: dict[str, tuple[float, str, str, str]] = {
     "he_normal": (2.0, "fan_in", "truncated_normal", "ReLU, leaky/randomized/parametric ReLU, ELU"),
     "lecun_uniform": (1.0, "fan_in", "uniform", "SELU"),
     "lecun_normal": (1.0, "fan_in", "truncated_normal", "SELU"),
+    "pytorch_default": (
+        1.0 / 3.0,
+        "fan_in",
+        "uniform",
+        "nothing in particular: it is what nn.Linear and nn.Conv* draw by default "
+        "(kaiming_uniform_ with a = √5, bound 1/√fan_in)",
+    ),
 }
 
 
@@ -400,6 +410,7 @@ he_uniform_ = _preset_function("he_uniform")
 he_normal_ = _preset_function("he_normal")
 lecun_uniform_ = _preset_function("lecun_uniform")
 lecun_normal_ = _preset_function("lecun_normal")
+pytorch_default_ = _preset_function("pytorch_default")
 xavier_uniform_ = glorot_uniform_
 xavier_normal_ = glorot_normal_
 kaiming_uniform_ = he_uniform_
@@ -651,6 +662,17 @@ class LecunNormal(_Preset):
     preset = "lecun_normal"
 
 
+class PyTorchDefault(_Preset):
+    """PyTorch's default for ``nn.Linear``/``nn.Conv*`` weights: scale 1/3, fan_in, uniform.
+
+    ``kaiming_uniform_(w, a=√5)`` draws U(−1/√fan_in, 1/√fan_in), variance
+    1/(3·fan_in): a third of LeCun's, which makes deep stacks vanish. For
+    comparisons; not a recommendation.
+    """
+
+    preset = "pytorch_default"
+
+
 class Zeros(Initializer):
     """Fill with 0 (Keras's ``Zeros``); the bias default."""
 
@@ -809,6 +831,7 @@ _REGISTRY: dict[str, type[Initializer]] = {
     "random_uniform": RandomUniform,
     "truncated_normal": TruncatedNormal,
     "orthogonal": Orthogonal,
+    "pytorch_default": PyTorchDefault,
 }
 
 #: signalprop's own in-place functions map to the equivalent object.
@@ -819,6 +842,7 @@ _FUNCTIONS: dict[Callable[..., Any], type[Initializer]] = {
     he_normal_: HeNormal,
     lecun_uniform_: LecunUniform,
     lecun_normal_: LecunNormal,
+    pytorch_default_: PyTorchDefault,
     zeros_: Zeros,
     ones_: Ones,
     random_normal_: RandomNormal,
@@ -832,6 +856,17 @@ _FUNCTIONS: dict[Callable[..., Any], type[Initializer]] = {
 def names() -> list[str]:
     """The names :func:`get` accepts, sorted."""
     return sorted(_REGISTRY)
+
+
+def create(name: str, **kwargs: Any) -> Initializer:
+    """A new initializer by name with arguments: ``create("variance_scaling", scale=2.0)``.
+
+    Raises:
+        ValueError: For an unknown name or an invalid argument.
+        TypeError: For an argument the initializer does not take.
+    """
+    cls = lookup(_REGISTRY, name, param="identifier", caller="signalprop.init.create")
+    return cls(**kwargs)
 
 
 def get(identifier: str | Initializer | Callable[..., Any]) -> Initializer:

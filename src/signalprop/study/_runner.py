@@ -28,6 +28,7 @@ from torch import nn
 
 from signalprop import __version__
 from signalprop import activations as _activations
+from signalprop import init as _init
 from signalprop._validation import check_int
 from signalprop.layers import Dense, Flatten, Sequential
 from signalprop.study._spec import RunConfig, StudySpec
@@ -49,6 +50,7 @@ LAYER_KEYS = (
     "weight_scale_fan_in",
 )
 DIAGNOSE_BATCH = 256
+AUTOINIT_BATCH = 1024
 
 _DATA_CACHE: dict[tuple[str | None, int, bool], Any] = {}
 
@@ -56,9 +58,10 @@ _DATA_CACHE: dict[tuple[str | None, int, bool], Any] = {}
 def build_model(config: RunConfig) -> Sequential:
     """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense."""
     layers: list[nn.Module] = [Flatten()]
+    initializer = _init.create(config.init, **config.init_args)
     for width in config.hidden:
         activation = _activations.create(config.activation, **config.activation_args)
-        layers.append(Dense(width, activation, kernel_initializer=config.init))
+        layers.append(Dense(width, activation, kernel_initializer=initializer))
     layers.append(Dense(10, "softmax"))
     return Sequential(layers, input_shape=(28, 28))
 
@@ -110,9 +113,14 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
         x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
     valid = (data.x_valid, data.y_valid) if config.validation else None
     start = time.perf_counter()
+    autoinit_result = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config)
+        if config.autoinit is not None:
+            from signalprop.autoinit import autoinit
+
+            autoinit_result = autoinit(model, x_train[:AUTOINIT_BATCH], mode=config.autoinit)
     history = fit(
         model,
         (x_train, y_train),
@@ -141,6 +149,13 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
         "findings": {
             "start": _findings(snapshots.get("0")),
             "end": _findings(snapshots.get(str(config.epochs))),
+        },
+        "autoinit": None
+        if autoinit_result is None
+        else {
+            "mode": autoinit_result.mode,
+            "not_converged": autoinit_result.not_converged,
+            "gains": [layer.gain for layer in autoinit_result.layers],
         },
         "wall_time": wall,
         "threads": threads,

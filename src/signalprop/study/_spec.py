@@ -8,6 +8,9 @@ values whose product gives runs). A run's settings:
 ``activation``     activation name (see ``signalprop.activations.names()``)
 ``activation_args``  its arguments, e.g. ``{"alpha": 0.2}``
 ``init``           initializer name, or ``"matching"`` for the activation's own
+``init_args``      its arguments, e.g. ``{"scale": 2.0, "mode": "fan_avg"}``
+``autoinit``       ``"analytic"`` or ``"data"``: run :func:`signalprop.autoinit` after
+                   drawing (data mode on the first 1,024 training images)
 ``depth``          hidden layers: 300 units, then ``depth - 1`` of 100 (the chapter's)
 ``hidden``         or the hidden widths themselves, e.g. ``[300, 100]``
 ``epochs``         epochs of training
@@ -26,7 +29,7 @@ values whose product gives runs). A run's settings:
 Runs of a grid with identical settings are run once (the logistic's and
 tanh's matching initializer is ``glorot_uniform``, so ``init: ["matching",
 "glorot_uniform"]`` names their runs twice); two identical explicit runs
-are an error.
+are an error. A top-level ``seeds`` list repeats every run with each seed.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ from signalprop.train import OPTIMIZERS
 
 __all__ = ["PRESET_NAMES", "RunConfig", "StudySpec", "expand", "load_spec"]
 
-PRESET_NAMES = ("chapter11", "quick", "ranking")
+PRESET_NAMES = ("autoinit", "chapter11", "he-vs-glorot", "quick", "ranking")
 
 DEFAULTS: dict[str, Any] = {
     "activation_args": {},
+    "init_args": {},
+    "autoinit": None,
     "batch_size": 32,
     "optimizer": "sgd",
     "lr": 1e-3,
@@ -73,6 +78,8 @@ class RunConfig:
     hidden: tuple[int, ...]
     epochs: int
     activation_args: dict[str, Any] = field(default_factory=dict)
+    init_args: dict[str, Any] = field(default_factory=dict)
+    autoinit: str | None = None
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float = 1e-3
@@ -90,6 +97,9 @@ class RunConfig:
         data = asdict(self)
         for key in ("label", "reference", "init_choice"):
             data.pop(key)
+        for key, unset in (("init_args", {}), ("autoinit", None)):
+            if data[key] == unset:  # settings added later stay out of older runs' identity
+                data.pop(key)
         data["hidden"] = list(self.hidden)
         return data
 
@@ -161,7 +171,16 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     init_name = _init.MATCHING.get(activation, "") if init_choice == "matching" else init_choice
     if not isinstance(init_name, str) or not init_name:
         raise invalid_parameter("init", caller, "an initializer name or 'matching'", init_choice)
-    _init.get(init_name)
+    init_args = merged["init_args"]
+    if not isinstance(init_args, dict):
+        raise invalid_parameter("init_args", caller, "an object of arguments", init_args)
+    try:
+        _init.create(init_name, **init_args)
+    except TypeError as error:
+        raise _fail(source, f"init {init_name!r}: {error}") from None
+    auto = merged["autoinit"]
+    if auto is not None and auto not in ("analytic", "data"):
+        raise invalid_parameter("autoinit", caller, "null, 'analytic' or 'data'", auto)
     if "depth" in merged:
         depth = check_int(merged["depth"], param="depth", caller=caller, low=1)
         hidden = (300,) + (100,) * (depth - 1)
@@ -180,6 +199,8 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
         hidden=hidden,
         epochs=check_int(merged["epochs"], param="epochs", caller=caller, low=1),
         activation_args=dict(args),
+        init_args=dict(init_args),
+        autoinit=auto,
         batch_size=check_int(merged["batch_size"], param="batch_size", caller=caller, low=1),
         optimizer=optimizer,
         lr=check_real(merged["lr"], param="lr", caller=caller, low=0, low_inclusive=False),
@@ -204,7 +225,7 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
     """
     if not isinstance(raw, dict):
         raise _fail(source, "a study file must hold a JSON object")
-    allowed = {"name", "description", "defaults", "runs", "grid"}
+    allowed = {"name", "description", "defaults", "runs", "grid", "seeds"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(source, f"unknown key(s) {unknown}; valid: {sorted(allowed)}")
@@ -216,15 +237,23 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
     explicit = raw.get("runs", [])
     if not isinstance(explicit, list):
         raise _fail(source, "'runs' must be a list of objects")
+    seeds = raw.get("seeds", [None])
+    if not isinstance(seeds, list) or not seeds:
+        raise _fail(source, "'seeds' must be a non-empty list of integers")
     for index, settings in enumerate(explicit):
         if not isinstance(settings, dict):
             raise _fail(source, f"runs[{index}] must be an object")
-        runs.append(_run({**defaults, **settings}, f"{source}: runs[{index}]"))
+        for seed in seeds:
+            extra = {} if seed is None else {"seed": seed}
+            runs.append(_run({**defaults, **settings, **extra}, f"{source}: runs[{index}]"))
     grid = raw.get("grid")
     if grid is not None:
         if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
             raise _fail(source, "'grid' must map settings to non-empty lists of values")
         keys = list(grid)
+        if "seed" not in grid and seeds != [None]:
+            keys.append("seed")
+            grid = {**grid, "seed": seeds}
         for values in itertools.product(*(grid[k] for k in keys)):
             settings = {**defaults, **dict(zip(keys, values, strict=True))}
             runs.append(_run(settings, f"{source}: grid {dict(zip(keys, values, strict=True))}"))
@@ -241,7 +270,7 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
 
 
 def load_spec(preset_or_path: str) -> StudySpec:
-    """A preset by name (``chapter11``, ``ranking``, ``quick``) or a JSON grid file by path.
+    """A preset by name (see :data:`PRESET_NAMES`) or a JSON grid file by path.
 
     Raises:
         ValueError: For an unknown preset, a missing or malformed file.
