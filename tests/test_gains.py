@@ -158,7 +158,7 @@ def test_per_channel_prelu_averages_the_second_moment_over_channels():
 
 
 def test_gain_does_not_modify_the_module_it_is_given():
-    # A PReLU in eval mode is not copied before the library converts it to float64.
+    # Computing a gain must leave the caller's module as it was: dtype and mode.
     prelu = nn.PReLU()
     prelu.eval()
     sp.gain(prelu)
@@ -297,7 +297,8 @@ def test_softmax_is_refused(softmax):
 
 def test_unknown_name_suggests_the_closest():
     with pytest.raises(
-        ValueError, match=r"The 'activation' parameter of .* Got 'reluu' instead\. Did you mean 'relu'"
+        ValueError,
+        match=r"The 'activation' parameter of .* Got 'reluu' instead\. Did you mean 'relu'",
     ):
         sp.gain("reluu")
 

@@ -509,6 +509,9 @@ _FUNCTIONS: dict[Callable[..., Any], type[nn.Module]] = {
     F.selu: SELU,
     F.silu: SiLU,
     F.mish: Mish,
+    F.gelu: GELU,
+    F.elu: ELU,
+    F.softplus: Softplus,
 }
 
 

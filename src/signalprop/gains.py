@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,20 +117,10 @@ def _as_function(
             return torch.where(z[:, None] >= 0, z[:, None], slopes[None, :] * z[:, None])
 
         return per_channel
-    frozen = module
-    if frozen.training:  # RReLU at its eval slope; nothing else changes with the mode
-        frozen = _copy_eval(module)
-    return lambda z: frozen.to(torch.float64)(z) if _has_parameters(frozen) else frozen(z)
-
-
-def _has_parameters(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters())
-
-
-def _copy_eval(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module).eval()
+    # A copy in eval mode (RReLU at its eval slope) and float64: the caller's module
+    # is never changed.
+    frozen = copy.deepcopy(module).eval().to(torch.float64)
+    return frozen
 
 
 def moments(activation: str | nn.Module | Callable[[Tensor], Tensor], **params: Any) -> Moments:

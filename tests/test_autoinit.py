@@ -1,0 +1,531 @@
+"""signalprop.autoinit: consumer detection, analytic variances, data mode (LSUV), evidence.
+
+Expected variances come from formulas written here: σ² = gain² / fan_in with the gain
+1/√E[f(z)²] in closed form (ReLU: √2, SELU: 1, identity: 1) or by scipy's quad (tanh,
+GELU). Weights are drawn from a normal cut at ±2σ, so the check of s²/σ² (mean known to
+be 0) has standard error √((κ − 1)/n) with κ − 1 from scipy; 5 standard errors are
+allowed (STYLE.md §11). Data-mode statistics are recomputed with the test's own hooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import integrate, special, stats
+from torch import Tensor, nn
+
+import signalprop as sp
+
+#: κ − 1 of N(0, 1) cut at ±2 (scipy's excess kurtosis + 2) ≈ 1.366.
+KAPPA_MINUS_1_TRUNCATED = float(stats.truncnorm(-2, 2).stats(moments="k")) + 2
+#: κ − 1 of a uniform distribution (PyTorch's default Linear init) = 0.8.
+KAPPA_MINUS_1_UNIFORM = float(stats.uniform.stats(moments="k")) + 2
+#: SELU's constants as published by Klambauer et al. (2017).
+PAPER_ALPHA = 1.6732632423543772848
+PAPER_SCALE = 1.0507009873554804934
+#: Standard errors allowed: a correct sampler fails one check with probability ~6e-7.
+N_SE = 5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def normal_expectation(g: Callable[[float], float]) -> float:
+    """E[g(z)], z ~ N(0, 1), by scipy's quad split at 0."""
+
+    def integrand(z: float) -> float:
+        return g(z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    return sum(
+        integrate.quad(integrand, low, high, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
+        for low, high in ((-math.inf, 0.0), (0.0, math.inf))
+    )
+
+
+def _gelu(z: float) -> float:
+    return z * float(special.ndtr(z))
+
+
+#: Forward gains squared, 1 / E[f(z)²], computed here.
+RELU_GAIN2 = 2.0
+TANH_GAIN2 = 1 / normal_expectation(lambda z: math.tanh(z) ** 2)
+GELU_GAIN2 = 1 / normal_expectation(lambda z: _gelu(z) ** 2)
+
+
+def assert_variance(weight: Tensor, expected: float, kappa_minus_1: float = 0) -> None:
+    """s²/σ² (mean known to be 0) within N_SE standard errors √((κ − 1)/n) of 1."""
+    kappa_minus_1 = kappa_minus_1 or KAPPA_MINUS_1_TRUNCATED
+    n = weight.numel()
+    ratio = weight.detach().double().pow(2).mean().item() / expected
+    tolerance = N_SE * math.sqrt(kappa_minus_1 / n)
+    assert abs(ratio - 1) < tolerance, f"s²/σ² = {ratio:.4f}, allowed 1 ± {tolerance:.4f}"
+
+
+def standardized(batch: int, width: int, seed: int) -> Tensor:
+    x = torch.randn(batch, width, generator=gen(seed))
+    return (x - x.mean(0)) / x.std(0)
+
+
+def pre_activations(model: nn.Module, x: Tensor) -> list[tuple[float, float]]:
+    """(mean, std) of every Linear/Conv output, in call order, measured with plain hooks."""
+    seen: list[tuple[float, float]] = []
+
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        z = output.detach().double()
+        seen.append((z.mean().item(), z.std().item()))
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Linear | nn.modules.conv._ConvNd)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+# ------------------------------------------------------------------ consumers, analytic
+
+
+def test_sequential_consumers_and_their_variances():
+    model = nn.Sequential(
+        nn.Linear(50, 300),
+        nn.ReLU(),
+        nn.Linear(300, 400),
+        nn.ReLU(),
+        nn.Linear(400, 300),
+        nn.Tanh(),
+        nn.Linear(300, 200),
+    )
+    result = sp.autoinit(model, generator=gen(0))
+    assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "Tanh", "linear"]
+    assert [layer.name for layer in result.layers] == ["0", "2", "4", "6"]
+    # Layers 2, 4 and 6 read an activation: σ² = gain(consumer)² / fan_in.
+    assert_variance(model[2].weight, RELU_GAIN2 / 300)
+    assert_variance(model[4].weight, TANH_GAIN2 / 400)
+    assert_variance(model[6].weight, 1 / 300)
+    for index in (0, 2, 4, 6):
+        assert torch.equal(model[index].bias, torch.zeros_like(model[index].bias))
+
+
+def test_first_layer_reads_the_data_and_gets_its_second_moment():
+    # The first layer's input is the data, not an activation: σ² = 1 / (fan_in · E[x²]),
+    # with E[x²] = 1 (standardized data) when no inputs are given.
+    model = nn.Sequential(nn.Linear(100, 300), nn.ReLU(), nn.Linear(300, 10))
+    result = sp.autoinit(model, generator=gen(1))
+    assert [layer.input_from for layer in result.layers] == ["data", "activation"]
+    assert_variance(model[0].weight, 1 / 100)
+
+    x = 3 * torch.randn(512, 100, generator=gen(2))
+    second_moment = x.double().pow(2).mean().item()
+    sp.autoinit(model, x, generator=gen(3))
+    assert_variance(model[0].weight, 1 / (100 * second_moment))
+    assert_variance(model[2].weight, 1 / 300)  # the output layer: no activation, gain 1
+
+
+def test_dense_selu_layers_get_lecun_variance():
+    model = sp.Sequential(
+        [sp.Dense(300, "selu"), sp.Dense(300, "selu"), sp.Dense(200, "selu")],
+        input_shape=(200,),
+    )
+    result = sp.autoinit(model, generator=gen(4))
+    assert [layer.activation for layer in result.layers] == ["SELU", "SELU", "SELU"]
+    # SELU's forward gain is 1 (E[selu(z)²] = 1 by construction): LeCun, 1 / fan_in.
+    for layer, fan_in in zip(model, (200, 300, 300), strict=True):
+        assert_variance(layer.weight, 1 / fan_in)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+
+
+class _Functional(nn.Module):
+    """stem -> tanh -> block(fc -> activation given by ``how``) -> head."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.stem = nn.Linear(20, 200)
+        self.block = _Block(how)
+        self.head = nn.Linear(200, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.block(torch.tanh(self.stem(x))))
+
+
+class _Block(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.fc = nn.Linear(200, 200)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.how == "torch.relu":
+            return torch.relu(self.fc(x))
+        if self.how == "F.gelu":
+            return F.gelu(self.fc(x))
+        return self.fc(x).relu()
+
+
+@pytest.mark.parametrize(
+    ("how", "name", "gain2"),
+    [
+        ("torch.relu", "ReLU", RELU_GAIN2),
+        ("F.gelu", "GELU", GELU_GAIN2),
+        ("method", "ReLU", RELU_GAIN2),
+    ],
+    ids=["torch.relu", "F.gelu", "tensor.relu"],
+)
+def test_functional_activations_in_nested_modules_are_found(how, name, gain2):
+    model = _Functional(how)
+    result = sp.autoinit(model, generator=gen(5))
+    found = {layer.name: layer.activation for layer in result.layers}
+    assert found == {"stem": "Tanh", "block.fc": name, "head": "linear"}
+    assert_variance(model.block.fc.weight, gain2 / 200)
+
+
+def test_dropout_between_layer_and_activation_is_looked_through():
+    model = nn.Sequential(
+        nn.Linear(20, 200),
+        nn.ReLU(),
+        nn.Linear(200, 200),
+        nn.Dropout(0.5),
+        nn.ReLU(),
+        nn.Linear(200, 5),
+    )
+    result = sp.autoinit(model, generator=gen(6))
+    assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "linear"]
+    assert_variance(model[2].weight, RELU_GAIN2 / 200)
+
+
+def test_conv_layers_use_conv_fans():
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 10),
+    )
+    result = sp.autoinit(model, torch.randn(8, 3, 8, 8, generator=gen(7)), generator=gen(8))
+    assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "linear"]
+    # fan_in = in_channels · k · k = 32 · 3 · 3 (fan_out, 64 · 9, would be half the variance).
+    assert_variance(model[2].weight, RELU_GAIN2 / (32 * 3 * 3))
+    assert_variance(model[5].weight, 1 / (64 * 4 * 4))
+
+
+def test_softmax_output_layer_gets_gain_one():
+    model = nn.Sequential(nn.Linear(20, 200), nn.Tanh(), nn.Linear(200, 300), nn.Softmax(dim=1))
+    result = sp.autoinit(model, generator=gen(9))
+    assert result.layers[-1].gain == 1.0
+    assert result.layers[-1].activation == "linear"
+    assert_variance(model[2].weight, 1 / 200)
+
+
+# ------------------------------------------------------------------ what it leaves alone
+
+
+def test_unknown_layer_types_are_left_alone_and_listed():
+    model = nn.Sequential(
+        nn.Embedding(50, 16),
+        nn.Flatten(),
+        nn.Linear(4 * 16, 32),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.Linear(32, 2),
+    )
+    with torch.no_grad():
+        model[3].weight.uniform_(0.5, 1.5, generator=gen(10))
+    embedding, norm = model[0].weight.detach().clone(), model[3].weight.detach().clone()
+    result = sp.autoinit(model, torch.randint(0, 50, (16, 4), generator=gen(11)))
+    skipped = {name: (kind, reason) for name, kind, reason in result.skipped}
+    assert set(skipped) == {"0", "3"}
+    assert skipped["0"][0] == "Embedding"
+    assert skipped["3"][0] == "BatchNorm1d"
+    assert all(reason for _, reason in skipped.values())
+    assert "normalization" in skipped["3"][1]
+    assert "Embedding" in str(result)  # the summary says so
+    assert torch.equal(model[0].weight, embedding)
+    assert torch.equal(model[3].weight, norm)
+    assert [layer.name for layer in result.layers] == ["2", "5"]
+
+
+def test_a_model_without_linear_or_conv_raises():
+    with pytest.raises(
+        ValueError, match=r"The 'model' parameter of autoinit must be a model with nn\.Linear"
+    ):
+        sp.autoinit(nn.Sequential(nn.ReLU(), nn.Tanh()))
+
+
+# ------------------------------------------------------------------ data mode
+
+
+def _deep(activation: Callable[[], nn.Module], depth: int, width: int, seed: int, **kw):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, width, **kw), activation()]
+        return nn.Sequential(*layers, nn.Linear(width, 10, **kw))
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.SELU])
+def test_data_mode_brings_every_layer_to_mean_zero_std_one(activation):
+    model = _deep(activation, depth=20, width=64, seed=12)
+    x = standardized(256, 64, seed=13)
+    tolerance = 0.05
+    result = sp.autoinit(model, x, mode="data", tolerance=tolerance, generator=gen(14))
+    assert result.not_converged == []
+    assert all(layer.converged for layer in result.layers)
+    measured = pre_activations(model, x)
+    assert len(measured) == 21
+    for mean, std in measured:
+        assert abs(mean) < tolerance
+        assert abs(std - 1) < tolerance
+
+
+def test_one_mean_corrected_round_is_exact_for_an_affine_layer():
+    # Data mode starts from the analytic init (so a ×100 start is forgotten) and z = Wx + b
+    # is affine in (W, b): one step (W, b) ← (W/s, (b − m)/s) gives mean 0, std 1 exactly.
+    # A layer already within the tolerance is left as it is (iterations = 0).
+    model = _deep(nn.ReLU, depth=10, width=32, seed=15)
+    with torch.no_grad():
+        for module in model:
+            if isinstance(module, nn.Linear):
+                module.weight.mul_(100)
+    x = standardized(256, 32, seed=16)
+    tolerance = 0.05
+    result = sp.autoinit(
+        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(17)
+    )
+    assert result.not_converged == []
+    rescaled = 0
+    for layer, (mean, std) in zip(result.layers, pre_activations(model, x), strict=True):
+        assert layer.iterations in (0, 1)
+        if layer.iterations == 1:
+            rescaled += 1
+            assert abs(mean) < 1e-5  # float32 round-off of O(1) values
+            assert abs(std - 1) < 1e-5
+        else:
+            assert abs(mean) < tolerance
+            assert abs(std - 1) < tolerance
+    assert rescaled > 0  # the exactness claim was exercised
+
+
+def test_layers_that_cannot_be_centred_are_reported_not_converged():
+    # Without a bias the mean cannot be corrected: after the analytic init the layers above
+    # the first read ReLU outputs (mean ≈ 0.56 σ) and their outputs' mean over a width of
+    # 64 is ≈ N(0, 0.07²), so with a tolerance of 0.01 most of them cannot converge.
+    model = _deep(nn.ReLU, depth=10, width=64, seed=18, bias=False)
+    x = standardized(256, 64, seed=19)
+    tolerance = 0.01
+    result = sp.autoinit(
+        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(20)
+    )
+    assert result.not_converged
+    names = [layer.name for layer in result.layers]
+    measured = dict(zip(names, pre_activations(model, x), strict=True))
+    for layer in result.layers:
+        mean, std = measured[layer.name]
+        within = abs(mean) < tolerance and abs(std - 1) < tolerance
+        assert layer.converged is within, (layer.name, mean, std)
+        assert (layer.name in result.not_converged) is (not within)
+    notes = " ".join(result.notes)
+    assert "did not reach mean 0 / std 1" in notes
+    assert all(name in notes for name in result.not_converged[:8])
+
+
+def test_data_mode_calibrates_in_eval_mode_and_restores_training_flags():
+    model = nn.Sequential(
+        nn.Linear(32, 64),
+        nn.Tanh(),
+        nn.Dropout(0.5),
+        nn.Linear(64, 64),
+        nn.Tanh(),
+        nn.Dropout(0.5),
+        nn.Linear(64, 10),
+    )
+    model.train()
+    model[5].eval()
+    before = [m.training for m in model.modules()]
+    x = standardized(256, 32, seed=21)
+    sp.autoinit(model, x, mode="data", generator=gen(22))
+    assert [m.training for m in model.modules()] == before
+    # Calibrated without dropout: in eval mode every layer is at mean 0 / std 1. Had the
+    # dropout (p = 0.5, survivors ×2) been active, the layers above it would show std ≈ 0.7.
+    model.eval()
+    for mean, std in pre_activations(model, x):
+        assert abs(mean) < 0.05
+        assert abs(std - 1) < 0.05
+
+
+def test_inputs_of_the_wrong_shape_raise():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match=r"The 'inputs' parameter of autoinit"):
+        sp.autoinit(model, torch.randn(4, 5, generator=gen(23)))
+
+
+def test_data_mode_without_inputs_raises():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(
+        ValueError, match=r"The 'inputs' parameter of autoinit must be a batch when mode='data'"
+    ):
+        sp.autoinit(model, mode="data")
+
+
+def test_bad_mode_raises():
+    with pytest.raises(
+        ValueError, match=r"The 'mode' parameter of autoinit must be one of \['analytic', 'data'\]"
+    ):
+        sp.autoinit(nn.Linear(2, 2), mode="lsuv")
+
+
+# ------------------------------------------------------------------ the issue's evidence
+
+DEPTH, WIDTH, BATCH = 50, 64, 256
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.3),
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def _evidence_net(name: str) -> nn.Module:
+    return _deep(ACTIVATIONS[name], depth=DEPTH, width=WIDTH, seed=24)
+
+
+def _kinds(report: sp.Report) -> set[str]:
+    return {finding.kind for finding in report.findings}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_evidence_data_mode_fixes_pytorch_default_init(name):
+    model = _evidence_net(name)
+    x = standardized(BATCH, WIDTH, seed=25)
+    # PyTorch's default Linear init is U(±1/√fan_in): variance 1 / (3 · fan_in).
+    hidden = torch.cat([m.weight.detach().flatten() for m in model[2 : 2 * DEPTH : 2]])
+    assert_variance(hidden, 1 / (3 * WIDTH), KAPPA_MINUS_1_UNIFORM)
+    assert "vanishing_gradients" in _kinds(sp.diagnose(model, x))
+
+    result = sp.autoinit(model, x, mode="data", generator=gen(26))
+    assert result.not_converged == []
+    measured = pre_activations(model, x)[:DEPTH]  # the hidden layers
+    for mean, std in measured:
+        assert 0.9 <= std <= 1.1
+        assert abs(mean) <= 0.1
+    after = _kinds(sp.diagnose(model, x))
+    if name == "sigmoid":
+        # At unit pre-variance the logistic passes the gradient's variance on with factor
+        # gain² · E[σ′(z)²] = E[σ′²] / E[σ²] ≈ 0.0448 / 0.2934 ≈ 0.15 per layer: no
+        # initialization saves a 50-layer logistic net, as the diagnosis keeps saying.
+        assert "vanishing_gradients" in after
+    else:
+        assert "vanishing_gradients" not in after
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "elu", "selu"])
+def test_evidence_analytic_mode_holds_where_the_fixed_point_is_stable(name):
+    model = _evidence_net(name)
+    x = standardized(BATCH, WIDTH, seed=25)
+    sp.autoinit(model, generator=gen(26))
+    stds = [std for _, std in pre_activations(model, x)[:DEPTH]]
+    assert min(stds) >= 0.5
+    assert max(stds) <= 2
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "relu"])
+def test_evidence_analytic_mode_is_neutral_for_homogeneous_activations(name):
+    # For f(cz) = c f(z) the variance map q ↦ gain² E[f(√q z)²] is the identity: every q is
+    # a fixed point, none is attracting, and at width 64 the log-variance random-walks
+    # (measured: pre-std ranges like [0.14, 1.09] or [0.54, 2.88] over 50 layers), so a
+    # fixed band would hold only by luck of the seed. What the init guarantees is that each
+    # layer preserves the second moment in expectation: the layer-to-layer ratios of
+    # E[z²] average to 1, within 5 standard errors estimated from the ratios themselves.
+    # (PyTorch's default gives 0.545/3 ≈ 0.18 for leaky_relu, 1/6 for relu.)
+    model = _evidence_net(name)
+    x = standardized(BATCH, WIDTH, seed=25)
+    sp.autoinit(model, generator=gen(26))
+    squares = [mean**2 + std**2 for mean, std in pre_activations(model, x)[:DEPTH]]
+    ratios = [b / a for a, b in itertools.pairwise(squares)]
+    average = statistics.fmean(ratios)
+    error = statistics.stdev(ratios) / math.sqrt(len(ratios))
+    assert abs(average - 1) < N_SE * error, (average, error)
+
+
+def test_evidence_analytic_mode_drifts_for_silu():
+    # GELU's and SiLU's variance maps have an unstable fixed point at q = 1 (see the next
+    # test): small deviations grow with depth, so the analytic init drifts and data mode
+    # is the remedy. Pinned so that this documentation stays true.
+    model = _evidence_net("silu")
+    x = standardized(BATCH, WIDTH, seed=25)
+    sp.autoinit(model, generator=gen(26))
+    stds = [std for _, std in pre_activations(model, x)[:DEPTH]]
+    assert max(stds) > 2
+
+
+def _variance_map_slope(f: Callable[[float], float], df: Callable[[float], float]) -> float:
+    # M(q) = gain² E[f(√q z)²] with gain² = 1/E[f(z)²]; M′(1) = E[f f′ z] / E[f²].
+    return normal_expectation(lambda z: f(z) * df(z) * z) / normal_expectation(lambda z: f(z) ** 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "f", "df", "stable"),
+    [
+        ("tanh", math.tanh, lambda z: 1 - math.tanh(z) ** 2, True),
+        (
+            "sigmoid",
+            lambda z: float(special.expit(z)),
+            lambda z: float(special.expit(z) * special.expit(-z)),
+            True,
+        ),
+        (
+            "elu",
+            lambda z: z if z > 0 else math.expm1(z),
+            lambda z: 1.0 if z > 0 else math.exp(z),
+            True,
+        ),
+        (
+            "selu",
+            lambda z: PAPER_SCALE * (z if z > 0 else PAPER_ALPHA * math.expm1(z)),
+            lambda z: PAPER_SCALE * (1.0 if z > 0 else PAPER_ALPHA * math.exp(z)),
+            True,
+        ),
+        (
+            "gelu",
+            _gelu,
+            lambda z: float(special.ndtr(z)) + z * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
+            False,
+        ),
+        (
+            "silu",
+            lambda z: z * float(special.expit(z)),
+            lambda z: float(special.expit(z)) * (1 + z * float(special.expit(-z))),
+            False,
+        ),
+    ],
+    ids=["tanh", "sigmoid", "elu", "selu", "gelu", "silu"],
+)
+def test_variance_map_stability_at_the_fixed_point(name, f, df, stable):
+    slope = _variance_map_slope(f, df)
+    assert (slope < 1) is stable, (name, slope)
