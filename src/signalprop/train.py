@@ -60,7 +60,7 @@ class History:
             stopped (``{"reason", "epoch", "step", ...}``).
         diagnostics: Epoch -> ``Report.to_dict()`` of the snapshots taken
             (epoch 0 is before training).
-        path: The training path used (``"autograd"``).
+        path: The training path used: ``"fast"``, or ``"autograd (why)"``.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -177,6 +177,35 @@ def _make_optimizer(
     return OPTIMIZERS[name](model.parameters(), **kwargs)
 
 
+def _choose_path(
+    model: nn.Module,
+    path: str,
+    optimizer: str | torch.optim.Optimizer,
+    x: Tensor,
+    lr: float,
+    momentum: float,
+) -> tuple[Any, str]:
+    """The fast-path trainer (or None) and a description of the path taken."""
+    from signalprop._fastpath import DenseStackTrainer, plan
+
+    if path == "autograd":
+        return None, "autograd (asked for)"
+    reason = None
+    if optimizer != "sgd":
+        reason = "the optimizer is not plain SGD"
+    elif x.dtype != torch.float32:
+        reason = f"the inputs are {x.dtype}, not float32"
+    else:
+        planned = plan(model)
+        if isinstance(planned, str):
+            reason = planned
+    if reason is not None:
+        if path == "fast":
+            raise invalid_parameter("path", "fit", "'auto' or 'autograd' here", path, hint=reason)
+        return None, f"autograd ({reason})"
+    return DenseStackTrainer(model, lr, momentum), "fast"
+
+
 def _progress(total: int, enabled: bool, description: str) -> Any:
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
@@ -199,6 +228,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     diagnose_at: Sequence[int] = (),
     diagnose_batch: int = 256,
+    path: str = "auto",
 ) -> History:
     """Train ``model`` on in-memory tensors and return its :class:`History`.
 
@@ -226,6 +256,12 @@ def fit(
             snapshot on the first ``diagnose_batch`` training examples (0:
             before training).
         diagnose_batch: Examples in a snapshot.
+        path: ``"auto"`` trains plain stacks of dense layers with SGD on the
+            hand-written fast path (:mod:`signalprop._fastpath`, the same
+            arithmetic as autograd) and anything else with autograd;
+            ``"autograd"`` always uses autograd; ``"fast"`` insists on the
+            fast path and raises if the model does not qualify.
+            ``history.path`` says which was taken, and why.
 
     Returns:
         The :class:`History`; ``history.stopped`` says if and why it ended early.
@@ -242,11 +278,13 @@ def fit(
     seed = check_int(seed, param="seed", caller=caller, low=0)
     snapshots = {check_int(e, param="diagnose_at", caller=caller, low=0) for e in diagnose_at}
     diagnose_batch = check_int(diagnose_batch, param="diagnose_batch", caller=caller, low=1)
+    check_option(path, ("auto", "autograd", "fast"), param="path", caller=caller)
+    trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
     opt = _make_optimizer(model, optimizer, lr, momentum)
 
     from signalprop.diagnostics import diagnose
 
-    history = History()
+    history = History(path=path_taken)
     probe = (x_train[:diagnose_batch], y_train[:diagnose_batch])
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -266,8 +304,11 @@ def fit(
                 for step in range(steps_per_epoch):
                     index = order[step * batch_size : (step + 1) * batch_size]
                     xb, yb = x_train[index], y_train[index]
-                    opt.zero_grad(set_to_none=True)
-                    loss, correct = _loss_and_correct(model(xb), captured, yb)
+                    if trainer is not None:
+                        loss, correct = trainer.step(xb, yb)
+                    else:
+                        opt.zero_grad(set_to_none=True)
+                        loss, correct = _loss_and_correct(model(xb), captured, yb)
                     if not torch.isfinite(loss):
                         report = diagnose(model, xb, yb)
                         history.stopped = {
@@ -278,8 +319,9 @@ def fit(
                             "findings": [f.__dict__ for f in report.findings],
                         }
                         break
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    opt.step()
+                    if trainer is None:
+                        loss.backward()
+                        opt.step()
                     history.steps += 1
                     total_loss += loss.detach().double() * len(xb)
                     total_correct += correct

@@ -1,0 +1,373 @@
+"""A hand-written training step for plain stacks of dense layers (the fast path).
+
+The chapter's experiments train deep, narrow dense nets with small batches,
+where eager autograd spends its time on per-operation overhead rather than
+arithmetic. For a model that is a sequence of dense layers with elementwise
+activations, trained by SGD (with or without momentum) on cross-entropy,
+:class:`DenseStackTrainer` runs the forward pass, the backward pass and the
+update by hand:
+
+* every backward is the kernel autograd itself calls (``elu_backward``,
+  ``threshold_backward``, ...) on the tensors autograd would save, applied
+  in place where autograd's saved tensors allow (ReLU, logistic, tanh), so
+  no more memory is kept than autograd keeps;
+* each layer's weights are updated as soon as its gradient is known, after
+  the gradient for the layer below has been taken with the old weights;
+* there is no graph, no hooks and no optimizer bookkeeping.
+
+The arithmetic is autograd's and ``torch.optim.SGD``'s, operation for
+operation (the tests check losses and weights over 100 steps for every
+activation). :func:`plan` says why a model
+does not qualify, and :func:`signalprop.train.fit` then uses autograd.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from signalprop import activations as _activations
+
+__all__ = ["DenseStackTrainer", "plan"]
+
+_aten = torch.ops.aten
+# PyTorch's fused backward kernels, called directly (the overloads skip the packet lookup).
+_ELU_BACKWARD: Callable[..., Tensor] = _aten.elu_backward.default
+_THRESHOLD_BACKWARD: Callable[..., Tensor] = _aten.threshold_backward.default
+_LEAKY_BACKWARD: Callable[..., Tensor] = _aten.leaky_relu_backward.default
+_SIGMOID_BACKWARD: Callable[..., Tensor] = _aten.sigmoid_backward.default
+_TANH_BACKWARD: Callable[..., Tensor] = _aten.tanh_backward.default
+_GELU_BACKWARD: Callable[..., Tensor] = _aten.gelu_backward.default
+_SILU_BACKWARD: Callable[..., Tensor] = _aten.silu_backward.default
+_MISH_BACKWARD: Callable[..., Tensor] = _aten.mish_backward.default
+_SOFTPLUS_BACKWARD: Callable[..., Tensor] = _aten.softplus_backward.default
+_RRELU_NOISE: Callable[..., Tensor] = _aten.rrelu_with_noise.default
+_RRELU_BACKWARD: Callable[..., Tensor] = _aten.rrelu_with_noise_backward.default
+_PRELU: Callable[..., Tensor] = _aten._prelu_kernel.default
+_PRELU_BACKWARD: Callable[..., tuple[Tensor, Tensor]] = _aten._prelu_kernel_backward.default
+_NLL_BACKWARD: Callable[..., Tensor] = _aten.nll_loss_backward.default
+_LOG_SOFTMAX_BACKWARD: Callable[..., Tensor] = _aten._log_softmax_backward_data.default
+
+
+def _weight(module: nn.Module | None) -> Tensor:
+    weight = getattr(module, "weight", None)
+    assert isinstance(weight, Tensor)
+    return weight
+
+
+@dataclass
+class _Activation:
+    """One layer's activation: kind, arguments, and its module (for PReLU's slope)."""
+
+    kind: str
+    module: nn.Module | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    pending: Tensor | None = None  # PReLU's slope gradient, between backward and update
+
+    @property
+    def keeps_input(self) -> bool:
+        """Whether the backward needs the pre-activation (as autograd saves it)."""
+        return self.kind not in ("linear", "relu", "sigmoid", "tanh")
+
+    def forward(self, z: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
+        """The activation of ``z`` and what the backward needs besides z and the output.
+
+        Activations whose backward works from the output (ReLU, logistic, tanh)
+        run in place on ``z``, as autograd's saved tensors allow.
+        """
+        kind = self.kind
+        if kind == "linear":
+            return z, None
+        if kind == "relu":
+            return torch.relu_(z), None
+        if kind == "sigmoid":
+            return torch.sigmoid_(z), None
+        if kind == "tanh":
+            return torch.tanh_(z), None
+        if kind == "leaky_relu":
+            return F.leaky_relu(z, self.args["alpha"]), None
+        if kind == "elu":
+            return F.elu(z, self.args["alpha"]), None
+        if kind == "selu":
+            return torch.selu(z), None
+        if kind == "gelu":
+            return F.gelu(z, approximate=self.args["approximate"]), None
+        if kind == "silu":
+            return F.silu(z), None
+        if kind == "mish":
+            return F.mish(z), None
+        if kind == "softplus":
+            return F.softplus(z, self.args["beta"], self.args["threshold"]), None
+        if kind == "prelu":
+            return _PRELU(z, _weight(self.module).detach()), None
+        if kind == "rrelu":
+            noise = torch.empty_like(z)
+            lower, upper = self.args["lower"], self.args["upper"]
+            return _RRELU_NOISE(z, noise, lower, upper, training, None), noise
+        raise AssertionError(kind)  # pragma: no cover (plan() admits only the kinds above)
+
+    def backward(self, grad: Tensor, z: Tensor, a: Tensor, extra: Tensor | None) -> Tensor:
+        """The gradient w.r.t. the pre-activation, by the kernel autograd uses.
+
+        For PReLU the slope's gradient is left in ``self.pending``.
+        """
+        kind = self.kind
+        if kind == "linear":
+            return grad
+        if kind == "relu":
+            return _THRESHOLD_BACKWARD(grad, a, 0)
+        if kind == "sigmoid":
+            return _SIGMOID_BACKWARD(grad, a)
+        if kind == "tanh":
+            return _TANH_BACKWARD(grad, a)
+        if kind == "leaky_relu":
+            return _LEAKY_BACKWARD(grad, z, self.args["alpha"], False)
+        if kind == "elu":
+            return _ELU_BACKWARD(grad, self.args["alpha"], 1.0, 1.0, False, z)
+        if kind == "selu":
+            return _ELU_BACKWARD(
+                grad, _activations.SELU_ALPHA, _activations.SELU_SCALE, 1.0, False, z
+            )
+        if kind == "gelu":
+            return _GELU_BACKWARD(grad, z, approximate=self.args["approximate"])
+        if kind == "silu":
+            return _SILU_BACKWARD(grad, z)
+        if kind == "mish":
+            return _MISH_BACKWARD(grad, z)
+        if kind == "softplus":
+            return _SOFTPLUS_BACKWARD(grad, z, self.args["beta"], self.args["threshold"])
+        if kind == "rrelu":
+            assert extra is not None
+            lower, upper = self.args["lower"], self.args["upper"]
+            return _RRELU_BACKWARD(grad, z, extra, lower, upper, True, False)
+        if kind == "prelu":
+            weight = _weight(self.module).detach()
+            result, weight_grad = _PRELU_BACKWARD(grad, z, weight)
+            total = weight_grad.sum().reshape(1)
+            self.pending = total if weight.numel() == 1 else weight_grad.sum(0)
+            return result
+        raise AssertionError(kind)  # pragma: no cover
+
+
+@dataclass
+class _Layer:
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    activation: _Activation
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+
+def _activation_of(module: nn.Module) -> _Activation | str:
+    """The fast-path description of an activation module, or why it has none."""
+    name = _activations.name_of(module)
+    if name is None:
+        return f"activation {type(module).__name__} has no hand-written backward"
+    name = {"logistic": "sigmoid", "swish": "silu"}.get(name, name)
+    if name == "leaky_relu":
+        return _Activation(name, module, {"alpha": float(module.negative_slope)})  # type: ignore[arg-type]
+    if name == "elu":
+        return _Activation(name, module, {"alpha": float(module.alpha)})  # type: ignore[arg-type]
+    if name == "gelu":
+        return _Activation(name, module, {"approximate": str(module.approximate)})
+    if name == "softplus":
+        args = {"beta": float(module.beta), "threshold": float(module.threshold)}  # type: ignore[arg-type]
+        return _Activation(name, module, args)
+    if name == "rrelu":
+        args = {"lower": float(module.lower), "upper": float(module.upper)}  # type: ignore[arg-type]
+        return _Activation(name, module, args)
+    if name == "prelu":
+        weight = module.weight
+        if not isinstance(weight, Tensor) or weight.dim() != 1:
+            return "PReLU without a 1-D weight"
+        return _Activation(name, module)
+    if name in ("softmax",):
+        return "softmax inside the stack"
+    return _Activation(name, module)
+
+
+def plan(model: nn.Module) -> tuple[list[_Layer], bool] | str:
+    """The model as dense layers for the fast path, or the reason it is not one.
+
+    Qualifies: an ``nn.Sequential`` (signalprop's included) of an optional
+    leading ``Flatten``, then :class:`~signalprop.layers.Dense` layers and/or
+    ``nn.Linear`` layers each optionally followed by an activation module,
+    optionally ending with a softmax (whose input is then the logits), all
+    float32. Returns ``(layers, flatten_first)``.
+    """
+    if not isinstance(model, nn.Sequential):
+        return f"the model is a {type(model).__name__}, not an nn.Sequential"
+    children = list(model.children())
+    flatten = False
+    if children and isinstance(children[0], nn.Flatten):
+        if (children[0].start_dim, children[0].end_dim) != (1, -1):
+            return "Flatten with other dimensions than (1, -1)"
+        flatten = True
+        children = children[1:]
+    if children and isinstance(children[-1], nn.Softmax):
+        children = children[:-1]  # the loss is taken on its input, as fit() does
+    layers: list[_Layer] = []
+    index = 0
+    while index < len(children):
+        module = children[index]
+        if getattr(module, "_signalprop_dense", False):
+            activation_module = module.activation
+            assert isinstance(activation_module, nn.Module)
+            last = index == len(children) - 1
+            if isinstance(activation_module, nn.Softmax) and last:
+                activation: _Activation | str = _Activation("linear")
+            else:
+                activation = _activation_of(activation_module)
+            if isinstance(activation, str):
+                return activation
+            layers.append(_Layer(module.weight, module.bias, activation))  # type: ignore[arg-type]
+            index += 1
+            continue
+        if type(module) is nn.Linear:
+            follow = children[index + 1] if index + 1 < len(children) else None
+            if (
+                follow is not None
+                and not isinstance(follow, nn.Linear)
+                and not getattr(follow, "_signalprop_dense", False)
+            ):
+                activation = _activation_of(follow)
+                if isinstance(activation, str):
+                    return activation
+                index += 2
+            else:
+                activation = _Activation("linear")
+                index += 1
+            layers.append(_Layer(module.weight, module.bias, activation))  # type: ignore[arg-type]
+            continue
+        if isinstance(module, nn.Identity) or (isinstance(module, nn.Dropout) and module.p == 0):
+            index += 1
+            continue
+        return f"layer {type(module).__name__} has no hand-written backward"
+    if not layers:
+        return "the model has no dense layers"
+    for layer in layers:
+        parameters = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+        if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in parameters):
+            return "parameters that are not float32 on the CPU"
+    for previous, following in itertools.pairwise(layers):
+        if previous.out_features != following.in_features:
+            return "layer sizes do not chain"
+    return layers, flatten
+
+
+class DenseStackTrainer:
+    """SGD on cross-entropy for a model :func:`plan` accepts, by hand.
+
+    Args:
+        model: The model; its parameters are updated in place.
+        lr: Learning rate.
+        momentum: SGD momentum (PyTorch's convention: v ← μv + g, w ← w − lr·v).
+
+    Example:
+        >>> import torch, signalprop as sp
+        >>> model = sp.Sequential([sp.Dense(8, "selu"), sp.Dense(3)], input_shape=(4,))
+        >>> trainer = DenseStackTrainer(model, lr=0.1)
+        >>> loss, correct = trainer.step(torch.randn(16, 4), torch.randint(0, 3, (16,)))
+    """
+
+    def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:
+        planned = plan(model)
+        if isinstance(planned, str):
+            raise ValueError(f"the fast path cannot train this model: {planned}")
+        self.model = model
+        self.layers, self.flatten = planned
+        self.lr = lr
+        self.momentum = momentum
+        self._velocity: list[tuple[Tensor, Tensor | None]] = []
+        if momentum:
+            self._velocity = [
+                (
+                    torch.zeros_like(layer.weight),
+                    None if layer.bias is None else torch.zeros_like(layer.bias),
+                )
+                for layer in self.layers
+            ]
+        self._prelu_velocity: dict[int, Tensor] = {}
+
+    def _update(self, index: int, layer: _Layer, inputs: Tensor, grad: Tensor) -> None:
+        """SGD on one layer, with the gradients computed as autograd computes them.
+
+        W's gradient is (aᵀg)ᵀ, as ``addmm``'s backward forms it, and the
+        update is ``torch.optim.SGD``'s: w ← w − lr·g, or v ← μv + g, w ← w − lr·v.
+        """
+        weight_grad = inputs.t().mm(grad).t()
+        with torch.no_grad():
+            if not self.momentum:
+                layer.weight.add_(weight_grad, alpha=-self.lr)
+                if layer.bias is not None:
+                    layer.bias.add_(grad.sum(0), alpha=-self.lr)
+                return
+            velocity, bias_velocity = self._velocity[index]
+            velocity.mul_(self.momentum).add_(weight_grad)
+            layer.weight.add_(velocity, alpha=-self.lr)
+            if layer.bias is not None:
+                assert bias_velocity is not None
+                bias_velocity.mul_(self.momentum).add_(grad.sum(0))
+                layer.bias.add_(bias_velocity, alpha=-self.lr)
+
+    def _update_slope(self, index: int, activation: _Activation) -> None:
+        weight_grad = activation.pending
+        assert weight_grad is not None
+        weight = _weight(activation.module)
+        with torch.no_grad():
+            if self.momentum:
+                velocity = self._prelu_velocity.setdefault(index, torch.zeros_like(weight))
+                velocity.mul_(self.momentum).add_(weight_grad)
+                weight.add_(velocity, alpha=-self.lr)
+            else:
+                weight.add_(weight_grad, alpha=-self.lr)
+
+    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One SGD step on a batch; returns the mean loss and the number of correct guesses.
+
+        Each layer's weights are updated as soon as its gradient is known,
+        after the gradient for the layer below has been taken with the old
+        weights.
+        """
+        training = self.model.training
+        with torch.no_grad():
+            h = x.reshape(x.shape[0], -1) if self.flatten else x
+            inputs: list[Tensor] = []
+            saved: list[tuple[Tensor, Tensor, Tensor | None]] = []
+            for layer in self.layers:
+                inputs.append(h)
+                z = F.linear(h, layer.weight, layer.bias)
+                a, extra = layer.activation.forward(z, training)
+                saved.append((z, a, extra))
+                h = a
+            log_probs = torch.log_softmax(h, dim=1)
+            loss = F.nll_loss(log_probs, y)
+            correct = (h.argmax(dim=1) == y).sum()
+            if not torch.isfinite(loss):
+                return loss, correct  # as fit() does with autograd: no step on a NaN
+            total_weight = torch.tensor(float(len(y)))
+            grad = _NLL_BACKWARD(torch.ones(()), log_probs, y, None, 1, -100, total_weight)
+            grad = _LOG_SOFTMAX_BACKWARD(grad, log_probs, 1, log_probs.dtype)
+            for index in range(len(self.layers) - 1, -1, -1):
+                layer = self.layers[index]
+                z, a, extra = saved[index]
+                grad = layer.activation.backward(grad, z, a, extra)
+                below = grad.mm(layer.weight) if index > 0 else None
+                self._update(index, layer, inputs[index], grad)
+                if layer.activation.kind == "prelu":
+                    self._update_slope(index, layer.activation)
+                if below is not None:
+                    grad = below
+        return loss, correct

@@ -1,0 +1,185 @@
+"""The fast training path: same numbers as autograd, and autograd for everything else."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import signalprop as sp
+from signalprop._fastpath import DenseStackTrainer, plan
+from signalprop.train import fit
+
+ACTIVATIONS = [
+    "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "selu",
+    "gelu", "silu", "mish", "softplus", "linear",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def data(n: int = 3200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, 8, generator=generator), torch.randint(
+        0, 10, (n,), generator=generator
+    )
+
+
+def net(activation, depth: int = 8, seed: int = 0) -> sp.Sequential:
+    torch.manual_seed(seed)
+    name = activation if isinstance(activation, str) else "relu"
+    init = sp.init.MATCHING.get(name, "he_normal")
+    hidden = [
+        sp.Dense(
+            48,
+            copy.deepcopy(activation) if isinstance(activation, nn.Module) else activation,
+            kernel_initializer=init,
+        )
+        for _ in range(depth)
+    ]
+    return sp.Sequential(
+        [sp.layers.Flatten(), *hidden, sp.Dense(10, "softmax")], input_shape=(8, 8)
+    )
+
+
+def train_both(model: nn.Module, momentum: float) -> tuple[nn.Module, nn.Module, dict, dict]:
+    """100 steps of fit() on each path from the same weights and seed."""
+    other = copy.deepcopy(model)
+    x, y = data()
+    fast = fit(
+        model,
+        (x, y),
+        (x[:256], y[:256]),
+        epochs=1,
+        lr=0.01,
+        momentum=momentum,
+        seed=3,
+        progress=False,
+        path="fast",
+    )
+    slow = fit(
+        other,
+        (x, y),
+        (x[:256], y[:256]),
+        epochs=1,
+        lr=0.01,
+        momentum=momentum,
+        seed=3,
+        progress=False,
+        path="autograd",
+    )
+    return model, other, fast.to_dict(), slow.to_dict()
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9], ids=["sgd", "momentum"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_fast_path_matches_autograd_over_100_steps(activation: str, momentum: float) -> None:
+    """Same losses and weights as autograd + torch.optim.SGD after 100 steps.
+
+    The fast path calls the kernels autograd calls, in the same order, so the
+    results agree to float32 round-off; the tolerance (1e-5 relative) leaves room
+    for nothing more.
+    """
+    fast_model, slow_model, fast, slow = train_both(net(activation), momentum)
+    assert fast["path"] == "fast" and slow["path"].startswith("autograd")
+    assert fast["steps"] == slow["steps"] == 100
+    torch.testing.assert_close(fast["loss"], slow["loss"], rtol=1e-5, atol=0)
+    torch.testing.assert_close(fast["val_loss"], slow["val_loss"], rtol=1e-5, atol=0)
+    for p, q in zip(fast_model.parameters(), slow_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_per_channel_prelu_and_plain_torch_stacks_take_the_fast_path() -> None:
+    fast_model, slow_model, fast, slow = train_both(net(sp.layers.PReLU(48)), 0.0)
+    assert fast["path"] == "fast"
+    for p, q in zip(fast_model.parameters(), slow_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 10)
+    )
+    fast_model, slow_model, fast, slow = train_both(plain, 0.9)
+    assert fast["path"] == "fast"
+    torch.testing.assert_close(fast["loss"], slow["loss"], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Dropout(0.5), nn.Linear(10, 10)),
+            "Dropout",
+        ),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.BatchNorm1d(10), nn.Linear(10, 10)),
+            "BatchNorm1d",
+        ),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Hardswish(), nn.Linear(10, 10)),
+            "Hardswish",
+        ),
+        (nn.Sequential(nn.Flatten(1, 2), nn.Linear(64, 10)), "Flatten"),
+        (nn.Linear(64, 10), "not an nn.Sequential"),
+    ],
+)
+def test_other_models_fall_back_to_autograd_and_say_why(model: nn.Module, reason: str) -> None:
+    assert reason in str(plan(model))
+    x, y = data(64)
+    x = x.reshape(64, 64) if isinstance(model, nn.Linear) else x
+    history = fit(model, (x, y), None, epochs=1, progress=False)
+    assert history.path.startswith("autograd (") and reason in history.path
+    with pytest.raises(ValueError, match=re.escape("The 'path' parameter of fit")):
+        fit(model, (x, y), None, epochs=1, progress=False, path="fast")
+
+
+def test_other_optimizers_and_dtypes_fall_back() -> None:
+    x, y = data(64)
+    assert "SGD" in fit(net("relu"), (x, y), None, epochs=1, optimizer="adam", progress=False).path
+    model = net("relu").double()
+    assert "float64" in fit(model, (x.double(), y), None, epochs=1, progress=False).path
+    assert (
+        fit(net("relu"), (x, y), None, epochs=1, progress=False, path="autograd").path
+        == "autograd (asked for)"
+    )
+
+
+def test_diagnose_and_evaluation_work_on_a_fast_trained_model() -> None:
+    model = net("selu")
+    x, y = data()
+    history = fit(
+        model, (x, y), (x[:256], y[:256]), epochs=1, lr=0.01, progress=False, diagnose_at=(1,)
+    )
+    assert history.path == "fast"
+    report = sp.diagnose(model, x[:256].flatten(1).reshape(256, 8, 8), y[:256])
+    assert report.layers and all(layer.finite for layer in report.layers)
+    assert history.diagnostics[1]["layers"]
+
+
+def test_non_finite_loss_stops_before_the_step() -> None:
+    model = net("relu")
+    x, y = data()
+    history = fit(model, (x, y), None, epochs=1, lr=1e6, progress=False)
+    assert history.path == "fast"
+    assert history.stopped is not None and history.stopped["reason"] == "non-finite loss"
+    trainer = DenseStackTrainer(net("relu"), lr=0.1)
+    bad = x[:32].clone()
+    bad[0, 0, 0] = float("nan")
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    loss, _ = trainer.step(bad, y[:32])
+    assert not torch.isfinite(loss)
+    for p, q in zip(before, trainer.model.parameters(), strict=True):
+        assert torch.equal(p, q)  # no update from a NaN loss
+
+
+def test_trainer_refuses_models_it_cannot_train() -> None:
+    with pytest.raises(ValueError, match="the fast path cannot train this model"):
+        DenseStackTrainer(nn.Conv2d(1, 1, 3), lr=0.1)
