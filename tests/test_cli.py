@@ -6,25 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from signalprop.cli import main
 from signalprop.examples import EXAMPLES
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these tensors are too small to gain from more, and on a shared
-    2-core machine a second spinning thread slows a 1000-layer propagate from 2 s to 14 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

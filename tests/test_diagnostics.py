@@ -22,17 +22,6 @@ import signalprop as sp
 from signalprop.diagnostics import Finding, Thresholds, surrogate_loss
 from signalprop.diagnostics._report import KINDS
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these tensors are too small to gain from more, and on a shared
-    2-core machine a second spinning thread slows a 1000-layer propagate from 2 s to 14 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # The forward moments and weight scales are accumulated in float64; the similarity is
 # reduced in float32 (eps 1.2e-7), which over the few hundred terms of these nets stays
 # far below 1e-5 relative. A wrong definition is caught by a much larger margin: a biased

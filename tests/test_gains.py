@@ -37,14 +37,6 @@ PAPER_ALPHA = 1.6732632423543772848
 PAPER_SCALE = 1.0507009873554804934
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------ reference integrals
 
 

@@ -484,6 +484,7 @@ EXPECTED_NAMES: dict[str, type[init.Initializer]] = {
     "random_uniform": init.RandomUniform,
     "truncated_normal": init.TruncatedNormal,
     "orthogonal": init.Orthogonal,
+    "pytorch_default": init.PytorchDefault,
 }
 ALIASES = {
     "xavier_uniform": "glorot_uniform",
@@ -1293,3 +1294,12 @@ def test_errors_name_the_function_the_user_called() -> None:
         init.he_normal_(torch.empty(5))
     with pytest.raises(ValueError, match=re.escape("The 'tensor' parameter of LecunNormal must")):
         init.LecunNormal()(torch.empty(5))
+
+
+def test_pytorch_default_is_what_nn_linear_draws() -> None:
+    """nn.Linear's kaiming_uniform_(a=sqrt(5)) draws U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    ours = init.pytorch_default_(torch.empty(200, 300), generator=gen(1))
+    bound = 1 / math.sqrt(300)
+    assert ours.abs().max().item() <= bound
+    theirs = torch.nn.Linear(300, 200).weight.detach()
+    assert stats.ks_2samp(ours.flatten().numpy(), theirs.flatten().numpy()).pvalue > 1e-5

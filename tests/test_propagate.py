@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,16 +13,6 @@ import torch
 
 import signalprop as sp
 from signalprop.propagate import PropagationResult
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these tensors are too small to gain from more, and on a shared
-    2-core machine a second spinning thread slows a 1000-layer propagate from 2 s to 14 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sequences_have_one_entry_per_layer() -> None:

@@ -14,17 +14,6 @@ from torch import Tensor, nn
 import signalprop as sp
 from signalprop.diagnostics import SelfNormalizationCheck
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these tensors are too small to gain from more, and on a shared
-    2-core machine a second spinning thread slows a 1000-layer propagate from 2 s to 14 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 WIDTH, BATCH = 50, 256
 CONDITIONS = [
     "standardized_inputs",

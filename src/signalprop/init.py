@@ -71,7 +71,7 @@ __all__ = [
     "LecunUniform",
     "Ones",
     "Orthogonal",
-    "PyTorchDefault",
+    "PytorchDefault",
     "RandomNormal",
     "RandomUniform",
     "TruncatedNormal",
@@ -662,7 +662,7 @@ class LecunNormal(_Preset):
     preset = "lecun_normal"
 
 
-class PyTorchDefault(_Preset):
+class PytorchDefault(_Preset):
     """PyTorch's default for ``nn.Linear``/``nn.Conv*`` weights: scale 1/3, fan_in, uniform.
 
     ``kaiming_uniform_(w, a=√5)`` draws U(−1/√fan_in, 1/√fan_in), variance
@@ -831,7 +831,7 @@ _REGISTRY: dict[str, type[Initializer]] = {
     "random_uniform": RandomUniform,
     "truncated_normal": TruncatedNormal,
     "orthogonal": Orthogonal,
-    "pytorch_default": PyTorchDefault,
+    "pytorch_default": PytorchDefault,
 }
 
 #: signalprop's own in-place functions map to the equivalent object.
@@ -842,7 +842,7 @@ _FUNCTIONS: dict[Callable[..., Any], type[Initializer]] = {
     he_normal_: HeNormal,
     lecun_uniform_: LecunUniform,
     lecun_normal_: LecunNormal,
-    pytorch_default_: PyTorchDefault,
+    pytorch_default_: PytorchDefault,
     zeros_: Zeros,
     ones_: Ones,
     random_normal_: RandomNormal,
