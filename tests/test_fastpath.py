@@ -175,3 +175,18 @@ def test_non_finite_loss_stops_before_the_step() -> None:
 def test_trainer_refuses_models_it_cannot_train() -> None:
     with pytest.raises(ValueError, match="the fast path cannot train this model"):
         DenseStackTrainer(nn.Conv2d(1, 1, 3), lr=0.1)
+
+
+def test_compiled_fast_path_matches_the_eager_one() -> None:
+    """torch.compile fuses the elementwise work, so rounding may differ: 1e-5 relative."""
+    model = net("selu", depth=3)
+    other = copy.deepcopy(model)
+    x, y = data(1000)  # 31 full batches and one of 8, which runs eagerly
+    compiled = fit(model, (x, y), None, epochs=1, lr=0.01, progress=False, path="compiled")
+    eager = fit(other, (x, y), None, epochs=1, lr=0.01, progress=False, path="fast")
+    assert compiled.path == "compiled" and eager.path == "fast"
+    torch.testing.assert_close(compiled.loss, eager.loss, rtol=1e-5, atol=0)
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+    prelu = fit(net("prelu", depth=2), (x, y), None, epochs=1, progress=False, path="compiled")
+    assert prelu.path == "compiled (PReLU and RReLU are not compiled: eager fast path)"

@@ -186,7 +186,7 @@ def _choose_path(
     momentum: float,
 ) -> tuple[Any, str]:
     """The fast-path trainer (or None) and a description of the path taken."""
-    from signalprop._fastpath import DenseStackTrainer, plan
+    from signalprop._fastpath import CompiledDenseStackTrainer, DenseStackTrainer, plan
 
     if path == "autograd":
         return None, "autograd (asked for)"
@@ -200,9 +200,12 @@ def _choose_path(
         if isinstance(planned, str):
             reason = planned
     if reason is not None:
-        if path == "fast":
+        if path in ("fast", "compiled"):
             raise invalid_parameter("path", "fit", "'auto' or 'autograd' here", path, hint=reason)
         return None, f"autograd ({reason})"
+    if path == "compiled":
+        compiled = CompiledDenseStackTrainer(model, lr, momentum)
+        return compiled, f"compiled ({compiled.note})" if compiled.note else "compiled"
     return DenseStackTrainer(model, lr, momentum), "fast"
 
 
@@ -260,7 +263,10 @@ def fit(
             hand-written fast path (:mod:`signalprop._fastpath`, the same
             arithmetic as autograd) and anything else with autograd;
             ``"autograd"`` always uses autograd; ``"fast"`` insists on the
-            fast path and raises if the model does not qualify.
+            fast path and raises if the model does not qualify; ``"compiled"``
+            is the fast path compiled by ``torch.compile`` (about a minute to
+            compile a 100-layer net, then about twice as fast; equal to the
+            fast path up to float32 rounding).
             ``history.path`` says which was taken, and why.
 
     Returns:
@@ -278,7 +284,7 @@ def fit(
     seed = check_int(seed, param="seed", caller=caller, low=0)
     snapshots = {check_int(e, param="diagnose_at", caller=caller, low=0) for e in diagnose_at}
     diagnose_batch = check_int(diagnose_batch, param="diagnose_batch", caller=caller, low=1)
-    check_option(path, ("auto", "autograd", "fast"), param="path", caller=caller)
+    check_option(path, ("auto", "autograd", "compiled", "fast"), param="path", caller=caller)
     trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
     opt = _make_optimizer(model, optimizer, lr, momentum)
 
