@@ -331,8 +331,13 @@ def fit(
                     history.steps += 1
                     total_loss += loss.detach().double() * len(xb)
                     total_correct += correct
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+                    if step % 50 == 0 and not bar.disable:
+                        seen = min(n, (step + 1) * batch_size)
+                        bar.set_postfix(
+                            loss=f"{float(total_loss) / seen:.4f}",
+                            accuracy=f"{int(total_correct) / seen:.4f}",
+                            refresh=False,
+                        )
                     bar.update(1)
             finally:
                 bar.close()
