@@ -282,20 +282,12 @@ class DenseStackTrainer:
         >>> loss, correct = trainer.step(torch.randn(16, 4), torch.randint(0, 3, (16,)))
     """
 
-    def __init__(
-        self, model: nn.Module, lr: float, momentum: float = 0.0, *, layout: str = "given"
-    ) -> None:
+    def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:
         planned = plan(model)
         if isinstance(planned, str):
             raise ValueError(f"the fast path cannot train this model: {planned}")
         self.model = model
         self.layers, self.flatten = planned
-        if layout == "transposed":
-            # Store each weight as (in, out) in memory, seen as (out, in): the forward
-            # product x·Wᵀ then reads a contiguous matrix, and so does the update.
-            with torch.no_grad():
-                for layer in self.layers:
-                    layer.weight.data = layer.weight.data.t().contiguous().t()
         self.lr = lr
         self.momentum = momentum
         self._velocity: list[tuple[Tensor, Tensor | None]] = []
