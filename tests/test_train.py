@@ -137,3 +137,19 @@ def test_fit_rejects_bad_data() -> None:
         fit(small_net(), (x, y.float()), None, epochs=1, progress=False)
     with pytest.raises(ValueError, match=re.escape("The 'valid' parameter of fit must be")):
         fit(small_net(), (x, y), x, epochs=1, progress=False)  # type: ignore[arg-type]
+
+
+def test_subnormals_are_flushed_only_while_training() -> None:
+    x, y = blobs(64)
+    seen = []
+
+    def probe(epoch: int, logs: dict[str, float]) -> None:
+        seen.append((torch.tensor([1e-39]) * 1.0).item())
+
+    fit(small_net(), (x, y), None, epochs=1, progress=False, callbacks=[probe])
+    assert seen == [0.0]  # flushed inside fit
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0  # and restored after
+    fit(
+        small_net(), (x, y), None, epochs=1, progress=False, callbacks=[probe], flush_denormal=False
+    )
+    assert seen[-1] != 0.0
