@@ -28,6 +28,8 @@ RULE_OF_THUMB: tuple[tuple[str, ...], ...] = (
     ("tanh",),
     ("sigmoid",),
 )
+#: Accuracy a diverged run is ranked at: a network with NaN weights guesses one class.
+CHANCE = 0.1
 NAMES = {
     "sigmoid": "logistic",
     "tanh": "tanh",
@@ -89,6 +91,15 @@ class _Group:
     def std(self) -> float:
         finite = [v for v in self.finals if math.isfinite(v)]
         return statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+    @property
+    def scores(self) -> list[float]:
+        """Final accuracies with a diverged run counted at chance (1/10): for ranking."""
+        return [v if math.isfinite(v) else CHANCE for v in self.finals]
+
+    @property
+    def diverged(self) -> int:
+        return sum(not math.isfinite(v) for v in self.finals)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Validation accuracy per epoch: mean, min and max over seeds."""
@@ -194,18 +205,21 @@ def _ranking(groups: list[_Group]) -> list[str]:
         "",
         "Rule of thumb (the chapter): SELU > ELU > leaky ReLU and its variants (RReLU, PReLU) > "
         "ReLU > tanh > logistic. Measured: each activation with its matching initializer, "
-        "ordered by mean final validation accuracy over seeds. A pair counts as *clearly* "
-        "ordered when the means differ by more than twice the standard error of their "
-        "difference (from the seeds' spread); otherwise it is *within noise*.",
+        "ordered by mean final validation accuracy over seeds, a run that diverged (non-finite "
+        "loss) counting at chance, 0.10. A pair counts as *clearly* ordered when the means "
+        "differ by more than twice the standard error of their difference (from the seeds' "
+        "spread); otherwise it is *within noise*.",
         "",
     ]
     for depth in depths:
         at_depth = sorted(
-            (g for g in ranked if g.depth == depth),
-            key=lambda g: -np.nan_to_num(g.mean, nan=-1.0),
+            (g for g in ranked if g.depth == depth), key=lambda g: -statistics.fmean(g.scores)
         )
         order = " > ".join(
-            f"{_shown(g.config['activation'])} ({_format(g.mean)})" for g in at_depth
+            f"{_shown(g.config['activation'])} ({statistics.fmean(g.scores):.4f}"
+            + (f", {g.diverged} of {len(g.finals)} diverged" if g.diverged else "")
+            + ")"
+            for g in at_depth
         )
         agree = disagree = noise = 0
         notes = []
@@ -214,9 +228,10 @@ def _ranking(groups: list[_Group]) -> list[str]:
                 rank_a, rank_b = _rank_of(a.config["activation"]), _rank_of(b.config["activation"])
                 if rank_a is None or rank_b is None or rank_a == rank_b:
                     continue
-                n_a, n_b = len(a.finals), len(b.finals)
-                error = math.sqrt(a.std**2 / max(n_a, 1) + b.std**2 / max(n_b, 1))
-                difference = np.nan_to_num(a.mean, nan=0.0) - np.nan_to_num(b.mean, nan=0.0)
+                spread_a = statistics.stdev(a.scores) if len(a.scores) > 1 else 0.0
+                spread_b = statistics.stdev(b.scores) if len(b.scores) > 1 else 0.0
+                error = math.sqrt(spread_a**2 / len(a.scores) + spread_b**2 / len(b.scores))
+                difference = statistics.fmean(a.scores) - statistics.fmean(b.scores)
                 if abs(difference) <= 2 * error:
                     noise += 1
                 elif rank_a < rank_b:
