@@ -204,10 +204,16 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
 Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
 
 
-def _draw_bands(ax: Axes, series: Mapping[str, Band], styles: Mapping[str, str] | None) -> None:
+def _draw_bands(
+    ax: Axes,
+    series: Mapping[str, Band],
+    styles: Mapping[str, str] | None,
+    colors: Mapping[str, Any] | None,
+) -> None:
     for label, (x, mean, low, high) in series.items():
         style = (styles or {}).get(label, "-")
-        (line,) = ax.plot(x, mean, style, marker=".", label=label)
+        color = (colors or {}).get(label)
+        (line,) = ax.plot(x, mean, style, marker=".", label=label, color=color)
         if np.any(high > low):
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
 
@@ -217,15 +223,20 @@ def plot_learning_curves(
     *,
     ylabel: str = "validation accuracy",
     styles: Mapping[str, str] | None = None,
+    colors: Mapping[str, Any] | None = None,
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Curves per epoch, one panel per group: ``title -> label -> (x, mean, low, high)``.
 
-    The band between ``low`` and ``high`` (e.g. the seeds' range) is shaded.
+    The band between ``low`` and ``high`` (e.g. the seeds' range) is shaded;
+    ``styles`` and ``colors`` give each label a line style and a colour.
     """
+    from matplotlib.ticker import MaxNLocator
+
     figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
     for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
-        _draw_bands(ax, series, styles)
+        _draw_bands(ax, series, styles, colors)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
@@ -238,6 +249,7 @@ def plot_accuracy_vs_depth(
     series: Mapping[str, Band],
     *,
     styles: Mapping[str, str] | None = None,
+    colors: Mapping[str, Any] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """Final accuracy against depth: ``label -> (depths, mean, low, high)``."""
@@ -245,7 +257,14 @@ def plot_accuracy_vs_depth(
     for label, (x, mean, low, high) in series.items():
         style = (styles or {}).get(label, "-")
         axis.errorbar(
-            x, mean, yerr=[mean - low, high - mean], fmt=style, marker="o", capsize=3, label=label
+            x,
+            mean,
+            yerr=[mean - low, high - mean],
+            fmt=style,
+            marker="o",
+            capsize=3,
+            label=label,
+            color=(colors or {}).get(label),
         )
     axis.set_xscale("log")
     axis.set_xlabel("hidden layers")

@@ -285,6 +285,9 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
     depths = sorted({g.depth for g in groups})
     panels: dict[str, dict[str, Any]] = {}
     styles: dict[str, str] = {}
+    colors: dict[str, Any] = {}
+    palette = [f"C{i}" for i in range(10)]
+    activations = sorted({g.config["activation"] for g in groups})
     for group in sorted(groups, key=lambda g: (g.config["activation"], g.config["init"])):
         title = f"{group.depth} hidden layers"
         label = _label(group.config, depth=False)
@@ -293,9 +296,12 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
             and len({g.config["init"] for g in groups}) > 1
         )
         styles[label] = "--" if glorot else "-"
+        colors[label] = palette[activations.index(group.config["activation"]) % len(palette)]
         panels.setdefault(title, {})[label] = group.curve()
     plot_learning_curves(
-        dict(sorted(panels.items(), key=lambda kv: int(kv[0].split()[0]))), styles=styles
+        dict(sorted(panels.items(), key=lambda kv: int(kv[0].split()[0]))),
+        styles=styles,
+        colors=colors,
     ).savefig(directory / "learning_curves.png", dpi=100)
     lines += [
         "## Learning curves",
@@ -316,7 +322,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
             lows = np.array([min(g.finals) for g in members])
             highs = np.array([max(g.finals) for g in members])
             series[label] = (np.array([g.depth for g in members]), means, lows, highs)
-        plot_accuracy_vs_depth(series, styles=styles).savefig(
+        plot_accuracy_vs_depth(series, styles=styles, colors=colors).savefig(
             directory / "accuracy_vs_depth.png", dpi=100
         )
         lines += [
