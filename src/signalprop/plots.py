@@ -278,6 +278,8 @@ def plot_gradient_profiles(
     panels: Mapping[str, Mapping[str, np.ndarray]],
     *,
     ylabel: str = "RMS of ∂L/∂(pre-activation)",
+    styles: Mapping[str, str] | None = None,
+    colors: Mapping[str, Any] | None = None,
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
     """Per-layer values on a log scale, one panel per group: ``title -> label -> values``."""
@@ -286,7 +288,16 @@ def plot_gradient_profiles(
         for label, values in series.items():
             x = np.arange(1, len(values) + 1)
             positive = np.isfinite(values) & (values > 0)
-            ax.semilogy(x[positive], values[positive], ".-", ms=3, label=label)
+            style = (styles or {}).get(label, "-")
+            ax.semilogy(
+                x[positive],
+                values[positive],
+                style,
+                marker=".",
+                ms=3,
+                label=label,
+                color=(colors or {}).get(label),
+            )
         ax.set_title(title)
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)

@@ -350,7 +350,9 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
                     [np.nan if v is None else v for v in values], dtype=float
                 )
     if any(profiles.values()):
-        plot_gradient_profiles(profiles).savefig(directory / "gradients.png", dpi=100)
+        plot_gradient_profiles(profiles, styles=styles, colors=colors).savefig(
+            directory / "gradients.png", dpi=100
+        )
         lines += [
             f"## Gradients per layer ({deepest} hidden layers, seed 0)",
             "",
