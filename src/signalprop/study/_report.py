@@ -59,14 +59,18 @@ def _final(record: dict[str, Any]) -> float:
 
 
 def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
-    args = tuple(sorted(config["activation_args"].items()))
-    return (config["activation"], args, config["init"], len(config["hidden"]), config["epochs"])
+    """Runs that differ only in their seed."""
+    identity = {k: v for k, v in config.items() if k not in ("seed", "label", "reference")}
+    return tuple(sorted((k, repr(v)) for k, v in identity.items()))
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:
     args = ", ".join(f"{k} {v}" for k, v in sorted(config["activation_args"].items()))
     activation = _shown(config["activation"]) + (f" ({args})" if args else "")
-    text = f"{activation} + {config['init']}"
+    init_args = ", ".join(f"{k}={v}" for k, v in sorted(config.get("init_args", {}).items()))
+    text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
+    if config.get("autoinit"):
+        text += f" + autoinit ({config['autoinit']})"
     return f"{text}, {len(config['hidden'])} hidden" if depth else text
 
 
@@ -295,7 +299,10 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
             group.records[0]["config"].get("init_choice") != "matching"
             and len({g.config["init"] for g in groups}) > 1
         )
-        styles[label] = "--" if glorot else "-"
+        if any(g.config.get("autoinit") for g in groups):  # dashed: as drawn, solid: autoinit
+            styles[label] = "-" if group.config.get("autoinit") else "--"
+        else:  # dashed: Glorot uniform where the activation has its own initializer
+            styles[label] = "--" if glorot else "-"
         colors[label] = palette[activations.index(group.config["activation"]) % len(palette)]
         panels.setdefault(title, {})[label] = group.curve()
     plot_learning_curves(
@@ -328,7 +335,8 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
         lines += [
             "## Final accuracy against depth",
             "",
-            "Mean over seeds, bars from the worst to the best seed; dashed: Glorot uniform.",
+            "Mean over seeds, bars from the worst to the best seed; dashed: Glorot uniform "
+            "(or, in an autoinit study, the initialization as drawn).",
             "",
             "![accuracy vs depth](accuracy_vs_depth.png)",
             "",
