@@ -383,7 +383,7 @@ class CompiledDenseStackTrainer:
     float32 rounding (fused elementwise code may round differently).
 
     Compiling a 100-layer net takes about a minute, once per architecture and
-    batch size (inductor caches it on disk); batches of another size (an
+    batch size (inductor caches it on disk), and a C++ compiler; batches of another size (an
     epoch's last) run on the eager fast path. PReLU (a learned slope) and
     RReLU (random slopes) are not compiled: such models run eagerly. If
     compiling fails, the trainer says so in :attr:`note` and runs eagerly.
@@ -451,6 +451,12 @@ class CompiledDenseStackTrainer:
         return loss, correct
 
 
+#: Inductor options for the compiled step: a C++ wrapper around the kernels instead of a
+#: Python one, 13 % faster for the 100-layer net (5.35 against 6.15 ms per step), at the
+#: price of a longer compile (about 65 s against 27 s).
+_OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
+
+
 def _compiled_functions(
     activations: list[_Activation], has_bias: list[bool], flatten: bool, momentum: bool
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -507,6 +513,6 @@ def _compiled_functions(
             grad = below
 
     return (
-        torch.compile(forward, dynamic=False, fullgraph=True),
-        torch.compile(backward, dynamic=False, fullgraph=True),
+        torch.compile(forward, dynamic=False, fullgraph=True, options=_OPTIONS),
+        torch.compile(backward, dynamic=False, fullgraph=True, options=_OPTIONS),
     )
