@@ -146,6 +146,20 @@ def _fail(source: str, message: str) -> ValueError:
     return ValueError(f"{source}: {message}")
 
 
+def _built(
+    create: Any, kind: str, name: str, merged: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """Check ``<kind>_args`` by building the named object with them; return the arguments."""
+    args = merged[f"{kind}_args"]
+    if not isinstance(args, dict):
+        raise invalid_parameter(f"{kind}_args", source, "an object of arguments", args)
+    try:
+        create(name, **args)
+    except TypeError as error:
+        raise _fail(source, f"{kind} {name!r}: {error}") from None
+    return args
+
+
 def _run(settings: dict[str, Any], source: str) -> RunConfig:
     unknown = sorted(set(settings) - KEYS)
     if unknown:
@@ -160,24 +174,12 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     activation = merged["activation"]
     if not isinstance(activation, str):
         raise invalid_parameter("activation", caller, "an activation name", activation)
-    args = merged["activation_args"]
-    if not isinstance(args, dict):
-        raise invalid_parameter("activation_args", caller, "an object of arguments", args)
-    try:
-        _activations.create(activation, **args)
-    except TypeError as error:
-        raise _fail(source, f"activation {activation!r}: {error}") from None
+    args = _built(_activations.create, "activation", activation, merged, source)
     init_choice = merged["init"]
     init_name = _init.MATCHING.get(activation, "") if init_choice == "matching" else init_choice
     if not isinstance(init_name, str) or not init_name:
         raise invalid_parameter("init", caller, "an initializer name or 'matching'", init_choice)
-    init_args = merged["init_args"]
-    if not isinstance(init_args, dict):
-        raise invalid_parameter("init_args", caller, "an object of arguments", init_args)
-    try:
-        _init.create(init_name, **init_args)
-    except TypeError as error:
-        raise _fail(source, f"init {init_name!r}: {error}") from None
+    init_args = _built(_init.create, "init", init_name, merged, source)
     auto = merged["autoinit"]
     if auto is not None and auto not in ("analytic", "data"):
         raise invalid_parameter("autoinit", caller, "null, 'analytic' or 'data'", auto)
