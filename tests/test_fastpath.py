@@ -190,3 +190,27 @@ def test_compiled_fast_path_matches_the_eager_one() -> None:
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
     prelu = fit(net("prelu", depth=2), (x, y), None, epochs=1, progress=False, path="compiled")
     assert prelu.path == "compiled (PReLU and RReLU are not compiled: eager fast path)"
+
+
+def test_compiled_step_with_momentum_and_a_nan_batch() -> None:
+    """Momentum matches the eager fast path; a NaN batch leaves every weight as it was."""
+    from signalprop._fastpath import CompiledDenseStackTrainer
+
+    model = net("elu", depth=2)
+    other = copy.deepcopy(model)
+    compiled = CompiledDenseStackTrainer(model, lr=0.01, momentum=0.9)
+    eager = DenseStackTrainer(other, lr=0.01, momentum=0.9)
+    x, y = data(1600)
+    for step in range(50):
+        xb, yb = x[step * 32 : (step + 1) * 32], y[step * 32 : (step + 1) * 32]
+        torch.testing.assert_close(
+            compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
+        )
+    assert compiled.note == ""
+    before = [p.detach().clone() for p in model.parameters()]
+    bad = x[:32].clone()
+    bad[0, 0, 0] = float("nan")
+    loss, _ = compiled.step(bad, y[:32])
+    assert not torch.isfinite(loss)
+    for p, q in zip(before, model.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -376,10 +376,11 @@ class DenseStackTrainer:
 class CompiledDenseStackTrainer:
     """The fast path with the whole step compiled by ``torch.compile``.
 
-    Forward and backward-plus-update become two compiled graphs: inductor fuses
-    each bias, activation and activation derivative into one loop and calls the
-    matrix products directly, so the step runs without Python or dispatcher
-    overhead between operations. The arithmetic is the eager fast path's up to
+    The whole step — forward, backward and update — is one compiled graph:
+    inductor fuses each layer's activation, its derivative and the weight
+    update into loops of its own and calls the matrix products directly from
+    a C++ wrapper, so the step runs without Python or dispatcher overhead
+    between operations. The arithmetic is the eager fast path's up to
     float32 rounding (fused elementwise code may round differently).
 
     Compiling a 100-layer net takes about a minute, once per architecture and
@@ -394,11 +395,11 @@ class CompiledDenseStackTrainer:
         self.model = model
         self.note = ""
         layers = self.eager.layers
+        self._step: Callable[..., tuple[Tensor, Tensor]] | None = None
         if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
             self.note = "PReLU and RReLU are not compiled: eager fast path"
-            self._forward = self._backward = None
         else:
-            self._forward, self._backward = _compiled_functions(
+            self._step = _compiled_step(
                 [layer.activation for layer in layers],
                 [layer.bias is not None for layer in layers],
                 self.eager.flatten,
@@ -419,7 +420,7 @@ class CompiledDenseStackTrainer:
 
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One SGD step; batches of another shape than the first run eagerly."""
-        if self._forward is None or self._backward is None:
+        if self._step is None:
             return self.eager.step(x, y)
         if self._shape is None:
             self._shape = x.shape
@@ -427,16 +428,9 @@ class CompiledDenseStackTrainer:
             return self.eager.step(x, y)
         try:
             with torch.no_grad():
-                loss, correct, log_probs, inputs, saved = self._forward(
-                    x, y, self._weights, self._biases
-                )
-                if not torch.isfinite(loss):
-                    return loss, correct
-                self._backward(
+                loss, correct = self._step(
+                    x,
                     y,
-                    log_probs,
-                    inputs,
-                    saved,
                     self._weights,
                     self._biases,
                     self._velocities,
@@ -446,7 +440,7 @@ class CompiledDenseStackTrainer:
                 )
         except Exception as error:  # a platform where inductor cannot compile
             self.note = f"compiling failed ({type(error).__name__}): eager fast path"
-            self._forward = self._backward = None
+            self._step = None
             return self.eager.step(x, y)
         return loss, correct
 
@@ -457,15 +451,28 @@ class CompiledDenseStackTrainer:
 _OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
 
 
-def _compiled_functions(
+def _compiled_step(
     activations: list[_Activation], has_bias: list[bool], flatten: bool, momentum: bool
-) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The compiled forward and backward-with-update for one architecture."""
+) -> Callable[..., tuple[Tensor, Tensor]]:
+    """One compiled graph for a whole step: forward, backward and update.
+
+    A non-finite loss must leave the weights as they were (as with autograd,
+    where fit() stops before the step), without a Python branch between a
+    forward graph and a backward one: every update is ``torch.where(ok, new,
+    old)``, which inductor fuses into the update's own loop.
+    """
     count = len(activations)
 
-    def forward(
-        x: Tensor, y: Tensor, weights: list[Tensor], biases: list[Tensor]
-    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], list[tuple[Tensor, Tensor]]]:
+    def step(
+        x: Tensor,
+        y: Tensor,
+        weights: list[Tensor],
+        biases: list[Tensor],
+        velocities: list[Tensor],
+        bias_velocities: list[Tensor],
+        lr: float,
+        mu: float,
+    ) -> tuple[Tensor, Tensor]:
         h = x.reshape(x.shape[0], -1) if flatten else x
         inputs: list[Tensor] = []
         saved: list[tuple[Tensor, Tensor]] = []
@@ -478,20 +485,7 @@ def _compiled_functions(
         log_probs = torch.log_softmax(h, dim=1)
         loss = F.nll_loss(log_probs, y)
         correct = (h.argmax(dim=1) == y).sum()
-        return loss, correct, log_probs, inputs, saved
-
-    def backward(
-        y: Tensor,
-        log_probs: Tensor,
-        inputs: list[Tensor],
-        saved: list[tuple[Tensor, Tensor]],
-        weights: list[Tensor],
-        biases: list[Tensor],
-        velocities: list[Tensor],
-        bias_velocities: list[Tensor],
-        lr: float,
-        mu: float,
-    ) -> None:
+        ok = torch.isfinite(loss)
         classes = log_probs.shape[1]
         grad = (log_probs.exp() - F.one_hot(y, classes).to(log_probs.dtype)) / log_probs.shape[0]
         for i in range(count - 1, -1, -1):
@@ -500,19 +494,20 @@ def _compiled_functions(
             below = grad.mm(weights[i]) if i > 0 else grad
             weight_grad = inputs[i].t().mm(grad).t()
             if momentum:
-                velocities[i].mul_(mu).add_(weight_grad)
-                weights[i].sub_(lr * velocities[i])
-            else:
-                weights[i].sub_(lr * weight_grad)
+                velocity = velocities[i]
+                velocity.copy_(torch.where(ok, velocity * mu + weight_grad, velocity))
+                weight_grad = velocity
+            weights[i].copy_(torch.where(ok, weights[i] - lr * weight_grad, weights[i]))
             if has_bias[i]:
+                bias_grad = grad.sum(0)
                 if momentum:
-                    bias_velocities[i].mul_(mu).add_(grad.sum(0))
-                    biases[i].sub_(lr * bias_velocities[i])
-                else:
-                    biases[i].sub_(lr * grad.sum(0))
+                    bias_velocity = bias_velocities[i]
+                    bias_velocity.copy_(
+                        torch.where(ok, bias_velocity * mu + bias_grad, bias_velocity)
+                    )
+                    bias_grad = bias_velocity
+                biases[i].copy_(torch.where(ok, biases[i] - lr * bias_grad, biases[i]))
             grad = below
+        return loss, correct
 
-    return (
-        torch.compile(forward, dynamic=False, fullgraph=True, options=_OPTIONS),
-        torch.compile(backward, dynamic=False, fullgraph=True, options=_OPTIONS),
-    )
+    return torch.compile(step, dynamic=False, fullgraph=True, options=_OPTIONS)
