@@ -451,6 +451,29 @@ class CompiledDenseStackTrainer:
 _OPTIONS: dict[str, Any] = {"cpp_wrapper": True}
 
 
+#: In the compiled step, ELU and SELU run in place and take their derivative from
+#: their output (α·scale·e^z = a + α·scale where z ≤ 0), which saves an exponential
+#: per element; eagerly, the fast path follows autograd and uses the input.
+_FROM_RESULT = ("elu", "selu")
+
+
+def _elu_constants(activation: _Activation) -> tuple[float, float]:
+    if activation.kind == "selu":
+        return _activations.SELU_ALPHA, _activations.SELU_SCALE
+    return float(activation.args["alpha"]), 1.0
+
+
+def _elu_family_forward(activation: _Activation, z: Tensor) -> Tensor:
+    if activation.kind == "selu":
+        return torch.selu_(z)
+    return F.elu_(z, _elu_constants(activation)[0])
+
+
+def _elu_family_backward(activation: _Activation, grad: Tensor, a: Tensor) -> Tensor:
+    alpha, scale = _elu_constants(activation)
+    return grad * torch.where(a > 0, scale, a + alpha * scale)
+
+
 def _compiled_step(
     activations: list[_Activation], has_bias: list[bool], flatten: bool, momentum: bool
 ) -> Callable[..., tuple[Tensor, Tensor]]:
@@ -479,7 +502,10 @@ def _compiled_step(
         for i in range(count):
             inputs.append(h)
             z = F.linear(h, weights[i], biases[i] if has_bias[i] else None)
-            a, _ = activations[i].forward(z, True)  # in place only where z is not needed
+            if activations[i].kind in _FROM_RESULT:
+                a = _elu_family_forward(activations[i], z)
+            else:
+                a, _ = activations[i].forward(z, True)  # in place only where z is not needed
             saved.append((z, a))
             h = a
         log_probs = torch.log_softmax(h, dim=1)
@@ -490,7 +516,10 @@ def _compiled_step(
         grad = (log_probs.exp() - F.one_hot(y, classes).to(log_probs.dtype)) / log_probs.shape[0]
         for i in range(count - 1, -1, -1):
             z, a = saved[i]
-            grad = activations[i].backward(grad, z, a, None)
+            if activations[i].kind in _FROM_RESULT:
+                grad = _elu_family_backward(activations[i], grad, a)
+            else:
+                grad = activations[i].backward(grad, z, a, None)
             below = grad.mm(weights[i]) if i > 0 else grad
             weight_grad = inputs[i].t().mm(grad).t()
             if momentum:
