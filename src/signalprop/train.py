@@ -278,8 +278,8 @@ def fit(
             ``"autograd"`` always uses autograd; ``"fast"`` insists on the
             fast path and raises if the model does not qualify; ``"compiled"``
             is the fast path compiled by ``torch.compile`` (about a minute to
-            compile a 100-layer net, then 1.6x the eager fast path; equal to it
-            up to float32 rounding).
+            compile a 100-layer net, then about twice as fast as the eager fast
+            path; equal to it up to float32 rounding).
             ``history.path`` says which was taken, and why.
         flush_denormal: Flush subnormal floats (below 1.2e-38) to zero while
             training, as TensorFlow does on CPUs. A deep net whose gradients
