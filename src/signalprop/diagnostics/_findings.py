@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 from signalprop.diagnostics._report import Finding, LayerStats, Thresholds
 from signalprop.init import MATCHING, PRESETS
 
-MATCHING_INIT = MATCHING
 SATURATING_NAMES = {"sigmoid": "logistic", "tanh": "tanh"}
 NON_SATURATING_FIX = "or switch to ELU/SELU with he_normal/lecun_normal"
 
@@ -32,53 +32,54 @@ def layer_range(names: list[str], all_names: list[str]) -> str:
 
 #: Weights within this factor of the matching initializer's variance count as "at scale".
 SCALE_TOLERANCE = 1.25
-#: What to do when the weights are already right: the activation or the depth is the cause.
-AT_SCALE_ADVICE = {
-    "sigmoid": "the initialization is already right, the logistic itself is the problem: "
-    "switch to ELU/SELU with he_normal/lecun_normal",
-    "tanh": "the initialization is already right, tanh itself is the problem: switch to "
-    "ELU/SELU with he_normal/lecun_normal",
-    "relu": "the initialization is already right: use leaky_relu/elu/selu, fewer layers, or "
-    "skip connections",
+#: The remedy when the weights are not the cause: the activation or the depth is.
+REMEDIES = {
+    "sigmoid": ", the logistic itself is the problem: switch to ELU/SELU with "
+    "he_normal/lecun_normal",
+    "tanh": ", tanh itself is the problem: switch to ELU/SELU with he_normal/lecun_normal",
+    "relu": ": use leaky_relu/elu/selu, fewer layers, or skip connections",
 }
+DEFAULT_REMEDY = ": add normalization or skip connections"
 
 
-def _weight_relation(rows: list[LayerStats]) -> float | None:
-    """Median weight variance over the matching initializer's, or None if unknown."""
-    activation = statistics.mode([r.activation or "linear" for r in rows])
-    init_name = MATCHING_INIT.get(activation)
-    weighted = [r for r in rows if r.has_weight and r.activation == activation]
-    if init_name is None or not weighted:
-        return None
-    scale, mode, _, _ = PRESETS[init_name]
-    attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
-    return float(statistics.median(getattr(r, attr) for r in weighted)) / scale
+@dataclass(frozen=True)
+class _Weights:
+    """The weights of some layers against their activation's initializer.
 
-
-def _activation_advice(rows: list[LayerStats]) -> str:
-    activation = statistics.mode([r.activation or "linear" for r in rows])
-    return AT_SCALE_ADVICE.get(
-        activation, "the initialization is already right: add normalization or skip connections"
-    ).replace("the initialization is already right", "the weights are not the cause")
-
-
-def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
-    """What the weights of ``rows`` look like against their activation's initializer.
-
-    Returns ``(activation phrase, advice)``: re-initialize when the weights are
-    off their initializer's scale, otherwise advice about the activation.
+    Attributes:
+        activation: The layers' most common activation.
+        what: "logistic with weights 3.4× too large (…)", for messages.
+        advice: Re-initialize when the weights are off scale (``reinit``),
+            otherwise what to change instead.
+        reinit: Whether ``advice`` is to re-initialize.
+        relation: Median weight variance over the initializer's (None: unknown).
     """
+
+    activation: str
+    what: str
+    advice: str
+    reinit: bool
+    relation: float | None
+
+    def not_the_cause(self) -> str:
+        """Advice for when the weights' size cannot explain the finding."""
+        return "the weights are not the cause" + REMEDIES.get(self.activation, DEFAULT_REMEDY)
+
+
+def _weights(rows: list[LayerStats]) -> _Weights:
     activation = statistics.mode([r.activation or "linear" for r in rows])
     shown = SATURATING_NAMES.get(activation, activation)
-    init_name = MATCHING_INIT.get(activation)
+    init_name = MATCHING.get(activation)
     weighted = [r for r in rows if r.has_weight and r.activation == activation]
     if init_name is None or not weighted:
-        return shown, "re-initialize with a variance-preserving initializer (signalprop.init)"
+        advice = "re-initialize with a variance-preserving initializer (signalprop.init)"
+        return _Weights(activation, shown, advice, True, None)
     scale, mode, _, _ = PRESETS[init_name]
     attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
     measured = statistics.median(getattr(r, attr) for r in weighted)
-    relation = measured / scale
+    relation = float(measured) / scale
     advice = f"re-initialize with {init_name} (variance {scale:g}/{mode})"
+    reinit = True
     if relation > SCALE_TOLERANCE:
         state = f"weights {relation:.3g}× too large (var·{mode} ≈ {measured:.3g}, want {scale:g})"
     elif relation < 1 / SCALE_TOLERANCE:
@@ -87,13 +88,12 @@ def _describe_weights(rows: list[LayerStats]) -> tuple[str, str]:
         )
     else:
         state = f"weights at {init_name}'s scale (var·{mode} ≈ {measured:.3g})"
-        advice = AT_SCALE_ADVICE.get(
-            activation, "the initialization is already right: add normalization or skip connections"
-        )
+        advice = "the initialization is already right" + REMEDIES.get(activation, DEFAULT_REMEDY)
+        reinit = False
     variance = statistics.median(r.weight_var or 0.0 for r in weighted)
     if 0.5 < variance < 2 and relation > 3:  # the pre-2010 habit of N(0, 1) weights
         state = f"N(0, 1)-like weights (var ≈ {variance:.2g}, {relation:.3g}× {init_name}'s)"
-    return f"{shown} with {state}", advice
+    return _Weights(activation, f"{shown} with {state}", advice, reinit, relation)
 
 
 def _gradient_flow(
@@ -122,7 +122,7 @@ def _gradient_flow(
                     f"no gradient at all reaches {layer_range(hidden_names, all_names)}; "
                     f"{cause} (a saturated softmax or dead units upstream cut it)"
                 ),
-                fix=_describe_weights(weighted[:-1])[1]
+                fix=_weights(weighted[:-1]).advice
                 + ", and check the output layer's logits for extreme values",
             )
         ]
@@ -133,14 +133,14 @@ def _gradient_flow(
     hidden = weighted[:-1]
     if ratio < thresholds.vanishing:
         flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference < thresholds.vanishing]
-        what, advice = _describe_weights(hidden)
-        relation = _weight_relation(hidden)
+        weights = _weights(hidden)
+        what, advice, reinit = weights.what, weights.advice, weights.reinit
         saturated = any((r.saturated or 0.0) > thresholds.saturation for r in hidden)
-        if relation is not None and relation > SCALE_TOLERANCE and not saturated:
+        if weights.relation is not None and weights.relation > SCALE_TOLERANCE and not saturated:
             # Larger weights make gradients larger, not smaller: the activation is the cause.
-            advice = _activation_advice(hidden)
+            advice, reinit = weights.not_the_cause(), False
         saturating = any(r.activation in SATURATING_NAMES for r in hidden)
-        fix = f"{advice}, {NON_SATURATING_FIX}" if saturating and "itself" not in advice else advice
+        fix = f"{advice}, {NON_SATURATING_FIX}" if saturating and reinit else advice
         findings.append(
             Finding(
                 kind="vanishing_gradients",
@@ -157,10 +157,10 @@ def _gradient_flow(
         )
     elif ratio > thresholds.exploding:
         flagged = [r for r in hidden if (r.grad_pre_rms or 0.0) / reference > thresholds.exploding]
-        what, advice = _describe_weights(hidden)
-        relation = _weight_relation(hidden)
-        if relation is not None and relation < 1 / SCALE_TOLERANCE:
-            advice = _activation_advice(hidden)
+        weights = _weights(hidden)
+        what, advice = weights.what, weights.advice
+        if weights.relation is not None and weights.relation < 1 / SCALE_TOLERANCE:
+            advice = weights.not_the_cause()  # smaller weights cannot make gradients explode
         findings.append(
             Finding(
                 kind="exploding_gradients",
@@ -202,7 +202,8 @@ def _signal(
         if (size(r) / bottom > thresholds.signal**0.5) == exploding
         and (size(r) / bottom < thresholds.signal**-0.5 or exploding)
     ]
-    what, advice = _describe_weights(rows)
+    weights = _weights(rows)
+    what, advice = weights.what, weights.advice
     verb = "grows" if exploding else "shrinks"
     return [
         Finding(
@@ -225,7 +226,8 @@ def _saturation(
     if not flagged:
         return []
     worst = max(r.saturated or 0.0 for r in flagged)
-    what, advice = _describe_weights(flagged)
+    weights = _weights(flagged)
+    what, advice = weights.what, weights.advice
     return [
         Finding(
             kind="saturation",
@@ -236,7 +238,7 @@ def _saturation(
                 f"(up to {worst:.0%} of activations within "
                 f"{thresholds.saturation_margin:g} of the range's ends)"
             ),
-            fix=advice if "itself" in advice else f"{advice}, {NON_SATURATING_FIX}",
+            fix=f"{advice}, {NON_SATURATING_FIX}" if weights.reinit else advice,
         )
     ]
 
