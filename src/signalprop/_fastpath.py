@@ -55,6 +55,10 @@ _NLL_BACKWARD: Callable[..., Tensor] = _aten.nll_loss_backward.default
 _LOG_SOFTMAX_BACKWARD: Callable[..., Tensor] = _aten._log_softmax_backward_data.default
 
 
+#: The loss's own gradient, d loss / d loss.
+_ONE = torch.ones(())
+
+
 def _weight(module: nn.Module | None) -> Tensor:
     weight = getattr(module, "weight", None)
     assert isinstance(weight, Tensor)
@@ -68,12 +72,6 @@ class _Activation:
     kind: str
     module: nn.Module | None = None
     args: dict[str, Any] = field(default_factory=dict)
-    pending: Tensor | None = None  # PReLU's slope gradient, between backward and update
-
-    @property
-    def keeps_input(self) -> bool:
-        """Whether the backward needs the pre-activation (as autograd saves it)."""
-        return self.kind not in ("linear", "relu", "sigmoid", "tanh")
 
     def forward(self, z: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
         """The activation of ``z`` and what the backward needs besides z and the output.
@@ -112,46 +110,45 @@ class _Activation:
             return _RRELU_NOISE(z, noise, lower, upper, training, None), noise
         raise AssertionError(kind)  # pragma: no cover (plan() admits only the kinds above)
 
-    def backward(self, grad: Tensor, z: Tensor, a: Tensor, extra: Tensor | None) -> Tensor:
-        """The gradient w.r.t. the pre-activation, by the kernel autograd uses.
-
-        For PReLU the slope's gradient is left in ``self.pending``.
-        """
+    def backward(
+        self, grad: Tensor, z: Tensor, a: Tensor, extra: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The gradient w.r.t. the pre-activation, by the kernel autograd uses, and
+        the gradient w.r.t. the activation's own parameter (PReLU's slope), if any."""
         kind = self.kind
         if kind == "linear":
-            return grad
+            return grad, None
         if kind == "relu":
-            return _THRESHOLD_BACKWARD(grad, a, 0)
+            return _THRESHOLD_BACKWARD(grad, a, 0), None
         if kind == "sigmoid":
-            return _SIGMOID_BACKWARD(grad, a)
+            return _SIGMOID_BACKWARD(grad, a), None
         if kind == "tanh":
-            return _TANH_BACKWARD(grad, a)
+            return _TANH_BACKWARD(grad, a), None
         if kind == "leaky_relu":
-            return _LEAKY_BACKWARD(grad, z, self.args["alpha"], False)
+            return _LEAKY_BACKWARD(grad, z, self.args["alpha"], False), None
         if kind == "elu":
-            return _ELU_BACKWARD(grad, self.args["alpha"], 1.0, 1.0, False, z)
+            return _ELU_BACKWARD(grad, self.args["alpha"], 1.0, 1.0, False, z), None
         if kind == "selu":
-            return _ELU_BACKWARD(
-                grad, _activations.SELU_ALPHA, _activations.SELU_SCALE, 1.0, False, z
-            )
+            alpha, scale = _activations.SELU_ALPHA, _activations.SELU_SCALE
+            return _ELU_BACKWARD(grad, alpha, scale, 1.0, False, z), None
         if kind == "gelu":
-            return _GELU_BACKWARD(grad, z, approximate=self.args["approximate"])
+            return _GELU_BACKWARD(grad, z, approximate=self.args["approximate"]), None
         if kind == "silu":
-            return _SILU_BACKWARD(grad, z)
+            return _SILU_BACKWARD(grad, z), None
         if kind == "mish":
-            return _MISH_BACKWARD(grad, z)
+            return _MISH_BACKWARD(grad, z), None
         if kind == "softplus":
-            return _SOFTPLUS_BACKWARD(grad, z, self.args["beta"], self.args["threshold"])
+            beta, threshold = self.args["beta"], self.args["threshold"]
+            return _SOFTPLUS_BACKWARD(grad, z, beta, threshold), None
         if kind == "rrelu":
             assert extra is not None
             lower, upper = self.args["lower"], self.args["upper"]
-            return _RRELU_BACKWARD(grad, z, extra, lower, upper, True, False)
+            return _RRELU_BACKWARD(grad, z, extra, lower, upper, True, False), None
         if kind == "prelu":
             weight = _weight(self.module).detach()
             result, weight_grad = _PRELU_BACKWARD(grad, z, weight)
-            total = weight_grad.sum().reshape(1)
-            self.pending = total if weight.numel() == 1 else weight_grad.sum(0)
-            return result
+            slope = weight_grad.sum().reshape(1) if weight.numel() == 1 else weight_grad.sum(0)
+            return result, slope
         raise AssertionError(kind)  # pragma: no cover
 
 
@@ -193,7 +190,7 @@ def _activation_of(module: nn.Module) -> _Activation | str:
         if not isinstance(weight, Tensor) or weight.dim() != 1:
             return "PReLU without a 1-D weight"
         return _Activation(name, module)
-    if name in ("softmax",):
+    if name == "softmax":
         return "softmax inside the stack"
     return _Activation(name, module)
 
@@ -322,9 +319,7 @@ class DenseStackTrainer:
                 bias_velocity.mul_(self.momentum).add_(grad.sum(0))
                 layer.bias.add_(bias_velocity, alpha=-self.lr)
 
-    def _update_slope(self, index: int, activation: _Activation) -> None:
-        weight_grad = activation.pending
-        assert weight_grad is not None
+    def _update_slope(self, index: int, activation: _Activation, weight_grad: Tensor) -> None:
         weight = _weight(activation.module)
         with torch.no_grad():
             if self.momentum:
@@ -358,16 +353,16 @@ class DenseStackTrainer:
             if not torch.isfinite(loss):
                 return loss, correct  # as fit() does with autograd: no step on a NaN
             total_weight = torch.tensor(float(len(y)))
-            grad = _NLL_BACKWARD(torch.ones(()), log_probs, y, None, 1, -100, total_weight)
+            grad = _NLL_BACKWARD(_ONE, log_probs, y, None, 1, -100, total_weight)
             grad = _LOG_SOFTMAX_BACKWARD(grad, log_probs, 1, log_probs.dtype)
             for index in range(len(self.layers) - 1, -1, -1):
                 layer = self.layers[index]
                 z, a, extra = saved[index]
-                grad = layer.activation.backward(grad, z, a, extra)
+                grad, slope_grad = layer.activation.backward(grad, z, a, extra)
                 below = grad.mm(layer.weight) if index > 0 else None
                 self._update(index, layer, inputs[index], grad)
-                if layer.activation.kind == "prelu":
-                    self._update_slope(index, layer.activation)
+                if slope_grad is not None:
+                    self._update_slope(index, layer.activation, slope_grad)
                 if below is not None:
                     grad = below
         return loss, correct
@@ -519,7 +514,7 @@ def _compiled_step(
             if activations[i].kind in _FROM_RESULT:
                 grad = _elu_family_backward(activations[i], grad, a)
             else:
-                grad = activations[i].backward(grad, z, a, None)
+                grad, _ = activations[i].backward(grad, z, a, None)
             below = grad.mm(weights[i]) if i > 0 else grad
             weight_grad = inputs[i].t().mm(grad).t()
             if momentum:
