@@ -82,8 +82,7 @@ def build_example(
     batch = check_int(batch, param="batch", caller="build_example", low=1)
     seed = check_int(seed, param="seed", caller="build_example", low=0)
     initializer = _init.get(example.init)
-    state = torch.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         layers = [Dense(300, example.activation, kernel_initializer=initializer, input_dim=784)]
         layers += [
@@ -92,8 +91,6 @@ def build_example(
         ]
         layers.append(Dense(10, "softmax"))
         model = Sequential(layers, input_shape=(784,))
-    finally:
-        torch.set_rng_state(state)
     generator = torch.Generator().manual_seed(seed + 1)
     inputs = torch.randn(batch, 784, generator=generator)
     labels = torch.randint(0, 10, (batch,), generator=generator)
@@ -117,16 +114,13 @@ def build_torch_default(
     check_option(activation, TORCH_DEFAULT, param="activation", caller="build_torch_default")
     depth = check_int(depth, param="depth", caller="build_torch_default", low=1)
     width = check_int(width, param="width", caller="build_torch_default", low=1)
-    state = torch.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         layers: list[nn.Module] = []
         for _ in range(depth):
             layers += [nn.Linear(width, width), _activations.create(activation)]
         layers.append(nn.Linear(width, 10))
         model = nn.Sequential(*layers)
-    finally:
-        torch.set_rng_state(state)
     generator = torch.Generator().manual_seed(seed + 1)
     inputs = torch.randn(batch, width, generator=generator)
     labels = torch.randint(0, 10, (batch,), generator=generator)

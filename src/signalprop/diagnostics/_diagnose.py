@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 
 from signalprop._validation import check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
-from signalprop.diagnostics._record import Recorder, Row, mean_std, rms, weight_scales
+from signalprop.diagnostics._record import Recorder, Row, mean_std, norm_of, rms, weight_scales
 from signalprop.diagnostics._report import LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
@@ -47,22 +48,17 @@ def surrogate_loss(output: Tensor, seed: int) -> Tensor:
     return (output * g).sum() / batch
 
 
-class _SavedState:
-    """RNG states and buffers, to put back after the diagnosis."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.cpu_rng = torch.get_rng_state()
-        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
-        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
-
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
+@contextlib.contextmanager
+def _buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Put the model's buffers (e.g. BatchNorm statistics) back as they were on exit."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
         with torch.no_grad():
-            for buffer, saved in self.buffers:
-                if buffer.shape == saved.shape:
-                    buffer.copy_(saved)
+            for buffer, value in saved:
+                if buffer.shape == value.shape:
+                    buffer.copy_(value)
 
 
 def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
@@ -90,9 +86,7 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
             setattr(layer, key, value)
         grad = weight_grads.get(id(weight))
         if grad is not None:
-            layer.grad_weight_rms = rms(
-                (grad.sum(), torch.linalg.vector_norm(grad, dtype=torch.float64), grad.numel())
-            )
+            layer.grad_weight_rms = rms(norm_of(grad))
     return layer
 
 
@@ -161,35 +155,37 @@ def diagnose(
         raise invalid_parameter("thresholds", caller, "a Thresholds", thresholds)
     seed = check_int(seed, param="seed", caller=caller, low=0)
 
-    saved = _SavedState(model)
     recorder = Recorder(model, thresholds.saturation_margin)
     notes: list[str] = []
     loss_value: float | None = None
     weight_grads: dict[int, Tensor | None] = {}
-    try:
-        with recorder.installed(), torch.enable_grad():
-            output = model(*args)
-            if not isinstance(output, Tensor):
-                raise invalid_parameter(
-                    "model", caller, "a model returning a Tensor", type(output).__name__
-                )
-            if targets is None:
-                loss = surrogate_loss(output, seed)
-            elif loss_fn is not None:
-                loss = loss_fn(output, targets)
-            else:
-                softmax_output = bool(recorder.rows) and recorder.rows[-1].activation == "softmax"
-                loss = _default_loss(output, targets, softmax_output)
-            loss_value = float(loss.detach().item())
-            weights = recorder.weight_parameters()
-            wrt: list[Tensor] = weights + [a for a in args if a.requires_grad]
-            if loss.requires_grad and wrt:
-                grads = torch.autograd.grad(loss, wrt, allow_unused=True)
-                weight_grads = {id(w): g for w, g in zip(weights, grads, strict=False)}
-            else:
-                notes.append("no parameter requires a gradient: gradient statistics skipped")
-    finally:
-        saved.restore()
+    # The global RNG (dropout, RReLU) and the buffers are put back as they were.
+    with (
+        torch.random.fork_rng(),
+        _buffers_kept(model),
+        recorder.installed(),
+        torch.enable_grad(),
+    ):
+        output = model(*args)
+        if not isinstance(output, Tensor):
+            raise invalid_parameter(
+                "model", caller, "a model returning a Tensor", type(output).__name__
+            )
+        if targets is None:
+            loss = surrogate_loss(output, seed)
+        elif loss_fn is not None:
+            loss = loss_fn(output, targets)
+        else:
+            softmax_output = bool(recorder.rows) and recorder.rows[-1].activation == "softmax"
+            loss = _default_loss(output, targets, softmax_output)
+        loss_value = float(loss.detach().item())
+        weights = recorder.weight_parameters()
+        wrt: list[Tensor] = weights + [a for a in args if a.requires_grad]
+        if loss.requires_grad and wrt:
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            weight_grads = {id(w): g for w, g in zip(weights, grads, strict=False)}
+        else:
+            notes.append("no parameter requires a gradient: gradient statistics skipped")
 
     layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
     input_mean = input_std = None

@@ -84,7 +84,7 @@ class Row:
     activation: str | None = None  # registry name of its activation, if seen
     moments: dict[str, Moments] = field(default_factory=dict)  # "pre", "act"
     stats: dict[str, Tensor] = field(default_factory=dict)  # fractions
-    grads: dict[str, Moments] = field(default_factory=dict)  # "pre", "out"
+    grads: dict[str, Norm] = field(default_factory=dict)  # "pre", "out"
 
 
 Moments = tuple[Tensor, Tensor, int]
@@ -117,10 +117,19 @@ def mean_std(moments: Moments) -> tuple[float, float, bool]:
     return mean, math.sqrt(max(0.0, (s2 - n * mean * mean) / (n - 1))), finite
 
 
-def rms(moments: Moments) -> float:
-    """Root mean square from :func:`_moments`."""
-    _, norm, n = moments
-    return norm.item() / math.sqrt(max(1, n))
+Norm = tuple[Tensor, int]
+
+
+def norm_of(x: Tensor) -> Norm:
+    """The 2-norm in float64 and the count: all a gradient's RMS needs."""
+    x = x.detach()
+    return torch.linalg.vector_norm(x, dtype=torch.float64), x.numel()
+
+
+def rms(norm: Norm) -> float:
+    """Root mean square from :func:`norm_of`."""
+    value, n = norm
+    return value.item() / math.sqrt(max(1, n))
 
 
 def _similarity(z: Tensor) -> Tensor:
@@ -198,7 +207,7 @@ class Recorder:
     def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
         if tensor.requires_grad:
             tensor.register_hook(  # type: ignore[no-untyped-call]
-                lambda grad: row.grads.__setitem__(key, _moments(grad))
+                lambda grad: row.grads.__setitem__(key, norm_of(grad))
             )
 
     def _record_pre(self, row: Row, z: Tensor) -> None:
