@@ -304,7 +304,8 @@ def fit(
     diagnose_batch = check_int(diagnose_batch, param="diagnose_batch", caller=caller, low=1)
     check_option(path, ("auto", "autograd", "compiled", "fast"), param="path", caller=caller)
     trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
-    opt = _make_optimizer(model, optimizer, lr, momentum)
+    # The fast path updates the weights itself: an optimizer is only built for autograd.
+    opt = _make_optimizer(model, optimizer, lr, momentum) if trainer is None else None
 
     from signalprop.diagnostics import diagnose
 
@@ -335,6 +336,7 @@ def fit(
                     if trainer is not None:
                         loss, correct = trainer.step(xb, yb)
                     else:
+                        assert opt is not None
                         opt.zero_grad(set_to_none=True)
                         loss, correct = _loss_and_correct(model(xb), captured, yb)
                     if not torch.isfinite(loss):
@@ -347,7 +349,7 @@ def fit(
                             "findings": [f.__dict__ for f in report.findings],
                         }
                         break
-                    if trainer is None:
+                    if opt is not None:
                         loss.backward()
                         opt.step()
                     history.steps += 1
