@@ -1,0 +1,940 @@
+"""Mean-field signal propagation: phases, depth scales and the edge of chaos.
+
+A dense layer with ``n`` inputs, weights of variance ``σ_w² / n`` and biases
+of variance ``σ_b²`` maps, in the wide limit, the variance ``q`` of its
+inputs' pre-activations and the correlation ``c`` between two inputs to
+(Poole et al. 2016, "Exponential expressivity in deep neural networks through
+transient chaos"; Schoenholz et al. 2017, "Deep information propagation"):
+
+* the variance map ``q ↦ σ_w² E[φ(√q z)²] + σ_b²``, whose fixed point ``q*``
+  is stable when the map's slope there is below 1;
+* the correlation map ``c ↦ (σ_w² E[φ(u₁)φ(u₂)] + σ_b²) / q*`` with
+  ``u₁ = √q* z₁``, ``u₂ = √q* (c z₁ + √(1−c²) z₂)``; ``c = 1`` is always a
+  fixed point, and its slope there, ``χ₁ = σ_w² E[φ′(√q* z)²]``, is also the
+  factor by which the mean squared gradient grows per layer backward;
+* the phases: ordered (``χ₁ < 1``: inputs become alike, gradients vanish),
+  chaotic (``χ₁ > 1``: inputs decorrelate, gradients explode) and the
+  critical line between them;
+* the depth scales ``ξ_q = −1 / ln(slope of the variance map at q*)`` and
+  ``ξ_c = −1 / ln χ_c``, with ``χ_c`` the correlation map's slope at its
+  stable fixed point ``c*``. Networks train while their depth is below about
+  ``6 ξ_c`` (Schoenholz et al. 2017, measured on MNIST and CIFAR-10).
+
+The activation's mean is not removed anywhere: ``E[φ²]`` is the raw second
+moment and the correlation map keeps ``E[φ]²``, so non-centred activations
+(the logistic) are handled as they propagate.
+
+Numerics:
+
+* One-dimensional expectations use the composite Gauss–Legendre rule of
+  :mod:`signalprop.gains` (16 nodes per panel of width 1/4 on [−12, 12]):
+  exact to round-off for smooth activations and for kinks at 0 (the ReLU
+  family, ELU, SELU), since 0 is a panel edge.
+* The two-dimensional expectation is Mehler's formula,
+  ``E[φ(u₁)φ(u₂)] = Σₖ aₖ² cᵏ`` with ``aₖ = E[φ(√q z) Heₖ(z)] / √k!`` (the
+  Hermite coefficients of ``φ(√q ·)``), so the correlation map is a power
+  series in ``c``. :data:`HERMITE_TERMS` terms are summed; what they miss of
+  ``E[φ²] = Σ aₖ²`` (Parseval) and of ``q E[φ′²] = Σ k aₖ²`` is put in one
+  more term ``T cᵏ`` with matching mass and slope, so the map and its slope
+  are exact at ``c = 1``. For ``|c| ≤ 1`` the error of ``E[φ(u₁)φ(u₂)]`` is at
+  most the missing mass ``T``, reported as ``MeanField.correlation_error``
+  (below 1e-12 for tanh, 5e-6 for SELU; tested against the closed forms of
+  ReLU's arc-cosine and erf's arcsine kernels).
+* ``q*`` is the fixed point the forward pass reaches from the input variance
+  (1 by default): the variance map is increasing, so iterates move
+  monotonically to the nearest root of ``V(q) − q`` in the direction of
+  ``V(q₀) − q₀``; it is bracketed by factors of 10 and solved by safeguarded
+  Newton steps to relative 1e-12. A variance that falls below 1e-12 is
+  ``q* = 0``; one that passes 1e8 is ``q* = ∞`` (no fixed point: the ReLU
+  family above He's variance).
+
+Example:
+    >>> import signalprop as sp
+    >>> mf = sp.meanfield.analyze("tanh", weight_var=2.54)
+    >>> mf.phase, round(mf.chi_1, 2)
+    ('chaotic', 1.18)
+    >>> round(sp.meanfield.critical_weight_var("tanh", bias_var=0.05), 3)
+    1.761
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from signalprop import activations as _activations
+from signalprop._validation import check_option, check_real, invalid_parameter
+from signalprop.gains import _NODES, _WEIGHTS, _as_function
+
+__all__ = [
+    "CRITERIA",
+    "CRITICAL_TOLERANCE",
+    "HERMITE_TERMS",
+    "TRAINABLE_DEPTH_FACTOR",
+    "InitPoint",
+    "MeanField",
+    "PhaseDiagram",
+    "analyze",
+    "correlation_map",
+    "critical_line",
+    "critical_weight_var",
+    "default_bias_var",
+    "init_point",
+    "kernel",
+    "phase_diagram",
+    "trainable_depth",
+    "variance_map",
+]
+
+#: Hermite terms of the correlation map (Mehler's series), before the tail term.
+HERMITE_TERMS = 256
+#: Depth, in units of ξ_c, up to which a network trains: Schoenholz et al. (2017)
+#: found the trainable region of tanh nets on MNIST and CIFAR-10 bounded by L ≈ 6 ξ_c.
+TRAINABLE_DEPTH_FACTOR = 6.0
+#: |ln χ₁| at most this is "critical": the gradient changes by at most e over 50 layers.
+CRITICAL_TOLERANCE = 0.02
+#: Variances below this are q* = 0, above Q_MAX q* = ∞.
+Q_MIN = 1e-12
+Q_MAX = 1e8
+#: σ_b² used at the edge of chaos when none is given, for activations whose
+#: critical point at σ_b² = 0 has q* = 0 (tanh: the signal would fade as 1/depth).
+#: Schoenholz et al. (2017) train tanh nets at σ_b² = 0.05.
+DEFAULT_BIAS_VAR = 0.05
+#: Rows of φ(√q z) evaluated at once (rows × 1,536 nodes, float64).
+CHUNK = 2048
+
+_Z = _NODES.numpy()
+_W = _WEIGHTS.numpy()
+
+
+def _hermite_basis(terms: int) -> np.ndarray:
+    """Normalized probabilists' Hermite polynomials Heₖ(z)/√k! at the nodes, times the weights."""
+    basis = np.empty((terms + 1, len(_Z)))
+    basis[0] = 1.0
+    basis[1] = _Z
+    for k in range(1, terms):
+        basis[k + 1] = (_Z * basis[k] - math.sqrt(k) * basis[k - 1]) / math.sqrt(k + 1)
+    weighted: np.ndarray = basis * _W
+    return weighted
+
+
+_BASIS_T = torch.from_numpy(_hermite_basis(HERMITE_TERMS).T.copy())
+_ZW = _NODES * _WEIGHTS
+_DEGREES = np.arange(HERMITE_TERMS + 1, dtype=np.float64)
+#: Correlations scanned for the correlation map's fixed point, and their powers.
+_C_GRID = np.linspace(-1.0, 1.0, 401)
+_GRID_POWERS = _C_GRID[:, None] ** _DEGREES
+
+Activation = str | nn.Module | Callable[[Tensor], Tensor]
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+class _Phi:
+    """An activation evaluated with its derivative on rows of √q · nodes."""
+
+    def __init__(self, activation: Activation, params: dict[str, Any], caller: str) -> None:
+        if isinstance(activation, nn.PReLU) and activation.weight.numel() > 1:
+            raise invalid_parameter(
+                "activation",
+                caller,
+                "an elementwise activation with one shape (PReLU: a single slope)",
+                f"PReLU with {activation.weight.numel()} slopes",
+            )
+        self.function = _as_function(activation, params, caller)
+        self.name = _display_name(activation, params)
+        self.caller = caller
+        # Fails early on activations without finite values.
+        self.variance_terms(np.ones(1))
+
+    def _chunks(self, q: np.ndarray, derivative: bool) -> Any:
+        """Yield (rows, φ(√q z), φ′(√q z) or None) for chunks of the flattened ``q``."""
+        flat = np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
+        for start in range(0, len(flat), CHUNK):
+            scale = torch.from_numpy(flat[start : start + CHUNK])
+            u = scale[:, None] * _NODES[None, :]
+            if derivative:
+                u.requires_grad_(True)
+            with torch.enable_grad() if derivative else torch.no_grad():
+                try:
+                    y = self.function(u)
+                except Exception as error:
+                    raise invalid_parameter(
+                        "activation",
+                        self.caller,
+                        "a function of a float64 tensor",
+                        self.name,
+                        hint=str(error),
+                    ) from None
+                if not isinstance(y, Tensor) or y.shape != u.shape:
+                    raise invalid_parameter(
+                        "activation", self.caller, "an elementwise function", self.name
+                    )
+                y = y.double()
+                dy = None
+                if derivative:
+                    (dy,) = torch.autograd.grad(y.sum(), u, allow_unused=True)
+                    dy = torch.zeros_like(u) if dy is None else dy
+            y = y.detach()
+            yield slice(start, start + len(scale)), y, dy
+
+    def _finite(self, *results: np.ndarray) -> None:
+        """A NaN or Inf anywhere in φ or φ′ reaches the reductions: refuse it there."""
+        if not all(np.isfinite(r).all() for r in results):
+            raise invalid_parameter(
+                "activation",
+                self.caller,
+                "an activation with finite values and derivative",
+                self.name,
+                hint="its mean-field maps do not exist",
+            )
+
+    def values(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """φ(√q z) and φ′(√q z) at every node, shape ``q.shape + (nodes,)`` (small q only)."""
+        parts = list(self._chunks(q, derivative=True))
+        y = torch.cat([p[1] for p in parts]).numpy()
+        dy = torch.cat([p[2] for p in parts]).numpy()
+        return y.reshape(*np.shape(q), len(_Z)), dy.reshape(*np.shape(q), len(_Z))
+
+    def second(self, q: np.ndarray) -> np.ndarray:
+        """E[φ(√q z)²] for each q."""
+        out = np.empty(np.size(q))
+        for rows, y, _ in self._chunks(q, derivative=False):
+            out[rows] = (y * y) @ _WEIGHTS
+        self._finite(out)
+        return out.reshape(np.shape(q))
+
+    def variance_terms(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E[φ(√q z)²], its derivative in q, and E[φ′(√q z)²]."""
+        second, mixed, derivative = (np.empty(np.size(q)) for _ in range(3))
+        for rows, y, dy in self._chunks(q, derivative=True):
+            second[rows] = (y * y) @ _WEIGHTS
+            mixed[rows] = (y * dy) @ _ZW
+            derivative[rows] = (dy * dy) @ _WEIGHTS
+        self._finite(second, mixed, derivative)
+        # dV/dq = E[φ φ′ z] / √q (= E[φ′² + φ φ″] by Stein's lemma, without φ″).
+        slope = mixed / np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
+        shape = np.shape(q)
+        return second.reshape(shape), slope.reshape(shape), derivative.reshape(shape)
+
+    def hermite(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hermite coefficients of φ(√q ·), E[φ(√q z)²] and E[φ′(√q z)²], per q."""
+        coefficients = np.empty((np.size(q), HERMITE_TERMS + 1))
+        second, derivative = np.empty(np.size(q)), np.empty(np.size(q))
+        for rows, y, dy in self._chunks(q, derivative=True):
+            coefficients[rows] = (y @ _BASIS_T).numpy()
+            second[rows] = (y * y) @ _WEIGHTS
+            derivative[rows] = (dy * dy) @ _WEIGHTS
+        self._finite(coefficients, second, derivative)
+        return coefficients, second, derivative
+
+
+def _display_name(activation: Activation, params: dict[str, Any]) -> str:
+    if isinstance(activation, str):
+        args = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+        return f"{activation}({args})" if args else activation
+    if isinstance(activation, nn.Module):
+        return _activations.name_of(activation) or type(activation).__name__
+    return str(getattr(activation, "__name__", repr(activation)))
+
+
+# ------------------------------------------------------------- the variance map
+
+
+def _fixed_q(
+    phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, q0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q* reached from q0, the variance map's slope there and E[φ′(√q* z)²], vectorized.
+
+    At q* = 0 the slope and E[φ′²] are their limits (taken at Q_MIN); at q* = ∞
+    the slope is ∞ and E[φ′²] its value at Q_MAX.
+    """
+    n = weight_var.shape[0]
+    g0 = weight_var * phi.second(np.full(n, q0)) + bias_var - q0
+    up = g0 > 0
+    # Bracket the nearest root in the direction the iterates move, by factors of 10:
+    # ``edge`` is the last point on q0's side of it.
+    active = np.abs(g0) > 1e-14 * max(q0, 1.0)
+    edge = np.full(n, q0)
+    lo = np.full(n, q0)
+    hi = np.full(n, q0)
+    zero = np.zeros(n, dtype=bool)
+    infinite = np.zeros(n, dtype=bool)
+    searching = active.copy()
+    while searching.any():
+        index = np.flatnonzero(searching)
+        rising = up[index]
+        trial = np.where(rising, edge[index] * 10, edge[index] / 10)
+        g = weight_var[index] * phi.second(trial) + bias_var[index] - trial
+        crossed = np.where(rising, g <= 0, g >= 0)
+        lo[index] = np.where(rising, edge[index], trial)
+        hi[index] = np.where(rising, trial, edge[index])
+        edge[index] = trial
+        infinite[index] |= rising & ~crossed & (trial >= Q_MAX)
+        zero[index] |= ~rising & ~crossed & (trial <= Q_MIN)
+        searching[index] = ~crossed & (trial < Q_MAX) & (trial > Q_MIN)
+    # Safeguarded Newton inside [lo, hi] (g(lo) ≥ 0 ≥ g(hi)).
+    solving = active & ~zero & ~infinite
+    q = np.where(solving, (lo + hi) / 2, q0)
+    for _ in range(100):
+        index = np.flatnonzero(solving)
+        if not len(index):
+            break
+        s, ds, _ = phi.variance_terms(q[index])
+        g = weight_var[index] * s + bias_var[index] - q[index]
+        dg = weight_var[index] * ds - 1
+        positive = g > 0
+        lo[index] = np.where(positive, q[index], lo[index])
+        hi[index] = np.where(positive, hi[index], q[index])
+        newton = q[index] - g / np.where(dg != 0, dg, -1.0)
+        inside = (newton >= lo[index]) & (newton <= hi[index]) & (dg < 0)
+        new = np.where(g == 0, q[index], np.where(inside, newton, (lo[index] + hi[index]) / 2))
+        done = np.abs(new - q[index]) <= 1e-12 * new
+        q[index] = new
+        solving[index] = ~done & (hi[index] - lo[index] > 1e-14 * hi[index])
+    q = np.where(zero, 0.0, np.where(infinite, np.inf, q))
+    at = np.clip(q, Q_MIN, Q_MAX)
+    _, slope, derivative = phi.variance_terms(at)
+    slope = np.where(infinite, np.inf, weight_var * slope)
+    return q, slope, derivative
+
+
+# ---------------------------------------------------------- the correlation map
+
+
+def _hermite(phi: _Phi, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Squared Hermite coefficients of φ(√q ·), the tail's mass and its degree."""
+    coefficients, second, derivative = phi.hermite(q)
+    coefficients = coefficients**2
+    slope = q * derivative  # Σ k aₖ² = E[(d/dz φ(√q z))²]
+    tail = np.maximum(second - coefficients.sum(axis=-1), 0.0)
+    tail_slope = np.maximum(slope - coefficients @ _DEGREES, 0.0)
+    degree = np.where(tail > 0, tail_slope / np.where(tail > 0, tail, 1.0), 0.0)
+    degree = np.maximum(degree, HERMITE_TERMS + 1.0)
+    return coefficients, tail, degree
+
+
+def _series(
+    coefficients: np.ndarray, tail: np.ndarray, degree: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Σ aₖ² cᵏ + T c^κ and its derivative in c.
+
+    ``coefficients`` has rows (n, K+1); ``c`` is either one shared 1-D grid
+    (result (n, m)) or one value per row, shape (n,) (result (n,)).
+    """
+    c = np.asarray(c, dtype=np.float64)
+    shared = c.ndim == 1 and c.shape[0] != coefficients.shape[0]
+    grid = c[None, :] if shared else c[:, None]
+    powers = grid[..., None] ** _DEGREES if not shared else None
+    slopes = coefficients[:, 1:] * _DEGREES[1:]
+    if shared:
+        table = _GRID_POWERS if c is _C_GRID else c[:, None] ** _DEGREES  # (m, K+1)
+        value = coefficients @ table.T
+        derivative = slopes @ table[:, :-1].T
+    else:
+        assert powers is not None
+        value = np.einsum("nmk,nk->nm", powers, coefficients)
+        derivative = np.einsum("nmk,nk->nm", powers[..., :-1], slopes)
+    kappa = degree[:, None]
+    magnitude = np.abs(grid) ** kappa
+    sign = np.where(grid < 0, (-1.0) ** np.round(kappa), 1.0)
+    value = value + tail[:, None] * sign * magnitude
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = np.where(grid != 0, sign * magnitude / grid, 0.0)
+    derivative = derivative + tail[:, None] * kappa * below
+    if shared:
+        return value, derivative
+    return value[:, 0], derivative[:, 0]
+
+
+def _fixed_c(
+    coefficients: np.ndarray,
+    tail: np.ndarray,
+    degree: np.ndarray,
+    weight_var: np.ndarray,
+    bias_var: np.ndarray,
+    q: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The largest stable fixed point c* < 1 of the correlation map and its slope (chaotic phase).
+
+    ``h(c) = C(c) − c`` is negative just below 1 (C′(1) = χ₁ > 1) and
+    ``h(−1) ≥ 0`` (|C| ≤ 1), so scanning down from 1 brackets the largest root,
+    where ``C′ ≤ 1``; safeguarded Newton steps refine it.
+    """
+    grid = _C_GRID
+
+    def h(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, slope = _series(coefficients, tail, degree, c)
+        if value.ndim == 2:
+            mapped = (weight_var[:, None] * value + bias_var[:, None]) / q[:, None]
+            return mapped - grid, weight_var[:, None] * slope / q[:, None] - 1
+        return (weight_var * value + bias_var) / q - c, weight_var * slope / q - 1
+
+    on_grid, _ = h(grid)
+    below = on_grid[:, :-1] >= 0
+    last = below.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1)
+    lo, hi = grid[last], grid[last + 1]
+    c = (lo + hi) / 2
+    for _ in range(100):
+        value, slope = h(c)
+        positive = value >= 0
+        lo = np.where(positive, c, lo)
+        hi = np.where(positive, hi, c)
+        newton = c - value / np.where(slope != 0, slope, -1.0)
+        inside = (newton >= lo) & (newton <= hi)
+        new = np.where(value == 0, c, np.where(inside, newton, (lo + hi) / 2))
+        converged = np.abs(new - c) <= 1e-15
+        c = new
+        if (converged | (hi - lo <= 1e-15)).all():
+            break
+    _, slope = h(c)
+    return c, slope + 1
+
+
+# ------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class MeanField:
+    """The mean-field quantities of one (activation, σ_w², σ_b²).
+
+    Attributes:
+        activation: Its name.
+        weight_var: σ_w² (the weights' variance times fan_in).
+        bias_var: σ_b².
+        q_star: The pre-activations' variance fixed point reached from
+            ``input_var`` (0: the signal fades; ``inf``: it grows without bound).
+        q_slope: Slope of the variance map at ``q_star``.
+        q_stable: Whether ``q_star`` is finite and attracts (slope ≤ 1).
+        chi_1: σ_w² E[φ′(√q* z)²]: the correlation map's slope at c = 1 and the
+            mean squared gradient's growth per layer backward.
+        c_star: The correlation map's stable fixed point (1 unless chaotic;
+            NaN when q* = ∞).
+        chi_c: The correlation map's slope at ``c_star``.
+        xi_q: Depth scale of the variance, −1/ln(q_slope) (``inf`` when
+            marginal, NaN when unstable).
+        xi_c: Depth scale of the correlation, −1/ln(chi_c); where the variance
+            grows without bound, 1/|ln χ₁|, the gradient's.
+        phase: ``"ordered"``, ``"critical"`` or ``"chaotic"``, by χ₁ (see
+            :data:`CRITICAL_TOLERANCE`).
+        correlation_error: Bound on the correlation map's absolute error (the
+            Hermite series' missing mass, over q*).
+    """
+
+    activation: str
+    weight_var: float
+    bias_var: float
+    q_star: float
+    q_slope: float
+    q_stable: bool
+    chi_1: float
+    c_star: float
+    chi_c: float
+    xi_q: float
+    xi_c: float
+    phase: str
+    correlation_error: float
+
+    @property
+    def trainable_depth(self) -> float:
+        """:data:`TRAINABLE_DEPTH_FACTOR` × ξ_c: the depth up to which such a net trains."""
+        return TRAINABLE_DEPTH_FACTOR * self.xi_c
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "trainable_depth": self.trainable_depth}
+
+    def summary(self) -> str:
+        """One line: ``tanh, σ_w² = 2.54, σ_b² = 0: chaotic (χ₁ = 1.18), ξ_c = 13.8, …``."""
+        return (
+            f"{self.activation}, σ_w² = {self.weight_var:.4g}, σ_b² = {self.bias_var:.4g}: "
+            f"{self.phase} (χ₁ = {self.chi_1:.4g}), q* = {self.q_star:.4g}"
+            f"{'' if self.q_stable else ' (unstable)'}, c* = {self.c_star:.4g}, "
+            f"ξ_c = {_shown(self.xi_c)}, trainable depth ≈ {_shown(self.trainable_depth)}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _shown(value: float) -> str:
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
+
+
+def _depth_scale(slope: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = -1.0 / np.log(slope)
+    scale = np.where(np.abs(slope - 1) < 1e-12, np.inf, scale)
+    return np.where(slope > 1 + 1e-12, np.nan, scale)
+
+
+def _phase(chi_1: np.ndarray) -> np.ndarray:
+    log = np.log(chi_1)
+    return np.where(
+        np.abs(log) <= CRITICAL_TOLERANCE, "critical", np.where(log < 0, "ordered", "chaotic")
+    )
+
+
+def _solve(
+    phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, input_var: float
+) -> dict[str, np.ndarray]:
+    """Every mean-field quantity for flat arrays of (σ_w², σ_b²)."""
+    q, q_slope, derivative = _fixed_q(phi, weight_var, bias_var, input_var)
+    chi_1 = weight_var * derivative
+    n = len(q)
+    c_star = np.ones(n)
+    chi_c = chi_1.copy()
+    error = np.zeros(n)
+    finite = np.isfinite(q) & (q > 0)
+    if finite.any():
+        index = np.flatnonzero(finite)
+        coefficients, tail, degree = _hermite(phi, q[index])
+        error[index] = weight_var[index] * tail / q[index]
+        chaotic = chi_1[index] > 1 + 1e-12
+        if chaotic.any():
+            sub = index[chaotic]
+            c, slope = _fixed_c(
+                coefficients[chaotic],
+                tail[chaotic],
+                degree[chaotic],
+                weight_var[sub],
+                bias_var[sub],
+                q[sub],
+            )
+            c_star[sub], chi_c[sub] = c, slope
+    unbounded = np.isinf(q)
+    c_star[unbounded] = np.nan
+    xi_c = _depth_scale(chi_c)
+    with np.errstate(divide="ignore"):
+        gradient_scale = np.where(
+            np.abs(np.log(chi_1)) > 1e-12, 1.0 / np.abs(np.log(chi_1)), np.inf
+        )
+    xi_c = np.where(unbounded, gradient_scale, xi_c)
+    chi_c[unbounded] = np.nan
+    return {
+        "q_star": q,
+        "q_slope": q_slope,
+        "q_stable": np.isfinite(q) & (q_slope <= 1 + 1e-9),
+        "chi_1": chi_1,
+        "c_star": c_star,
+        "chi_c": chi_c,
+        "xi_q": _depth_scale(q_slope),
+        "xi_c": xi_c,
+        "phase": _phase(chi_1),
+        "correlation_error": error,
+    }
+
+
+def _check_variances(weight_var: Any, bias_var: Any, caller: str) -> tuple[float, float]:
+    weight_var = check_real(
+        weight_var, param="weight_var", caller=caller, low=0, low_inclusive=False
+    )
+    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
+    return weight_var, bias_var
+
+
+def analyze(
+    activation: Activation,
+    weight_var: float,
+    bias_var: float = 0.0,
+    *,
+    input_var: float = 1.0,
+    **params: Any,
+) -> MeanField:
+    """The mean-field quantities of a deep dense stack of one activation.
+
+    Args:
+        activation: A name (with ``params``, e.g. ``alpha=0.2``), a module or
+            an elementwise callable; non-centred ones (the logistic) included.
+        weight_var: σ_w²: the weights' variance times fan_in (1 LeCun, 2 He).
+        bias_var: σ_b²: the biases' variance.
+        input_var: The first pre-activations' variance, from which the
+            variance fixed point is reached.
+        **params: Arguments of a named activation.
+
+    Returns:
+        A :class:`MeanField`.
+
+    Example:
+        >>> mf = analyze("relu", 2.0)
+        >>> mf.phase, round(mf.chi_1, 12), mf.xi_c
+        ('critical', 1.0, inf)
+    """
+    caller = "meanfield.analyze"
+    weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
+    input_var = check_real(input_var, param="input_var", caller=caller, low=0, low_inclusive=False)
+    phi = _Phi(activation, params, caller)
+    solved = _solve(phi, np.array([weight_var]), np.array([bias_var]), input_var)
+    values = {key: value[0].item() for key, value in solved.items()}
+    return MeanField(
+        activation=phi.name,
+        weight_var=weight_var,
+        bias_var=bias_var,
+        **values,
+    )
+
+
+def trainable_depth(
+    activation: Activation, weight_var: float, bias_var: float = 0.0, **params: Any
+) -> float:
+    """The depth up to which a dense stack is expected to train: 6 ξ_c.
+
+    Schoenholz et al. (2017, "Deep information propagation", Figs. 5–6) trained
+    tanh networks over a grid of σ_w² and depth on MNIST and CIFAR-10 and
+    found the trainable region bounded by ``L ≈ 6 ξ_c``
+    (:data:`TRAINABLE_DEPTH_FACTOR`). ``inf`` at the edge of chaos.
+
+    Example:
+        >>> round(trainable_depth("tanh", 2.54))
+        83
+    """
+    return analyze(activation, weight_var, bias_var, **params).trainable_depth
+
+
+def variance_map(
+    activation: Activation,
+    weight_var: float,
+    bias_var: float,
+    q: float | Sequence[float] | np.ndarray,
+    **params: Any,
+) -> np.ndarray:
+    """``σ_w² E[φ(√q z)²] + σ_b²`` for each ``q`` (an array of the same shape)."""
+    caller = "meanfield.variance_map"
+    weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
+    q_array = np.asarray(q, dtype=np.float64)
+    if (q_array < 0).any() or not np.isfinite(q_array).all():
+        raise invalid_parameter("q", caller, "finite variances >= 0", q)
+    second, _, _ = _Phi(activation, params, caller).variance_terms(q_array)
+    return weight_var * second + bias_var
+
+
+def kernel(
+    activation: Activation,
+    q: float,
+    c: float | Sequence[float] | np.ndarray,
+    **params: Any,
+) -> np.ndarray:
+    """``E[φ(u₁)φ(u₂)]`` for unit-free ``(u₁, u₂)`` of variance ``q`` and correlation ``c``.
+
+    Computed by Mehler's series (see the module's notes); exact at ``c = 1``.
+
+    Example:
+        >>> import math
+        >>> round(float(kernel("relu", 1.0, 0.0)) * 2 * math.pi, 12)
+        1.0
+    """
+    caller = "meanfield.kernel"
+    q = check_real(q, param="q", caller=caller, low=0, low_inclusive=False)
+    c_array = np.asarray(c, dtype=np.float64)
+    if (np.abs(c_array) > 1).any():
+        raise invalid_parameter("c", caller, "correlations in [-1, 1]", c)
+    phi = _Phi(activation, params, caller)
+    coefficients, tail, degree = _hermite(phi, np.array([q]))
+    value, _ = _series(coefficients, tail, degree, c_array.reshape(-1))
+    return value.reshape(c_array.shape)
+
+
+def correlation_map(
+    activation: Activation,
+    weight_var: float,
+    bias_var: float,
+    c: float | Sequence[float] | np.ndarray,
+    **params: Any,
+) -> np.ndarray:
+    """``(σ_w² E[φ(u₁)φ(u₂)] + σ_b²) / q*`` for each ``c``, at the variance fixed point.
+
+    Raises:
+        ValueError: When ``q*`` is 0 or infinite (the map is then undefined).
+    """
+    caller = "meanfield.correlation_map"
+    weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
+    mf = analyze(activation, weight_var, bias_var, **params)
+    if not (0 < mf.q_star < math.inf):
+        raise invalid_parameter(
+            "weight_var",
+            caller,
+            "a point with a finite, non-zero variance fixed point",
+            weight_var,
+            hint=f"q* = {mf.q_star} there",
+        )
+    return (weight_var * kernel(activation, mf.q_star, c, **params) + bias_var) / mf.q_star
+
+
+# -------------------------------------------------------------- the edge of chaos
+
+
+#: Variances scanned for the critical line, 20 per decade.
+_Q_SCAN = np.geomspace(1e-8, 1e4, 241)
+#: |χ₁ − 1| below this at both ends of a scan step is round-off, not a crossing.
+_CHI_NOISE = 1e-7
+
+
+def _critical(phi: _Phi, bias_vars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(σ_w², q*) on the critical line for each σ_b² (NaN where there is none).
+
+    A critical point is a *stable* fixed point q* of the variance map with
+    χ₁ = 1. Parametrized by q, the fixed point needs σ_w²(q) = (q − σ_b²) / V(q)
+    with V(q) = E[φ(√q z)²], so the line is found by scanning q for the first
+    stable root of χ₁(q) = σ_w²(q) E[φ′(√q z)²] = 1 and bisecting in log q.
+    Two limits are kept: an activation for which χ₁ ≡ 1 at σ_b² = 0 (the ReLU
+    family, linear: every q is critical) gets q* = 1; one whose χ₁ tends to 1
+    as q → 0 at σ_b² = 0 with a stable limit (tanh at σ_w² = 1, ELU, SELU)
+    gets q* = 0, the signal then fading as a power of depth.
+    """
+    second, slope, derivative = phi.variance_terms(_Q_SCAN)
+    b = bias_vars[:, None]
+    valid = _Q_SCAN[None, :] > b
+    w = np.where(valid, (_Q_SCAN - b) / second, np.nan)
+    chi = w * derivative
+    stable = w * slope <= 1 + 1e-9
+    with np.errstate(invalid="ignore"):
+        crossing = (
+            valid[:, :-1]
+            & valid[:, 1:]
+            & ((chi[:, :-1] - 1) * (chi[:, 1:] - 1) <= 0)
+            & stable[:, :-1]
+            & stable[:, 1:]
+            & ((np.abs(chi[:, :-1] - 1) > _CHI_NOISE) | (np.abs(chi[:, 1:] - 1) > _CHI_NOISE))
+        )
+    weight_vars = np.full(len(bias_vars), np.nan)
+    q_stars = np.full(len(bias_vars), np.nan)
+    rows = np.flatnonzero(crossing.any(axis=1))
+    if len(rows):
+        first = np.argmax(crossing[rows], axis=1)
+        lo, hi = np.log(_Q_SCAN[first]), np.log(_Q_SCAN[first + 1])
+        rb = bias_vars[rows]
+        below = chi[rows, first] < 1
+        for _ in range(60):  # bisection in log q to round-off
+            mid = (lo + hi) / 2
+            s, _, d = phi.variance_terms(np.exp(mid))
+            side = (np.exp(mid) - rb) / s * d < 1
+            lo = np.where(side == below, mid, lo)
+            hi = np.where(side == below, hi, mid)
+        q = np.exp((lo + hi) / 2)
+        weight_vars[rows], q_stars[rows] = (q - rb) / phi.second(q), q
+    flat = np.all(np.abs(chi - 1) < 1e-9, axis=1, where=valid) & (bias_vars == 0)
+    if flat.any():
+        weight_vars[flat], q_stars[flat] = 1.0 / phi.second(np.array([1.0]))[0], 1.0
+    limit = np.isnan(weight_vars) & (bias_vars == 0) & (np.abs(chi[:, 0] - 1) < 1e-6) & stable[:, 0]
+    weight_vars[limit], q_stars[limit] = Q_MIN / phi.second(np.array([Q_MIN]))[0], 0.0
+    return weight_vars, q_stars
+
+
+def critical_weight_var(
+    activation: Activation, bias_var: float | None = None, **params: Any
+) -> float | None:
+    """σ_w² on the critical line (χ₁ = 1 with a finite q*) at ``bias_var``; None if none.
+
+    Args:
+        activation: Name (with ``params``), module or callable.
+        bias_var: σ_b²; default :func:`default_bias_var` of the activation.
+
+    Example:
+        >>> critical_weight_var("relu")
+        2.0
+        >>> critical_weight_var("relu", bias_var=0.1) is None
+        True
+    """
+    caller = "meanfield.critical_weight_var"
+    phi = _Phi(activation, params, caller)
+    if bias_var is None:
+        bias_var = _default_bias_var(phi)
+    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
+    value = float(_critical(phi, np.array([bias_var]))[0][0])
+    if math.isnan(value):
+        return None
+    return round(value, 9) if abs(value - round(value, 9)) < 1e-12 else value
+
+
+def critical_line(
+    activation: Activation, bias_vars: Sequence[float] | np.ndarray, **params: Any
+) -> np.ndarray:
+    """σ_w² on the critical line for each σ_b² (NaN where no critical point exists)."""
+    caller = "meanfield.critical_line"
+    b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
+    if (b < 0).any() or not np.isfinite(b).all():
+        raise invalid_parameter("bias_vars", caller, "finite variances >= 0", bias_vars)
+    return _critical(_Phi(activation, params, caller), b)[0]
+
+
+#: σ_b² tried in turn when σ_b² = 0 has no critical point that keeps a signal.
+BIAS_VARS_TRIED = (DEFAULT_BIAS_VAR, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def _default_bias_var(phi: _Phi) -> float:
+    candidates = np.array([0.0, *BIAS_VARS_TRIED])
+    weight_vars, q_stars = _critical(phi, candidates)
+    usable = ~np.isnan(weight_vars) & (q_stars > 1e-3)
+    return float(candidates[np.argmax(usable)]) if usable.any() else DEFAULT_BIAS_VAR
+
+
+def default_bias_var(activation: Activation, **params: Any) -> float:
+    """The σ_b² signalprop initializes at the edge of chaos with, when none is given.
+
+    0 where the critical point at σ_b² = 0 keeps a signal (the ReLU family:
+    He's variance, q* = 1; the logistic). Otherwise the first of
+    :data:`BIAS_VARS_TRIED` with a critical point: at σ_b² = 0 the critical
+    point of tanh, ELU and SELU has q* = 0 (the signal fades with depth), and
+    GELU and SiLU have no *stable* critical point below σ_b² = 0.2 and 1.0.
+    :data:`DEFAULT_BIAS_VAR` when there is none at all (softplus).
+
+    Example:
+        >>> default_bias_var("relu"), default_bias_var("tanh")
+        (0.0, 0.05)
+    """
+    return _default_bias_var(_Phi(activation, params, "meanfield.default_bias_var"))
+
+
+#: Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
+CRITERIA = ("critical", "variance")
+
+
+@dataclass(frozen=True)
+class InitPoint:
+    """Where a criterion puts a layer that feeds an activation.
+
+    Attributes:
+        activation: Its name.
+        criterion: ``"critical"`` or ``"variance"``.
+        weight_var: σ_w²: weights of variance ``weight_var / fan_in``.
+        bias_var: σ_b²: biases drawn from N(0, bias_var) (0: zeros).
+        q_star: The pre-activations' variance the criterion keeps (1 for
+            ``"variance"``).
+        note: Why this point, when it is not the plain rule (SELU's fixed
+            point; no critical point).
+    """
+
+    activation: str
+    criterion: str
+    weight_var: float
+    bias_var: float
+    q_star: float
+    note: str = ""
+
+
+def init_point(
+    activation: Activation,
+    criterion: str = "critical",
+    bias_var: float | None = None,
+    **params: Any,
+) -> InitPoint:
+    """The (σ_w², σ_b²) a criterion gives a layer whose output feeds ``activation``.
+
+    * ``"variance"``: keep the pre-activations' variance at 1 with zero biases,
+      σ_w² = 1 / E[φ(z)²] (He et al. 2015; the forward gain squared).
+    * ``"critical"``: the edge of chaos, χ₁ = 1 at a stable q*, at ``bias_var``
+      (default :func:`default_bias_var`): He's variance 2/(1+α²) for the ReLU
+      family, σ_w² ≈ 1.761 at σ_b² = 0.05 for tanh. SELU keeps its own fixed
+      point (σ_w² = 1, σ_b² = 0; χ₁ ≈ 1.07, weakly chaotic), which fixes the
+      mean as well as the variance (Klambauer et al. 2017) — the critical
+      point at σ_b² = 0.05 would move the mean off it. Where no critical
+      point exists (softplus; GELU at too small a σ_b²) the variance point is
+      returned and ``note`` says so.
+
+    Example:
+        >>> init_point("relu").weight_var
+        2.0
+        >>> p = init_point("tanh")
+        >>> round(p.weight_var, 3), p.bias_var
+        (1.761, 0.05)
+    """
+    caller = "meanfield.init_point"
+    check_option(criterion, CRITERIA, param="criterion", caller=caller)
+    phi = _Phi(activation, params, caller)
+    second = float(phi.second(np.array([1.0]))[0])
+    variance = InitPoint(phi.name, "variance", 1.0 / second, 0.0, 1.0)
+    if criterion == "variance":
+        return variance
+    name = _activations.name_of(activation) if isinstance(activation, nn.Module) else activation
+    if name == "selu" and not params and bias_var is None:
+        mf = analyze(activation, 1.0, 0.0)
+        return InitPoint(
+            phi.name,
+            "critical",
+            1.0,
+            0.0,
+            mf.q_star,
+            note=f"SELU's self-normalizing fixed point (χ₁ = {mf.chi_1:.3f}, "
+            f"trainable depth ≈ {_shown(mf.trainable_depth)})",
+        )
+    if bias_var is None:
+        bias_var = _default_bias_var(phi)
+    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
+    weight_vars, q_stars = _critical(phi, np.array([bias_var]))
+    if math.isnan(weight_vars[0]):
+        return InitPoint(
+            phi.name,
+            "critical",
+            variance.weight_var,
+            0.0,
+            1.0,
+            note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead",
+        )
+    return InitPoint(phi.name, "critical", float(weight_vars[0]), bias_var, float(q_stars[0]))
+
+
+# -------------------------------------------------------------- phase diagram
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """Mean-field quantities over a grid of (σ_w², σ_b²); arrays of shape (bias, weight).
+
+    Attributes:
+        activation: Its name.
+        weight_vars, bias_vars: The grid's axes.
+        q_star, chi_1, c_star, xi_c, xi_q: As in :class:`MeanField`.
+        phase: ``"ordered"``, ``"critical"`` or ``"chaotic"`` per point.
+        critical: σ_w² of the critical line at each σ_b² (NaN: none).
+    """
+
+    activation: str
+    weight_vars: np.ndarray
+    bias_vars: np.ndarray
+    q_star: np.ndarray
+    chi_1: np.ndarray
+    c_star: np.ndarray
+    xi_c: np.ndarray
+    xi_q: np.ndarray
+    phase: np.ndarray
+    critical: np.ndarray
+
+
+def phase_diagram(
+    activation: Activation,
+    weight_vars: Sequence[float] | np.ndarray,
+    bias_vars: Sequence[float] | np.ndarray,
+    **params: Any,
+) -> PhaseDiagram:
+    """Every mean-field quantity over a grid, vectorized (100 × 100 in a few seconds)."""
+    caller = "meanfield.phase_diagram"
+    w = np.asarray(weight_vars, dtype=np.float64).reshape(-1)
+    b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
+    if not len(w) or (w <= 0).any() or not np.isfinite(w).all():
+        raise invalid_parameter("weight_vars", caller, "finite variances > 0", weight_vars)
+    if not len(b) or (b < 0).any() or not np.isfinite(b).all():
+        raise invalid_parameter("bias_vars", caller, "finite variances >= 0", bias_vars)
+    phi = _Phi(activation, params, caller)
+    grid_w, grid_b = np.meshgrid(w, b)
+    solved = _solve(phi, grid_w.ravel(), grid_b.ravel(), 1.0)
+    shape = grid_w.shape
+    return PhaseDiagram(
+        activation=phi.name,
+        weight_vars=w,
+        bias_vars=b,
+        q_star=solved["q_star"].reshape(shape),
+        chi_1=solved["chi_1"].reshape(shape),
+        c_star=solved["c_star"].reshape(shape),
+        xi_c=solved["xi_c"].reshape(shape),
+        xi_q=solved["xi_q"].reshape(shape),
+        phase=solved["phase"].reshape(shape),
+        critical=_critical(phi, b)[0],
+    )
