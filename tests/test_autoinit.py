@@ -14,6 +14,7 @@ import math
 import statistics
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -111,10 +112,12 @@ def test_sequential_consumers_and_their_variances():
     result = sp.autoinit(model, generator=gen(0))
     assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "Tanh", "linear"]
     assert [layer.name for layer in result.layers] == ["0", "2", "4", "6"]
-    # Layers 2, 4 and 6 read an activation: σ² = gain(consumer)² / fan_in.
+    assert [layer.producer for layer in result.layers] == ["data", "ReLU", "ReLU", "Tanh"]
+    # Layers 2, 4 and 6 read an activation's output: σ² = gain(producer)² / fan_in, the
+    # output layer (6) included; the consumer only sets the target variance (1 here).
     assert_variance(model[2].weight, RELU_GAIN2 / 300)
-    assert_variance(model[4].weight, TANH_GAIN2 / 400)
-    assert_variance(model[6].weight, 1 / 300)
+    assert_variance(model[4].weight, RELU_GAIN2 / 400)
+    assert_variance(model[6].weight, TANH_GAIN2 / 300)
     for index in (0, 2, 4, 6):
         assert torch.equal(model[index].bias, torch.zeros_like(model[index].bias))
 
@@ -131,7 +134,7 @@ def test_first_layer_reads_the_data_and_gets_its_second_moment():
     second_moment = x.double().pow(2).mean().item()
     sp.autoinit(model, x, generator=gen(3))
     assert_variance(model[0].weight, 1 / (100 * second_moment))
-    assert_variance(model[2].weight, 1 / 300)  # the output layer: no activation, gain 1
+    assert_variance(model[2].weight, RELU_GAIN2 / 300)  # the output layer reads ReLU
 
 
 def test_dense_selu_layers_get_lecun_variance():
@@ -186,9 +189,10 @@ class _Block(nn.Module):
 def test_functional_activations_in_nested_modules_are_found(how, name, gain2):
     model = _Functional(how)
     result = sp.autoinit(model, generator=gen(5))
-    found = {layer.name: layer.activation for layer in result.layers}
-    assert found == {"stem": "Tanh", "block.fc": name, "head": "linear"}
-    assert_variance(model.block.fc.weight, gain2 / 200)
+    found = {layer.name: (layer.producer, layer.activation) for layer in result.layers}
+    assert found == {"stem": ("data", "Tanh"), "block.fc": ("Tanh", name), "head": (name, "linear")}
+    assert_variance(model.block.fc.weight, TANH_GAIN2 / 200)  # reads torch.tanh's output
+    assert_variance(model.head.weight, gain2 / 200)  # reads the functional activation's
 
 
 def test_dropout_between_layer_and_activation_is_looked_through():
@@ -218,15 +222,28 @@ def test_conv_layers_use_conv_fans():
     assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "linear"]
     # fan_in = in_channels · k · k = 32 · 3 · 3 (fan_out, 64 · 9, would be half the variance).
     assert_variance(model[2].weight, RELU_GAIN2 / (32 * 3 * 3))
-    assert_variance(model[5].weight, 1 / (64 * 4 * 4))
+    # The Linear reads the ReLU through Flatten, which is looked through.
+    assert result.layers[-1].producer == "ReLU"
+    assert_variance(model[5].weight, RELU_GAIN2 / (64 * 4 * 4))
 
 
-def test_softmax_output_layer_gets_gain_one():
+def test_softmax_output_layer_keeps_unit_logits_from_its_input_activation():
+    # The logits (softmax is not elementwise) get variance 1 with zero biases, whatever the
+    # criterion; the layer reads tanh, so its gain is tanh's, not 1.
     model = nn.Sequential(nn.Linear(20, 200), nn.Tanh(), nn.Linear(200, 300), nn.Softmax(dim=1))
-    result = sp.autoinit(model, generator=gen(9))
-    assert result.layers[-1].gain == 1.0
-    assert result.layers[-1].activation == "linear"
-    assert_variance(model[2].weight, 1 / 200)
+    for criterion in ("variance", "critical"):
+        result = sp.autoinit(model, criterion=criterion, generator=gen(9))
+        assert result.layers[-1].activation == "linear"
+        assert result.layers[-1].target_var == 1.0
+        assert result.layers[-1].bias_var == 0.0
+        assert torch.equal(model[2].bias, torch.zeros_like(model[2].bias))
+    # Under the critical criterion tanh's pre-activations have variance q* (not 1), so the
+    # output layer reads E[tanh(√q* z)²], not E[tanh(z)²].
+    q_star = sp.meanfield.init_point("tanh").q_star
+    square = normal_expectation(lambda z: math.tanh(math.sqrt(q_star) * z) ** 2)
+    assert_variance(model[2].weight, 1 / (200 * square))
+    sp.autoinit(model, criterion="variance", generator=gen(9))
+    assert_variance(model[2].weight, TANH_GAIN2 / 200)
 
 
 # ------------------------------------------------------------------ what it leaves alone
@@ -338,7 +355,7 @@ def test_layers_that_cannot_be_centred_are_reported_not_converged():
         assert layer.converged is within, (layer.name, mean, std)
         assert (layer.name in result.not_converged) is (not within)
     notes = " ".join(result.notes)
-    assert "did not reach mean 0 / std 1" in notes
+    assert "did not reach mean 0 and their target std" in notes
     assert all(name in notes for name in result.not_converged[:8])
 
 
@@ -521,3 +538,217 @@ def _variance_map_slope(f: Callable[[float], float], df: Callable[[float], float
 def test_variance_map_stability_at_the_fixed_point(name, f, df, stable):
     slope = _variance_map_slope(f, df)
     assert (slope < 1) is stable, (name, slope)
+
+
+# ------------------------------------------------------------------ producers, criteria
+
+#: The 48-layer net of the criticality issue: eight activations in turn.
+CYCLE: list[Callable[[], nn.Module]] = [
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.ReLU,
+    lambda: nn.LeakyReLU(0.3),
+    nn.ELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+]
+CYCLE_WIDTH, CYCLE_BATCH = 200, 2048
+
+
+def _cycle_net(seed: int) -> nn.Sequential:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for index in range(48):
+            layers += [nn.Linear(CYCLE_WIDTH, CYCLE_WIDTH), CYCLE[index % 8]()]
+        return nn.Sequential(*layers, nn.Linear(CYCLE_WIDTH, 10))
+
+
+def _square(f: Callable[[float], float]) -> float:
+    return normal_expectation(lambda z: f(z) ** 2)
+
+
+#: E[φ(z)²] of each activation of the cycle, by scipy's quad (written here, not read back).
+CYCLE_SQUARES = [
+    _square(lambda z: float(special.expit(z))),
+    _square(math.tanh),
+    0.5,
+    (1 + 0.3**2) / 2,
+    _square(lambda z: z if z > 0 else math.expm1(z)),
+    1.0,
+    _square(_gelu),
+    _square(lambda z: z * float(special.expit(z))),
+]
+
+
+def test_mixed_net_each_layer_reads_its_producer():
+    # Criticality issue, item 4a: with the variance criterion, layer l (l ≥ 1) reads the
+    # outputs of activation l−1, so its weights have variance 1 / (fan_in · E[φ_{l−1}(z)²]);
+    # the output layer reads the last SiLU. Checked per layer within its sampling error.
+    model = _cycle_net(seed=30)
+    result = sp.autoinit(model, criterion="variance", generator=gen(31))
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert len(result.layers) == len(linears) == 49
+    assert_variance(linears[0].weight, 1 / CYCLE_WIDTH)  # standardized data, E[x²] = 1
+    for index in range(1, 49):
+        square = CYCLE_SQUARES[(index - 1) % 8]
+        assert_variance(linears[index].weight, 1 / (CYCLE_WIDTH * square))
+        assert result.layers[index].producer == type(CYCLE[(index - 1) % 8]()).__name__
+
+
+def _log_slope(activation: nn.Module) -> float:
+    """d ln E[φ(√q z)²] / d ln q at q = 1: how a relative error in q carries to the next layer."""
+    h = 1e-4
+    low, high = sp.meanfield.variance_map(activation, 1.0, 0.0, [1 - h, 1 + h])
+    return float((math.log(high) - math.log(low)) / (math.log(1 + h) - math.log(1 - h)))
+
+
+def test_mixed_net_pre_activations_stay_within_the_finite_width_band():
+    # The analytic variances are exact only in expectation over the weights. For one draw,
+    # layer l's mean square q_l = (1/n) Σ_i w_iᵀ C w_i, with C the second-moment matrix of
+    # its inputs y (over the batch) and w_i ~ N(0, σ²/n): its relative variance is
+    # 2 tr(C²) / (n tr(C)²). Split C into the part shared by every example, the per-unit
+    # means m (rank one), and the rest: tr(C²)/tr(C)² ≈ ρ² + 1/n with ρ = ‖m‖² / tr(C),
+    # measured here on the batch. So each layer adds an error of variance
+    # τ_l² = (2/n)(ρ_l² + 1/n) to ln q, and the error already in ln q_{l−1} carries over
+    # multiplied by s = d ln E[φ(√q z)²]/d ln q (tanh 0.46, GELU 1.14: the unstable maps
+    # amplify it): var_l = s² var_{l−1} + τ_l². Every layer must lie within 5 σ_l of
+    # ln q = 0 (5σ: a two-sided Gaussian tail of 6e-7 per layer), plus 0.02 for the batch
+    # of 2,048.
+    model = _cycle_net(seed=32).double()
+    x = standardized(CYCLE_BATCH, CYCLE_WIDTH, seed=33).double()
+    sp.autoinit(model, criterion="variance", generator=gen(34))
+    slopes = [_log_slope(CYCLE[i]()) for i in range(8)]
+    n = CYCLE_WIDTH
+    variance = 0.0
+    h = x
+    checked = 0
+    with torch.no_grad():
+        for index, module in enumerate(model):
+            y = h
+            h = module(h)
+            if not isinstance(module, nn.Linear) or index == 0:
+                continue
+            layer = index // 2
+            rho = (y.mean(0).pow(2).sum() / y.pow(2).mean(0).sum()).item()
+            variance = slopes[(layer - 1) % 8] ** 2 * variance + (2 / n) * (rho**2 + 1 / n)
+            if layer == 48:
+                break  # the output layer (10 units) is checked in the next test
+            log_q = math.log(h.pow(2).mean().item())
+            assert abs(log_q) <= 5 * math.sqrt(variance) + 0.02, (layer, log_q, variance)
+            checked += 1
+    assert checked == 47
+
+
+def test_mixed_net_data_mode_keeps_every_layer_within_five_percent():
+    model = _cycle_net(seed=35)
+    x = standardized(CYCLE_BATCH, CYCLE_WIDTH, seed=36)
+    result = sp.autoinit(model, x, mode="data", criterion="variance", generator=gen(37))
+    assert result.not_converged == []
+    measured = pre_activations(model, x)
+    assert len(measured) == 49
+    for mean, std in measured:
+        assert 0.95 <= std <= 1.05
+        assert abs(mean) <= 0.05
+
+
+TANH_CRITICAL_W = 1.7609546  # χ₁ = 1 at σ_b² = 0.05, found by the meanfield tests' own quad
+
+
+def test_critical_criterion_puts_a_tanh_stack_on_the_critical_line():
+    model = _deep(nn.Tanh, depth=20, width=400, seed=38)
+    result = sp.autoinit(model, criterion="critical", generator=gen(39))
+    point = sp.meanfield.init_point("tanh")
+    assert point.bias_var == 0.05
+    assert abs(point.weight_var - TANH_CRITICAL_W) < 1e-6
+    hidden = [m for m in model if isinstance(m, nn.Linear)][1:-1]
+    for module in hidden:
+        assert_variance(module.weight, point.weight_var / 400)
+    # Biases N(0, 0.05), pooled over 19 layers × 400 units: 5 standard errors √(2/n).
+    biases = torch.cat([m.bias.detach().double() for m in hidden])
+    ratio = biases.pow(2).mean().item() / 0.05
+    assert abs(ratio - 1) < 5 * math.sqrt(2 / biases.numel())
+    assert [layer.phase for layer in result.layers[1:-1]] == ["critical"] * 19
+    assert all(abs(layer.chi - 1) < 1e-6 for layer in result.layers[1:-1])
+    # The first layer delivers q* from standardized data: σ_w² = q* − σ_b².
+    assert_variance(model[0].weight, (point.q_star - 0.05) / 400)
+
+
+def test_variance_criterion_reports_tanh_as_chaotic():
+    model = _deep(nn.Tanh, depth=5, width=64, seed=40)
+    result = sp.autoinit(model, criterion="variance", generator=gen(41))
+    # χ = σ_w² E[tanh′(z)²] with σ_w² = 1/E[tanh(z)²] ≈ 2.54: about 1.18.
+    chi = TANH_GAIN2 * normal_expectation(lambda z: (1 - math.tanh(z) ** 2) ** 2)
+    assert 1.17 < chi < 1.19
+    for layer in result.layers[1:]:
+        assert layer.phase == "chaotic"
+        assert abs(layer.chi - chi) < 1e-6
+    assert "chaotic" in str(result)
+
+
+def test_critical_criterion_data_mode_reaches_the_critical_variance():
+    model = _deep(nn.Tanh, depth=20, width=128, seed=42)
+    x = standardized(512, 128, seed=43)
+    tolerance = 0.05
+    result = sp.autoinit(
+        model, x, mode="data", criterion="critical", tolerance=tolerance, generator=gen(44)
+    )
+    assert result.not_converged == []
+    target = math.sqrt(sp.meanfield.init_point("tanh").q_star)
+    for mean, std in pre_activations(model, x)[:20]:
+        assert abs(std / target - 1) < tolerance
+        assert abs(mean) < tolerance * target
+
+
+def test_orthogonal_weights_have_the_variance_and_orthogonal_rows():
+    model = nn.Sequential(
+        nn.Linear(300, 100), nn.Tanh(), nn.Linear(100, 100), nn.Tanh(), nn.Linear(100, 300)
+    )
+    sp.autoinit(model, criterion="critical", distribution="orthogonal", generator=gen(45))
+    point = sp.meanfield.init_point("tanh")
+    square = normal_expectation(lambda z: math.tanh(math.sqrt(point.q_star) * z) ** 2)
+    for module, variance in (
+        (model[0], (point.q_star - 0.05) / 300),
+        (model[2], point.weight_var / 100),
+        (model[4], 1 / (100 * square)),
+    ):
+        w = module.weight.detach().double()
+        # Exact, not statistical: an orthogonal draw scaled to the target mean square.
+        assert abs(w.pow(2).mean().item() / variance - 1) < 1e-5
+        rows, columns = w.shape
+        gram = w @ w.T if rows <= columns else w.T @ w
+        scale = gram.diagonal().mean()
+        assert torch.allclose(
+            gram / scale, torch.eye(min(rows, columns), dtype=gram.dtype), atol=1e-5
+        )
+
+
+def test_selu_keeps_its_fixed_point_and_says_so():
+    model = _deep(nn.SELU, depth=4, width=64, seed=46)
+    result = sp.autoinit(model, criterion="critical", generator=gen(47))
+    for module in [m for m in model if isinstance(m, nn.Linear)][1:-1]:
+        assert_variance(module.weight, 1 / 64)
+        assert torch.equal(module.bias, torch.zeros_like(module.bias))
+    assert any("self-normalizing" in note for note in result.notes)
+
+
+def test_no_critical_point_falls_back_to_variance_and_says_so():
+    model = _deep(nn.Softplus, depth=3, width=64, seed=48)
+    result = sp.autoinit(model, criterion="critical", generator=gen(49))
+    assert any("no critical point" in note for note in result.notes)
+    softplus_square = _square(lambda z: float(np.logaddexp(0.0, z)))
+    assert_variance(model[2].weight, 1 / (64 * softplus_square))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"criterion": "edge"}, r"'criterion' parameter of autoinit must be one of"),
+        ({"distribution": "gaussian"}, r"'distribution' parameter of autoinit must be one of"),
+        ({"bias_var": -0.1}, r"'bias_var' parameter of autoinit"),
+    ],
+)
+def test_bad_criterion_distribution_or_bias_var_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sp.autoinit(nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)), **kwargs)

@@ -1,56 +1,80 @@
 """Initialize any PyTorch model for its activations, analytically or from data.
 
 ``autoinit(model)`` finds, for every ``nn.Linear``, ``nn.Conv*`` and
-:class:`~signalprop.layers.Dense`, the activation that consumes its output —
-its own (Dense), the next module (``nn.Sequential``), or a function called in
-``forward`` (found by a torch.fx trace) — and redraws its weights with
-variance ``gain² / fan_in`` for that activation's computed forward gain
-(:func:`signalprop.gain`), biases at 0: the pairing of Keras's
-``Dense(units, activation, kernel_initializer=...)``. A layer whose output
-feeds no activation (the output layer, or a normalization) gets gain 1.
+:class:`~signalprop.layers.Dense`, the activation that produced its input and
+the one that consumes its output (its own for a Dense, the next module in an
+``nn.Sequential``, or a function called in ``forward``, found by a torch.fx
+trace: :mod:`signalprop._model`), and redraws its weights with variance
+``σ_w² / fan_in`` and its biases from N(0, σ_b²) where:
 
-The first layer reads the data, not an activation, so its variance is
-``1 / (fan_in · E[x²])`` with the inputs' second moment (measured on
-``inputs`` when given, else 1 for standardized data): a gain above 1 there
-would only inflate the first pre-activations (tanh's 1.59 saturates a fifth
-of its first layer).
+* the *consumer* sets the target: the pre-activation variance ``q`` and the
+  bias variance σ_b² the criterion gives it (:func:`signalprop.meanfield.init_point`);
+* the *producer* sets what the layer reads: inputs of second moment
+  ``E[φ_in(√q_in z)²]``, with ``q_in`` the producer's own target;
+* so ``σ_w² = (q − σ_b²) / E[φ_in(√q_in z)²]``.
+
+Criteria (``criterion=``):
+
+* ``"critical"``: the edge of chaos (χ₁ = 1 at a stable q*): He's variance
+  for the ReLU family, σ_w² ≈ 1.761 with σ_b² = 0.05 for tanh, SELU's own
+  fixed point; where an activation has no critical point, the variance
+  criterion, with a note (Schoenholz et al. 2017; Pennington et al. 2017).
+* ``"variance"``: every pre-activation of variance 1, biases 0:
+  ``σ_w² = 1 / E[φ_in(z)²]`` (He et al. 2015, for any activation).
+
+A layer whose output feeds no activation (the output layer, a normalization)
+gets ``q = 1`` and zero biases; one that reads the model's input gets
+``E[x²]`` measured on ``inputs`` (1 without inputs: standardized data).
+``distribution="orthogonal"`` draws (semi-)orthogonal weights with the same
+variance, which at the edge of chaos gives tanh-like nets dynamical isometry
+(Saxe et al. 2014; Pennington et al. 2017).
 
 ``mode="data"`` then rescales each layer, bottom to top, on a batch until its
-output (the pre-activation) has mean ≈ 0 and std ≈ 1: LSUV (Mishkin & Matas,
+pre-activations have mean ≈ 0 and the target std √q: LSUV (Mishkin & Matas,
 2016) with mean correction through the bias. Layers that do not get there in
 ``max_iterations`` are reported, never hidden.
+
+The result says, for each layer, the gradient factor χ = σ_w² E[φ_in′(√q_in z)²]
+its initialization gives it and the phase that puts it in.
 
 Example:
     >>> import torch, signalprop as sp
     >>> from torch import nn
-    >>> model = nn.Sequential(nn.Linear(10, 10), nn.GELU(), nn.Linear(10, 2))
-    >>> result = sp.autoinit(model)
-    >>> [layer.activation for layer in result.layers]
-    ['GELU', 'linear']
+    >>> model = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))
+    >>> result = sp.autoinit(model, criterion="critical")
+    >>> [(layer.producer, layer.activation) for layer in result.layers]
+    [('data', 'Tanh'), ('Tanh', 'linear')]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from signalprop import activations as _activations
 from signalprop import init as _init
+from signalprop import meanfield as _meanfield
+from signalprop._model import Activation, is_weight_layer, read_model
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
-from signalprop.diagnostics._record import activation_kind, is_weight_layer, trace
-from signalprop.gains import gain
 
-__all__ = ["AutoInitResult", "LayerInit", "autoinit"]
+__all__ = [
+    "CRITERIA",
+    "DEFAULT_CRITERION",
+    "DISTRIBUTIONS",
+    "AutoInitResult",
+    "LayerInit",
+    "autoinit",
+]
 
-#: Modules a signal passes through unchanged in scale: look past them for the activation.
-TRANSPARENT = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
-#: Tensor methods that are activations: ``x.relu()``.
-METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "relu_": "relu"}
+#: Criteria for each layer's variance; see the module's notes.
+CRITERIA = _meanfield.CRITERIA
+#: The criterion used when none is given.
+DEFAULT_CRITERION = "variance"
+#: How weights are drawn, all with the same variance.
+DISTRIBUTIONS = ("normal", "orthogonal", "truncated_normal", "uniform")
 #: Modules with weights that autoinit leaves as they are, and why.
 LEFT_ALONE = {
     nn.modules.batchnorm._NormBase: "normalization layer: its weight of 1 is already right",
@@ -61,7 +85,21 @@ LEFT_ALONE = {
 
 @dataclass
 class LayerInit:
-    """What autoinit did to one layer."""
+    """What autoinit did to one layer.
+
+    Attributes:
+        name, layer_type: The layer.
+        activation: The activation consuming its output (``"linear"``: none).
+        producer: The activation whose output it reads (``"data"``: the
+            model's input; ``"linear"``: none known).
+        gain: √σ_w², the weights' std times √fan_in.
+        weight_var, bias_var: σ_w² and σ_b² drawn.
+        target_var: The pre-activation variance aimed at (q).
+        chi: σ_w² E[φ_in′(√q_in z)²], the factor by which the mean squared
+            gradient grows through this layer (None when it reads the data).
+        phase: The phase χ puts the layer in (None when it reads the data).
+        std_before, std_after: The weight's std before and after.
+    """
 
     name: str
     layer_type: str
@@ -69,7 +107,13 @@ class LayerInit:
     gain: float
     std_before: float
     std_after: float
-    input_from: str = "activation"  # "data" for the first layer
+    input_from: str = "activation"  # "data" for a layer reading the model's input
+    producer: str = "linear"
+    weight_var: float = 1.0
+    bias_var: float = 0.0
+    target_var: float = 1.0
+    chi: float | None = None
+    phase: str | None = None
     iterations: int = 0
     output_mean: float | None = None
     output_std: float | None = None
@@ -84,24 +128,30 @@ class AutoInitResult:
     layers: list[LayerInit]
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # name, type, reason
     notes: list[str] = field(default_factory=list)
+    criterion: str = DEFAULT_CRITERION
+    distribution: str = "truncated_normal"
 
     @property
     def not_converged(self) -> list[str]:
-        """Layers that data mode could not bring to mean 0 / std 1."""
+        """Layers that data mode could not bring to mean 0 and the target std."""
         return [layer.name for layer in self.layers if layer.converged is False]
 
     def __str__(self) -> str:
         lines = [
-            f"autoinit ({self.mode}): {len(self.layers)} layers initialized"
+            f"autoinit ({self.criterion}, {self.mode}, {self.distribution}): "
+            f"{len(self.layers)} layers initialized"
             + (f", {len(self.skipped)} left as they were" if self.skipped else ""),
-            f"{'layer':>12}  {'type':>8}  {'activation':>12}  {'gain':>6}  "
-            f"{'std before':>10}  {'std after':>9}"
+            f"{'layer':>12}  {'type':>8}  {'reads':>10}  {'feeds':>10}  {'σ_w²':>7}  "
+            f"{'σ_b²':>5}  {'q':>6}  {'χ':>6}  {'phase':>8}  {'std before':>10}  {'std after':>9}"
             + ("  iters  out mean  out std" if self.mode == "data" else ""),
         ]
         for layer in self.layers:
+            chi = "-" if layer.chi is None else f"{layer.chi:6.3f}"
             line = (
-                f"{layer.name:>12}  {layer.layer_type:>8}  {layer.activation:>12}  "
-                f"{layer.gain:6.3f}  {layer.std_before:10.4g}  {layer.std_after:9.4g}"
+                f"{layer.name:>12}  {layer.layer_type:>8}  {layer.producer:>10}  "
+                f"{layer.activation:>10}  {layer.weight_var:7.4g}  {layer.bias_var:5.3g}  "
+                f"{layer.target_var:6.3g}  {chi:>6}  {layer.phase or '-':>8}  "
+                f"{layer.std_before:10.4g}  {layer.std_after:9.4g}"
             )
             if self.mode == "data":
                 line += (
@@ -114,68 +164,17 @@ class AutoInitResult:
         return "\n".join(lines)
 
 
-Consumer = nn.Module | Callable[[Tensor], Tensor] | None
-
-
-def _consumer_name(consumer: Consumer) -> str:
-    if consumer is None:
+def _name(activation: Activation | None) -> str:
+    if activation is None:
         return "linear"
-    if isinstance(consumer, nn.Module):
-        return type(consumer).__name__
-    return getattr(consumer, "__name__", repr(consumer))
+    if isinstance(activation, nn.Module):
+        return type(activation).__name__
+    return str(getattr(activation, "__name__", repr(activation)))
 
 
-def _traced_consumers(model: nn.Module) -> dict[str, Consumer] | None:
-    """Weight layer name -> the activation applied to its output, from a torch.fx trace."""
-    graph = trace(model)
-    if graph is None:
-        return None
-    found: dict[str, Consumer] = {}
-    for node in graph.nodes:
-        if node.op != "call_module":
-            continue
-        module = model.get_submodule(str(node.target))
-        if not is_weight_layer(module) or getattr(module, "_signalprop_dense", False):
-            continue
-        user = node
-        consumer: Consumer = None
-        while len(user.users) == 1:
-            (user,) = user.users
-            if user.op == "call_module":
-                candidate = model.get_submodule(str(user.target))
-                if isinstance(candidate, TRANSPARENT):
-                    continue
-                if activation_kind(candidate) is not None:
-                    consumer = candidate
-            elif user.op == "call_function" and callable(user.target):
-                module_for = _activations.get(user.target)
-                if not isinstance(module_for, _activations.Lambda):
-                    consumer = module_for
-                elif user.target in (torch.flatten, torch.reshape):
-                    continue
-            elif user.op == "call_method" and user.target in METHODS:
-                consumer = _activations.get(METHODS[str(user.target)])
-            break
-        found[str(node.target)] = consumer
-    return found
-
-
-def _ordered_consumers(model: nn.Module) -> dict[str, Consumer]:
-    """Fallback: the next leaf module in registration order, if it is an activation."""
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    found: dict[str, Consumer] = {}
-    for index, (name, module) in enumerate(leaves):
-        if not is_weight_layer(module):
-            continue
-        consumer: Consumer = None
-        for _, following in leaves[index + 1 :]:
-            if isinstance(following, TRANSPARENT):
-                continue
-            if activation_kind(following) is not None:
-                consumer = following
-            break
-        found[name] = consumer
-    return found
+def _is_output(activation: Activation | None) -> bool:
+    """No elementwise activation follows: the layer's output is kept at variance 1."""
+    return activation is None or isinstance(activation, nn.Softmax | nn.Identity)
 
 
 def _std(tensor: Tensor) -> float:
@@ -210,40 +209,116 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
     return captured["z"]
 
 
+class _Points:
+    """The criterion's point per activation, computed once per distinct activation."""
+
+    def __init__(self, criterion: str, bias_var: float | None) -> None:
+        self.criterion = criterion
+        self.bias_var = bias_var
+        self._cache: dict[Any, _meanfield.InitPoint] = {}
+        self._moments: dict[Any, tuple[float, float]] = {}
+        self.notes: dict[str, str] = {}
+
+    @staticmethod
+    def _key(activation: Activation) -> Any:
+        return repr(activation) if isinstance(activation, nn.Module) else activation
+
+    def point(self, activation: Activation) -> _meanfield.InitPoint:
+        key = self._key(activation)
+        if key not in self._cache:
+            point = _meanfield.init_point(activation, self.criterion, self.bias_var)
+            self._cache[key] = point
+            if point.note:
+                self.notes[_name(activation)] = point.note
+        return self._cache[key]
+
+    def moments(self, activation: Activation) -> tuple[float, float]:
+        """E[φ(√q z)²] and E[φ′(√q z)²] at the activation's own target q."""
+        key = self._key(activation)
+        if key not in self._moments:
+            q = self.point(activation).q_star
+            self._moments[key] = _meanfield.second_moments(activation, q)
+        return self._moments[key]
+
+
+def _draw_(
+    module: nn.Module,
+    weight_var: float,
+    bias_var: float,
+    distribution: str,
+    generator: torch.Generator | None,
+) -> None:
+    """Weights of variance weight_var / fan_in by ``distribution``; biases N(0, bias_var)."""
+    weight: Tensor = module.weight  # type: ignore[assignment]
+    fans = _init.fans_for(module)
+    if distribution == "orthogonal":
+        # A (semi-)orthogonal matrix's entries have mean square 1 / max(rows, columns).
+        rows = weight.shape[0]
+        columns = weight.numel() // max(rows, 1)
+        scale = math.sqrt(weight_var / fans[0] * max(rows, columns))
+        _init.orthogonal_(weight, gain=scale, generator=generator)
+    else:
+        _init.VarianceScaling(scale=weight_var, mode="fan_in", distribution=distribution)(
+            weight, generator=generator, fans=fans
+        )
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, Tensor):
+        if bias_var > 0:
+            with torch.no_grad():
+                bias.normal_(0.0, math.sqrt(bias_var), generator=generator)
+        else:
+            _init.zeros_(bias)
+
+
 def autoinit(
     model: nn.Module,
     inputs: Tensor | tuple[Tensor, ...] | None = None,
     mode: str = "analytic",
     *,
+    criterion: str = DEFAULT_CRITERION,
+    distribution: str = "truncated_normal",
+    bias_var: float | None = None,
     tolerance: float = 0.05,
     max_iterations: int = 10,
     generator: torch.Generator | None = None,
 ) -> AutoInitResult:
-    """Re-initialize every Linear/Conv/Dense of ``model`` for the activation that follows it.
+    """Re-initialize every Linear/Conv/Dense of ``model`` for the activations around it.
 
     Args:
         model: Any ``nn.Module``; changed in place.
-        inputs: A batch, required for ``mode="data"`` (and used to check it fits).
-        mode: ``"analytic"`` (variance ``gain² / fan_in``) or ``"data"``
+        inputs: A batch, required for ``mode="data"`` (and used to check it
+            fits, and to measure the second moment of the data).
+        mode: ``"analytic"`` (the criterion's variances) or ``"data"``
             (analytic, then LSUV with mean correction on ``inputs``).
-        tolerance: Data mode stops for a layer when |mean| and |std − 1| of its
-            output are below this.
+        criterion: ``"critical"`` (the edge of chaos) or ``"variance"``
+            (pre-activations of variance 1); see the module's notes.
+        distribution: ``"truncated_normal"``, ``"normal"``, ``"uniform"`` or
+            ``"orthogonal"``; the variance is the same.
+        bias_var: σ_b² for the critical criterion (default: each activation's
+            :func:`signalprop.meanfield.default_bias_var`).
+        tolerance: Data mode stops for a layer when |mean| and |std/target − 1|
+            of its output are below this.
         max_iterations: Rescaling rounds per layer in data mode.
-        generator: Random generator for the new weights.
+        generator: Random generator for the new weights and biases.
 
     Returns:
-        An :class:`AutoInitResult`: per layer, the activation found, the gain,
-        the weight std before and after, and in data mode the iterations and
-        whether it converged; layers left alone and why.
+        An :class:`AutoInitResult`: per layer, the activations on either side,
+        σ_w², σ_b², the target variance, χ and the phase, the weight std before
+        and after, and in data mode the iterations and whether it converged;
+        layers left alone and why.
 
     Raises:
-        ValueError: For an unknown mode, missing or ill-shaped inputs, or a
-            model without a layer autoinit knows.
+        ValueError: For an unknown mode, criterion or distribution, missing or
+            ill-shaped inputs, or a model without a layer autoinit knows.
     """
     caller = "autoinit"
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
     check_option(mode, ("analytic", "data"), param="mode", caller=caller)
+    check_option(criterion, CRITERIA, param="criterion", caller=caller)
+    check_option(distribution, DISTRIBUTIONS, param="distribution", caller=caller)
+    if bias_var is not None:
+        bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
     tolerance = check_real(tolerance, param="tolerance", caller=caller, low=0, low_inclusive=False)
     max_iterations = check_int(max_iterations, param="max_iterations", caller=caller, low=1)
     args: tuple[Tensor, ...] | None = None
@@ -253,15 +328,12 @@ def autoinit(
             raise invalid_parameter("inputs", caller, "a Tensor or a tuple of Tensors", inputs)
     if mode == "data" and args is None:
         raise invalid_parameter("inputs", caller, "a batch when mode='data'", None)
-    order: list[nn.Module] = []
-    first_input_square: float | None = None
+    input_square: dict[nn.Module, float] = {}
     if args is not None:
 
         def remember(module: nn.Module, inputs: tuple[Any, ...]) -> None:
-            nonlocal first_input_square
-            if not order and inputs and isinstance(inputs[0], Tensor):
-                first_input_square = float(inputs[0].detach().double().pow(2).mean().item())
-            order.append(module)
+            if module not in input_square and inputs and isinstance(inputs[0], Tensor):
+                input_square[module] = float(inputs[0].detach().double().pow(2).mean().item())
 
         handles = [
             m.register_forward_pre_hook(remember) for m in model.modules() if is_weight_layer(m)
@@ -279,11 +351,10 @@ def autoinit(
             for handle in handles:
                 handle.remove()
 
-    result = AutoInitResult(mode=mode, layers=[])
-    traced = _traced_consumers(model)
-    consumers = traced if traced is not None else _ordered_consumers(model)
-    if traced is None:
-        result.notes.append("torch.fx could not trace the model: activations found by module order")
+    view = read_model(model)
+    result = AutoInitResult(
+        mode=mode, layers=[], criterion=criterion, distribution=distribution, notes=view.notes
+    )
     for name, module in model.named_modules():
         if is_weight_layer(module):
             continue
@@ -293,64 +364,77 @@ def autoinit(
                 "a layer type autoinit does not know",
             )
             result.skipped.append((name, type(module).__name__, reason))
-
-    layers = [(n, m) for n, m in model.named_modules() if is_weight_layer(m)]
-    if not layers:
+    if not view.layers:
         raise invalid_parameter(
             "model",
             caller,
             "a model with nn.Linear, nn.Conv* or Dense layers",
             type(model).__name__,
         )
-    first = order[0] if order else layers[0][1]
-    for name, module in layers:
-        consumer = (
-            module.activation
-            if getattr(module, "_signalprop_dense", False)
-            else consumers.get(name)
-        )
-        if isinstance(consumer, nn.Softmax):
-            consumer = None  # an output layer: keep the logits' variance at 1
-        if module is first:
-            # Its input is the data, not an activation: variance 1 / (fan_in · E[x²]).
-            layer_gain = 1.0 / math.sqrt(first_input_square or 1.0)
+
+    points = _Points(criterion, bias_var)
+    for layer in view.layers:
+        module = layer.module
+        consumer = None if _is_output(layer.consumer) else layer.consumer
+        target = points.point(consumer) if consumer is not None else None
+        q_out = target.q_star if target is not None else 1.0
+        b_out = target.bias_var if target is not None else 0.0
+        chi: float | None = None
+        if layer.reads_data:
+            reads, input_second = "data", input_square.get(module, 1.0)
+        elif layer.producer is not None and not _is_output(layer.producer):
+            reads = _name(layer.producer)
+            input_second, input_derivative = points.moments(layer.producer)
         else:
-            layer_gain = (
-                1.0 if consumer is None or isinstance(consumer, nn.Identity) else gain(consumer)
-            )
-        weight = module.weight
-        before = _std(weight)
-        _init.VarianceScaling(scale=layer_gain**2, mode="fan_in")(
-            weight, generator=generator, fans=_init.fans_for(module)
+            reads, input_second = "linear", 1.0
+        same = (
+            consumer is not None
+            and layer.producer is not None
+            and points._key(consumer) == points._key(layer.producer)
         )
-        if getattr(module, "bias", None) is not None:
-            _init.zeros_(module.bias)
+        if target is not None and (same or q_out <= b_out or input_second <= 0):
+            # A layer between two of the same activation sits on the criterion's own point
+            # (exact also where q* = 0, e.g. tanh at σ_b² = 0).
+            weight_var = target.weight_var
+        else:
+            weight_var = (q_out - b_out) / max(input_second, 1e-300)
+        if reads not in ("data", "linear"):
+            chi = weight_var * input_derivative
+        before = _std(module.weight)  # type: ignore[arg-type]
+        _draw_(module, weight_var, b_out, distribution, generator)
         result.layers.append(
             LayerInit(
-                name=name or "(model)",
+                name=layer.name,
                 layer_type=type(module).__name__,
-                activation=_consumer_name(consumer) if consumer is not None else "linear",
-                input_from="data" if module is first else "activation",
-                gain=layer_gain,
+                activation=_name(consumer),
+                gain=math.sqrt(weight_var),
                 std_before=before,
-                std_after=_std(weight),
+                std_after=_std(module.weight),  # type: ignore[arg-type]
+                input_from="data" if layer.reads_data else "activation",
+                producer=reads,
+                weight_var=weight_var,
+                bias_var=b_out,
+                target_var=q_out,
+                chi=chi,
+                phase=None if chi is None else _meanfield.phase_of(chi),
             )
         )
+    result.notes += [f"{name}: {note}" for name, note in points.notes.items()]
 
     if mode == "data":
         assert args is not None
         was_training = {m: m.training for m in model.modules()}
         model.eval()
         try:
-            for record, (_, module) in zip(result.layers, layers, strict=True):
-                _rescale(model, args, module, record, tolerance, max_iterations)
+            for record, layer in zip(result.layers, view.layers, strict=True):
+                _rescale(model, args, layer.module, record, tolerance, max_iterations)
         finally:
             for m, training in was_training.items():
                 m.training = training
         if result.not_converged:
             result.notes.append(
-                f"{len(result.not_converged)} layer(s) did not reach mean 0 / std 1 within "
-                f"{max_iterations} iterations: {', '.join(result.not_converged[:8])}"
+                f"{len(result.not_converged)} layer(s) did not reach mean 0 and their target std "
+                f"within {max_iterations} iterations: {', '.join(result.not_converged[:8])}"
             )
     return result
 
@@ -363,29 +447,31 @@ def _rescale(
     tolerance: float,
     max_iterations: int,
 ) -> None:
-    """LSUV with mean correction for one layer: W ← W/s, b ← (b − m)/s."""
+    """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std."""
     weight: Tensor = module.weight  # type: ignore[assignment]
     bias: Tensor | None = getattr(module, "bias", None)
+    target = math.sqrt(record.target_var)
+
+    def close(mean: float, std: float) -> bool:
+        return abs(mean) < tolerance * target and abs(std / target - 1) < tolerance
+
     for iteration in range(1, max_iterations + 1):
         z = _layer_outputs(model, args, module).double()
         mean, std = z.mean().item(), z.std().item()
         record.iterations, record.output_mean, record.output_std = iteration - 1, mean, std
-        centred = abs(mean) < tolerance or bias is None
-        if abs(std - 1) < tolerance and centred:
-            record.converged = abs(mean) < tolerance
+        if close(mean if bias is not None else 0.0, std):
+            record.converged = close(mean, std)
             break
         if not math.isfinite(std) or std == 0:
             record.converged = False
             return
         with torch.no_grad():
-            weight.div_(std)
+            weight.mul_(target / std)
             if bias is not None:
-                bias.sub_(mean).div_(std)
+                bias.sub_(mean).mul_(target / std)
     else:
         z = _layer_outputs(model, args, module).double()
         record.iterations = max_iterations
         record.output_mean, record.output_std = z.mean().item(), z.std().item()
-        record.converged = (
-            abs(record.output_mean) < tolerance and abs(record.output_std - 1) < tolerance
-        )
+        record.converged = close(record.output_mean, record.output_std)
     record.std_after = _std(weight)

@@ -24,54 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from signalprop import activations as _activations
+from signalprop._model import activation_kind, is_weight_layer
 from signalprop.init import compute_fans, fans_for
 
 #: Activations whose outputs saturate, with their output range (low, high).
 SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 #: Activations whose units die: zero output and zero gradient for z <= 0.
 DYING = {"relu"}
-
-
-def is_weight_layer(module: nn.Module) -> bool:
-    """Whether ``module`` is a layer whose weight's fans are known."""
-    return isinstance(module, nn.Linear | nn.modules.conv._ConvNd) or getattr(
-        module, "_signalprop_dense", False
-    )
-
-
-def activation_kind(module: nn.Module) -> str | None:
-    """Registry name of an activation module, ``"other"`` for PyTorch's others, else None."""
-    name = _activations.name_of(module)
-    if name is not None:
-        return "sigmoid" if name == "logistic" else name
-    if type(module).__module__ == "torch.nn.modules.activation" and not isinstance(
-        module, nn.MultiheadAttention
-    ):
-        return "other"
-    return None
-
-
-class _Tracer(torch.fx.Tracer):
-    """A torch.fx tracer that keeps activation modules and Dense layers whole.
-
-    PyTorch's tracer only keeps ``torch.nn`` modules as leaves; signalprop's
-    activations (subclasses defined elsewhere) would be traced through into
-    anonymous function calls.
-    """
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if activation_kind(m) is not None or getattr(m, "_signalprop_dense", False):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
-
-
-def trace(model: nn.Module) -> torch.fx.Graph | None:
-    """The model's torch.fx graph, activations and Dense layers as leaves (None: untraceable)."""
-    try:
-        return _Tracer().trace(model)
-    except Exception:  # any model torch.fx cannot trace
-        return None
 
 
 @dataclass

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from signalprop import activations as _activations
+from signalprop._model import is_weight_layer, trace
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import diagnose
-from signalprop.diagnostics._record import is_weight_layer, trace, weight_scales
+from signalprop.diagnostics._record import weight_scales
 from signalprop.diagnostics._report import Report
 
 __all__ = ["Condition", "SelfNormalizationCheck", "check_self_normalizing"]

@@ -1,0 +1,269 @@
+"""Reading a model: its weight layers and the activations on either side of each.
+
+``diagnose``, ``autoinit``, the self-normalization check and the mean-field
+verdict ask this module what a model is made of; none of them walks the model
+on its own. For every weight layer (``nn.Linear``, ``nn.Conv*``,
+:class:`~signalprop.layers.Dense`) it finds:
+
+* the *producer*: the activation whose output the layer reads (or the
+  model's input, or nothing known: another weight layer, a normalization, a
+  sum);
+* the *consumer*: the activation applied to the layer's output.
+
+Both come from a torch.fx trace that keeps activations and Dense layers whole,
+so activations called as functions in ``forward`` (``torch.tanh(self.fc(x))``,
+``x.relu()``) count; modules a signal passes through unchanged in scale
+(dropout, flatten, reshapes) are looked through. A model torch.fx cannot
+trace is read in module registration order instead, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from signalprop import activations as _activations
+
+__all__ = [
+    "TRANSPARENT",
+    "ModelView",
+    "WeightLayer",
+    "activation_kind",
+    "is_weight_layer",
+    "read_model",
+    "trace",
+]
+
+#: Modules a signal passes through unchanged in scale.
+TRANSPARENT = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+#: Tensor methods that are activations: ``x.relu()``.
+METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "relu_": "relu"}
+#: Functions and tensor methods that only reshape.
+SHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
+SHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous"}
+
+Activation = nn.Module | Callable[[Tensor], Tensor]
+
+
+def is_weight_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a layer whose weight's fans are known."""
+    return isinstance(module, nn.Linear | nn.modules.conv._ConvNd) or getattr(
+        module, "_signalprop_dense", False
+    )
+
+
+def is_dense(module: nn.Module) -> bool:
+    """Whether ``module`` is a :class:`~signalprop.layers.Dense` (it applies its own activation)."""
+    return bool(getattr(module, "_signalprop_dense", False))
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """Registry name of an activation module, ``"other"`` for PyTorch's others, else None."""
+    name = _activations.name_of(module)
+    if name is not None:
+        return "sigmoid" if name == "logistic" else name
+    if type(module).__module__ == "torch.nn.modules.activation" and not isinstance(
+        module, nn.MultiheadAttention
+    ):
+        return "other"
+    return None
+
+
+class _Tracer(torch.fx.Tracer):
+    """A torch.fx tracer that keeps activation modules and Dense layers whole.
+
+    PyTorch's tracer only keeps ``torch.nn`` modules as leaves; signalprop's
+    activations (subclasses defined elsewhere) would be traced through into
+    anonymous function calls.
+    """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if activation_kind(m) is not None or is_dense(m):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> torch.fx.Graph | None:
+    """The model's torch.fx graph, activations and Dense layers as leaves (None: untraceable)."""
+    try:
+        return _Tracer().trace(model)
+    except Exception:  # any model torch.fx cannot trace
+        return None
+
+
+@dataclass
+class WeightLayer:
+    """One weight layer and its neighbours.
+
+    Attributes:
+        name: Its name in ``model.named_modules()`` (``"(model)"`` for the model itself).
+        module: The layer.
+        producer: The activation whose output it reads (None: the model's
+            input when ``reads_data``, else nothing known).
+        reads_data: Whether its input is the model's input.
+        consumer: The activation applied to its output (a Dense layer's own),
+            None when there is none.
+    """
+
+    name: str
+    module: nn.Module
+    producer: Activation | None
+    reads_data: bool
+    consumer: Activation | None
+
+
+@dataclass
+class ModelView:
+    """What :func:`read_model` found.
+
+    Attributes:
+        layers: The weight layers in the order the forward pass runs them
+            (registration order for an untraceable model).
+        traced: Whether a torch.fx trace succeeded.
+        plain: Whether the model is one chain of weight layers and
+            elementwise activations (no branch, no other operation): the
+            architecture the mean-field theory describes.
+    """
+
+    layers: list[WeightLayer]
+    traced: bool
+    plain: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _own_activation(module: nn.Module) -> Activation | None:
+    """A Dense layer's activation, None for the identity."""
+    activation = getattr(module, "activation", None)
+    if isinstance(activation, nn.Module) and not isinstance(activation, nn.Identity):
+        return activation
+    return None
+
+
+def _node_activation(model: nn.Module, node: torch.fx.Node) -> Activation | None:
+    """The activation a graph node applies, if it is one."""
+    if node.op == "call_module":
+        module = model.get_submodule(str(node.target))
+        return module if activation_kind(module) is not None else None
+    if node.op == "call_function" and callable(node.target):
+        module_for = _activations.get(node.target)
+        return None if isinstance(module_for, _activations.Lambda) else module_for
+    if node.op == "call_method" and node.target in METHODS:
+        return _activations.get(METHODS[str(node.target)])
+    return None
+
+
+def _passes_through(model: nn.Module, node: torch.fx.Node) -> bool:
+    """Whether a node leaves the signal's scale alone (dropout, flatten, reshapes)."""
+    if node.op == "call_module":
+        return isinstance(model.get_submodule(str(node.target)), TRANSPARENT)
+    if node.op == "call_function":
+        return node.target in SHAPE_FUNCTIONS
+    if node.op == "call_method":
+        return node.target in SHAPE_METHODS
+    return False
+
+
+def _consumer(model: nn.Module, node: torch.fx.Node) -> Activation | None:
+    user = node
+    while len(user.users) == 1:
+        (user,) = user.users
+        if _passes_through(model, user):
+            continue
+        return _node_activation(model, user)
+    return None
+
+
+def _producer(model: nn.Module, node: torch.fx.Node) -> tuple[Activation | None, bool]:
+    source = node.args[0] if node.args else None
+    while isinstance(source, torch.fx.Node):
+        if source.op == "placeholder":
+            return None, True
+        if source.op == "call_module":
+            module = model.get_submodule(str(source.target))
+            if is_dense(module):
+                return _own_activation(module), False
+        if _passes_through(model, source):
+            source = source.args[0] if source.args else None
+            continue
+        return _node_activation(model, source), False
+    return None, False
+
+
+def _is_plain(model: nn.Module, graph: torch.fx.Graph) -> bool:
+    placeholders = 0
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            placeholders += 1
+            continue
+        if node.op == "output":
+            continue
+        if len(node.users) != 1:
+            return False
+        if node.op == "call_module":
+            module = model.get_submodule(str(node.target))
+            known = is_weight_layer(module) or activation_kind(module) is not None
+            if not known and not isinstance(module, TRANSPARENT):
+                return False
+        elif not (_node_activation(model, node) is not None or _passes_through(model, node)):
+            return False
+    return placeholders == 1
+
+
+def read_model(model: nn.Module) -> ModelView:
+    """The weight layers of ``model`` with the activations before and after each."""
+    names = {module: name for name, module in model.named_modules()}
+    graph = trace(model)
+    if graph is not None:
+        layers = []
+        for node in graph.nodes:
+            if node.op != "call_module":
+                continue
+            module = model.get_submodule(str(node.target))
+            if not is_weight_layer(module):
+                continue
+            producer, reads_data = _producer(model, node)
+            consumer = _own_activation(module) if is_dense(module) else _consumer(model, node)
+            layers.append(
+                WeightLayer(names.get(module) or "(model)", module, producer, reads_data, consumer)
+            )
+        if not any(node.op == "call_module" for node in graph.nodes) and is_weight_layer(model):
+            layers = [WeightLayer("(model)", model, None, True, _own_activation(model))]
+        return ModelView(layers, traced=True, plain=_is_plain(model, graph))
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    layers = []
+    for index, (name, module) in enumerate(leaves):
+        if not is_weight_layer(module):
+            continue
+        before_activation: Activation | None = None
+        reads_data = True
+        for _, before in reversed(leaves[:index]):
+            if isinstance(before, TRANSPARENT):
+                continue
+            reads_data = False
+            if is_dense(before):
+                before_activation = _own_activation(before)
+            elif activation_kind(before) is not None:
+                before_activation = before
+            break
+        after_activation: Activation | None = None
+        if is_dense(module):
+            after_activation = _own_activation(module)
+        else:
+            for _, following in leaves[index + 1 :]:
+                if isinstance(following, TRANSPARENT):
+                    continue
+                if activation_kind(following) is not None:
+                    after_activation = following
+                break
+        layers.append(
+            WeightLayer(name or "(model)", module, before_activation, reads_data, after_activation)
+        )
+    return ModelView(
+        layers,
+        traced=False,
+        plain=False,
+        notes=["torch.fx could not trace the model: activations found by module order"],
+    )
