@@ -36,10 +36,12 @@ Numerics:
   series in ``c``. :data:`HERMITE_TERMS` terms are summed; what they miss of
   ``E[φ²] = Σ aₖ²`` (Parseval) and of ``q E[φ′²] = Σ k aₖ²`` is put in one
   more term ``T cᵏ`` with matching mass and slope, so the map and its slope
-  are exact at ``c = 1``. For ``|c| ≤ 1`` the error of ``E[φ(u₁)φ(u₂)]`` is at
-  most the missing mass ``T``, reported as ``MeanField.correlation_error``
-  (below 1e-12 for tanh, 5e-6 for SELU; tested against the closed forms of
-  ReLU's arc-cosine and erf's arcsine kernels).
+  are exact at ``c = 1``. For ``0 ≤ c ≤ 1`` (where ``c*`` lies) the error of
+  ``E[φ(u₁)φ(u₂)]`` is at most the missing mass ``T``; over ``q*`` and times
+  σ_w² it is reported as ``MeanField.correlation_error`` (below 1e-12 for
+  tanh, 5e-6 for SELU; tested against the closed forms of ReLU's arc-cosine
+  and erf's arcsine kernels). For ``c < 0`` the tail term's sign is a guess
+  and the bound is ``2T`` (reached at ``c = −1`` by hardtanh, odd with kinks).
 * ``q*`` is the fixed point the forward pass reaches from the input variance
   (1 by default): the variance map is increasing, so iterates move
   monotonically to the nearest root of ``V(q) − q`` in the direction of
@@ -88,6 +90,8 @@ __all__ = [
     "init_point",
     "kernel",
     "phase_diagram",
+    "phase_of",
+    "second_moments",
     "trainable_depth",
     "variance_map",
 ]
@@ -322,15 +326,22 @@ def _hermite(phi: _Phi, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _series(
-    coefficients: np.ndarray, tail: np.ndarray, degree: np.ndarray, c: np.ndarray
+    coefficients: np.ndarray,
+    tail: np.ndarray,
+    degree: np.ndarray,
+    c: np.ndarray,
+    *,
+    per_row: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Σ aₖ² cᵏ + T c^κ and its derivative in c.
 
     ``coefficients`` has rows (n, K+1); ``c`` is either one shared 1-D grid
-    (result (n, m)) or one value per row, shape (n,) (result (n,)).
+    (result (n, m)) or, with ``per_row``, one value per row, shape (n,) (result
+    (n,)). Said, not guessed from the shapes: a grid as long as there are rows
+    is still a grid.
     """
     c = np.asarray(c, dtype=np.float64)
-    shared = c.ndim == 1 and c.shape[0] != coefficients.shape[0]
+    shared = not per_row
     grid = c[None, :] if shared else c[:, None]
     powers = grid[..., None] ** _DEGREES if not shared else None
     slopes = coefficients[:, 1:] * _DEGREES[1:]
@@ -370,14 +381,14 @@ def _fixed_c(
     """
     grid = _C_GRID
 
-    def h(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        value, slope = _series(coefficients, tail, degree, c)
+    def h(c: np.ndarray, per_row: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        value, slope = _series(coefficients, tail, degree, c, per_row=per_row)
         if value.ndim == 2:
             mapped = (weight_var[:, None] * value + bias_var[:, None]) / q[:, None]
             return mapped - grid, weight_var[:, None] * slope / q[:, None] - 1
         return (weight_var * value + bias_var) / q - c, weight_var * slope / q - 1
 
-    on_grid, _ = h(grid)
+    on_grid, _ = h(grid, per_row=False)
     below = on_grid[:, :-1] >= 0
     last = below.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1)
     lo, hi = grid[last], grid[last + 1]
@@ -424,8 +435,9 @@ class MeanField:
             grows without bound, 1/|ln χ₁|, the gradient's.
         phase: ``"ordered"``, ``"critical"`` or ``"chaotic"``, by χ₁ (see
             :data:`CRITICAL_TOLERANCE`).
-        correlation_error: Bound on the correlation map's absolute error (the
-            Hermite series' missing mass, over q*).
+        correlation_error: Bound on the correlation map's absolute error for
+            c ≥ 0 (σ_w² times the Hermite series' missing mass, over q*);
+            twice it for c < 0.
     """
 
     activation: str
@@ -634,7 +646,7 @@ def kernel(
     caller = "meanfield.kernel"
     q = check_real(q, param="q", caller=caller, low=0, low_inclusive=False)
     c_array = np.asarray(c, dtype=np.float64)
-    if (np.abs(c_array) > 1).any():
+    if not (np.abs(c_array) <= 1).all():  # NaN included
         raise invalid_parameter("c", caller, "correlations in [-1, 1]", c)
     phi = _Phi(activation, params, caller)
     coefficients, tail, degree = _hermite(phi, np.array([q]))
@@ -666,6 +678,30 @@ def correlation_map(
             hint=f"q* = {mf.q_star} there",
         )
     return (weight_var * kernel(activation, mf.q_star, c, **params) + bias_var) / mf.q_star
+
+
+def second_moments(activation: Activation, q: float, **params: Any) -> tuple[float, float]:
+    """``(E[φ(√q z)²], E[φ′(√q z)²])``: what a layer reading φ's output sees, forward and back.
+
+    A layer with weights of variance σ_w²/fan_in reading φ's outputs gets
+    pre-activations of variance σ_w² E[φ(√q z)²] (+ σ_b²), and multiplies the
+    mean squared gradient by σ_w² E[φ′(√q z)²] on its way down.
+
+    Example:
+        >>> [round(v, 12) for v in second_moments("relu", 1.0)]
+        [0.5, 0.5]
+    """
+    caller = "meanfield.second_moments"
+    q = check_real(q, param="q", caller=caller, low=0)
+    second, _, derivative = _Phi(activation, params, caller).variance_terms(
+        np.array([max(q, Q_MIN)])
+    )
+    return float(second[0]), float(derivative[0])
+
+
+def phase_of(chi: float) -> str:
+    """``"ordered"``, ``"critical"`` or ``"chaotic"`` for a gradient factor χ per layer."""
+    return str(_phase(np.array([chi]))[0])
 
 
 # -------------------------------------------------------------- the edge of chaos
