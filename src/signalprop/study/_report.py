@@ -69,8 +69,18 @@ def _label(config: dict[str, Any], *, depth: bool = True) -> str:
     activation = _shown(config["activation"]) + (f" ({args})" if args else "")
     init_args = ", ".join(f"{k}={v}" for k, v in sorted(config.get("init_args", {}).items()))
     text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
-    if config.get("autoinit"):
-        text += f" + autoinit ({config['autoinit']})"
+    if config.get("bias_var"):
+        text += f", σ_b² {config['bias_var']:g}"
+    auto = config.get("autoinit")
+    if isinstance(auto, dict):
+        shown = [auto.get("criterion", "")]
+        if auto.get("distribution", "truncated_normal") != "truncated_normal":
+            shown.append(str(auto["distribution"]))
+        if auto.get("mode", "analytic") != "analytic":
+            shown.append(str(auto["mode"]))
+        text += f" + autoinit ({', '.join(shown)})"
+    elif auto:
+        text += f" + autoinit ({auto})"
     return f"{text}, {len(config['hidden'])} hidden" if depth else text
 
 

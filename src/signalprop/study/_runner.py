@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -59,9 +60,16 @@ def build_model(config: RunConfig) -> Sequential:
     """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense."""
     layers: list[nn.Module] = [Flatten()]
     initializer = _init.create(config.init, **config.init_args)
+    biases: Any = (
+        "zeros"
+        if config.bias_var == 0
+        else _init.RandomNormal(mean=0.0, stddev=math.sqrt(config.bias_var))
+    )
     for width in config.hidden:
         activation = _activations.create(config.activation, **config.activation_args)
-        layers.append(Dense(width, activation, kernel_initializer=initializer))
+        layers.append(
+            Dense(width, activation, kernel_initializer=initializer, bias_initializer=biases)
+        )
     layers.append(Dense(10, "softmax"))
     return Sequential(layers, input_shape=(28, 28))
 
@@ -120,7 +128,13 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
         if config.autoinit is not None:
             from signalprop.autoinit import autoinit
 
-            autoinit_result = autoinit(model, x_train[:AUTOINIT_BATCH], mode=config.autoinit)
+            # The string form predates criteria: it meant the variance criterion.
+            options = (
+                {"mode": config.autoinit, "criterion": "variance"}
+                if isinstance(config.autoinit, str)
+                else dict(config.autoinit)
+            )
+            autoinit_result = autoinit(model, x_train[:AUTOINIT_BATCH], **options)
     history = fit(
         model,
         (x_train, y_train),
@@ -154,8 +168,13 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
         if autoinit_result is None
         else {
             "mode": autoinit_result.mode,
+            "criterion": autoinit_result.criterion,
+            "distribution": autoinit_result.distribution,
             "not_converged": autoinit_result.not_converged,
             "gains": [layer.gain for layer in autoinit_result.layers],
+            "bias_vars": [layer.bias_var for layer in autoinit_result.layers],
+            "phases": [layer.phase for layer in autoinit_result.layers],
+            "notes": autoinit_result.notes,
         },
         "wall_time": wall,
         "threads": threads,

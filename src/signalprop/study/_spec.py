@@ -9,8 +9,12 @@ values whose product gives runs). A run's settings:
 ``activation_args``  its arguments, e.g. ``{"alpha": 0.2}``
 ``init``           initializer name, or ``"matching"`` for the activation's own
 ``init_args``      its arguments, e.g. ``{"scale": 2.0, "mode": "fan_avg"}``
-``autoinit``       ``"analytic"`` or ``"data"``: run :func:`signalprop.autoinit` after
-                   drawing (data mode on the first 1,024 training images)
+``bias_var``       biases drawn from N(0, bias_var) instead of zeros (σ_b²), default 0
+``autoinit``       run :func:`signalprop.autoinit` after drawing: ``"analytic"`` or
+                   ``"data"`` (the variance criterion, as before criteria existed), or
+                   an object of its arguments, e.g. ``{"criterion": "critical",
+                   "distribution": "orthogonal"}`` (``mode`` analytic unless given; data
+                   mode on the first 1,024 training images)
 ``depth``          hidden layers: 300 units, then ``depth - 1`` of 100 (the chapter's)
 ``hidden``         or the hidden widths themselves, e.g. ``[300, 100]``
 ``epochs``         epochs of training
@@ -44,17 +48,26 @@ from typing import Any
 
 from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int, check_real, invalid_parameter
+from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 from signalprop.train import OPTIMIZERS
 
 __all__ = ["PRESET_NAMES", "RunConfig", "StudySpec", "expand", "load_spec"]
 
-PRESET_NAMES = ("autoinit", "chapter11", "he-vs-glorot", "quick", "ranking")
+PRESET_NAMES = (
+    "autoinit",
+    "autoinit-100",
+    "chapter11",
+    "he-vs-glorot",
+    "quick",
+    "ranking",
+    "trainable-depth",
+)
 
 DEFAULTS: dict[str, Any] = {
     "activation_args": {},
     "init_args": {},
     "autoinit": None,
+    "bias_var": 0.0,
     "batch_size": 32,
     "optimizer": "sgd",
     "lr": 1e-3,
@@ -79,7 +92,8 @@ class RunConfig:
     epochs: int
     activation_args: dict[str, Any] = field(default_factory=dict)
     init_args: dict[str, Any] = field(default_factory=dict)
-    autoinit: str | None = None
+    autoinit: str | dict[str, Any] | None = None
+    bias_var: float = 0.0
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float = 1e-3
@@ -97,7 +111,7 @@ class RunConfig:
         data = asdict(self)
         for key in ("label", "reference", "init_choice"):
             data.pop(key)
-        for key, unset in (("init_args", {}), ("autoinit", None)):
+        for key, unset in (("init_args", {}), ("autoinit", None), ("bias_var", 0.0)):
             if data[key] == unset:  # settings added later stay out of older runs' identity
                 data.pop(key)
         data["hidden"] = list(self.hidden)
@@ -160,6 +174,46 @@ def _built(
     return args
 
 
+#: Keys of the object form of the ``autoinit`` setting.
+AUTOINIT_KEYS = ("bias_var", "criterion", "distribution", "mode")
+
+
+def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
+    """``None``, ``"analytic"``/``"data"``, or a checked object with every default filled in.
+
+    The defaults are written into the run's identity, so that a later change of
+    autoinit's default criterion never makes an old run look like a new one.
+    """
+    if value is None or value in ("analytic", "data"):
+        return value  # type: ignore[no-any-return]
+    if not isinstance(value, dict):
+        raise invalid_parameter(
+            "autoinit", caller, "null, 'analytic', 'data' or an object of arguments", value
+        )
+    from signalprop.autoinit import CRITERIA, DEFAULT_CRITERION, DISTRIBUTIONS
+
+    unknown = sorted(set(value) - set(AUTOINIT_KEYS))
+    if unknown:
+        raise invalid_parameter(
+            "autoinit", caller, f"an object with keys among {list(AUTOINIT_KEYS)}", unknown
+        )
+    filled = {
+        "mode": value.get("mode", "analytic"),
+        "criterion": value.get("criterion", DEFAULT_CRITERION),
+        "distribution": value.get("distribution", "truncated_normal"),
+    }
+    check_option(filled["mode"], ("analytic", "data"), param="autoinit.mode", caller=caller)
+    check_option(filled["criterion"], CRITERIA, param="autoinit.criterion", caller=caller)
+    check_option(
+        filled["distribution"], DISTRIBUTIONS, param="autoinit.distribution", caller=caller
+    )
+    if value.get("bias_var") is not None:
+        filled["bias_var"] = check_real(
+            value["bias_var"], param="autoinit.bias_var", caller=caller, low=0
+        )
+    return filled
+
+
 def _run(settings: dict[str, Any], source: str) -> RunConfig:
     unknown = sorted(set(settings) - KEYS)
     if unknown:
@@ -180,9 +234,7 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     if not isinstance(init_name, str) or not init_name:
         raise invalid_parameter("init", caller, "an initializer name or 'matching'", init_choice)
     init_args = _built(_init.create, "init", init_name, merged, source)
-    auto = merged["autoinit"]
-    if auto is not None and auto not in ("analytic", "data"):
-        raise invalid_parameter("autoinit", caller, "null, 'analytic' or 'data'", auto)
+    auto = _autoinit_setting(merged["autoinit"], caller)
     if "depth" in merged:
         depth = check_int(merged["depth"], param="depth", caller=caller, low=1)
         hidden = (300,) + (100,) * (depth - 1)
@@ -203,6 +255,7 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
         activation_args=dict(args),
         init_args=dict(init_args),
         autoinit=auto,
+        bias_var=check_real(merged["bias_var"], param="bias_var", caller=caller, low=0),
         batch_size=check_int(merged["batch_size"], param="batch_size", caller=caller, low=1),
         optimizer=optimizer,
         lr=check_real(merged["lr"], param="lr", caller=caller, low=0, low_inclusive=False),
