@@ -12,12 +12,14 @@ user errors into one line on stderr and exit status 2.
     signalprop report DIR
     signalprop gain [ACTIVATION] [--param alpha=0.2]
     signalprop autoinit --preset torch-default-relu --report DIR
+    signalprop phase --activation tanh --out DIR [--width 100] [--param alpha=0.2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -127,6 +129,36 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     auto.add_argument("--report", metavar="DIR", help="write a Markdown report and figures here")
 
+    phase = commands.add_parser(
+        "phase",
+        help="the mean-field phase diagram of an activation, with where initializations sit",
+        description="Draw ξ_c over (σ_w², σ_b²) with the critical line, mark where Glorot, "
+        "He, LeCun, PyTorch's default and autoinit put a layer that feeds the activation, "
+        "and write DIR/phase.png and DIR/phase.md.",
+    )
+    phase.add_argument(
+        "--activation",
+        required=True,
+        help=f"elementwise activation: one of {_phase_activations()}",
+    )
+    phase.add_argument("--out", metavar="DIR", required=True, help="directory for the files")
+    phase.add_argument(
+        "--width", type=int, default=100, help="units per layer (default 100; fan_in = fan_out)"
+    )
+    phase.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an argument of the activation, e.g. --param alpha=0.2",
+    )
+    phase.add_argument(
+        "--resolution",
+        type=int,
+        default=PHASE_RESOLUTION,
+        help=f"grid points per axis (default {PHASE_RESOLUTION})",
+    )
+
     report = commands.add_parser("report", help="write the Markdown report of a study")
     report.add_argument("directory", metavar="DIR", help="a study's results directory")
     return parser
@@ -138,15 +170,24 @@ def _autoinit_presets() -> list[str]:
     return [*EXAMPLES, *(f"torch-default-{name}" for name in TORCH_DEFAULT)]
 
 
-def _parse_params(pairs: list[str]) -> dict[str, float]:
+def _parse_params(pairs: list[str], command: str = "gain") -> dict[str, float]:
     params = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
         try:
             params[name.strip()] = float(value)
         except ValueError:
-            raise UsageError(f"gain: --param must be NAME=NUMBER, got {pair!r}") from None
+            raise UsageError(f"{command}: --param must be NAME=NUMBER, got {pair!r}") from None
     return params
+
+
+#: Grid points per axis of ``signalprop phase`` (100 × 100: a few seconds).
+PHASE_RESOLUTION = 100
+
+
+def _phase_activations() -> list[str]:
+    """The activations with a mean-field theory: every elementwise one."""
+    return [name for name in _activations.names() if name != "softmax"]
 
 
 def _writable_directory(path: str, param: str) -> Path:
@@ -229,6 +270,31 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "batch": check_int(args.batch, param="batch", caller=PROG, low=2),
                 "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
                 "report": args.report,
+            },
+        )
+    if command == "phase":
+        caller = f"{PROG} phase"
+        if args.activation == "softmax":
+            raise UsageError(
+                "phase: --activation softmax is not elementwise (each output depends on every "
+                "unit), so it has no mean-field phase diagram"
+            )
+        check_option(args.activation, _phase_activations(), param="--activation", caller=caller)
+        params = _parse_params(args.param, "phase")
+        try:
+            _activations.create(args.activation, **params)
+        except TypeError as error:
+            raise UsageError(f"phase: --param does not fit {args.activation}: {error}") from None
+        return Config(
+            command,
+            {
+                "activation": args.activation,
+                "params": params,
+                "out": args.out,
+                "width": check_int(args.width, param="--width", caller=caller, low=1),
+                "resolution": check_int(
+                    args.resolution, param="--resolution", caller=caller, low=5
+                ),
             },
         )
     if command == "report":
@@ -418,6 +484,206 @@ def _run_autoinit(options: dict[str, Any]) -> int:
     return 0
 
 
+def _phase_marks(
+    activation: str, params: dict[str, float], width: int
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """Where each initialization puts a square layer of ``width`` units feeding ``activation``.
+
+    Returns ``label -> (σ_w², σ_b²)`` and ``label -> note`` (autoinit's, when it has one).
+    """
+    from signalprop.meanfield import init_point
+
+    fans = {"fan_in": width, "fan_out": width, "fan_avg": width}  # a square layer
+
+    def preset(name: str) -> float:
+        scale, mode, _, _ = _init.PRESETS[name]
+        return scale / fans[mode] * width  # σ_w²: the weights' variance × fan_in
+
+    marks = {
+        "Glorot": (preset("glorot_uniform"), 0.0),
+        "He": (preset("he_normal"), 0.0),
+        "LeCun": (preset("lecun_normal"), 0.0),
+        # nn.Linear's bias is U(±1/√fan_in), like its weights: variance 1 / (3 fan_in).
+        "PyTorch default": (preset("pytorch_default"), 1.0 / (3.0 * width)),
+    }
+    notes = {}
+    for criterion in ("variance", "critical"):
+        point = init_point(activation, criterion, **params)
+        marks[f"autoinit ({criterion})"] = (point.weight_var, point.bias_var)
+        if point.note:
+            notes[f"autoinit ({criterion})"] = point.note
+    return marks, notes
+
+
+def _phase_grid(points: list[tuple[float, float]], resolution: int) -> tuple[Any, Any]:
+    """(σ_w², σ_b²) axes holding every point; σ_w² geometric when its range is wide."""
+    import numpy as np
+
+    weights = [w for w, _ in points]
+    top = max(4.0, 1.5 * max(weights))
+    if top > 10:  # a log axis, with room on it for the side beyond the largest point
+        weight_vars = np.geomspace(min(0.1, min(weights) / 2), 4 * max(weights), resolution)
+    else:
+        weight_vars = np.linspace(min(top / resolution, min(weights) / 2), top, resolution)
+    bias_vars = np.linspace(0.0, max(0.5, 1.5 * max(b for _, b in points)), resolution)
+    return weight_vars, bias_vars
+
+
+def _shown(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if abs(value) < 1e-12:
+        return "0"  # round-off around zero (c* of an odd activation)
+    return f"{value:.4g}"
+
+
+PHASE_COLUMNS = (
+    "initialization",
+    "σ_w²",
+    "σ_b²",
+    "q*",
+    "χ₁",
+    "phase",
+    "c*",
+    "ξ_c",
+    "trainable depth (6ξ_c)",
+)
+#: Trainable depths drawn as contours on the phase diagram.
+PHASE_DEPTHS = (20, 50, 100, 200)
+
+
+def _text_table(rows: list[list[str]]) -> str:
+    table = [list(PHASE_COLUMNS), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(PHASE_COLUMNS))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if i in (0, 5) else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in table
+    )
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+PHASE_READING = (  # {depths} is filled in with PHASE_DEPTHS
+    "Each point (σ_w², σ_b²) is a deep stack of wide dense layers whose weights have variance "
+    "σ_w²/fan_in and whose biases have variance σ_b², in the mean-field limit (Poole et al. "
+    '2016; Schoenholz et al. 2017, "Deep information propagation"). Left of the critical line '
+    "(χ₁ < 1) the stack is *ordered*: any two inputs become alike with depth and the mean "
+    "squared gradient shrinks by a factor χ₁ per layer on its way back. Right of it (χ₁ > 1) "
+    "the stack is *chaotic*: nearby inputs decorrelate and the gradient grows by χ₁ per layer. "
+    "On the line, the edge of chaos, both survive. The colour is ξ_c, the number of layers "
+    "over which the correlation between two inputs reaches its fixed point c*; it is infinite "
+    "on the critical line. "
+    "Schoenholz et al. found that networks train while their depth is below about 6ξ_c: the "
+    "light contours are where 6ξ_c equals {depths} layers, so a net of depth L trains between "
+    "its two L contours. q* is the pre-activations' variance the forward pass settles at (0: "
+    "the signal fades, only as a power of depth on the critical line; ∞: it grows without "
+    "bound, the hatched region, and ξ_c is then the gradient's depth scale 1/|ln χ₁|). "
+    "These are wide-limit "
+    "predictions for independent weights; a real layer of finite width only approaches them."
+)
+
+
+def _phase_numbers(
+    name: str, params: dict[str, float], width: int, resolution: int
+) -> tuple[Any, dict[str, tuple[float, float]], dict[str, str], list[list[str]], list[float], Any]:
+    """The diagram, the marks and notes, the table's rows and the critical line at a few σ_b²."""
+    from signalprop import meanfield
+
+    marks, notes = _phase_marks(name, params, width)
+    weight_vars, bias_vars = _phase_grid(list(marks.values()), resolution)
+    diagram = meanfield.phase_diagram(name, weight_vars, bias_vars, **params)
+    rows = []
+    for label, (weight_var, bias_var) in marks.items():
+        mf = meanfield.analyze(name, weight_var, bias_var, **params)
+        values = (mf.weight_var, mf.bias_var, mf.q_star, mf.chi_1)
+        rows.append(
+            [
+                label,
+                *map(_shown, values),
+                mf.phase,
+                *map(_shown, (mf.c_star, mf.xi_c, mf.trainable_depth)),
+            ]
+        )
+    levels = sorted(
+        {b for b in (0.0, *meanfield.BIAS_VARS_TRIED) if b <= bias_vars[-1]}
+        | {marks["autoinit (critical)"][1]}
+    )
+    line = meanfield.critical_line(name, levels, **params)
+    return diagram, marks, notes, rows, levels, line
+
+
+def _run_phase(options: dict[str, Any]) -> int:
+    import numpy as np
+    import torch
+
+    from signalprop.plots import plot_phase_diagram
+
+    directory = _writable_directory(options["out"], "--out")
+    name, params, width = options["activation"], options["params"], options["width"]
+    # One torch thread: the tensors are small, and on a shared 2-core machine a second
+    # spinning thread made phase_diagram 2-3x slower (tests/conftest.py does the same).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        diagram, marks, notes, rows, levels, line = _phase_numbers(
+            name, params, width, options["resolution"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS)
+    figure.savefig(directory / "phase.png", dpi=110)
+
+    title = f"{diagram.activation}: mean-field phase diagram, dense layers of width {width}"
+    preamble = (
+        f"Glorot, He and LeCun are for a square layer (fan_in = fan_out = {width}), σ_w² = "
+        "the weights' variance × fan_in; PyTorch's default for nn.Linear draws weights and "
+        f"biases from U(±1/√fan_in), σ_b² = 1/(3·{width}). autoinit's points come from "
+        "meanfield.init_point."
+    )
+    line_cells = [_shown(w) if np.isfinite(w) else "none" for w in line]
+    markdown = "\n\n".join(
+        [
+            f"# {title}",
+            preamble,
+            "![phase diagram](phase.png)",
+            "## Where initializations put a layer",
+            _markdown_table(list(PHASE_COLUMNS), rows),
+            "## The critical line",
+            _markdown_table(["σ_b²", *map(_shown, levels)], [["critical σ_w²", *line_cells]]),
+            *(
+                ["Notes:\n\n" + "\n".join(f"- {k}: {note}" for k, note in notes.items())]
+                if notes
+                else []
+            ),
+            "## How to read it",
+            PHASE_READING.format(
+                depths=", ".join(map(str, PHASE_DEPTHS[:-1])) + f" and {PHASE_DEPTHS[-1]}"
+            ),
+        ]
+    )
+    (directory / "phase.md").write_text(markdown + "\n")
+
+    print(title + "\n")
+    print(_text_table(rows) + "\n")
+    print(
+        "critical σ_w²: "
+        + ", ".join(f"{w} at σ_b² = {_shown(b)}" for b, w in zip(levels, line_cells, strict=True))
+    )
+    for label, note in notes.items():
+        print(f"note: {label}: {note}")
+    print(f"\nwrote {directory}/phase.png and {directory}/phase.md")
+    return 0
+
+
 COMMANDS = {
     "propagate": _run_propagate,
     "plot": _run_plot,
@@ -426,6 +692,7 @@ COMMANDS = {
     "report": _run_report,
     "gain": _run_gain,
     "autoinit": _run_autoinit,
+    "phase": _run_phase,
 }
 
 

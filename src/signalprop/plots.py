@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from signalprop.diagnostics import Report
+from signalprop.meanfield import TRAINABLE_DEPTH_FACTOR, PhaseDiagram
 from signalprop.propagate import PropagationResult
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "plot_gradient_profiles",
     "plot_layers",
     "plot_learning_curves",
+    "plot_phase_diagram",
 ]
 
 TITLES = {
@@ -303,4 +305,149 @@ def plot_gradient_profiles(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
+    return figure
+
+
+#: Marker shapes and fills for :func:`plot_phase_diagram`, in the order the marks are
+#: given; light colours with black edges read on both ends of the colour map.
+_MARKERS = ("o", "s", "D", "^", "v", "*", "P", "X")
+_MARK_COLORS = ("deepskyblue", "orange", "lime", "red", "violet", "white", "gold", "pink")
+
+
+def plot_phase_diagram(
+    diagram: PhaseDiagram,
+    marks: Mapping[str, tuple[float, float]],
+    *,
+    depths: Sequence[float] = (20, 50, 100, 200),
+    xi_range: tuple[float, float] = (1.0, 1e3),
+    ax: Axes | None = None,
+) -> Figure:
+    """The correlation depth scale ξ_c over (σ_w², σ_b²), the critical line and marked points.
+
+    The heatmap is ``diagram.xi_c`` on a log colour scale clipped to
+    ``xi_range`` (ξ_c is infinite on the critical line); the critical line is
+    ``diagram.critical`` against ``diagram.bias_vars`` (a point where it exists
+    at one σ_b² only, as for the ReLU family). Solid contours are where the
+    trainable depth 6 ξ_c (Schoenholz et al. 2017) equals each of ``depths``.
+    The σ_w² axis is logarithmic when the grid is geometric.
+
+    Args:
+        diagram: From :func:`signalprop.meanfield.phase_diagram`.
+        marks: ``label -> (σ_w², σ_b²)``, e.g. where initializations put a layer.
+        depths: Trainable depths to draw as contours (those the grid reaches).
+        xi_range: ξ_c at the ends of the colour scale.
+        ax: Axes to draw on; new ones if ``None``.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import numpy as np, signalprop as sp
+        >>> diagram = sp.meanfield.phase_diagram("tanh", np.linspace(0.1, 4, 40), [0, 0.1, 0.2])
+        >>> fig = plot_phase_diagram(diagram, {"He": (2.0, 0.0)})
+    """
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Patch
+
+    figure, (axis,) = _grid(1, None if ax is None else [ax], (7.5, 6.0))
+    w, b = diagram.weight_vars, diagram.bias_vars
+    steps = np.log(w[1:] / w[:-1]) if len(w) > 1 and w[0] > 0 else np.array([])
+    geometric = steps.size > 1 and np.allclose(steps, steps[0]) and w[-1] / w[0] > 10
+    low, high = xi_range
+    shown = np.clip(diagram.xi_c, low, high)  # NaN stays blank
+    mesh = axis.pcolormesh(
+        w, b, shown, norm=LogNorm(low, high), cmap="magma", shading="nearest", rasterized=True
+    )
+    bar = figure.colorbar(mesh, ax=axis, extend="both")
+    bar.set_label(r"$\xi_c$: correlation depth scale (layers)")
+
+    # Contours of the trainable depth on ξ_c itself, with ∞ (the critical line) above all levels.
+    xi = np.where(np.isinf(diagram.xi_c), 1e12 * high, diagram.xi_c)
+    finite = xi[np.isfinite(xi)]
+    levels = [
+        d
+        for d in sorted(depths)
+        if finite.size and finite.min() < d / TRAINABLE_DEPTH_FACTOR < finite.max()
+    ]
+    if levels and min(len(w), len(b)) > 1:
+        contours = axis.contour(
+            w,
+            b,
+            xi,
+            levels=[d / TRAINABLE_DEPTH_FACTOR for d in levels],
+            colors="0.85",
+            linewidths=0.9,
+        )
+        axis.clabel(
+            contours,
+            fmt={d / TRAINABLE_DEPTH_FACTOR: rf"$6\xi_c$={d:g}" for d in levels},
+            fontsize=7,
+        )
+
+    critical = diagram.critical
+    exists = np.isfinite(critical)
+    line_label = "critical line (χ₁ = 1)" if exists.any() else "critical line (χ₁ = 1): none"
+    axis.plot(critical, b, "-", color="tab:cyan", lw=2, label=line_label)
+    alone = exists & ~np.convolve(exists, [1, 0, 1], mode="same").astype(bool)
+    if alone.any():
+        axis.plot(critical[alone], b[alone], "o", color="tab:cyan", ms=5, clip_on=False)
+
+    unbounded = np.isinf(diagram.q_star)
+    if unbounded.any() and min(len(w), len(b)) > 1:
+        axis.contourf(
+            w, b, unbounded.astype(float), levels=[0.5, 1.5], colors="none", hatches=["//"]
+        )
+
+    drawn: list[tuple[float, float]] = []
+    for i, (label, (x, y)) in enumerate(marks.items()):
+        # Marks drawn at the same point shrink, so that each stays visible.
+        under = sum(np.isclose(x, u, rtol=1e-6) and np.isclose(y, v, atol=1e-9) for u, v in drawn)
+        drawn.append((x, y))
+        axis.plot(
+            x,
+            y,
+            _MARKERS[i % len(_MARKERS)],
+            ms=13 - 3.5 * min(under, 2),
+            mfc=_MARK_COLORS[i % len(_MARK_COLORS)],
+            mec="black",
+            mew=1,
+            ls="none",
+            label=f"{label} ({x:.3g}, {y:.3g})",
+            clip_on=False,
+            zorder=3,
+        )
+
+    if geometric:
+        axis.set_xscale("log")
+    axis.set_xlim(w[0], w[-1])
+    axis.set_ylim(b[0], b[-1])
+    # The phases, named just above the plot on either side of the critical line's top
+    # end (read off the top row), clear of the contours' labels.
+    left, right = str(diagram.phase[-1, 0]), str(diagram.phase[-1, -1])
+    text: dict[str, Any] = {"fontsize": 9, "fontweight": "bold", "va": "bottom"}
+    if exists.any() and left != right:
+        top = np.flatnonzero(exists)[-1]
+        for name, side in ((f"← {left}", -1), (f"{right} →", 1)):
+            axis.annotate(
+                name,
+                (critical[top], b[-1]),
+                xytext=(6 * side, 3),
+                textcoords="offset points",
+                ha="left" if side > 0 else "right",
+                **text,
+            )
+    else:  # no critical line: the top corners
+        axis.text(0.0, 1.01, left, transform=axis.transAxes, ha="left", **text)
+        if right != left:
+            axis.text(1.0, 1.01, right, transform=axis.transAxes, ha="right", **text)
+    axis.set_xlabel("σ_w² (weight variance × fan_in)")
+    axis.set_ylabel("σ_b² (bias variance)")
+    axis.set_title(f"{diagram.activation}: mean-field phase diagram", pad=16)
+    handles, labels = axis.get_legend_handles_labels()
+    if unbounded.any():
+        handles.append(Patch(facecolor="none", edgecolor="black", hatch="//"))
+        labels.append("q* = ∞ (signal grows)")
+    axis.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8
+    )
     return figure

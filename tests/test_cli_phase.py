@@ -1,0 +1,335 @@
+"""``signalprop phase`` and the figure it draws: the files, the numbers against
+``meanfield.analyze``, the axes' ranges, the user errors, and the drawing on its own."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.figure import Figure
+
+from signalprop import activations, meanfield, plots
+from signalprop.cli import build_parser, main
+from signalprop.plots import plot_phase_diagram
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RESOLUTION = "8"  # a coarse grid: the files and numbers, not the picture's detail
+LABELS = [
+    "Glorot",
+    "He",
+    "LeCun",
+    "PyTorch default",
+    "autoinit (variance)",
+    "autoinit (critical)",
+]
+
+
+@pytest.fixture(autouse=True)
+def headless(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MPLBACKEND", "agg")
+
+
+def expected_points(activation: str, width: int) -> dict[str, tuple[float, float]]:
+    """(σ_w², σ_b²) from the papers, for a square layer: σ_w² = Var(w) · fan_in."""
+    variance = meanfield.init_point(activation, "variance")
+    critical = meanfield.init_point(activation, "critical")
+    return {
+        "Glorot": (2 / (width + width) * width, 0.0),  # Var = 2 / (fan_in + fan_out)
+        "He": (2.0, 0.0),  # Var = 2 / fan_in
+        "LeCun": (1.0, 0.0),  # Var = 1 / fan_in
+        # U(±1/√fan_in) for weights and biases: Var = (1/√fan_in)² / 3.
+        "PyTorch default": (1 / 3, 1 / (3 * width)),
+        "autoinit (variance)": (variance.weight_var, variance.bias_var),
+        "autoinit (critical)": (critical.weight_var, critical.bias_var),
+    }
+
+
+def number(cell: str) -> float:
+    return {"∞": math.inf, "–": math.nan}[cell] if cell in ("∞", "–") else float(cell)
+
+
+def agrees(cell: str, value: float) -> bool:
+    shown = number(cell)
+    if math.isnan(value) or math.isinf(value):
+        return shown == value or (math.isnan(shown) and math.isnan(value))
+    return math.isclose(shown, value, rel_tol=6e-4, abs_tol=1e-12)  # 4 significant digits
+
+
+def markdown_rows(markdown: str, first: str) -> list[list[str]]:
+    """The body of the Markdown table whose header starts with ``first``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def printed_rows(out: str) -> list[list[str]]:
+    """The printed table's body: columns are separated by two spaces or more."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("initialization"))
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append([cell.strip() for cell in line.split("  ") if cell.strip()])
+    return rows
+
+
+def run_phase(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["phase", "--resolution", RESOLUTION, *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+@pytest.mark.parametrize(("activation", "width"), [("tanh", 100), ("relu", 10)])
+def test_phase_writes_a_figure_and_a_page_whose_numbers_are_analyze_s(
+    activation: str, width: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "new" / "dir"  # created on demand
+    out = run_phase(
+        ["--activation", activation, "--width", str(width), "--out", str(directory)], capsys
+    )
+    png = directory / "phase.png"
+    assert png.stat().st_size > 5_000 and png.read_bytes()[:8] == PNG_SIGNATURE
+    markdown = (directory / "phase.md").read_text()
+    assert markdown.startswith(f"# {activation}: mean-field phase diagram")
+    assert "![phase diagram](phase.png)" in markdown
+    assert "Schoenholz" in markdown and "6ξ_c" in markdown
+
+    rows = markdown_rows(markdown, "initialization")
+    assert [row[0] for row in rows] == LABELS
+    assert printed_rows(out) == rows  # the same table on stdout
+    for row, (label, (weight_var, bias_var)) in zip(
+        rows, expected_points(activation, width).items(), strict=True
+    ):
+        mf = meanfield.analyze(activation, weight_var, bias_var)
+        assert row[5] == mf.phase, label
+        values = [
+            weight_var,
+            bias_var,
+            mf.q_star,
+            mf.chi_1,
+            mf.c_star,
+            mf.xi_c,
+            mf.trainable_depth,
+        ]
+        cells = [*row[1:5], *row[6:]]
+        for cell, value in zip(cells, values, strict=True):
+            assert agrees(cell, value), (label, cell, value)
+    assert f"{directory}/phase.md" in out
+
+
+def test_the_critical_line_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_phase(["--activation", "relu", "--out", str(tmp_path)], capsys)
+    markdown = (tmp_path / "phase.md").read_text()
+    (header,) = [line for line in markdown.splitlines() if line.startswith("| σ_b² |")]
+    (row,) = markdown_rows(markdown, "σ_b²")
+    bias_vars = [float(b) for b in header.strip("|").split("|")[1:]]
+    assert bias_vars[0] == 0 and bias_vars == sorted(bias_vars) and bias_vars[-1] <= 0.5
+    # ReLU is critical at He's variance with zero biases and nowhere else (SPEC).
+    assert row == ["critical σ_w²", "2", *["none"] * (len(bias_vars) - 1)]
+
+
+def test_autoinit_s_note_is_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_phase(["--activation", "selu", "--out", str(tmp_path)], capsys)
+    note = meanfield.init_point("selu", "critical").note
+    assert note
+    assert f"autoinit (critical): {note}" in out
+    assert note in (tmp_path / "phase.md").read_text()
+
+
+def test_activation_params_reach_the_theory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_phase(
+        ["--activation", "leaky_relu", "--param", "alpha=0.2", "--out", str(tmp_path)], capsys
+    )
+    assert out.startswith("leaky_relu(alpha=0.2): ")
+    rows = {row[0]: row for row in printed_rows(out)}
+    critical = meanfield.init_point("leaky_relu", "critical", alpha=0.2)
+    assert agrees(rows["autoinit (critical)"][1], critical.weight_var)
+    assert agrees(rows["autoinit (critical)"][1], 2 / (1 + 0.2**2))  # He's 2/(1+α²)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "silu"])
+def test_the_axes_hold_every_mark_and_the_critical_point(
+    activation: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drawn: list[tuple[meanfield.PhaseDiagram, dict[str, tuple[float, float]]]] = []
+
+    def recording(diagram: meanfield.PhaseDiagram, marks: Any, **kwargs: Any) -> Figure:
+        drawn.append((diagram, dict(marks)))
+        return plot_phase_diagram(diagram, marks, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_phase_diagram", recording)
+    run_phase(["--activation", activation, "--out", str(tmp_path)], capsys)
+    ((diagram, marks),) = drawn
+    expected = expected_points(activation, 100)
+    assert list(marks) == list(expected)
+    for label, point in marks.items():
+        assert point == pytest.approx(expected[label]), label
+    w, b = diagram.weight_vars, diagram.bias_vars
+    assert len(w) == len(b) == int(RESOLUTION)
+    for weight_var, bias_var in marks.values():
+        assert w[0] <= weight_var <= w[-1] and b[0] <= bias_var <= b[-1]
+    critical = meanfield.init_point(activation, "critical")
+    assert critical.weight_var < w[-1] / 1.4  # room beyond it, on the chaotic side
+    assert b[0] == 0 and b[-1] >= max(0.5, 1.5 * critical.bias_var)
+    # The logistic's critical σ_w² is ≈ 103: its σ_w² grid is geometric (a log axis).
+    steps = np.diff(np.log(w)) if activation == "sigmoid" else np.diff(w)
+    assert np.allclose(steps, steps[0])
+
+
+def a_regular_file(tmp_path: Path) -> str:
+    path = tmp_path / "file.txt"
+    path.write_text("not a directory")
+    return str(path / "sub")
+
+
+ERRORS = [
+    ("unknown activation", ["--activation", "tanhh"], ["'--activation'", "Did you mean 'tanh'?"]),
+    ("softmax", ["--activation", "softmax"], ["softmax", "not elementwise"]),
+    ("width 0", ["--activation", "tanh", "--width", "0"], ["'--width'", ">= 1"]),
+    ("width not a number", ["--activation", "tanh", "--width", "wide"], ["--width", "'wide'"]),
+    ("resolution 1", ["--activation", "tanh", "--resolution", "1"], ["'--resolution'"]),
+    ("param not NAME=NUMBER", ["--activation", "elu", "--param", "alpha"], ["phase: --param"]),
+    ("param not taken", ["--activation", "tanh", "--param", "alpha=1"], ["--param", "alpha"]),
+    ("no activation", [], ["--activation"]),
+    ("unwritable --out", ["--activation", "tanh", "--out", "FILE"], ["--out", "not a writable"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
+def test_user_errors_are_one_line_and_status_2(
+    argv: list[str],
+    expected: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if "--out" not in argv:
+        argv = [*argv, "--out", str(tmp_path)]
+    argv = [a_regular_file(tmp_path) if a == "FILE" else a for a in argv]
+    assert main(["phase", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("signalprop: error: ")
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    for text in expected:
+        assert text in err, (text, err)
+    assert not (tmp_path / "phase.md").exists()
+
+
+def test_an_unknown_activation_lists_the_elementwise_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["phase", "--activation", "swishh", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    names = [name for name in activations.names() if name != "softmax"]
+    assert str(sorted(names)) in err
+
+
+def test_help_lists_the_activations(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["phase", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for flag in ("--activation", "--out", "--width", "--param", "--resolution"):
+        assert flag in text
+    for name in activations.names():
+        assert (repr(name) in text) == (name != "softmax"), name
+
+
+# -------------------------------------------------------------- the drawing alone
+
+
+def synthetic_diagram() -> meanfield.PhaseDiagram:
+    """Made-up numbers, so that the figure can only show what it is given."""
+    w = np.linspace(0.5, 3.0, 6)
+    b = np.linspace(0.0, 0.4, 5)
+    xi = np.tile([0.5, 3.0, 40.0, np.inf, 20.0, 2.0], (5, 1))
+    xi[2, 0] = np.nan
+    q_star = np.ones((5, 6))
+    q_star[:, -1] = np.inf
+    phase = np.tile(["ordered"] * 3 + ["critical"] + ["chaotic"] * 2, (5, 1))
+    return meanfield.PhaseDiagram(
+        activation="made-up",
+        weight_vars=w,
+        bias_vars=b,
+        q_star=q_star,
+        chi_1=np.ones((5, 6)),
+        c_star=np.ones((5, 6)),
+        xi_c=xi,
+        xi_q=np.ones((5, 6)),
+        phase=phase,
+        critical=np.array([2.0, 2.1, 2.2, np.nan, 2.4]),
+    )
+
+
+MARKS = {"Glorot": (1.0, 0.0), "He": (2.0, 0.0), "autoinit (critical)": (2.2, 0.2)}
+
+
+def test_plot_phase_diagram_draws_what_it_is_given(tmp_path: Path) -> None:
+    diagram = synthetic_diagram()
+    figure = plot_phase_diagram(diagram, MARKS)
+    assert isinstance(figure, Figure)
+    axis, _ = figure.axes  # the diagram and its colour bar, nothing else
+    assert axis.get_title() == "made-up: mean-field phase diagram"
+    (mesh,) = [c for c in axis.collections if isinstance(c, QuadMesh)]
+    shown = np.ma.filled(mesh.get_array(), np.nan).reshape(diagram.xi_c.shape)
+    np.testing.assert_array_equal(shown, np.clip(diagram.xi_c, 1.0, 1e3))  # ∞ at the top
+    assert mesh.norm.vmin == 1.0 and mesh.norm.vmax == 1e3
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    critical = lines["critical line (χ₁ = 1)"]
+    np.testing.assert_array_equal(critical.get_xdata(), diagram.critical)
+    np.testing.assert_array_equal(critical.get_ydata(), diagram.bias_vars)
+    for label, (x, y) in MARKS.items():
+        (mark,) = [line for key, line in lines.items() if key.startswith(f"{label} (")]
+        assert (list(mark.get_xdata()), list(mark.get_ydata())) == ([x], [y])
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert "q* = ∞ (signal grows)" in legend  # the last column's q* is infinite
+    texts = [child.get_text() for child in axis.texts]
+    assert "← ordered" in texts and "chaotic →" in texts
+    assert axis.get_xscale() == "linear"
+    assert axis.get_xlim() == (0.5, 3.0) and axis.get_ylim() == (0.0, 0.4)
+    figure.savefig(tmp_path / "phase.png", dpi=60)
+    assert (tmp_path / "phase.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def contour_labels(figure: Figure) -> set[str]:
+    return {text.get_text() for text in figure.axes[0].texts if "xi_c" in text.get_text()}
+
+
+def test_plot_phase_diagram_contours_only_the_depths_it_reaches() -> None:
+    diagram = synthetic_diagram()  # ξ_c from 0.5 to ∞: 6ξ_c reaches every depth
+    figure = plot_phase_diagram(diagram, MARKS, depths=(20, 100, 10_000))
+    assert contour_labels(figure) >= {"$6\\xi_c$=20", "$6\\xi_c$=100", "$6\\xi_c$=10000"}
+    bounded = replace(diagram, xi_c=np.where(np.isinf(diagram.xi_c), 30.0, diagram.xi_c))
+    figure = plot_phase_diagram(bounded, MARKS, depths=(20, 100, 10_000))  # 6ξ_c ≤ 240
+    assert contour_labels(figure) >= {"$6\\xi_c$=20", "$6\\xi_c$=100"}
+    assert not any("10000" in label for label in contour_labels(figure))
+
+
+def test_plot_phase_diagram_on_given_axes_and_a_log_grid() -> None:
+    w = np.geomspace(0.1, 400.0, 7)
+    b = np.array([0.0, 0.25, 0.5])
+    diagram = meanfield.phase_diagram("sigmoid", w, b)
+    figure = Figure()
+    ax = figure.add_subplot()
+    assert plot_phase_diagram(diagram, {"He": (2.0, 0.0)}, ax=ax) is figure
+    assert ax.get_xscale() == "log"
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend[0] == "critical line (χ₁ = 1)"
+    assert "He (2, 0)" in legend
