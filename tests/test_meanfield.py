@@ -1,0 +1,848 @@
+"""signalprop.meanfield: variance and correlation maps, phases, depth scales, the critical line.
+
+Every expected number is computed here, not read back from the library:
+
+* closed forms: ReLU's arc-cosine kernel (Cho & Saul 2009) and erf's arcsine kernel
+  (Williams 1997), He's variance 2/(1+α²) for the ReLU family, the limit σ_w² = 1 of tanh;
+* scipy's adaptive ``quad`` (split at 0, the kink of SELU) for one-dimensional Gaussian
+  expectations, asked for 1e-13 and checked to report errors below 1e-11; fixed points
+  by ``brentq`` on those integrals (xtol 1e-14);
+* a tensor-product Gauss–Legendre rule written here for two-dimensional expectations
+  (see :func:`gauss_legendre_normal` for its accuracy), not Mehler's series;
+* Monte Carlo on wide random networks, with tolerances from the empirical standard error.
+
+Tolerances. The library's 1-D quadrature is exact to round-off (~1e-15) for the
+integrands used here; its correlation map carries a stated error bound (the Hermite
+tail), which the closed-form tests check is honest. Comparisons with ``quad`` use 1e-9:
+four orders of magnitude above both sides' errors, and still far below any modelling
+mistake (a wrong factor, a dropped mean, the wrong fixed point all move the numbers by
+more than 1e-3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import integrate, optimize, special
+from torch import nn
+
+from signalprop import activations, meanfield
+
+#: Comparisons with scipy's quad (see the module docstring).
+QUAD = 1e-9
+#: Round-off of the library's sums (a 1,536-node quadrature and a 257-term series).
+ROUND_OFF = 1e-12
+
+#: SELU's constants as published by Klambauer et al. (2017), to 20 digits.
+PAPER_ALPHA = 1.6732632423543772848
+PAPER_SCALE = 1.0507009873554804934
+
+
+# ------------------------------------------------------------------ reference integrals
+
+
+def expect(g: Callable[[float], float], q: float = 1.0) -> float:
+    """E[g(√q z)] for z ~ N(0, 1) by scipy's quad, split at 0."""
+    scale = math.sqrt(q)
+
+    def integrand(z: float) -> float:
+        return g(scale * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    total = 0.0
+    for low, high in ((-math.inf, 0.0), (0.0, math.inf)):
+        value, error = integrate.quad(integrand, low, high, epsabs=1e-13, epsrel=1e-13, limit=200)
+        assert error < 1e-11, (low, high, error)  # the reference itself is trustworthy
+        total += value
+    return total
+
+
+def _tanh_derivative(x: float) -> float:
+    return 1.0 - math.tanh(x) ** 2
+
+
+def tanh_fixed_point(weight_var: float, bias_var: float) -> float:
+    """The non-zero root of q = σ_w² E[tanh(√q z)²] + σ_b², by brentq on quad."""
+
+    def gap(q: float) -> float:
+        return weight_var * expect(lambda x: math.tanh(x) ** 2, q) + bias_var - q
+
+    return float(optimize.brentq(gap, 1e-3, 50.0, xtol=1e-14, rtol=1e-14))
+
+
+def tanh_critical_weight_var(bias_var: float) -> float:
+    """σ_w² with χ₁ = 1 at the fixed point, for σ_b² > 0: solved in q, as in Schoenholz et al.
+
+    On the critical line σ_w² = (q − σ_b²) / E[tanh²] and χ₁ = σ_w² E[tanh′²] = 1.
+    """
+
+    def chi_minus_one(q: float) -> float:
+        second = expect(lambda x: math.tanh(x) ** 2, q)
+        derivative = expect(lambda x: _tanh_derivative(x) ** 2, q)
+        return (q - bias_var) / second * derivative - 1
+
+    q = optimize.brentq(chi_minus_one, bias_var * (1 + 1e-9), 50.0, xtol=1e-15, rtol=1e-14)
+    return (q - bias_var) / expect(lambda x: math.tanh(x) ** 2, q)
+
+
+def gauss_legendre_normal(half_width: float = 9.0, panel: float = 0.25, nodes: int = 20):
+    """Nodes and weights for E[g(z)], z ~ N(0, 1): composite Gauss–Legendre on [−9, 9].
+
+    Not the library's rule (16 nodes on panels of 1/4 over [−12, 12]). Accuracy: the mass
+    beyond ±9 is 2.3e-19 (the integrands here are bounded by 1); for the logistic σ(√q x)
+    the nearest poles are at distance π/√q from the real axis (0.38 for q = 68, the
+    largest used), 3 panel half-widths, so each 20-node panel converges like ρ^(−40) with
+    ρ = 3 + √(3² + 1) ≈ 6.2: below 1e-31, i.e. round-off (~1e-15 for a 2-D sum of values
+    below 1). ``test_two_dimensional_reference_is_converged`` checks it against a second rule.
+    """
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    edges = np.arange(-half_width, half_width - 1e-9, panel)
+    z = (edges[:, None] + (x[None, :] + 1) * panel / 2).ravel()
+    weights = np.tile(w * panel / 2, len(edges)) * np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
+    return z, weights
+
+
+def two_dimensional_kernel(
+    f: Callable[[np.ndarray], np.ndarray], q: float, c: float, rule=None
+) -> float:
+    """E[f(u₁) f(u₂)] with u₁ = √q z₁, u₂ = √q (c z₁ + √(1−c²) z₂), by a product rule."""
+    z, w = gauss_legendre_normal() if rule is None else rule
+    u1 = math.sqrt(q) * z[:, None]
+    u2 = math.sqrt(q) * (c * z[:, None] + math.sqrt(1 - c * c) * z[None, :])
+    return float(w @ (f(u1) * f(u2)) @ w)
+
+
+def logistic_fixed_point(weight_var: float, bias_var: float) -> float:
+    """q = σ_w² E[σ(√q z)²] + σ_b² by brentq on the 1-D rule above."""
+    z, w = gauss_legendre_normal()
+
+    def gap(q: float) -> float:
+        return weight_var * float(w @ special.expit(math.sqrt(q) * z) ** 2) + bias_var - q
+
+    return float(optimize.brentq(gap, 1e-3, 1e4, xtol=1e-14, rtol=1e-14))
+
+
+def hermite_tail(activation, q: float, second: float) -> float:
+    """The kernel's error bound T at variance q, as the library reports it.
+
+    At σ_w² = 1/2, σ_b² = q − E[φ(√q z)²]/2 (``second`` is that expectation, from a closed
+    form) q is a fixed point, reached at once from ``input_var=q``, and the reported
+    ``correlation_error`` is σ_w² T / q.
+    """
+    mf = meanfield.analyze(activation, 0.5, q - 0.5 * second, input_var=q)
+    assert mf.q_star == pytest.approx(q, rel=1e-12)
+    return mf.correlation_error * q / 0.5
+
+
+#: A dense grid of correlations that includes −1, 0 and 1.
+C_GRID = np.linspace(-1.0, 1.0, 2001)
+
+
+def kernel_bound(tail: float, c: np.ndarray, scale: float) -> np.ndarray:
+    """The documented bound: T for c ≥ 0, 2T for c < 0, plus round-off of values of ``scale``."""
+    return np.where(c >= 0, tail, 2 * tail) + ROUND_OFF * max(scale, 1.0)
+
+
+# ---------------------------------------------------------------- closed-form kernels
+
+
+@pytest.mark.parametrize("q", [0.3, 1.0, 4.0])
+def test_relu_kernel_is_the_arc_cosine_kernel(q):
+    # Cho & Saul (2009): E[relu(u₁)relu(u₂)] = q/(2π) (√(1−c²) + (π − arccos c) c).
+    expected = q / (2 * math.pi) * (np.sqrt(1 - C_GRID**2) + (math.pi - np.arccos(C_GRID)) * C_GRID)
+    got = meanfield.kernel("relu", q, C_GRID)
+    tail = hermite_tail("relu", q, second=q / 2)
+    # The bound must be honest and useful: ReLU's squared coefficients decay like k^(−5/2),
+    # so 256 terms leave a mass of order 1e-5 q, not a bound so loose it cannot fail.
+    assert 0 < tail < 1e-4 * q
+    error = np.abs(got - expected)
+    assert (error <= kernel_bound(tail, C_GRID, q)).all(), error.max()
+    # The tail term is fitted to be exact at c = 1; c = 0 is the first coefficient alone.
+    assert got[-1] == pytest.approx(q / 2, abs=ROUND_OFF * q)
+    assert got[1000] == pytest.approx(q / (2 * math.pi), abs=ROUND_OFF * q)
+
+
+@pytest.mark.parametrize("q", [0.1, 1.0, 10.0])
+def test_erf_kernel_is_the_arcsine_kernel(q):
+    # Williams (1997): E[erf(u₁)erf(u₂)] = (2/π) arcsin(2qc / (1 + 2q)).
+    expected = 2 / math.pi * np.arcsin(2 * q * C_GRID / (1 + 2 * q))
+    got = meanfield.kernel(torch.erf, q, C_GRID)
+    tail = hermite_tail(torch.erf, q, second=2 / math.pi * math.asin(2 * q / (1 + 2 * q)))
+    error = np.abs(got - expected)
+    assert (error <= kernel_bound(tail, C_GRID, 1.0)).all(), (error.max(), tail)
+
+
+def test_kernel_bound_holds_for_an_odd_kinked_activation_at_negative_correlation():
+    # hardtanh is odd, so E[φ(u)φ(−u)] = −E[φ(u)²] = −(1 − 2 ϕ(1)) at q = 1 (ϕ the normal
+    # density): the part of the kernel the tail term's sign decides. The documented
+    # bound for c < 0 is 2T.
+    second = 1 - 2 * math.exp(-0.5) / math.sqrt(2 * math.pi)
+    tail = hermite_tail(F.hardtanh, 1.0, second)
+    assert tail > 1e-7  # kinks: a real tail, so the check below has something to bound
+    got = float(meanfield.kernel(F.hardtanh, 1.0, -1.0))
+    assert abs(got + second) <= 2 * tail + ROUND_OFF
+    assert float(meanfield.kernel(F.hardtanh, 1.0, 1.0)) == pytest.approx(second, abs=ROUND_OFF)
+
+
+def test_correlation_map_slope_at_one_is_chi_1():
+    # SPEC: χ₁ is the correlation map's slope at c = 1. A one-sided difference with step
+    # h errs by h C''(1)/2 ≈ h (tanh is smooth, C''(1) = σ_w² q* E[φ''²] ≈ 1) plus
+    # round-off 1e-15/h: 1e-6 and 1e-9 at h = 1e-6, so 1e-5 is a safe tolerance.
+    h = 1e-6
+    for weight_var, bias_var in [(2.54, 0.0), (1.5, 0.3)]:
+        mf = meanfield.analyze("tanh", weight_var, bias_var)
+        ends = meanfield.correlation_map("tanh", weight_var, bias_var, [1 - h, 1.0])
+        assert ends[1] == pytest.approx(1.0, abs=ROUND_OFF)
+        assert (ends[1] - ends[0]) / h == pytest.approx(mf.chi_1, abs=1e-5)
+
+
+# ------------------------------------------------------------------ known constants
+
+
+def test_relu_critical_point_is_he_variance_and_only_at_zero_bias():
+    # χ₁ = σ_w² E[relu′²] = σ_w²/2 = 1 at σ_w² = 2; with σ_b² > 0 the variance map
+    # q ↦ q + σ_b² has no fixed point at σ_w² = 2, and none is critical elsewhere.
+    assert meanfield.critical_weight_var("relu", bias_var=0.0) == pytest.approx(2.0, rel=1e-12)
+    for bias_var in (1e-3, 0.05, 1.0):
+        assert meanfield.critical_weight_var("relu", bias_var=bias_var) is None
+    line = meanfield.critical_line("relu", [0.0, 0.05, 1.0])
+    assert line[0] == pytest.approx(2.0, rel=1e-12)
+    assert np.isnan(line[1:]).all()
+
+
+@pytest.mark.parametrize(
+    "activation, params, alpha",
+    [
+        ("leaky_relu", {}, 0.3),  # signalprop's default slope
+        ("leaky_relu", {"alpha": 0.2}, 0.2),
+        (nn.LeakyReLU(0.2), {}, 0.2),
+        (nn.PReLU(), {}, 0.25),  # one slope, 0.25 (exact in float32)
+    ],
+)
+def test_leaky_relu_critical_point_is_two_over_one_plus_alpha_squared(activation, params, alpha):
+    # E[φ′²] = (1 + α²)/2 for slope α below 0, so χ₁ = 1 at σ_w² = 2/(1 + α²).
+    expected = 2 / (1 + alpha**2)
+    got = meanfield.critical_weight_var(activation, bias_var=0.0, **params)
+    assert got == pytest.approx(expected, rel=1e-12)
+    mf = meanfield.analyze(activation, expected, **params)
+    assert mf.chi_1 == pytest.approx(1.0, abs=1e-12)
+    assert mf.phase == "critical"
+
+
+def test_tanh_critical_point_at_zero_bias_is_one_with_q_star_zero():
+    # At σ_b² = 0 the fixed point on the critical line is q* → 0, where E[tanh(√q z)²] =
+    # q − 2q² + O(q³) and E[tanh′²] → 1: σ_w² = 1. The library takes the limit at q = 1e-12,
+    # an error of 2e-12; 1e-9 allows for it.
+    assert meanfield.critical_weight_var("tanh", bias_var=0.0) == pytest.approx(1.0, abs=1e-9)
+    at_one = meanfield.analyze("tanh", 1.0)
+    assert at_one.q_star == 0.0
+    assert at_one.phase == "critical"
+    assert at_one.chi_1 == pytest.approx(1.0, abs=1e-9)
+    below = meanfield.analyze("tanh", 0.9)
+    assert (below.q_star, below.phase) == (0.0, "ordered")
+    assert below.chi_1 == pytest.approx(0.9, abs=1e-9)  # σ_w² E[tanh′(0)²]
+    # Just above, a non-zero fixed point appears and χ₁ passes 1 (within CRITICAL_TOLERANCE
+    # of it at σ_w² = 1.1, well past it at 1.5).
+    near, above = meanfield.analyze("tanh", 1.1), meanfield.analyze("tanh", 1.5)
+    assert near.q_star > 0 and 1 < near.chi_1 < math.exp(0.02) and near.phase == "critical"
+    assert above.q_star > 0 and above.phase == "chaotic"
+
+
+def test_selu_fixed_point_and_chi_1_from_quadrature():
+    # Klambauer et al.: E[selu(z)²] = 1 for z ~ N(0, 1), so (σ_w², σ_b²) = (1, 0) has q* = 1.
+    # χ₁ = E[selu′(z)²], selu′ = λ (z > 0), λα eᶻ (z < 0), by quad with the paper's constants.
+    def derivative(z: float) -> float:
+        return PAPER_SCALE if z > 0 else PAPER_SCALE * PAPER_ALPHA * math.exp(z)
+
+    chi_1 = expect(lambda z: derivative(z) ** 2)
+    assert chi_1 == pytest.approx(1.0716, abs=1e-4)  # the value quoted in the brief
+    mf = meanfield.analyze("selu", 1.0, 0.0)
+    # The library's constants solve the defining equations to ~1e-15; q* is solved to
+    # relative 1e-12: QUAD covers both.
+    assert mf.q_star == pytest.approx(1.0, abs=QUAD)
+    assert mf.chi_1 == pytest.approx(chi_1, abs=QUAD)
+    assert mf.phase == "chaotic"  # ln 1.0716 = 0.069 > CRITICAL_TOLERANCE (0.02)
+
+
+def test_tanh_chaotic_point_against_quadrature():
+    # Schoenholz et al.'s example, σ_w² = 2.54, σ_b² = 0: every quantity by quad.
+    weight_var = 2.54
+    q = tanh_fixed_point(weight_var, 0.0)
+    chi_1 = weight_var * expect(lambda x: _tanh_derivative(x) ** 2, q)
+    # tanh is odd and σ_b² = 0: C(0) = 0, and 0 is the stable fixed point c*, where the
+    # slope is σ_w² a₁²/q* = σ_w² E[tanh′(√q* z)]² (Stein: a₁ = √q* E[tanh′]).
+    chi_c = weight_var * expect(_tanh_derivative, q) ** 2
+    # The variance map's slope: d/dq E[φ(√q z)²] = E[φ φ′(√q z) z] / √q.
+    q_slope = weight_var * expect(lambda x: math.tanh(x) * _tanh_derivative(x) * x, q) / q
+
+    mf = meanfield.analyze("tanh", weight_var)
+    assert chi_1 == pytest.approx(1.178, abs=1e-3)
+    assert mf.phase == "chaotic"
+    assert mf.q_star == pytest.approx(q, rel=QUAD)
+    assert mf.chi_1 == pytest.approx(chi_1, rel=QUAD)
+    assert mf.q_slope == pytest.approx(q_slope, rel=QUAD)
+    assert mf.q_stable
+    assert mf.c_star == pytest.approx(0.0, abs=1e-12)
+    # χ_c is a slope of the series at c* = 0: its error is the tail's (below 1e-12 for tanh).
+    assert mf.chi_c == pytest.approx(chi_c, abs=QUAD)
+    assert mf.xi_c == pytest.approx(-1 / math.log(chi_c), rel=1e-8)
+    assert mf.xi_q == pytest.approx(-1 / math.log(q_slope), rel=1e-8)
+    assert mf.trainable_depth == pytest.approx(6 * mf.xi_c, rel=1e-15)
+
+
+@pytest.mark.parametrize("weight_var", [1.0, 1.5, 1.99])
+def test_relu_below_he_variance_fades_to_zero_and_is_ordered(weight_var):
+    mf = meanfield.analyze("relu", weight_var)
+    assert mf.q_star == 0.0
+    assert mf.chi_1 == pytest.approx(weight_var / 2, rel=1e-12)
+    assert mf.phase == ("ordered" if math.log(weight_var / 2) < -0.02 else "critical")
+
+
+@pytest.mark.parametrize("weight_var", [2.01, 2.5, 4.0])
+def test_relu_above_he_variance_grows_without_bound_and_is_chaotic(weight_var):
+    mf = meanfield.analyze("relu", weight_var)
+    assert mf.q_star == math.inf
+    assert not mf.q_stable
+    assert mf.chi_1 == pytest.approx(weight_var / 2, rel=1e-12)
+    assert mf.phase == ("chaotic" if math.log(weight_var / 2) > 0.02 else "critical")
+
+
+# ------------------------------------------------------------------ the critical line
+
+
+@pytest.mark.parametrize(
+    "activation, bias_var",
+    [("tanh", 0.05), ("tanh", 0.5), ("elu", 0.05), ("gelu", 0.2), ("sigmoid", 0.0), ("selu", 0.1)],
+)
+def test_critical_line_point_is_critical_at_a_stable_fixed_point(activation, bias_var):
+    weight_var = meanfield.critical_weight_var(activation, bias_var=bias_var)
+    assert weight_var is not None
+    mf = meanfield.analyze(activation, weight_var, bias_var)
+    # χ₁ is bisected in log q to round-off; 1e-8 leaves room for the fixed point's 1e-12.
+    assert mf.chi_1 == pytest.approx(1.0, abs=1e-8)
+    q = mf.q_star
+    assert 0 < q < math.inf
+    assert float(meanfield.variance_map(activation, weight_var, bias_var, q)) == pytest.approx(
+        q, rel=1e-10
+    )
+    # Stable: the map's slope below 1, by a central difference with h = 1e-5 q* (truncation
+    # h² V'''/6 ≈ 1e-11, round-off 1e-16 q*/h = 1e-11), not only the library's q_slope.
+    h = 1e-5 * q
+    ends = meanfield.variance_map(activation, weight_var, bias_var, [q - h, q + h])
+    slope = (ends[1] - ends[0]) / (2 * h)
+    assert slope < 1
+    assert mf.q_slope == pytest.approx(slope, abs=1e-8)
+    assert mf.q_stable
+
+
+@pytest.mark.parametrize("bias_var", [0.05, 0.3])
+def test_tanh_critical_line_against_quadrature(bias_var):
+    expected = tanh_critical_weight_var(bias_var)
+    assert meanfield.critical_weight_var("tanh", bias_var=bias_var) == pytest.approx(
+        expected, rel=QUAD
+    )
+    if bias_var == 0.05:  # the point Schoenholz et al. train at
+        assert expected == pytest.approx(1.761, abs=1e-3)
+
+
+def test_critical_line_matches_critical_weight_var_pointwise():
+    bias_vars = [0.0, 0.05, 0.1, 0.5, 1.0]
+    line = meanfield.critical_line("tanh", bias_vars)
+    assert line.shape == (5,)
+    for value, bias_var in zip(line, bias_vars, strict=True):
+        assert value == pytest.approx(
+            meanfield.critical_weight_var("tanh", bias_var=bias_var), rel=1e-12
+        )
+    assert (np.diff(line) > 0).all()  # more bias needs more weight to stay critical
+
+
+# ----------------------------------------------------- non-centred activations: the logistic
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    return special.expit(x)
+
+
+def test_two_dimensional_reference_is_converged():
+    # The reference rule against a different one (panels of 1/5, 24 nodes, on [−10, 10]) at
+    # the steepest point used (q = 68) and a correlation near 1, where u₂ is steepest in
+    # z₁: agreement to round-off backs its stated accuracy.
+    other = gauss_legendre_normal(10.0, 0.2, 24)
+    first = two_dimensional_kernel(_logistic, 68.0, 0.95)
+    second = two_dimensional_kernel(_logistic, 68.0, 0.95, rule=other)
+    assert first == pytest.approx(second, abs=1e-13)
+
+
+@pytest.mark.parametrize("q", [0.5, 1.0, 68.0])
+def test_logistic_kernel_at_zero_correlation_is_the_mean_squared(q):
+    # Independent inputs: E[σ(u₁)σ(u₂)] = E[σ]², and E[σ(√q z)] = 1/2 because σ − 1/2 is odd.
+    # A map that centred the activation would give 0 here.
+    z, w = gauss_legendre_normal()
+    tail = hermite_tail("sigmoid", q, second=float(w @ special.expit(math.sqrt(q) * z) ** 2))
+    assert float(meanfield.kernel("sigmoid", q, 0.0)) == pytest.approx(0.25, abs=tail + ROUND_OFF)
+
+
+@pytest.mark.parametrize(
+    "weight_var, bias_var",
+    [(4.0, 0.0), (1.0, 0.5), (150.0, 0.0)],
+    ids=["ordered", "bias", "chaotic"],
+)
+def test_logistic_correlation_map_against_two_dimensional_quadrature(weight_var, bias_var):
+    q = logistic_fixed_point(weight_var, bias_var)
+    mf = meanfield.analyze("sigmoid", weight_var, bias_var)
+    assert mf.q_star == pytest.approx(q, rel=1e-10)
+    cs = np.array([-0.9, -0.3, 0.0, 0.5, 0.95])
+    got = meanfield.correlation_map("sigmoid", weight_var, bias_var, cs)
+    expected = [(weight_var * two_dimensional_kernel(_logistic, q, c) + bias_var) / q for c in cs]
+    # The map's reported bound (σ_w² T/q*; twice it for c < 0) plus round-off; the
+    # reference is exact to ~1e-15 and q* agrees to 1e-10 relative, which moves the map
+    # by less than 1e-10 (its derivative in q is O(1)).
+    bound = np.where(cs >= 0, mf.correlation_error, 2 * mf.correlation_error) + 1e-10
+    assert (np.abs(got - expected) <= bound).all(), (got - expected, bound)
+
+
+def test_logistic_ordered_phase_converges_to_c_star_one():
+    weight_var = 4.0
+    mf = meanfield.analyze("sigmoid", weight_var)
+    assert mf.phase == "ordered"
+    assert mf.c_star == 1.0
+    # The map's value at 0 is σ_w² E[σ]²/q* = 1/q*: far from 0 because the mean is kept.
+    q = logistic_fixed_point(weight_var, 0.0)
+    c0 = float(meanfield.correlation_map("sigmoid", weight_var, 0.0, 0.0))
+    assert c0 == pytest.approx(weight_var * 0.25 / q, abs=mf.correlation_error + ROUND_OFF)
+    # Iterating from anticorrelated inputs reaches c = 1: one step takes c = −0.5 to about
+    # 0.75, and |c − 1| then shrinks by at most χ₁ ≈ 0.17 per step (the map is convex on
+    # [0, 1], its slope at most χ₁ there): below 1e-10 well before 40 steps.
+    c = -0.5
+    for _ in range(40):
+        c = float(meanfield.correlation_map("sigmoid", weight_var, 0.0, c))
+    assert c == pytest.approx(1.0, abs=1e-10)
+
+
+def test_logistic_chaotic_c_star_is_a_fixed_point_of_the_reference_map():
+    # σ_w² = 150 is past the logistic's critical line (σ_w² ≈ 103 at σ_b² = 0): c* < 1,
+    # and c* > 0 because the mean makes C(0) = σ_w²/(4q*) > 0.
+    weight_var = 150.0
+    mf = meanfield.analyze("sigmoid", weight_var)
+    assert mf.phase == "chaotic"
+    assert 0 < mf.c_star < 1
+    q = logistic_fixed_point(weight_var, 0.0)
+
+    def reference(c: float) -> float:
+        return weight_var * two_dimensional_kernel(_logistic, q, c) / q
+
+    # The library's C(c*) = c* to 1e-15 and |C − reference| ≤ correlation_error (c* ≥ 0).
+    assert reference(mf.c_star) == pytest.approx(mf.c_star, abs=mf.correlation_error + 1e-10)
+    # Its slope there, by a central difference of the reference with h = 1e-4. Truncation
+    # h² C'''/6: C''' ≈ 100 here (the difference to the library shrinks from 1.7e-5 to
+    # 1.7e-7 as h goes from 1e-3 to 1e-4), so 2e-7; round-off 1e-15/h = 1e-11; the
+    # library's slope misses at most (σ_w²/q*) 2κT c*^256 ≈ 1e-8 of the Hermite tail
+    # (c*^256 ≈ 5e-5). 1e-6 covers the three.
+    h = 1e-4
+    slope = (reference(mf.c_star + h) - reference(mf.c_star - h)) / (2 * h)
+    assert mf.chi_c == pytest.approx(slope, abs=1e-6)
+    assert mf.chi_c < 1
+
+
+# ------------------------------------------------------------------ Monte Carlo
+
+
+WIDTH = 2000
+DEPTH = 10
+NETS = 10
+PAIRS = 4
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Pairs of inputs with pre-activation variance q0 and correlation c0."""
+
+    function: Callable[[torch.Tensor], torch.Tensor]
+    name: str
+    weight_var: float
+    bias_var: float
+    q0: float
+    c0: float
+
+
+@dataclass(frozen=True)
+class Backward:
+    """Inputs at the variance fixed point; a unit-variance gradient sent back from the top."""
+
+    function: Callable[[torch.Tensor], torch.Tensor]
+    name: str
+    weight_var: float
+    bias_var: float
+
+
+FORWARD = {
+    "tanh-chaotic": Forward(torch.tanh, "tanh", 2.54, 0.0, q0=0.5, c0=0.9),
+    "tanh-ordered": Forward(torch.tanh, "tanh", 0.8, 0.2, q0=2.0, c0=0.1),
+    "relu": Forward(torch.relu, "relu", 2.0, 0.1, q0=1.0, c0=0.2),
+}
+BACKWARD = {
+    "tanh-chaotic": Backward(torch.tanh, "tanh", 2.54, 0.0),
+    "tanh-ordered": Backward(torch.tanh, "tanh", 0.8, 0.2),
+    "relu": Backward(torch.relu, "relu", 2.0, 0.0),
+}
+
+
+@dataclass
+class Simulated:
+    q: dict[str, np.ndarray]  # (NETS, DEPTH + 1): mean h² over units and inputs
+    c: dict[str, np.ndarray]  # (NETS, DEPTH + 1): correlation, averaged over pairs
+    growth: dict[str, np.ndarray]  # (NETS,): per-layer growth of the mean squared gradient
+
+
+@pytest.fixture(scope="module")
+def simulated() -> Iterator[Simulated]:
+    """The Monte Carlo runs, on one thread like every test (module fixtures are set up
+    before conftest's per-test ``one_thread``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield _simulate()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _layer(
+    cases: list[Forward] | list[Backward], h: torch.Tensor, g: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    """One dense layer for side-by-side cases, each ``h.shape[1] // len(cases)`` columns wide:
+    (σ_w/√n) G φ(h) + σ_b β, with each case's φ, σ_w and σ_b."""
+    n = g.shape[0]
+    parts = h.chunk(len(cases), dim=1)
+    x = torch.cat([case.function(part) for case, part in zip(cases, parts, strict=True)], dim=1)
+    y = g @ x
+    return torch.cat(
+        [
+            math.sqrt(case.weight_var / n) * part + math.sqrt(case.bias_var) * beta
+            for case, part in zip(cases, y.chunk(len(cases), dim=1), strict=True)
+        ],
+        dim=1,
+    )
+
+
+def _simulate() -> Simulated:
+    """NETS dense nets of DEPTH layers, width WIDTH, float64; all cases share their weights.
+
+    Layer l maps pre-activations h to (σ_w/√n) G φ(h) + σ_b β, G with N(0, 1) entries and β
+    a N(0, 1) bias vector shared by every input of the net. G is drawn in float32 and used
+    in float64 (the draw is rounded to 6e-8 relative, invisible at this sample size; a
+    float64 draw takes four times as long). Cases share G and differ in σ_w, σ_b and φ, so
+    each case is a valid sample on its own; only comparisons within one case use its SE.
+    The gradient is autograd's, through the very weights of the forward pass.
+    """
+    generator = torch.Generator().manual_seed(20240611)
+    n = WIDTH
+    forward, backward = list(FORWARD.values()), list(BACKWARD.values())
+    q = {key: np.empty((NETS, DEPTH + 1)) for key in FORWARD}
+    c = {key: np.empty((NETS, DEPTH + 1)) for key in FORWARD}
+    growth = {key: np.empty(NETS) for key in BACKWARD}
+    q_star = [meanfield.analyze(b.name, b.weight_var, b.bias_var).q_star for b in backward]
+
+    for net in range(NETS):
+        pairs = []
+        for case in forward:
+            z = torch.randn(n, 2, PAIRS, dtype=torch.float64, generator=generator)
+            first = z[:, 0]
+            second = case.c0 * first + math.sqrt(1 - case.c0**2) * z[:, 1]
+            pairs.append(math.sqrt(case.q0) * torch.cat([first, second], dim=1))
+        h = torch.cat(pairs, dim=1)  # per case: PAIRS first inputs, then their partners
+        z = torch.randn(n, len(backward), PAIRS, dtype=torch.float64, generator=generator)
+        start = (z * torch.tensor(q_star).sqrt()[None, :, None]).reshape(n, -1)
+        start.requires_grad_(True)
+        top = start
+        record = [h]
+        for _ in range(DEPTH):
+            g = torch.randn(n, n, generator=generator).double()
+            beta = torch.randn(n, 1, dtype=torch.float64, generator=generator)
+            with torch.no_grad():
+                h = _layer(forward, h, g, beta)
+            record.append(h)
+            top = _layer(backward, top, g, beta)
+        for depth, layer in enumerate(record):
+            for key, part in zip(FORWARD, layer.chunk(len(forward), dim=1), strict=True):
+                squares = (part * part).mean(dim=0)
+                q[key][net, depth] = squares.mean().item()
+                cross = (part[:, :PAIRS] * part[:, PAIRS:]).mean(dim=0)
+                correlation = cross / torch.sqrt(squares[:PAIRS] * squares[PAIRS:])
+                c[key][net, depth] = correlation.mean().item()
+        delta = torch.randn(n, len(backward) * PAIRS, dtype=torch.float64, generator=generator)
+        (bottom,) = torch.autograd.grad(top, start, grad_outputs=delta)
+        for key, out, back in zip(
+            BACKWARD,
+            delta.chunk(len(backward), dim=1),
+            bottom.chunk(len(backward), dim=1),
+            strict=True,
+        ):
+            # The geometric mean over the DEPTH layers of the ratio of mean squared gradients.
+            growth[key][net] = ((back * back).mean().item() / (out * out).mean().item()) ** (
+                1 / DEPTH
+            )
+    return Simulated(q=q, c=c, growth=growth)
+
+
+def predicted(fwd: Forward, weight_var: float | None = None, at_fixed_point: bool = False):
+    """q_l and c_l from iterating variance_map and the kernel at the current q_l."""
+    weight_var = fwd.weight_var if weight_var is None else weight_var
+    q, c = [fwd.q0], [fwd.c0]
+    for _ in range(DEPTH):
+        q_next = float(meanfield.variance_map(fwd.name, weight_var, fwd.bias_var, q[-1]))
+        if at_fixed_point:  # the mistake of using the kernel at q* instead of q_l
+            c_next = float(meanfield.correlation_map(fwd.name, weight_var, fwd.bias_var, c[-1]))
+        else:
+            k = float(meanfield.kernel(fwd.name, q[-1], c[-1]))
+            c_next = (weight_var * k + fwd.bias_var) / q_next
+        q.append(q_next)
+        c.append(c_next)
+    return np.array(q), np.array(c)
+
+
+#: Tolerance = SIGMAS standard errors + FINITE_WIDTH / WIDTH. The standard error is the
+#: spread over NETS = 10 independent nets / √NETS, so (mean − truth)/SE is Student-t with 9
+#: degrees of freedom: P(|t| > 6) = 2e-4 per comparison, 1.3% by the union bound over the
+#: 63 comparisons below (q and c at 10 layers × 3 cases, 3 growth rates), and less with the
+#: allowance. The allowance covers the O(1/n) finite-width corrections the mean-field maps
+#: leave out (the maps' curvature acting on the O(1/n) variance of the empirical kernel):
+#: a 60-net run measured them below 5/n on q (relative), c and the growth rate, so 10/n =
+#: 0.005 is twice that; it is small next to 6 SE (about 0.03 on q and c).
+SIGMAS = 6.0
+FINITE_WIDTH = 10.0
+
+
+def _tolerance(samples: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    standard_error = samples.std(axis=0, ddof=1) / math.sqrt(samples.shape[0])
+    return SIGMAS * standard_error + FINITE_WIDTH / WIDTH * np.asarray(scale)
+
+
+@pytest.mark.parametrize("key", list(FORWARD))
+def test_variance_per_layer_follows_the_variance_map(simulated, key):
+    fwd = FORWARD[key]
+    q, _ = predicted(fwd)
+    samples = simulated.q[key]
+    tolerance = _tolerance(samples, q)
+    error = np.abs(samples.mean(axis=0) - q)
+    assert (error[1:] <= tolerance[1:]).all(), (error / tolerance).round(2)
+    if key == "tanh-chaotic":
+        # The same tolerance would catch σ_w² wrong by 5%.
+        wrong, _ = predicted(fwd, weight_var=1.05 * fwd.weight_var)
+        assert (np.abs(samples.mean(axis=0) - wrong) > tolerance).any()
+
+
+@pytest.mark.parametrize("key", list(FORWARD))
+def test_correlation_per_layer_follows_the_kernel_at_the_current_variance(simulated, key):
+    fwd = FORWARD[key]
+    _, c = predicted(fwd)
+    samples = simulated.c[key]
+    tolerance = _tolerance(samples, 1.0)
+    error = np.abs(samples.mean(axis=0) - c)
+    assert (error[1:] <= tolerance[1:]).all(), (error / tolerance).round(2)
+    if key == "tanh-ordered":
+        # q starts at 2, far from q* = 0.39: the kernel at q* instead of q_l is rejected.
+        _, wrong = predicted(fwd, at_fixed_point=True)
+        assert (np.abs(samples.mean(axis=0) - wrong) > tolerance).any()
+
+
+@pytest.mark.parametrize("key", list(BACKWARD))
+def test_mean_squared_gradient_grows_by_chi_1_per_layer(simulated, key):
+    bwd = BACKWARD[key]
+    chi_1 = meanfield.analyze(bwd.name, bwd.weight_var, bwd.bias_var).chi_1
+    samples = simulated.growth[key]
+    tolerance = _tolerance(samples[:, None], chi_1)[0]
+    assert abs(samples.mean() - chi_1) <= tolerance, (samples.mean(), chi_1, tolerance)
+    if key.startswith("tanh"):
+        # Sharp enough to tell the phase: the measured growth is not 1 within the tolerance.
+        assert abs(samples.mean() - 1) > tolerance
+
+
+# ------------------------------------------------------------------ phase diagram
+
+
+def test_phase_diagram_agrees_with_analyze_pointwise():
+    weight_vars = [0.5, 1.0, 1.5, 2.54, 4.0]
+    bias_vars = [0.0, 0.05, 0.5]
+    diagram = meanfield.phase_diagram("tanh", weight_vars, bias_vars)
+    assert diagram.activation == "tanh"
+    np.testing.assert_array_equal(diagram.weight_vars, weight_vars)
+    np.testing.assert_array_equal(diagram.bias_vars, bias_vars)
+    for field in ("q_star", "chi_1", "c_star", "xi_c", "xi_q", "phase"):
+        assert getattr(diagram, field).shape == (3, 5), field
+    for i, bias_var in enumerate(bias_vars):
+        for j, weight_var in enumerate(weight_vars):
+            mf = meanfield.analyze("tanh", weight_var, bias_var)
+            assert diagram.phase[i, j] == mf.phase
+            for field in ("q_star", "chi_1", "c_star"):
+                # Same arithmetic, vectorized: only the summation order may differ, and
+                # Newton's stopping test (relative 1e-12) sets how far q* may move.
+                np.testing.assert_allclose(
+                    getattr(diagram, field)[i, j], getattr(mf, field), rtol=1e-9, atol=1e-12
+                )
+            for field in ("xi_c", "xi_q"):
+                # ξ = −1/ln(slope) is ill-conditioned where the slope is 1 (ξ ≈ 5e11 at the
+                # critical point q* = 0 of tanh): compare 1/ξ = −ln(slope) instead.
+                np.testing.assert_allclose(
+                    1 / getattr(diagram, field)[i, j], 1 / getattr(mf, field), rtol=1e-9, atol=1e-12
+                )
+    np.testing.assert_array_equal(diagram.critical, meanfield.critical_line("tanh", bias_vars))
+
+
+def test_phase_diagram_labels_follow_chi_1_and_the_critical_line():
+    weight_vars = np.linspace(0.5, 4.0, 36)
+    bias_vars = np.array([0.0, 0.1, 0.3])
+    diagram = meanfield.phase_diagram("tanh", weight_vars, bias_vars)
+    log_chi = np.log(diagram.chi_1)
+    expected = np.where(
+        np.abs(log_chi) <= 0.02, "critical", np.where(log_chi < 0, "ordered", "chaotic")
+    )
+    np.testing.assert_array_equal(diagram.phase, expected)
+    assert set(np.unique(diagram.phase)) == {"ordered", "critical", "chaotic"}
+    # χ₁ < 1 left of the critical line and > 1 right of it (labels near the line may be
+    # "critical": at σ_b² = 0, χ₁ = 1.0014 at σ_w² = 1.1).
+    for row, critical in enumerate(diagram.critical):
+        side = np.sign(weight_vars - critical)
+        away = np.abs(weight_vars - critical) > 0.05
+        assert (side[away] < 0).any() and (side[away] > 0).any()
+        np.testing.assert_array_equal(np.sign(log_chi[row, away]), side[away])
+
+
+def test_phase_diagram_relu():
+    diagram = meanfield.phase_diagram("relu", [1.0, 2.0, 3.0], [0.0])
+    np.testing.assert_array_equal(diagram.q_star, [[0.0, 1.0, math.inf]])
+    np.testing.assert_allclose(diagram.chi_1, [[0.5, 1.0, 1.5]], rtol=1e-12)
+    np.testing.assert_array_equal(diagram.phase, [["ordered", "critical", "chaotic"]])
+    assert diagram.critical[0] == pytest.approx(2.0, rel=1e-12)
+
+
+def test_phase_diagram_with_as_many_chaotic_points_as_the_correlation_scan():
+    # Regression: 401 chaotic points (the length of the library's correlation grid) used
+    # to be read as one correlation per point and crashed with an IndexError.
+    diagram = meanfield.phase_diagram("tanh", np.linspace(2.0, 4.0, 401), [0.0])
+    assert (diagram.phase == "chaotic").all()
+    # tanh is odd and σ_b² = 0, so c* = 0 exactly (see test_tanh_chaotic_point_against_quadrature).
+    assert np.abs(diagram.c_star).max() < 1e-12
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_unknown_activation_lists_the_valid_names():
+    with pytest.raises(ValueError, match="Got 'tanhh' instead") as info:
+        meanfield.analyze("tanhh", 1.0)
+    message = str(info.value)
+    for name in activations.names():
+        assert repr(name) in message
+    assert "Did you mean 'tanh'?" in message
+
+
+@pytest.mark.parametrize(
+    "call, param",
+    [
+        (lambda: meanfield.analyze("tanh", -1.0), "weight_var"),
+        (lambda: meanfield.analyze("tanh", 0.0), "weight_var"),
+        (lambda: meanfield.analyze("tanh", math.nan), "weight_var"),
+        (lambda: meanfield.analyze("tanh", 1.0, -0.1), "bias_var"),
+        (lambda: meanfield.analyze("tanh", 1.0, input_var=0.0), "input_var"),
+        (lambda: meanfield.variance_map("tanh", -1.0, 0.0, 1.0), "weight_var"),
+        (lambda: meanfield.variance_map("tanh", 1.0, -1.0, 1.0), "bias_var"),
+        (lambda: meanfield.variance_map("tanh", 1.0, 0.0, -1.0), "q"),
+        (lambda: meanfield.correlation_map("tanh", 1.0, -0.5, 0.5), "bias_var"),
+        (lambda: meanfield.critical_weight_var("tanh", bias_var=-0.1), "bias_var"),
+        (lambda: meanfield.critical_line("tanh", [0.1, -0.1]), "bias_vars"),
+        (lambda: meanfield.phase_diagram("tanh", [0.0, 1.0], [0.0]), "weight_vars"),
+        (lambda: meanfield.phase_diagram("tanh", [1.0], [-1.0]), "bias_vars"),
+        (lambda: meanfield.init_point("tanh", bias_var=-1.0), "bias_var"),
+        (lambda: meanfield.kernel("relu", -1.0, 0.5), "q"),
+    ],
+)
+def test_bad_variances_name_the_parameter(call, param):
+    with pytest.raises(ValueError, match=f"The '{param}' parameter of meanfield"):
+        call()
+
+
+def test_per_channel_prelu_is_refused():
+    with pytest.raises(ValueError, match="PReLU with 3 slopes"):
+        meanfield.analyze(nn.PReLU(3), 2.0)
+
+
+@pytest.mark.parametrize(
+    "function",
+    [torch.log, lambda x: torch.where(x > 3, torch.inf, x)],
+    ids=["nan-below-zero", "inf-above-three"],
+)
+def test_activation_with_non_finite_values_is_refused(function):
+    with pytest.raises(ValueError, match="an activation with finite values and derivative"):
+        meanfield.analyze(function, 1.0)
+
+
+@pytest.mark.parametrize("c", [1.5, -1.01, [0.0, 1.0 + 1e-9], math.nan])
+def test_kernel_refuses_correlations_outside_minus_one_one(c):
+    with pytest.raises(
+        ValueError, match=r"The 'c' parameter of meanfield.kernel must be correlations in \[-1, 1\]"
+    ):
+        meanfield.kernel("relu", 1.0, c)
+
+
+def test_correlation_map_refuses_a_point_without_a_finite_fixed_point():
+    with pytest.raises(ValueError, match=r"q\* = 0.0 there"):
+        meanfield.correlation_map("relu", 1.5, 0.0, 0.5)
+    with pytest.raises(ValueError, match=r"q\* = inf there"):
+        meanfield.correlation_map("relu", 2.5, 0.0, 0.5)
+
+
+def test_init_point_criterion_typo_lists_the_criteria():
+    expected = r"one of \['critical', 'variance'\]. Got 'critcal' instead."
+    with pytest.raises(ValueError, match=expected + r" Did you mean 'critical'\?"):
+        meanfield.init_point("tanh", "critcal")
+
+
+# ------------------------------------------------------------------ init_point
+
+
+def test_init_point_relu_is_he():
+    point = meanfield.init_point("relu")
+    assert point.criterion == "critical"
+    assert point.weight_var == pytest.approx(2.0, rel=1e-12)
+    assert point.bias_var == 0.0
+    assert point.q_star == 1.0
+    assert point.note == ""
+
+
+def test_init_point_selu_keeps_its_fixed_point_and_says_so():
+    point = meanfield.init_point("selu")
+    assert (point.weight_var, point.bias_var) == (1.0, 0.0)
+    assert point.q_star == pytest.approx(1.0, abs=QUAD)
+    assert "SELU" in point.note and "fixed point" in point.note
+    assert "χ₁ = 1.072" in point.note  # E[selu′²] = 1.0716 (test_selu_fixed_point_...)
+
+
+def test_init_point_softplus_has_no_critical_point_and_falls_back_to_variance():
+    point = meanfield.init_point("softplus")
+    assert "no critical point" in point.note
+    second = expect(lambda x: float(np.logaddexp(0.0, x)) ** 2)
+    assert point.weight_var == pytest.approx(1 / second, rel=QUAD)
+    assert (point.bias_var, point.q_star) == (0.0, 1.0)
+
+
+def test_init_point_tanh_is_on_the_critical_line_at_bias_005():
+    point = meanfield.init_point("tanh")
+    assert point.bias_var == 0.05
+    assert point.weight_var == pytest.approx(tanh_critical_weight_var(0.05), rel=QUAD)
+    assert point.q_star == pytest.approx(tanh_fixed_point(point.weight_var, 0.05), rel=QUAD)
+    assert point.note == ""
+    assert meanfield.analyze("tanh", point.weight_var, point.bias_var).chi_1 == pytest.approx(
+        1.0, abs=1e-8
+    )
+
+
+def test_init_point_variance_criterion_keeps_unit_variance():
+    point = meanfield.init_point("tanh", "variance")
+    second = expect(lambda x: math.tanh(x) ** 2)
+    assert point.weight_var == pytest.approx(1 / second, rel=QUAD)
+    assert (point.criterion, point.bias_var, point.q_star) == ("variance", 0.0, 1.0)
