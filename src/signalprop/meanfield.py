@@ -489,7 +489,8 @@ def _depth_scale(slope: np.ndarray) -> np.ndarray:
 
 
 def _phase(chi_1: np.ndarray) -> np.ndarray:
-    log = np.log(chi_1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log = np.log(chi_1)
     return np.where(
         np.abs(log) <= CRITICAL_TOLERANCE, "critical", np.where(log < 0, "ordered", "chaotic")
     )

@@ -6,6 +6,7 @@ prints them. Nothing here knows about training or studies.
 """
 
 from signalprop.diagnostics._diagnose import diagnose, surrogate_loss
+from signalprop.diagnostics._phase import MeanFieldVerdict
 from signalprop.diagnostics._report import Finding, LayerStats, Report, Thresholds
 from signalprop.diagnostics._selfnorm import (
     Condition,
@@ -17,6 +18,7 @@ __all__ = [
     "Condition",
     "Finding",
     "LayerStats",
+    "MeanFieldVerdict",
     "Report",
     "SelfNormalizationCheck",
     "Thresholds",

@@ -11,8 +11,10 @@ from torch import Tensor, nn
 
 from signalprop._validation import check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
+from signalprop.diagnostics._phase import finding as phase_finding
+from signalprop.diagnostics._phase import verdict
 from signalprop.diagnostics._record import Recorder, Row, mean_std, norm_of, rms, weight_scales
-from signalprop.diagnostics._report import LayerStats, Report, Thresholds
+from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
 
@@ -192,6 +194,12 @@ def diagnose(
     if recorder.input_moments is not None:
         input_mean, input_std, _ = mean_std(recorder.input_moments)
     findings, more_notes = find(layers, thresholds, int(args[0].shape[0]) if args[0].dim() else 1)
+    meanfield = verdict(model)
+    if meanfield is not None:
+        extra = phase_finding(meanfield, [r.name for r in layers if r.has_weight])
+        if extra is not None:
+            findings.append(extra)
+            findings.sort(key=lambda f: KINDS.index(f.kind))
     return Report(
         layers=layers,
         findings=findings,
@@ -202,4 +210,5 @@ def diagnose(
         input_std=input_std,
         thresholds=thresholds,
         notes=notes + more_notes,
+        meanfield=meanfield,
     )

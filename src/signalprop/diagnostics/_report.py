@@ -15,6 +15,8 @@ KINDS = (
     "non_finite",
     "vanishing_gradients",
     "exploding_gradients",
+    "ordered",
+    "chaotic",
     "vanishing_signal",
     "exploding_signal",
     "saturation",
@@ -142,9 +144,10 @@ class Finding:
 
     Attributes:
         kind: One of ``"non_finite"``, ``"vanishing_gradients"``,
-            ``"exploding_gradients"``, ``"vanishing_signal"``,
-            ``"exploding_signal"``, ``"saturation"``, ``"dead_units"``,
-            ``"mean_shift"``.
+            ``"exploding_gradients"``, ``"ordered"``, ``"chaotic"`` (a plain
+            dense stack deeper than mean-field theory's trainable depth 6ξ_c),
+            ``"vanishing_signal"``, ``"exploding_signal"``, ``"saturation"``,
+            ``"dead_units"``, ``"mean_shift"``.
         layers: Names of the layers concerned, bottom to top.
         severity: ``"warning"`` or ``"error"``.
         message: What was measured.
@@ -196,6 +199,9 @@ class Report:
         input_mean, input_std: Statistics of the model's input.
         thresholds: The thresholds the findings used.
         notes: Things the diagnosis could not judge, and why.
+        meanfield: For a plain stack of dense layers sharing one activation,
+            the phase, χ₁, ξ_c and trainable depth its weights put it at
+            (:class:`~signalprop.diagnostics.MeanFieldVerdict`); else None.
     """
 
     layers: list[LayerStats]
@@ -207,6 +213,7 @@ class Report:
     input_std: float | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     notes: list[str] = field(default_factory=list)
+    meanfield: Any = None  # a MeanFieldVerdict for plain dense stacks
 
     @property
     def healthy(self) -> bool:
@@ -236,6 +243,7 @@ class Report:
             "input_std": self.input_std,
             "thresholds": asdict(self.thresholds),
             "notes": list(self.notes),
+            "meanfield": None if self.meanfield is None else self.meanfield.to_dict(),
         }
 
     def _rows(self) -> list[list[str]]:
@@ -263,6 +271,8 @@ class Report:
             f"{len(self.layers)} layers, batch {self.batch_size}, "
             f"{'surrogate loss' if self.surrogate else 'loss'} {_cell(self.loss, '.4g')}"
         )
+        if self.meanfield is not None:
+            head += "\n" + self.meanfield.summary()
         if self.healthy:
             lines = [head, "healthy: no findings"]
         else:
@@ -282,6 +292,8 @@ class Report:
             lines.append(f"- **{f.kind}** ({f.severity}): {f.message}  \n  *Fix:* {f.fix}")
         for note in self.notes:
             lines.append(f"- note: {note}")
+        if self.meanfield is not None:
+            lines += ["", self.meanfield.summary().replace("mean field:", "Mean field:", 1) + "."]
         loss_name = "surrogate loss" if self.surrogate else "loss"
         lines += [
             "",

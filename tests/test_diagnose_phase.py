@@ -1,0 +1,172 @@
+"""diagnose's mean-field verdict: phase, χ₁, ξ_c and trainable depth read from the weights.
+
+Expected numbers come from formulas written here (σ_w² = mean(W²)·fan_in over the hidden
+layers, χ₁ = σ_w² E[φ′(√q* z)²] by scipy's quad); the phase boundaries from
+``signalprop.meanfield``, which tests/test_meanfield.py checks against closed forms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import integrate
+from torch import Tensor, nn
+
+import signalprop as sp
+from signalprop.diagnostics import MeanFieldVerdict
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def inputs(batch: int, width: int, seed: int = 0) -> Tensor:
+    x = torch.randn(batch, width, generator=gen(seed))
+    return (x - x.mean(0)) / x.std(0)
+
+
+def chapter_net(activation: str, depth: int = 100, seed: int = 0) -> sp.Sequential:
+    """The chapter's net: 300 units, then depth − 1 of 100, and a softmax output."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        hidden = [sp.Dense(300, activation)] + [sp.Dense(100, activation) for _ in range(depth - 1)]
+        return sp.Sequential([*hidden, sp.Dense(10, "softmax")], input_shape=(64,))
+
+
+def normal_expectation(g) -> float:
+    def integrand(z: float) -> float:
+        return g(z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    return sum(
+        integrate.quad(integrand, a, b, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
+        for a, b in ((-math.inf, 0.0), (0.0, math.inf))
+    )
+
+
+def test_autoinit_variance_puts_100_tanh_layers_in_the_chaotic_phase():
+    # The criticality issue's case: tanh at the variance-preserving σ_w² = 1/E[tanh²] ≈ 2.54
+    # is chaotic (χ₁ ≈ 1.18), ξ_c ≈ 13.9, so 101 weight layers exceed 6ξ_c ≈ 83.
+    model = chapter_net("tanh")
+    x = inputs(256, 64)
+    sp.autoinit(model, x, criterion="variance", generator=gen(1))
+    report = sp.diagnose(model, x, torch.randint(0, 10, (256,), generator=gen(2)))
+    verdict = report.meanfield
+    assert isinstance(verdict, MeanFieldVerdict)
+    # The hidden layers read tanh and feed tanh: all Dense layers but the first and the output.
+    hidden = [layer for layer in model if isinstance(layer, sp.Dense)][1:-1]
+    assert len(hidden) == 99
+    expected = sum(
+        layer.weight.double().pow(2).mean().item() * layer.weight.shape[1] for layer in hidden
+    ) / len(hidden)
+    assert verdict.weight_var == pytest.approx(expected, rel=1e-9)
+    assert verdict.bias_var == 0.0
+    assert verdict.depth == 101
+    assert verdict.phase == "chaotic"
+    chi = expected * normal_expectation(
+        lambda z: (1 - math.tanh(math.sqrt(verdict.q_star) * z) ** 2) ** 2
+    )
+    assert verdict.chi_1 == pytest.approx(chi, rel=1e-7)
+    assert 75 < verdict.trainable_depth < 95
+    (finding,) = report.findings_of("chaotic")
+    assert finding.severity == "warning" if 1.5 * verdict.trainable_depth >= 101 else "error"
+    assert "6ξ_c" in finding.message and "chaotic phase" in finding.message
+    assert "criterion='critical'" in finding.fix
+    assert "σ_w² = 1.761" in finding.fix and "σ_b² = 0.05" in finding.fix
+    assert "chaotic" in report.summary()
+
+
+def test_autoinit_critical_clears_the_finding():
+    model = chapter_net("tanh")
+    x = inputs(256, 64)
+    sp.autoinit(model, x, criterion="critical", generator=gen(3))
+    report = sp.diagnose(model, x)
+    assert report.meanfield is not None
+    assert report.meanfield.phase == "critical"
+    assert report.meanfield.trainable
+    assert report.findings_of("chaotic") == report.findings_of("ordered") == []
+    assert report.meanfield.bias_var == pytest.approx(0.05, rel=0.1)  # 99 × 100 draws
+
+
+def test_deep_logistic_with_glorot_is_ordered():
+    # Glorot on square layers: σ_w² = 1; the logistic's χ₁ = E[σ′(√q* z)²] ≈ 0.056 there.
+    model = chapter_net("sigmoid", depth=30)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, sp.Dense):
+                sp.init.glorot_uniform_(layer.weight, generator=gen(4))
+    report = sp.diagnose(model, inputs(128, 64))
+    assert report.meanfield is not None
+    assert report.meanfield.phase == "ordered"
+    assert report.meanfield.chi_1 < 0.1
+    (finding,) = report.findings_of("ordered")
+    assert finding.severity == "error"
+    assert "gradients shrink" in finding.message
+    # The logistic's critical point is far out (σ_w² ≈ 103 at σ_b² = 0): named in the fix.
+    assert "criterion='critical'" in finding.fix
+
+
+def test_he_relu_is_critical_and_healthy():
+    model = chapter_net("relu", depth=50)
+    with torch.no_grad():
+        for layer in model:
+            if isinstance(layer, sp.Dense):
+                sp.init.he_normal_(layer.weight, generator=gen(5))
+    verdict = sp.diagnose(model, inputs(128, 64)).meanfield
+    assert verdict is not None
+    assert verdict.phase == "critical"
+    assert verdict.trainable
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(32, 32)
+        self.b = nn.Linear(32, 32)
+        self.c = nn.Linear(32, 32)
+        self.out = nn.Linear(32, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.a(x))
+        h = h + torch.tanh(self.b(h))
+        return self.out(torch.tanh(self.c(h)))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        _Residual(),
+        nn.Sequential(nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)),
+        nn.Sequential(
+            nn.Linear(32, 32),
+            nn.Tanh(),
+            nn.LayerNorm(32),
+            nn.Linear(32, 32),
+            nn.Tanh(),
+            nn.Linear(32, 2),
+        ),
+        nn.Sequential(nn.Linear(32, 2)),
+    ],
+    ids=["residual", "mixed activations", "normalization", "one layer"],
+)
+def test_no_verdict_outside_plain_dense_stacks(model):
+    report = sp.diagnose(model, inputs(64, 32))
+    assert report.meanfield is None
+    assert "mean field" not in report.summary()
+
+
+def test_plain_torch_stack_gets_a_verdict_and_it_is_serialized():
+    layers: list[nn.Module] = []
+    for _ in range(40):
+        layers += [nn.Linear(64, 64), nn.Tanh()]
+    model = nn.Sequential(*layers, nn.Linear(64, 10))
+    report = sp.diagnose(model, inputs(128, 64))
+    # PyTorch's default: U(±1/√fan_in), σ_w² = 1/3 — deep in the ordered phase.
+    assert report.meanfield is not None
+    assert report.meanfield.weight_var == pytest.approx(1 / 3, rel=0.02)
+    assert report.meanfield.phase == "ordered"
+    assert report.findings_of("ordered")
+    data = report.to_dict()["meanfield"]
+    assert data["phase"] == "ordered" and data["depth"] == 41
+    assert "Mean field:" in report.to_markdown()
