@@ -29,6 +29,7 @@ __all__ = [
     "plot_layers",
     "plot_learning_curves",
     "plot_phase_diagram",
+    "plot_trainable_depth",
 ]
 
 TITLES = {
@@ -450,4 +451,63 @@ def plot_phase_diagram(
     axis.legend(
         handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8
     )
+    return figure
+
+
+def plot_trainable_depth(
+    accuracy: np.ndarray,
+    weight_vars: Sequence[float],
+    depths: Sequence[int],
+    predicted: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    measured: Sequence[int | None] | None = None,
+    critical: float | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Accuracy over (σ_w², depth) with predicted trainable-depth curves drawn over it.
+
+    Args:
+        accuracy: Final validation accuracy, shape (len(depths), len(weight_vars));
+            NaN where a run diverged or is missing.
+        weight_vars: The grid's σ_w² (x axis).
+        depths: The grid's depths (y axis).
+        predicted: Curves to draw, label -> (σ_w², depth), e.g. ``"6ξ_c"``.
+        measured: Per σ_w², the deepest depth measured as trainable (None: none).
+        critical: σ_w² of the critical line, drawn as a vertical line.
+        ax: Axes to draw on (default: a new figure).
+    """
+    if ax is None:
+        figure = Figure(figsize=(7.5, 5.5), layout="constrained")
+        ax = figure.subplots()
+    else:
+        parent = ax.get_figure()
+        assert isinstance(parent, Figure)
+        figure = parent
+    w = np.asarray(weight_vars, dtype=float)
+    d = np.asarray(depths, dtype=float)
+    # Cell edges halfway between grid points, so every cell is centred on its (σ_w², depth).
+    w_edges = np.concatenate(
+        [[w[0] - (w[1] - w[0]) / 2], (w[:-1] + w[1:]) / 2, [w[-1] + (w[-1] - w[-2]) / 2]]
+    )
+    d_edges = np.concatenate(
+        [[d[0] - (d[1] - d[0]) / 2], (d[:-1] + d[1:]) / 2, [d[-1] + (d[-1] - d[-2]) / 2]]
+    )
+    mesh = ax.pcolormesh(
+        w_edges, d_edges, np.ma.masked_invalid(accuracy), cmap="viridis", vmin=0.0, vmax=1.0
+    )
+    figure.colorbar(mesh, ax=ax, label="final validation accuracy")
+    styles = ["w--", "w:", "w-."]
+    for (label, (x, y)), style in zip(predicted.items(), styles, strict=False):
+        ax.plot(x, y, style, linewidth=2, label=label)
+    if measured is not None:
+        xs = [wv for wv, m in zip(w, measured, strict=True) if m is not None]
+        ys = [m for m in measured if m is not None]
+        ax.plot(xs, ys, "o", color="orange", markeredgecolor="black", label="measured boundary")
+    if critical is not None:
+        ax.axvline(critical, color="white", linewidth=0.8, alpha=0.6)
+    ax.set_xlim(w_edges[0], w_edges[-1])
+    ax.set_ylim(d_edges[0], d_edges[-1])
+    ax.set_xlabel("σ_w²")
+    ax.set_ylabel("depth (hidden layers)")
+    ax.legend(loc="upper right", fontsize=8, facecolor="0.3", labelcolor="white")
     return figure

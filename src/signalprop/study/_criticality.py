@@ -1,0 +1,336 @@
+"""Report sections for the criticality studies: a trainable-depth scan and initializations compared.
+
+Both sections appear only for studies of their shape, so any study report can
+call them:
+
+* a *depth scan*: one activation, weights drawn with ``variance_scaling``
+  (fan_in) over several σ_w², one σ_b², several depths — the experiment of
+  Schoenholz et al. (2017). The accuracy over (σ_w², depth) is set against
+  mean-field theory's trainable depth 6 ξ_c, and the boundaries are compared
+  column by column;
+* *initializations compared*: one depth, several activations, each under
+  several initializations (its textbook pairing, autoinit criteria). A table
+  of mean ± std per activation × initialization, with the phase each puts the
+  hidden layers in.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signalprop import meanfield as _meanfield
+
+__all__ = ["depth_scan_section", "initializations_section"]
+
+#: Accuracy of a classifier that guesses among Fashion-MNIST's 10 balanced classes.
+CHANCE = 0.1
+#: Accuracy thresholds reported besides the primary one, to show how the agreement depends on it.
+SENSITIVITY = (0.2, 0.3, 0.4, 0.5, 0.6)
+#: The order activations are listed in (the chapter's rule of thumb, best first).
+ORDER = ("selu", "elu", "leaky_relu", "rrelu", "prelu", "relu", "gelu", "silu", "tanh", "sigmoid")
+
+
+def _final(record: dict[str, Any]) -> float:
+    history = record["history"]
+    if history.get("stopped") and history["stopped"].get("reason") == "non-finite loss":
+        return math.nan
+    values = history["val_accuracy"]
+    return float(values[-1]) if values else math.nan
+
+
+def _shown(value: float) -> str:
+    if math.isinf(value):
+        return "∞"
+    if math.isnan(value):
+        return "—"
+    return f"{value:.3g}" if value < 1e4 else f"{value:.1e}"
+
+
+# ------------------------------------------------------------------ depth scan
+
+
+def _is_depth_scan(configs: list[dict[str, Any]]) -> bool:
+    if not configs:
+        return False
+    if len({c["activation"] for c in configs}) != 1 or {c["init"] for c in configs} != {
+        "variance_scaling"
+    }:
+        return False
+    if any(c.get("init_args", {}).get("mode", "fan_in") != "fan_in" for c in configs):
+        return False
+    if any(c.get("autoinit") for c in configs):
+        return False
+    scales = {c["init_args"].get("scale") for c in configs}
+    depths = {len(c["hidden"]) for c in configs}
+    return (
+        len(scales) > 1 and len(depths) > 1 and len({c.get("bias_var", 0.0) for c in configs}) == 1
+    )
+
+
+def _boundary(trained: np.ndarray, depths: list[int]) -> int | None:
+    """The deepest depth reached from the shallowest before the first failure (None: none)."""
+    last = None
+    for ok, depth in zip(trained, depths, strict=True):
+        if not ok:
+            break
+        last = depth
+    return last
+
+
+def _index(depth: int | None, depths: list[int]) -> int:
+    return -1 if depth is None else depths.index(depth)
+
+
+def _predicted(limit: float, depths: list[int]) -> int | None:
+    inside = [d for d in depths if d <= limit]
+    return inside[-1] if inside else None
+
+
+def _agreement(
+    accuracy: np.ndarray, depths: list[int], limits: list[float], threshold: float
+) -> tuple[list[int | None], list[int | None], list[bool]]:
+    with np.errstate(invalid="ignore"):
+        trained = np.nan_to_num(accuracy, nan=0.0) >= threshold
+    measured = [_boundary(trained[:, j], depths) for j in range(accuracy.shape[1])]
+    predicted = [_predicted(limit, depths) for limit in limits]
+    agree = [
+        abs(_index(m, depths) - _index(p, depths)) <= 1
+        for m, p in zip(measured, predicted, strict=True)
+    ]
+    return measured, predicted, agree
+
+
+def depth_scan_section(results: list[dict[str, Any]], directory: Path) -> list[str]:
+    """Accuracy over (σ_w², depth) against 6 ξ_c; empty unless the study is a depth scan."""
+    configs = [r["config"] for r in results]
+    if not _is_depth_scan(configs):
+        return []
+    activation = configs[0]["activation"]
+    args = configs[0].get("activation_args", {})
+    bias_var = float(configs[0].get("bias_var", 0.0))
+    scales = sorted({float(c["init_args"]["scale"]) for c in configs})
+    depths = sorted({len(c["hidden"]) for c in configs})
+    cells: dict[tuple[int, float], list[float]] = defaultdict(list)
+    for record in results:
+        config = record["config"]
+        cells[(len(config["hidden"]), float(config["init_args"]["scale"]))].append(_final(record))
+    accuracy = np.full((len(depths), len(scales)), np.nan)
+    for (depth, scale), values in cells.items():
+        finite = [v for v in values if math.isfinite(v)]
+        accuracy[depths.index(depth), scales.index(scale)] = (
+            statistics.fmean(finite) if finite else CHANCE
+        )
+    analyses = [_meanfield.analyze(activation, s, bias_var, **args) for s in scales]
+    limits = [mf.trainable_depth for mf in analyses]
+    best = float(np.nanmax(accuracy))
+    threshold = CHANCE + (best - CHANCE) / 2
+    measured, predicted, agree = _agreement(accuracy, depths, limits, threshold)
+    critical = _meanfield.critical_weight_var(activation, bias_var, **args)
+
+    from signalprop.plots import plot_trainable_depth
+
+    fine = np.linspace(scales[0], scales[-1], 400)
+    curve = np.array(
+        [_meanfield.analyze(activation, s, bias_var, **args).trainable_depth for s in fine]
+    )
+    shown = np.where(np.isfinite(curve), np.minimum(curve, depths[-1] * 10), depths[-1] * 10)
+    figure = plot_trainable_depth(
+        accuracy,
+        scales,
+        depths,
+        {"6ξ_c (mean-field prediction)": (fine, shown)},
+        measured=measured,
+        critical=critical,
+    )
+    figure.savefig(directory / "trainable_depth.png", dpi=100)
+
+    lines = [
+        "## Trainable depth: measured against mean-field theory",
+        "",
+        f"{activation} nets with σ_b² = {bias_var:g} over σ_w² ∈ {{{', '.join(map(_g, scales))}}} "
+        f"and depth ∈ {{{', '.join(map(str, depths))}}}. Mean-field theory predicts "
+        "that a net trains while its depth is below about 6 ξ_c (Schoenholz et al. 2017); "
+        f"ξ_c diverges on the critical line (σ_w² = {_shown(critical or math.nan)} here).",
+        "",
+        "![accuracy over σ_w² and depth, with 6ξ_c](trainable_depth.png)",
+        "",
+        f"A run counts as trained when its final validation accuracy is at least halfway from "
+        f"chance ({CHANCE:g}) to the study's best ({best:.4f}): {threshold:.4f}, a rule fixed "
+        "before the results were seen. The measured boundary of a σ_w² column is the deepest "
+        "depth reached from the shallowest before the first run that did not train; the "
+        "predicted one is the deepest grid depth below 6 ξ_c. They agree when they are at "
+        "most one grid step apart.",
+        "",
+        "| σ_w² | phase | χ₁ | c* | ξ_c | 6ξ_c | predicted boundary | measured boundary | agree |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scale, mf, p, m, ok in zip(scales, analyses, predicted, measured, agree, strict=True):
+        lines.append(
+            f"| {scale:g} | {mf.phase} | {mf.chi_1:.3f} | {mf.c_star:.3f} | {_shown(mf.xi_c)} "
+            f"| {_shown(mf.trainable_depth)} | {p if p is not None else 'none'} "
+            f"| {m if m is not None else 'none'} | {'yes' if ok else 'no'} |"
+        )
+    fraction = sum(agree) / len(agree)
+    lines += [
+        "",
+        f"**Agreement: {sum(agree)} of {len(agree)} σ_w² columns ({fraction:.0%}) within one "
+        "grid step.**",
+        "",
+        "The same comparison at other accuracy thresholds: "
+        + "; ".join(
+            f"{t:g}: {sum(_agreement(accuracy, depths, limits, t)[2])}/{len(agree)}"
+            for t in SENSITIVITY
+        )
+        + ".",
+        "",
+        "Final validation accuracy (mean over seeds; a diverged run counts at chance):",
+        "",
+        "| depth | " + " | ".join(f"σ_w² {s:g}" for s in scales) + " |",
+        "|---|" + "---|" * len(scales),
+    ]
+    for i, depth in enumerate(depths):
+        row = " | ".join(_shown_accuracy(accuracy[i, j]) for j in range(len(scales)))
+        lines.append(f"| {depth} | {row} |")
+    return [*lines, ""]
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def _shown_accuracy(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.3f}"
+
+
+# ------------------------------------------------------------ initializations
+
+
+def _initialization(config: dict[str, Any]) -> str:
+    auto = config.get("autoinit")
+    if auto is None:
+        return f"textbook ({config['init']})"
+    if isinstance(auto, str):
+        return f"autoinit variance ({auto})"
+    parts = [auto.get("criterion", "variance")]
+    if auto.get("distribution", "truncated_normal") != "truncated_normal":
+        parts.append(auto["distribution"])
+    if auto.get("mode", "analytic") != "analytic":
+        parts.append(auto["mode"])
+    return "autoinit " + ", ".join(parts)
+
+
+def _column(config: dict[str, Any]) -> str:
+    label = _initialization(config)
+    return "textbook" if label.startswith("textbook") else label
+
+
+def _phase_of(record: dict[str, Any]) -> tuple[str, float] | None:
+    """The phase and χ₁ the run's hidden layers start in, from the weights diagnose saw."""
+    config = record["config"]
+    scales = record.get("layers", {}).get("start", {}).get("weight_scale_fan_in") or []
+    hidden = [s for s in scales[2:-1] if s is not None]  # past the Flatten and the first layer
+    if not hidden:
+        return None
+    weight_var = statistics.fmean(hidden)
+    auto = record.get("autoinit") or {}
+    bias_vars = [b for b in (auto.get("bias_vars") or [])[1:-1] if b is not None]
+    bias_var = statistics.fmean(bias_vars) if bias_vars else float(config.get("bias_var", 0.0))
+    try:
+        mf = _meanfield.analyze(
+            config["activation"], weight_var, bias_var, **config.get("activation_args", {})
+        )
+    except ValueError:
+        return None
+    return mf.phase, mf.chi_1
+
+
+def initializations_section(results: list[dict[str, Any]]) -> list[str]:
+    """Mean ± std per activation × initialization; empty unless the study compares them."""
+    configs = [r["config"] for r in results]
+    if not configs or len({len(c["hidden"]) for c in configs}) != 1:
+        return []
+    columns = sorted({_column(c) for c in configs}, key=lambda c: (c != "textbook", c))
+    if len(columns) < 2 or not any(c.get("autoinit") for c in configs):
+        return []
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in results:
+        config = record["config"]
+        cells[(config["activation"], _column(config))].append(record)
+    activations = sorted(
+        {c["activation"] for c in configs},
+        key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER),
+    )
+    depth = len(configs[0]["hidden"])
+    lines = [
+        f"## Initializations compared ({depth} hidden layers)",
+        "",
+        "Final validation accuracy, mean ± std over seeds (a diverged run counts at chance, "
+        "and is marked †), with the phase the initialization puts the hidden layers in and "
+        "χ₁, read from the weights at the start by mean-field theory. Textbook: the "
+        "activation's own initializer (Glorot for the logistic and tanh, He for the ReLU "
+        "family and GELU/SiLU, LeCun for SELU), zero biases.",
+        "",
+        "| activation | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    summary: dict[tuple[str, str], tuple[float, float, int]] = {}
+    for activation in activations:
+        row = []
+        for column in columns:
+            records = cells.get((activation, column), [])
+            if not records:
+                row.append("—")
+                continue
+            finals = [_final(r) for r in records]
+            scores = [v if math.isfinite(v) else CHANCE for v in finals]
+            mean = statistics.fmean(scores)
+            std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+            summary[(activation, column)] = (mean, std, len(scores))
+            diverged = sum(not math.isfinite(v) for v in finals)
+            phase = _phase_of(records[0])
+            text = f"{mean:.4f} ± {std:.4f}" + (" †" * diverged)
+            if phase is not None:
+                text += f"<br>{phase[0]}, χ₁ {phase[1]:.2f}"
+            row.append(text)
+        lines.append(f"| {activation} | " + " | ".join(row) + " |")
+    lines += ["", *_goals(summary, activations, columns), ""]
+    return lines
+
+
+def _goals(
+    summary: dict[tuple[str, str], tuple[float, float, int]],
+    activations: list[str],
+    columns: list[str],
+) -> list[str]:
+    """Each autoinit criterion against the textbook pairing, activation by activation."""
+    lines = ["### Each autoinit criterion against the textbook pairing", ""]
+    for column in columns:
+        if column == "textbook":
+            continue
+        worse, better, same = [], [], []
+        for activation in activations:
+            ours = summary.get((activation, column))
+            base = summary.get((activation, "textbook"))
+            if ours is None or base is None:
+                continue
+            spread = max(ours[1], base[1])  # the larger of the two seeds' std
+            difference = ours[0] - base[0]
+            entry = f"{activation} ({difference:+.4f}, spread {spread:.4f})"
+            if difference < -spread:
+                worse.append(entry)
+            elif difference > spread:
+                better.append(entry)
+            else:
+                same.append(entry)
+        lines.append(
+            f"- **{column}**: better than the textbook pairing by more than the seeds' spread "
+            f"for {', '.join(better) or 'none'}; within the spread for "
+            f"{', '.join(same) or 'none'}; worse for {', '.join(worse) or 'none'}."
+        )
+    return lines
