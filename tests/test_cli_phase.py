@@ -333,3 +333,26 @@ def test_plot_phase_diagram_on_given_axes_and_a_log_grid() -> None:
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
     assert legend[0] == "critical line (χ₁ = 1)"
     assert "He (2, 0)" in legend
+
+
+def test_autoinit_command_takes_a_criterion_and_a_distribution(capsys) -> None:
+    status = main(
+        [
+            "autoinit",
+            "--preset",
+            "torch-default-tanh",
+            "--criterion",
+            "critical",
+            "--distribution",
+            "orthogonal",
+            "--batch",
+            "64",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "autoinit (critical, analytic, orthogonal)" in out
+    assert "critical" in out.split("AFTER autoinit:")[1]  # the mean-field line after the fix
+    assert main(["autoinit", "--preset", "torch-default-tanh", "--criterion", "edge"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--criterion" in err

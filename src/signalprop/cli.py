@@ -30,6 +30,8 @@ from typing import Any, NoReturn
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, check_option
+from signalprop.autoinit import CRITERIA as AUTOINIT_CRITERIA
+from signalprop.autoinit import DISTRIBUTIONS as AUTOINIT_DISTRIBUTIONS
 from signalprop.examples import EXAMPLES
 
 __all__ = ["Config", "UsageError", "build_parser", "config_from_args", "main", "run"]
@@ -125,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"example network: one of {sorted(_autoinit_presets())}",
     )
     auto.add_argument("--mode", choices=["analytic", "data"], default="analytic")
+    auto.add_argument(
+        "--criterion",
+        choices=sorted(AUTOINIT_CRITERIA),
+        default=None,
+        help="critical: the edge of chaos (chi_1 = 1); variance: pre-activations of "
+        "variance 1 (default: autoinit's)",
+    )
+    auto.add_argument(
+        "--distribution",
+        choices=sorted(AUTOINIT_DISTRIBUTIONS),
+        default=None,
+        help="how the weights are drawn (default: autoinit's)",
+    )
     auto.add_argument("--batch", type=int, default=256, help="inputs (default 256)")
     auto.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     auto.add_argument("--report", metavar="DIR", help="write a Markdown report and figures here")
@@ -267,6 +282,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             {
                 "preset": args.preset,
                 "mode": args.mode,
+                "criterion": args.criterion,
+                "distribution": args.distribution,
                 "batch": check_int(args.batch, param="batch", caller=PROG, low=2),
                 "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
                 "report": args.report,
@@ -465,7 +482,8 @@ def _run_autoinit(options: dict[str, Any]) -> int:
         model, inputs, labels = build_example(name, batch=options["batch"], seed=options["seed"])
         title = f"{name}: {EXAMPLES[name].description}"
     before = diagnose(model, inputs, labels)
-    result = autoinit(model, inputs, mode=options["mode"])
+    chosen = {k: options[k] for k in ("criterion", "distribution") if options.get(k)}
+    result = autoinit(model, inputs, mode=options["mode"], **chosen)
     after = diagnose(model, inputs, labels)
     print(title, "\n\nBEFORE autoinit:\n" + before.summary())
     print("\n" + str(result))
@@ -474,7 +492,8 @@ def _run_autoinit(options: dict[str, Any]) -> int:
         plot_layers(before).savefig(directory / "before.png", dpi=110)
         plot_layers(after).savefig(directory / "after.png", dpi=110)
         (directory / "autoinit.md").write_text(
-            f"# autoinit ({options['mode']}): {title}\n\nStandardized random inputs (batch "
+            f"# autoinit ({result.criterion}, {options['mode']}): {title}\n\n"
+            f"Standardized random inputs (batch "
             f"{options['batch']}, seed {options['seed']}) with random labels.\n\n"
             f"# Before\n\n{before.to_markdown()}\n![before](before.png)\n\n"
             f"# What autoinit did\n\n```\n{result}\n```\n\n"
