@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from signalprop import activations as _activations
-from signalprop._model import is_weight_layer, trace
+from signalprop._model import WeightLayer, activation_kind, read_model, trace
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import diagnose
 from signalprop.diagnostics._record import weight_scales
@@ -75,9 +74,10 @@ class SelfNormalizationCheck:
         return "\n".join([f"{verdict}:", *(f"  {c}" for c in self.conditions)])
 
 
-def _hidden_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    layers = [(n or "(model)", m) for n, m in model.named_modules() if is_weight_layer(m)]
-    return layers[:-1]  # the output layer needs neither SELU nor LeCun weights
+def _hidden_layers(model: nn.Module) -> list[WeightLayer]:
+    """The weight layers in forward order, less the output layer (which needs neither SELU
+    nor LeCun weights)."""
+    return read_model(model).layers[:-1]
 
 
 def _check_inputs(inputs: Tensor) -> Condition:
@@ -94,10 +94,11 @@ def _check_inputs(inputs: Tensor) -> Condition:
     )
 
 
-def _check_weights(hidden: list[tuple[str, nn.Module]]) -> Condition:
+def _check_weights(hidden: list[WeightLayer]) -> Condition:
     bad: list[str] = []
     worst = ""
-    for name, module in hidden:
+    for layer in hidden:
+        name, module = layer.name, layer.module
         weight = getattr(module, "weight").detach().double()  # noqa: B009
         scales = weight_scales(module)
         n = weight.numel()
@@ -177,36 +178,12 @@ def _check_dropout(model: nn.Module) -> Condition:
     )
 
 
-def traced_activations(model: nn.Module) -> dict[str, str]:
-    """Layer name -> activation applied to its output by a function call in ``forward``.
-
-    Found with a torch.fx trace (``torch.selu(self.fc(x))``); empty when the
-    model cannot be traced.
-    """
-    graph = trace(model)
-    if graph is None:
-        return {}
-    found = {}
-    for node in graph.nodes:
-        if node.op != "call_module" or len(node.users) != 1:
-            continue
-        (user,) = node.users
-        if user.op == "call_function" and callable(user.target):
-            name = _activations.name_of(_activations.get(user.target))
-            if name is not None:
-                found[str(node.target)] = name
-    return found
-
-
-def _check_activations(
-    model: nn.Module, hidden: list[tuple[str, nn.Module]], report: Report
-) -> Condition:
-    names = {h for h, _ in hidden}
-    traced = traced_activations(model)
+def _check_activations(hidden: list[WeightLayer]) -> Condition:
+    """Each hidden layer's output feeds SELU (a module, a Dense's own, or ``torch.selu``)."""
     other = [
         layer.name
-        for layer in report.layers
-        if layer.name in names and (layer.activation or traced.get(layer.name)) != "selu"
+        for layer in hidden
+        if not (isinstance(layer.consumer, nn.Module) and activation_kind(layer.consumer) == "selu")
     ]
     if other:
         return Condition("selu_activations", False, "hidden layers without SELU", other)
@@ -239,7 +216,7 @@ def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizatio
     hidden = _hidden_layers(model)
     conditions = [
         _check_inputs(inputs),
-        _check_activations(model, hidden, report),
+        _check_activations(hidden),
         _check_weights(hidden),
         _check_sequential(model),
         _check_dense(model),
