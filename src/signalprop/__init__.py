@@ -8,12 +8,13 @@ Example:
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """
 
-from signalprop import activations, diagnostics, init, layers
+from signalprop import activations, diagnostics, init, layers, meanfield
 from signalprop.activations import SELU_ALPHA, SELU_SCALE
 from signalprop.autoinit import AutoInitResult, autoinit
 from signalprop.diagnostics import Report, Thresholds, check_self_normalizing, diagnose
 from signalprop.gains import gain, moments, recommend_init, selu_parameters
 from signalprop.layers import Dense, Sequential
+from signalprop.meanfield import trainable_depth
 from signalprop.propagate import PropagationResult, propagate
 
 __version__ = "0.1.0"
@@ -36,8 +37,10 @@ __all__ = [
     "gain",
     "init",
     "layers",
+    "meanfield",
     "moments",
     "propagate",
     "recommend_init",
     "selu_parameters",
+    "trainable_depth",
 ]
