@@ -481,11 +481,15 @@ def _shown(value: float) -> str:
     return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
 
 
+#: A slope this close to 1 is 1: the limits q* → 0 are taken at Q_MIN, off by O(Q_MIN).
+_MARGINAL = 1e-9
+
+
 def _depth_scale(slope: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = -1.0 / np.log(slope)
-    scale = np.where(np.abs(slope - 1) < 1e-12, np.inf, scale)
-    return np.where(slope > 1 + 1e-12, np.nan, scale)
+    scale = np.where(np.abs(slope - 1) < _MARGINAL, np.inf, scale)
+    return np.where(slope > 1 + _MARGINAL, np.nan, scale)
 
 
 def _phase(chi_1: np.ndarray) -> np.ndarray:
