@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from signalprop import meanfield
+from signalprop.autoinit import DEFAULT_DISTRIBUTION
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
 from signalprop.study._runner import RESULTS, SPEC, build_model
 
@@ -68,7 +69,7 @@ def test_autoinit_object_is_checked_and_its_defaults_written_into_the_identity()
     assert spec.runs[0].autoinit == {
         "mode": "analytic",
         "criterion": "critical",
-        "distribution": "truncated_normal",
+        "distribution": DEFAULT_DISTRIBUTION,
     }
     assert spec.runs[0].identity()["autoinit"] == spec.runs[0].autoinit
     # The string form keeps its meaning and its identity (no bias_var key when it is 0).

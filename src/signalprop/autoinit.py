@@ -63,6 +63,7 @@ from signalprop._validation import check_int, check_option, check_real, invalid_
 __all__ = [
     "CRITERIA",
     "DEFAULT_CRITERION",
+    "DEFAULT_DISTRIBUTION",
     "DISTRIBUTIONS",
     "AutoInitResult",
     "LayerInit",
@@ -73,6 +74,8 @@ __all__ = [
 CRITERIA = _meanfield.CRITERIA
 #: The criterion used when none is given.
 DEFAULT_CRITERION = "variance"
+#: How weights are drawn when nothing is said.
+DEFAULT_DISTRIBUTION = "truncated_normal"
 #: How weights are drawn, all with the same variance.
 DISTRIBUTIONS = ("normal", "orthogonal", "truncated_normal", "uniform")
 #: Modules with weights that autoinit leaves as they are, and why.
@@ -129,7 +132,7 @@ class AutoInitResult:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # name, type, reason
     notes: list[str] = field(default_factory=list)
     criterion: str = DEFAULT_CRITERION
-    distribution: str = "truncated_normal"
+    distribution: str = DEFAULT_DISTRIBUTION
 
     @property
     def not_converged(self) -> list[str]:
@@ -276,7 +279,7 @@ def autoinit(
     mode: str = "analytic",
     *,
     criterion: str = DEFAULT_CRITERION,
-    distribution: str = "truncated_normal",
+    distribution: str = DEFAULT_DISTRIBUTION,
     bias_var: float | None = None,
     tolerance: float = 0.05,
     max_iterations: int = 10,

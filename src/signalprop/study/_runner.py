@@ -128,9 +128,14 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
         if config.autoinit is not None:
             from signalprop.autoinit import autoinit
 
-            # The string form predates criteria: it meant the variance criterion.
+            # The string form predates criteria: it meant the variance criterion with
+            # truncated normal weights, whatever autoinit's defaults are now.
             options = (
-                {"mode": config.autoinit, "criterion": "variance"}
+                {
+                    "mode": config.autoinit,
+                    "criterion": "variance",
+                    "distribution": "truncated_normal",
+                }
                 if isinstance(config.autoinit, str)
                 else dict(config.autoinit)
             )

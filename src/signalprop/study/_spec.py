@@ -190,7 +190,12 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
         raise invalid_parameter(
             "autoinit", caller, "null, 'analytic', 'data' or an object of arguments", value
         )
-    from signalprop.autoinit import CRITERIA, DEFAULT_CRITERION, DISTRIBUTIONS
+    from signalprop.autoinit import (
+        CRITERIA,
+        DEFAULT_CRITERION,
+        DEFAULT_DISTRIBUTION,
+        DISTRIBUTIONS,
+    )
 
     unknown = sorted(set(value) - set(AUTOINIT_KEYS))
     if unknown:
@@ -200,7 +205,7 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
     filled = {
         "mode": value.get("mode", "analytic"),
         "criterion": value.get("criterion", DEFAULT_CRITERION),
-        "distribution": value.get("distribution", "truncated_normal"),
+        "distribution": value.get("distribution", DEFAULT_DISTRIBUTION),
     }
     check_option(filled["mode"], ("analytic", "data"), param="autoinit.mode", caller=caller)
     check_option(filled["criterion"], CRITERIA, param="autoinit.criterion", caller=caller)
