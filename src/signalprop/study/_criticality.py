@@ -255,7 +255,10 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
     configs = [r["config"] for r in results]
     if not configs or len({len(c["hidden"]) for c in configs}) != 1:
         return []
-    columns = sorted({_column(c) for c in configs}, key=lambda c: (c != "textbook", c))
+    # Textbook first, then autoinit's criteria from the plain variance to the critical one.
+    columns = sorted(
+        {_column(c) for c in configs}, key=lambda c: (c != "textbook", "critical" in c, c)
+    )
     if len(columns) < 2 or not any(c.get("autoinit") for c in configs):
         return []
     cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
