@@ -32,6 +32,8 @@ PAPER_ALPHA = 1.6732632423543772848
 PAPER_SCALE = 1.0507009873554804934
 #: Standard errors allowed: a correct sampler fails one check with probability ~6e-7.
 N_SE = 5
+#: The criterion these tests' expected variances are written for (1 / E[φ(z)²]).
+VARIANCE = {"criterion": "variance", "distribution": "truncated_normal"}
 
 
 def gen(seed: int) -> torch.Generator:
@@ -109,7 +111,7 @@ def test_sequential_consumers_and_their_variances():
         nn.Tanh(),
         nn.Linear(300, 200),
     )
-    result = sp.autoinit(model, generator=gen(0))
+    result = sp.autoinit(model, generator=gen(0), **VARIANCE)
     assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "Tanh", "linear"]
     assert [layer.name for layer in result.layers] == ["0", "2", "4", "6"]
     assert [layer.producer for layer in result.layers] == ["data", "ReLU", "ReLU", "Tanh"]
@@ -126,13 +128,13 @@ def test_first_layer_reads_the_data_and_gets_its_second_moment():
     # The first layer's input is the data, not an activation: σ² = 1 / (fan_in · E[x²]),
     # with E[x²] = 1 (standardized data) when no inputs are given.
     model = nn.Sequential(nn.Linear(100, 300), nn.ReLU(), nn.Linear(300, 10))
-    result = sp.autoinit(model, generator=gen(1))
+    result = sp.autoinit(model, generator=gen(1), **VARIANCE)
     assert [layer.input_from for layer in result.layers] == ["data", "activation"]
     assert_variance(model[0].weight, 1 / 100)
 
     x = 3 * torch.randn(512, 100, generator=gen(2))
     second_moment = x.double().pow(2).mean().item()
-    sp.autoinit(model, x, generator=gen(3))
+    sp.autoinit(model, x, generator=gen(3), **VARIANCE)
     assert_variance(model[0].weight, 1 / (100 * second_moment))
     assert_variance(model[2].weight, RELU_GAIN2 / 300)  # the output layer reads ReLU
 
@@ -142,7 +144,7 @@ def test_dense_selu_layers_get_lecun_variance():
         [sp.Dense(300, "selu"), sp.Dense(300, "selu"), sp.Dense(200, "selu")],
         input_shape=(200,),
     )
-    result = sp.autoinit(model, generator=gen(4))
+    result = sp.autoinit(model, generator=gen(4), **VARIANCE)
     assert [layer.activation for layer in result.layers] == ["SELU", "SELU", "SELU"]
     # SELU's forward gain is 1 (E[selu(z)²] = 1 by construction): LeCun, 1 / fan_in.
     for layer, fan_in in zip(model, (200, 300, 300), strict=True):
@@ -188,7 +190,7 @@ class _Block(nn.Module):
 )
 def test_functional_activations_in_nested_modules_are_found(how, name, gain2):
     model = _Functional(how)
-    result = sp.autoinit(model, generator=gen(5))
+    result = sp.autoinit(model, generator=gen(5), **VARIANCE)
     found = {layer.name: (layer.producer, layer.activation) for layer in result.layers}
     assert found == {"stem": ("data", "Tanh"), "block.fc": ("Tanh", name), "head": (name, "linear")}
     assert_variance(model.block.fc.weight, TANH_GAIN2 / 200)  # reads torch.tanh's output
@@ -204,7 +206,7 @@ def test_dropout_between_layer_and_activation_is_looked_through():
         nn.ReLU(),
         nn.Linear(200, 5),
     )
-    result = sp.autoinit(model, generator=gen(6))
+    result = sp.autoinit(model, generator=gen(6), **VARIANCE)
     assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "linear"]
     assert_variance(model[2].weight, RELU_GAIN2 / 200)
 
@@ -218,7 +220,9 @@ def test_conv_layers_use_conv_fans():
         nn.Flatten(),
         nn.Linear(64 * 4 * 4, 10),
     )
-    result = sp.autoinit(model, torch.randn(8, 3, 8, 8, generator=gen(7)), generator=gen(8))
+    result = sp.autoinit(
+        model, torch.randn(8, 3, 8, 8, generator=gen(7)), generator=gen(8), **VARIANCE
+    )
     assert [layer.activation for layer in result.layers] == ["ReLU", "ReLU", "linear"]
     # fan_in = in_channels · k · k = 32 · 3 · 3 (fan_out, 64 · 9, would be half the variance).
     assert_variance(model[2].weight, RELU_GAIN2 / (32 * 3 * 3))
@@ -261,7 +265,7 @@ def test_unknown_layer_types_are_left_alone_and_listed():
     with torch.no_grad():
         model[3].weight.uniform_(0.5, 1.5, generator=gen(10))
     embedding, norm = model[0].weight.detach().clone(), model[3].weight.detach().clone()
-    result = sp.autoinit(model, torch.randint(0, 50, (16, 4), generator=gen(11)))
+    result = sp.autoinit(model, torch.randint(0, 50, (16, 4), generator=gen(11)), **VARIANCE)
     skipped = {name: (kind, reason) for name, kind, reason in result.skipped}
     assert set(skipped) == {"0", "3"}
     assert skipped["0"][0] == "Embedding"
@@ -278,7 +282,7 @@ def test_a_model_without_linear_or_conv_raises():
     with pytest.raises(
         ValueError, match=r"The 'model' parameter of autoinit must be a model with nn\.Linear"
     ):
-        sp.autoinit(nn.Sequential(nn.ReLU(), nn.Tanh()))
+        sp.autoinit(nn.Sequential(nn.ReLU(), nn.Tanh()), **VARIANCE)
 
 
 # ------------------------------------------------------------------ data mode
@@ -298,7 +302,7 @@ def test_data_mode_brings_every_layer_to_mean_zero_std_one(activation):
     model = _deep(activation, depth=20, width=64, seed=12)
     x = standardized(256, 64, seed=13)
     tolerance = 0.05
-    result = sp.autoinit(model, x, mode="data", tolerance=tolerance, generator=gen(14))
+    result = sp.autoinit(model, x, mode="data", tolerance=tolerance, generator=gen(14), **VARIANCE)
     assert result.not_converged == []
     assert all(layer.converged for layer in result.layers)
     measured = pre_activations(model, x)
@@ -320,7 +324,7 @@ def test_one_mean_corrected_round_is_exact_for_an_affine_layer():
     x = standardized(256, 32, seed=16)
     tolerance = 0.05
     result = sp.autoinit(
-        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(17)
+        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(17), **VARIANCE
     )
     assert result.not_converged == []
     rescaled = 0
@@ -344,7 +348,7 @@ def test_layers_that_cannot_be_centred_are_reported_not_converged():
     x = standardized(256, 64, seed=19)
     tolerance = 0.01
     result = sp.autoinit(
-        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(20)
+        model, x, mode="data", tolerance=tolerance, max_iterations=1, generator=gen(20), **VARIANCE
     )
     assert result.not_converged
     names = [layer.name for layer in result.layers]
@@ -373,7 +377,7 @@ def test_data_mode_calibrates_in_eval_mode_and_restores_training_flags():
     model[5].eval()
     before = [m.training for m in model.modules()]
     x = standardized(256, 32, seed=21)
-    sp.autoinit(model, x, mode="data", generator=gen(22))
+    sp.autoinit(model, x, mode="data", generator=gen(22), **VARIANCE)
     assert [m.training for m in model.modules()] == before
     # Calibrated without dropout: in eval mode every layer is at mean 0 / std 1. Had the
     # dropout (p = 0.5, survivors ×2) been active, the layers above it would show std ≈ 0.7.
@@ -386,7 +390,7 @@ def test_data_mode_calibrates_in_eval_mode_and_restores_training_flags():
 def test_inputs_of_the_wrong_shape_raise():
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.raises(ValueError, match=r"The 'inputs' parameter of autoinit"):
-        sp.autoinit(model, torch.randn(4, 5, generator=gen(23)))
+        sp.autoinit(model, torch.randn(4, 5, generator=gen(23)), **VARIANCE)
 
 
 def test_data_mode_without_inputs_raises():
@@ -394,14 +398,14 @@ def test_data_mode_without_inputs_raises():
     with pytest.raises(
         ValueError, match=r"The 'inputs' parameter of autoinit must be a batch when mode='data'"
     ):
-        sp.autoinit(model, mode="data")
+        sp.autoinit(model, mode="data", **VARIANCE)
 
 
 def test_bad_mode_raises():
     with pytest.raises(
         ValueError, match=r"The 'mode' parameter of autoinit must be one of \['analytic', 'data'\]"
     ):
-        sp.autoinit(nn.Linear(2, 2), mode="lsuv")
+        sp.autoinit(nn.Linear(2, 2), mode="lsuv", **VARIANCE)
 
 
 # ------------------------------------------------------------------ the issue's evidence
@@ -437,7 +441,7 @@ def test_evidence_data_mode_fixes_pytorch_default_init(name):
     assert_variance(hidden, 1 / (3 * WIDTH), KAPPA_MINUS_1_UNIFORM)
     assert "vanishing_gradients" in _kinds(sp.diagnose(model, x))
 
-    result = sp.autoinit(model, x, mode="data", generator=gen(26))
+    result = sp.autoinit(model, x, mode="data", generator=gen(26), **VARIANCE)
     assert result.not_converged == []
     measured = pre_activations(model, x)[:DEPTH]  # the hidden layers
     for mean, std in measured:
@@ -457,7 +461,7 @@ def test_evidence_data_mode_fixes_pytorch_default_init(name):
 def test_evidence_analytic_mode_holds_where_the_fixed_point_is_stable(name):
     model = _evidence_net(name)
     x = standardized(BATCH, WIDTH, seed=25)
-    sp.autoinit(model, generator=gen(26))
+    sp.autoinit(model, generator=gen(26), **VARIANCE)
     stds = [std for _, std in pre_activations(model, x)[:DEPTH]]
     assert min(stds) >= 0.5
     assert max(stds) <= 2
@@ -474,7 +478,7 @@ def test_evidence_analytic_mode_is_neutral_for_homogeneous_activations(name):
     # (PyTorch's default gives 0.545/3 ≈ 0.18 for leaky_relu, 1/6 for relu.)
     model = _evidence_net(name)
     x = standardized(BATCH, WIDTH, seed=25)
-    sp.autoinit(model, generator=gen(26))
+    sp.autoinit(model, generator=gen(26), **VARIANCE)
     squares = [mean**2 + std**2 for mean, std in pre_activations(model, x)[:DEPTH]]
     ratios = [b / a for a, b in itertools.pairwise(squares)]
     average = statistics.fmean(ratios)
@@ -488,7 +492,7 @@ def test_evidence_analytic_mode_drifts_for_silu():
     # is the remedy. Pinned so that this documentation stays true.
     model = _evidence_net("silu")
     x = standardized(BATCH, WIDTH, seed=25)
-    sp.autoinit(model, generator=gen(26))
+    sp.autoinit(model, generator=gen(26), **VARIANCE)
     stds = [std for _, std in pre_activations(model, x)[:DEPTH]]
     assert max(stds) > 2
 
@@ -658,7 +662,9 @@ TANH_CRITICAL_W = 1.7609546  # χ₁ = 1 at σ_b² = 0.05, found by the meanfiel
 
 def test_critical_criterion_puts_a_tanh_stack_on_the_critical_line():
     model = _deep(nn.Tanh, depth=20, width=400, seed=38)
-    result = sp.autoinit(model, criterion="critical", generator=gen(39))
+    result = sp.autoinit(
+        model, criterion="critical", distribution="truncated_normal", generator=gen(39)
+    )
     point = sp.meanfield.init_point("tanh")
     assert point.bias_var == 0.05
     assert abs(point.weight_var - TANH_CRITICAL_W) < 1e-6
@@ -726,7 +732,9 @@ def test_orthogonal_weights_have_the_variance_and_orthogonal_rows():
 
 def test_selu_keeps_its_fixed_point_and_says_so():
     model = _deep(nn.SELU, depth=4, width=64, seed=46)
-    result = sp.autoinit(model, criterion="critical", generator=gen(47))
+    result = sp.autoinit(
+        model, criterion="critical", distribution="truncated_normal", generator=gen(47)
+    )
     for module in [m for m in model if isinstance(m, nn.Linear)][1:-1]:
         assert_variance(module.weight, 1 / 64)
         assert torch.equal(module.bias, torch.zeros_like(module.bias))
@@ -735,7 +743,9 @@ def test_selu_keeps_its_fixed_point_and_says_so():
 
 def test_no_critical_point_falls_back_to_variance_and_says_so():
     model = _deep(nn.Softplus, depth=3, width=64, seed=48)
-    result = sp.autoinit(model, criterion="critical", generator=gen(49))
+    result = sp.autoinit(
+        model, criterion="critical", distribution="truncated_normal", generator=gen(49)
+    )
     assert any("no critical point" in note for note in result.notes)
     softplus_square = _square(lambda z: float(np.logaddexp(0.0, z)))
     assert_variance(model[2].weight, 1 / (64 * softplus_square))

@@ -15,7 +15,7 @@ trace: :mod:`signalprop._model`), and redraws its weights with variance
 
 Criteria (``criterion=``):
 
-* ``"critical"``: the edge of chaos (χ₁ = 1 at a stable q*): He's variance
+* ``"critical"`` (the default, with orthogonal weights): the edge of chaos (χ₁ = 1 at a stable q*): He's variance
   for the ReLU family, σ_w² ≈ 1.761 with σ_b² = 0.05 for tanh, SELU's own
   fixed point; where an activation has no critical point, the variance
   criterion, with a note (Schoenholz et al. 2017; Pennington et al. 2017).
@@ -72,10 +72,13 @@ __all__ = [
 
 #: Criteria for each layer's variance; see the module's notes.
 CRITERIA = _meanfield.CRITERIA
-#: The criterion used when none is given.
-DEFAULT_CRITERION = "variance"
-#: How weights are drawn when nothing is said.
-DEFAULT_DISTRIBUTION = "truncated_normal"
+#: The criterion and distribution used when none is given: the edge of chaos with
+#: orthogonal weights. In the autoinit-100 study (100 hidden layers, book settings,
+#: 3 seeds; docs/results/autoinit-100) it beat the textbook pairing by more than the
+#: seeds' spread for all eight activations (tanh 0.868 vs 0.773, ReLU 0.767 vs 0.612,
+#: GELU 0.766 and SiLU 0.775 vs chance), and the variance criterion for all eight.
+DEFAULT_CRITERION = "critical"
+DEFAULT_DISTRIBUTION = "orthogonal"
 #: How weights are drawn, all with the same variance.
 DISTRIBUTIONS = ("normal", "orthogonal", "truncated_normal", "uniform")
 #: Modules with weights that autoinit leaves as they are, and why.

@@ -230,7 +230,7 @@ def _column(config: dict[str, Any]) -> str:
     return "textbook" if label.startswith("textbook") else label
 
 
-def _phase_of(record: dict[str, Any]) -> tuple[str, float] | None:
+def _phase_of(record: dict[str, Any]) -> tuple[str, float, bool] | None:
     """The phase and χ₁ the run's hidden layers start in, from the weights diagnose saw."""
     config = record["config"]
     scales = record.get("layers", {}).get("start", {}).get("weight_scale_fan_in") or []
@@ -247,7 +247,7 @@ def _phase_of(record: dict[str, Any]) -> tuple[str, float] | None:
         )
     except ValueError:
         return None
-    return mf.phase, mf.chi_1
+    return mf.phase, mf.chi_1, mf.q_stable
 
 
 def initializations_section(results: list[dict[str, Any]]) -> list[str]:
@@ -299,7 +299,7 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
             phase = _phase_of(records[0])
             text = f"{mean:.4f} ± {std:.4f}" + (" †" * diverged)
             if phase is not None:
-                text += f"<br>{phase[0]}, χ₁ {phase[1]:.2f}"
+                text += f"<br>{phase[0]}, χ₁ {phase[1]:.2f}" + ("" if phase[2] else ", q* unstable")
             row.append(text)
         lines.append(f"| {activation} | " + " | ".join(row) + " |")
     lines += ["", *_goals(summary, activations, columns), ""]
@@ -316,7 +316,7 @@ def _goals(
     for column in columns:
         if column == "textbook":
             continue
-        worse, better, same = [], [], []
+        worse, better, same, neither = [], [], [], []
         for activation in activations:
             ours = summary.get((activation, column))
             base = summary.get((activation, "textbook"))
@@ -325,7 +325,9 @@ def _goals(
             spread = max(ours[1], base[1])  # the larger of the two seeds' std
             difference = ours[0] - base[0]
             entry = f"{activation} ({difference:+.4f}, spread {spread:.4f})"
-            if difference < -spread:
+            if max(ours[0], base[0]) < CHANCE + 0.02:  # a constant class vs a diverged run
+                neither.append(activation)
+            elif difference < -spread:
                 worse.append(entry)
             elif difference > spread:
                 better.append(entry)
@@ -334,6 +336,7 @@ def _goals(
         lines.append(
             f"- **{column}**: better than the textbook pairing by more than the seeds' spread "
             f"for {', '.join(better) or 'none'}; within the spread for "
-            f"{', '.join(same) or 'none'}; worse for {', '.join(worse) or 'none'}."
+            f"{', '.join(same) or 'none'}; worse for {', '.join(worse) or 'none'}"
+            + (f"; at chance under both: {', '.join(neither)}." if neither else ".")
         )
     return lines
