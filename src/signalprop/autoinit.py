@@ -16,9 +16,10 @@ trace: :mod:`signalprop._model`), and redraws its weights with variance
 Criteria (``criterion=``):
 
 * ``"critical"`` (the default, with orthogonal weights): the edge of chaos
-  (χ₁ = 1 at a stable q*): He's variance for the ReLU family, σ_w² ≈ 1.761 with σ_b² = 0.05 for tanh, SELU's own
-  fixed point; where an activation has no critical point, the variance
-  criterion, with a note (Schoenholz et al. 2017; Pennington et al. 2017).
+  (χ₁ = 1 at a stable q*): He's variance for the ReLU family, σ_w² ≈ 1.761
+  with σ_b² = 0.05 for tanh, SELU's own fixed point; where an activation has
+  no critical point, the variance criterion, with a note (Schoenholz et al.
+  2017; Pennington et al. 2017).
 * ``"variance"``: every pre-activation of variance 1, biases 0:
   ``σ_w² = 1 / E[φ_in(z)²]`` (He et al. 2015, for any activation).
 
