@@ -19,6 +19,7 @@ trace is read in module registration order instead, and says so.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -212,8 +213,34 @@ def _is_plain(model: nn.Module, graph: torch.fx.Graph) -> bool:
     return placeholders == 1
 
 
+#: What read_model found, per model, with the modules it was read from: reading means
+#: tracing, and diagnose asks again on every call (each epoch, in fit's snapshots).
+_READ: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], ModelView]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def read_model(model: nn.Module) -> ModelView:
-    """The weight layers of ``model`` with the activations before and after each."""
+    """The weight layers of ``model`` with the activations before and after each.
+
+    The result is kept while the model's modules stay the same objects (any
+    module added, removed or replaced, or a new ``forward`` bound on the
+    instance, reads it again).
+    """
+    signature = (
+        *(id(m) for m in model.modules()),
+        id(type(model).forward),
+        id(model.__dict__.get("forward")),
+    )
+    cached = _READ.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    view = _read(model)
+    _READ[model] = (signature, view)
+    return view
+
+
+def _read(model: nn.Module) -> ModelView:
     names = {module: name for name, module in model.named_modules()}
     graph = trace(model)
     if graph is not None:

@@ -399,9 +399,12 @@ def _fixed_c(
         lo = np.where(positive, c, lo)
         hi = np.where(positive, hi, c)
         newton = c - value / np.where(slope != 0, slope, -1.0)
-        inside = (newton >= lo) & (newton <= hi)
-        new = np.where(value == 0, c, np.where(inside, newton, (lo + hi) / 2))
-        converged = np.abs(new - c) <= 1e-15
+        # A step just past the bracket (round-off, a root on its end) is clipped into it;
+        # one far outside falls back to bisection.
+        inside = (newton >= lo - 1e-12) & (newton <= hi + 1e-12)
+        done = np.abs(value) <= 1e-16
+        new = np.where(done, c, np.where(inside, np.clip(newton, lo, hi), (lo + hi) / 2))
+        converged = done | (np.abs(new - c) <= 1e-15)
         c = new
         if (converged | (hi - lo <= 1e-15)).all():
             break

@@ -194,7 +194,14 @@ def diagnose(
     if recorder.input_moments is not None:
         input_mean, input_std, _ = mean_std(recorder.input_moments)
     findings, more_notes = find(layers, thresholds, int(args[0].shape[0]) if args[0].dim() else 1)
-    meanfield = verdict(model)
+    meanfield = verdict(
+        model,
+        {
+            r.name: (r.weight_scale_fan_in, r.bias_var)
+            for r in layers
+            if r.weight_scale_fan_in is not None and r.bias_var is not None
+        },
+    )
     # Like the other detectors, the phase is not judged once values are not finite.
     if meanfield is not None and not any(f.kind == "non_finite" for f in findings):
         extra = phase_finding(meanfield, [r.name for r in layers if r.has_weight])

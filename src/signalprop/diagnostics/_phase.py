@@ -16,13 +16,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from signalprop import meanfield as _meanfield
-from signalprop._model import Activation, activation_kind, read_model
+from signalprop._model import Activation, WeightLayer, activation_kind, read_model
+from signalprop.diagnostics._record import weight_scales
 from signalprop.diagnostics._report import Finding
-from signalprop.init import fans_for
 
 __all__ = ["MeanFieldVerdict", "finding", "verdict"]
 
@@ -108,12 +107,24 @@ def _critical_point(activation: Activation) -> _meanfield.InitPoint:
     return _CRITICAL[key]
 
 
-def verdict(model: nn.Module) -> MeanFieldVerdict | None:
+def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]:
+    scales = {layer.name: weight_scales(layer.module) for layer in hidden}
+    return {name: (s["weight_scale_fan_in"], s["bias_var"]) for name, s in scales.items()}
+
+
+def verdict(
+    model: nn.Module, measured: dict[str, tuple[float, float]] | None = None
+) -> MeanFieldVerdict | None:
     """The mean-field verdict of a plain dense stack; None for any other model.
 
     None when the model is not one chain of dense layers and elementwise
     activations, when its hidden layers use different activations, or when
     the activation's mean-field maps do not exist.
+
+    Args:
+        model: The model.
+        measured: Layer name -> (σ_w², σ_b²) already read from the weights
+            (diagnose's per-layer numbers); read here when missing.
     """
     view = read_model(model)
     if not view.plain or len(view.layers) < 3:
@@ -137,19 +148,11 @@ def verdict(model: nn.Module) -> MeanFieldVerdict | None:
         for layer in hidden
     ):
         return None
-    weight_vars, bias_vars = [], []
-    for layer in hidden:
-        weight = layer.module.weight
-        assert isinstance(weight, Tensor)
-        fan_in, _ = fans_for(layer.module)
-        square = torch.linalg.vector_norm(weight.detach(), dtype=torch.float64).item() ** 2
-        weight_vars.append(square / max(1, weight.numel()) * fan_in)
-        bias = getattr(layer.module, "bias", None)
-        if isinstance(bias, Tensor) and bias.numel():
-            norm = torch.linalg.vector_norm(bias.detach(), dtype=torch.float64).item()
-            bias_vars.append(norm**2 / bias.numel())
-        else:
-            bias_vars.append(0.0)
+    measured = measured or {}
+    if not all(layer.name in measured for layer in hidden):
+        measured = {**measured, **_read_variances(hidden)}
+    weight_vars = [measured[layer.name][0] for layer in hidden]
+    bias_vars = [measured[layer.name][1] for layer in hidden]
     weight_var = sum(weight_vars) / len(weight_vars)
     bias_var = sum(bias_vars) / len(bias_vars)
     if not (math.isfinite(weight_var) and math.isfinite(bias_var)) or weight_var <= 0:

@@ -264,7 +264,8 @@ class Recorder:
 
 
 def weight_scales(module: nn.Module) -> dict[str, float]:
-    """The weight's mean square ("variance", the mean being ~0), times fan_in and fan_avg.
+    """The weight's mean square ("variance", the mean being ~0), times fan_in and fan_avg,
+    and the bias's mean square (σ_b², 0 without a bias).
 
     ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
     Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
@@ -276,13 +277,18 @@ def weight_scales(module: nn.Module) -> dict[str, float]:
         fan_in, fan_out = fans_for(module)
     except ValueError:
         fan_in, fan_out = compute_fans(weight.shape)
-    variance = torch.linalg.vector_norm(weight, dtype=torch.float64).item() ** 2 / max(
-        1, weight.numel()
-    )
+    bias = getattr(module, "bias", None)
+    has_bias = isinstance(bias, Tensor) and bias.numel() > 0
+    norms = torch.stack(
+        [torch.linalg.vector_norm(weight, dtype=torch.float64)]
+        + ([torch.linalg.vector_norm(bias.detach(), dtype=torch.float64)] if has_bias else [])  # type: ignore[union-attr]
+    ).tolist()  # one read back to the host for both
+    variance = norms[0] ** 2 / max(1, weight.numel())
     return {
         "weight_var": variance,
         "weight_scale_fan_in": variance * fan_in,
         "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
         "fan_in": float(fan_in),
         "fan_out": float(fan_out),
+        "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
     }

@@ -105,6 +105,7 @@ class LayerStats:
         weight_scale_fan_in: ``weight_var · fan_in`` (1 LeCun, 2 He).
         weight_scale_fan_avg: ``weight_var · fan_avg`` (1 Glorot).
         fan_in, fan_out: The weight's fans.
+        bias_var: Mean square of the bias (0 without one): σ_b².
         finite: Whether every forward value of the layer was finite.
     """
 
@@ -126,6 +127,7 @@ class LayerStats:
     weight_scale_fan_avg: float | None = None
     fan_in: float | None = None
     fan_out: float | None = None
+    bias_var: float | None = None
     finite: bool = True
 
     @property
