@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 __all__ = [
+    "check_batch",
     "check_int",
     "check_option",
     "check_real",
@@ -120,3 +121,41 @@ def external_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+def check_batch(inputs: tuple[Any, ...], *, param: str, caller: str) -> None:
+    """Refuse a batch no statistic can be read from: empty, all NaN, or all one value.
+
+    The first tensor must hold at least one example; a floating-point tensor
+    must not be all NaN; the first floating-point tensor of more than one
+    value must not be constant (its statistics would be 0/0, and any verdict
+    drawn from them wrong). Token ids and masks (integer tensors) are only
+    checked for emptiness.
+    """
+    import torch  # the numeric floors import this module; torch is imported lazily here
+
+    tensors = [a for a in inputs if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return
+    first = tensors[0]
+    if first.numel() == 0 or (first.dim() > 0 and first.shape[0] == 0):
+        raise invalid_parameter(
+            param, caller, "a batch with at least one example", f"shape {tuple(first.shape)}"
+        )
+    floating = [t for t in tensors if t.is_floating_point() and t.numel()]
+    for tensor in floating:
+        if bool(torch.isnan(tensor).all()):
+            raise invalid_parameter(
+                param, caller, "a batch with numbers", f"all {tensor.numel()} values NaN"
+            )
+    if floating and floating[0].numel() > 1:
+        values = floating[0].detach()
+        finite = values[torch.isfinite(values)]
+        if finite.numel() > 1 and bool((finite == finite.flatten()[0]).all()):
+            raise invalid_parameter(
+                param,
+                caller,
+                "a batch whose values vary",
+                f"every value equal to {finite.flatten()[0].item():g}",
+                hint="statistics of a constant batch say nothing about the network",
+            )

@@ -59,7 +59,13 @@ from torch import Tensor, nn
 from signalprop import init as _init
 from signalprop import meanfield as _meanfield
 from signalprop._model import Activation, is_weight_layer, read_model
-from signalprop._validation import check_int, check_option, check_real, invalid_parameter
+from signalprop._validation import (
+    check_batch,
+    check_int,
+    check_option,
+    check_real,
+    invalid_parameter,
+)
 
 __all__ = [
     "CRITERIA",
@@ -333,6 +339,7 @@ def autoinit(
         args = inputs if isinstance(inputs, tuple) else (inputs,)
         if not all(isinstance(a, Tensor) for a in args):
             raise invalid_parameter("inputs", caller, "a Tensor or a tuple of Tensors", inputs)
+        check_batch(args, param="inputs", caller=caller)
     if mode == "data" and args is None:
         raise invalid_parameter("inputs", caller, "a batch when mode='data'", None)
     input_square: dict[nn.Module, float] = {}

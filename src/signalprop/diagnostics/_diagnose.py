@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from signalprop._validation import check_int, invalid_parameter
+from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import verdict
@@ -146,6 +146,7 @@ def diagnose(
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     if not args or not all(isinstance(a, Tensor) for a in args):
         raise invalid_parameter("inputs", caller, "a Tensor or a tuple of Tensors", inputs)
+    check_batch(args, param="inputs", caller=caller)
     if targets is not None and not isinstance(targets, Tensor):
         raise invalid_parameter("targets", caller, "a Tensor or None", type(targets).__name__)
     if loss_fn is not None and not callable(loss_fn):
@@ -169,14 +170,22 @@ def diagnose(
         torch.enable_grad(),
     ):
         output = model(*args)
-        if not isinstance(output, Tensor):
+        if not isinstance(output, Tensor) and loss_fn is None:
             raise invalid_parameter(
-                "model", caller, "a model returning a Tensor", type(output).__name__
+                "model",
+                caller,
+                "a model returning a Tensor, or targets and a loss_fn that reads its output",
+                type(output).__name__,
+                hint="e.g. loss_fn=lambda out, y: F.cross_entropy(out['logits'], y)",
             )
         if targets is None:
             loss = surrogate_loss(output, seed)
         elif loss_fn is not None:
             loss = loss_fn(output, targets)
+            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                raise invalid_parameter(
+                    "loss_fn", caller, "a function returning a scalar Tensor", type(loss).__name__
+                )
         else:
             softmax_output = bool(recorder.rows) and recorder.rows[-1].activation == "softmax"
             loss = _default_loss(output, targets, softmax_output)

@@ -31,6 +31,8 @@ from signalprop.init import compute_fans, fans_for
 SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 #: Activations whose units die: zero output and zero gradient for z <= 0.
 DYING = {"relu"}
+#: Layers that turn token ids into the first signal: recorded like a weight layer.
+EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Recorder:
                 if getattr(module, "_signalprop_dense", False):
                     self._handles.append(module.register_forward_pre_hook(self._on_dense_input))
                     self._handles.append(module.register_forward_hook(self._on_dense_output))
-                elif is_weight_layer(module):
+                elif is_weight_layer(module) or isinstance(module, EMBEDDINGS):
+                    # An embedding's output is the first signal of a token-id model.
                     self._handles.append(module.register_forward_hook(self._on_weight_output))
                 elif activation_kind(module) is not None:
                     self._handles.append(
@@ -160,7 +163,13 @@ class Recorder:
         return row
 
     def _on_model_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if self.input_moments is None and args and isinstance(args[0], Tensor):
+        # Token ids and masks are not a signal: only floating-point inputs have statistics.
+        if (
+            self.input_moments is None
+            and args
+            and isinstance(args[0], Tensor)
+            and args[0].is_floating_point()
+        ):
             self.input_moments = _moments(args[0])
 
     def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
@@ -193,7 +202,7 @@ class Recorder:
         self._watch(row, "out", y)
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not isinstance(output, Tensor):
+        if not isinstance(output, Tensor) or not output.is_floating_point():
             return
         row = self._new_row(module, module)
         self._record_pre(row, output)
