@@ -10,11 +10,12 @@ so that a mistake is reported where it is made and always in the same words::
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import numbers
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +25,7 @@ __all__ = [
     "check_int",
     "check_option",
     "check_real",
+    "construct",
     "external_stacklevel",
     "invalid_parameter",
     "lookup",
@@ -159,3 +161,36 @@ def check_batch(inputs: tuple[Any, ...], *, param: str, caller: str) -> None:
                 f"every value equal to {finite.flatten()[0].item():g}",
                 hint="statistics of a constant batch say nothing about the network",
             )
+
+
+def construct(cls: Callable[..., T], kwargs: Mapping[str, Any], *, name: str, caller: str) -> T:
+    """``cls(**kwargs)``, with arguments ``cls`` does not take refused in the one wording.
+
+    A misspelt or foreign argument (``relu`` with ``alpha``, ``leaky_relu`` with
+    ``beta``) is a ``ValueError`` that lists the arguments ``name`` takes,
+    instead of Python's ``TypeError`` from deep inside the constructor.
+    """
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        signature = None
+    if signature is not None and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        valid = sorted(
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        )
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            takes = f"arguments of {name}: {valid}" if valid else f"none: {name} takes no arguments"
+            raise invalid_parameter(
+                "params", caller, takes, unknown, hint=_closest(unknown[0], valid)
+            )
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise invalid_parameter(
+            "params", caller, f"arguments {name} accepts", dict(kwargs), hint=str(error)
+        ) from None

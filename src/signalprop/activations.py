@@ -47,6 +47,7 @@ from signalprop._validation import (
     check_int,
     check_option,
     check_real,
+    construct,
     invalid_parameter,
     lookup,
 )
@@ -539,11 +540,12 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     """A new activation module by name with arguments: ``create("leaky_relu", alpha=0.2)``.
 
     Raises:
-        ValueError: For an unknown name or an invalid argument.
-        TypeError: For an argument the module does not take.
+        ValueError: For an unknown name, an argument the activation does not
+            take (listing those it takes), or an invalid value.
     """
-    cls = lookup(_REGISTRY, name, param="activation", caller="signalprop.activations.create")
-    return cls(**kwargs)
+    caller = "signalprop.activations.create"
+    cls = lookup(_REGISTRY, name, param="activation", caller=caller)
+    return construct(cls, kwargs, name=name, caller=caller)
 
 
 def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.Module:

@@ -188,12 +188,37 @@ def _autoinit_presets() -> list[str]:
 def _parse_params(pairs: list[str], command: str = "gain") -> dict[str, float]:
     params = {}
     for pair in pairs:
-        name, _, value = pair.partition("=")
+        name, equals, value = pair.partition("=")
         try:
+            if not equals or not name.strip():
+                raise ValueError(pair)
             params[name.strip()] = float(value)
         except ValueError:
             raise UsageError(f"{command}: --param must be NAME=NUMBER, got {pair!r}") from None
     return params
+
+
+def _check_params(activation: str, params: dict[str, float], command: str) -> None:
+    """The activation's arguments, refused in the command line's own words."""
+    import inspect
+
+    try:
+        _activations.create(activation, **params)
+    except ValueError as error:
+        cls = type(_activations.create(activation))
+        takes = [
+            p
+            for p in inspect.signature(cls).parameters
+            if p not in ("self", "args", "kwargs", "inplace")
+        ]
+        if set(params) - set(takes):
+            names = ", ".join(sorted(set(params) - set(takes)))
+            accepted = ", ".join(takes) if takes else "none"
+            raise UsageError(
+                f"{command}: --param {names} is not an argument of {activation} "
+                f"(its arguments: {accepted})"
+            ) from None
+        raise UsageError(f"{command}: --param does not fit {activation}: {error}") from None
 
 
 #: Grid points per axis of ``signalprop phase`` (100 × 100: a few seconds).
@@ -233,6 +258,17 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
             "report": args.report,
         }
+        from signalprop.propagate import memory_needed, physical_memory
+
+        needed = memory_needed(options["depth"], options["width"], options["batch"])
+        total = physical_memory()
+        if total is not None and needed > total / 2:
+            raise UsageError(
+                f"propagate: --depth {options['depth']} --width {options['width']} --batch "
+                f"{options['batch']} needs about {needed / 1e9:.3g} GB (depth × (width² + "
+                f"4·batch·width) × 4 bytes), more than half of this machine's "
+                f"{total / 1e9:.3g} GB: make them smaller"
+            )
         return Config(command, options)
     if command == "plot":
         return Config(command, {"what": args.what, "out": args.out})
@@ -273,7 +309,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if args.activation is None and params:
             raise UsageError("gain: --param needs an activation name")
         if args.activation is not None:
-            _activations.create(args.activation, **params)
+            check_option(args.activation, _activations.names(), param="activation", caller=PROG)
+            if args.activation == "softmax":
+                raise UsageError(
+                    "gain: softmax is not elementwise (each output depends on every unit), "
+                    "so it has no gain"
+                )
+            _check_params(args.activation, params, "gain")
         return Config(command, {"activation": args.activation, "params": params})
     if command == "autoinit":
         check_option(args.preset, _autoinit_presets(), param="preset", caller=f"{PROG} autoinit")
@@ -298,10 +340,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             )
         check_option(args.activation, _phase_activations(), param="--activation", caller=caller)
         params = _parse_params(args.param, "phase")
-        try:
-            _activations.create(args.activation, **params)
-        except TypeError as error:
-            raise UsageError(f"phase: --param does not fit {args.activation}: {error}") from None
+        _check_params(args.activation, params, "phase")
         return Config(
             command,
             {
@@ -450,12 +489,13 @@ def _run_gain(options: dict[str, Any]) -> int:
         if options["activation"]
         else [n for n in _activations.names() if n not in ("softmax", "logistic", "swish")]
     )
+    # Every number first, so that an error is never printed below a table's header.
+    table = [(name, moments(name, **options["params"])) for name in names]
     print(
         f"{'activation':>12}  {'E[f(z)²]':>10}  {'E[f′(z)²]':>10}  {'forward gain':>12}  "
         f"{'backward gain':>13}  {'torch calculate_gain':>20}"
     )
-    for name in names:
-        m = moments(name, **options["params"])
+    for name, m in table:
         print(
             f"{name:>12}  {m.second:10.6f}  {m.derivative_second:10.6f}  {m.forward_gain:12.6f}  "
             f"{m.backward_gain:13.6f}  {_torch_gain(name, options['params']):>20}"

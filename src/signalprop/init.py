@@ -50,6 +50,7 @@ from signalprop._validation import (
     check_int,
     check_option,
     check_real,
+    construct,
     external_stacklevel,
     invalid_parameter,
     lookup,
@@ -862,11 +863,12 @@ def create(name: str, **kwargs: Any) -> Initializer:
     """A new initializer by name with arguments: ``create("variance_scaling", scale=2.0)``.
 
     Raises:
-        ValueError: For an unknown name or an invalid argument.
-        TypeError: For an argument the initializer does not take.
+        ValueError: For an unknown name, an argument the initializer does not
+            take (listing those it takes), or an invalid value.
     """
-    cls = lookup(_REGISTRY, name, param="identifier", caller="signalprop.init.create")
-    return cls(**kwargs)
+    caller = "signalprop.init.create"
+    cls = lookup(_REGISTRY, name, param="identifier", caller=caller)
+    return construct(cls, kwargs, name=name, caller=caller)
 
 
 def get(identifier: str | Initializer | Callable[..., Any]) -> Initializer:

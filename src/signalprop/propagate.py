@@ -9,6 +9,7 @@ the top to record how its std changes on the way down.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int, check_option
+from signalprop._validation import check_int, check_option, invalid_parameter
 
 __all__ = ["PropagationResult", "propagate"]
 
@@ -74,6 +75,35 @@ class PropagationResult:
         return f"{head}\n{self.table()}"
 
 
+def memory_needed(depth: int, width: int, batch: int, itemsize: int = 4) -> int:
+    """Bytes :func:`propagate` holds at its peak: every layer's weight, and its input,
+    output and their gradients, kept for the one backward pass."""
+    return depth * (width * width + 4 * batch * width) * itemsize
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
+
+
+def _check_memory(depth: int, width: int, batch: int, itemsize: int, caller: str) -> None:
+    """Refuse, with the estimate, a run that would not fit in half the machine's memory."""
+    needed = memory_needed(depth, width, batch, itemsize)
+    total = physical_memory()
+    if total is not None and needed > total / 2:
+        raise invalid_parameter(
+            "depth, width and batch",
+            caller,
+            "small enough to fit in memory",
+            (depth, width, batch),
+            hint=f"depth × (width² + 4·batch·width) × {itemsize} bytes ≈ {needed / 1e9:.3g} GB, "
+            f"more than half of this machine's {total / 1e9:.3g} GB",
+        )
+
+
 def propagate(
     activation: str | nn.Module,
     init: str | _init.Initializer,
@@ -114,6 +144,7 @@ def propagate(
     seed = check_int(seed, param="seed", caller=caller, low=0)
     check_option(dtype, ("float32", "float64"), param="dtype", caller=caller)
     torch_dtype = getattr(torch, dtype)
+    _check_memory(depth, width, batch, torch.finfo(torch_dtype).bits // 8, caller)
 
     generator = torch.Generator().manual_seed(seed)
     h = torch.randn(batch, width, generator=generator, dtype=torch_dtype).requires_grad_(True)

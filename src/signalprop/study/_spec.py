@@ -169,7 +169,7 @@ def _built(
         raise invalid_parameter(f"{kind}_args", source, "an object of arguments", args)
     try:
         create(name, **args)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise _fail(source, f"{kind} {name!r}: {error}") from None
     return args
 

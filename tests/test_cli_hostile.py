@@ -1,0 +1,55 @@
+"""Hostile command lines and arguments: exit status 2 and one line, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+import signalprop as sp
+from signalprop.cli import main
+from signalprop.propagate import memory_needed, physical_memory
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["gain", "leaky_relu", "--param", "beta=0.2"], ["--param beta", "its arguments: alpha"]),
+        (["gain", "relu", "--param", "alpha=0.2"], ["--param alpha", "its arguments: none"]),
+        (["gain", "leaky_relu", "--param", "=0.2"], ["--param must be NAME=NUMBER"]),
+        (["gain", "leaky_relu", "--param", "alpha"], ["--param must be NAME=NUMBER"]),
+        (["gain", "leaky_relu", "--param", "alpha=-1"], ["--param does not fit leaky_relu"]),
+        (["gain", "softmax"], ["softmax is not elementwise"]),
+        (["gain", "relux"], ["Did you mean 'relu'?"]),
+        (["propagate", "--depth", "100000000"], ["--depth 100000000", "GB"]),
+        (["propagate", "--width", "10000000"], ["--width 10000000", "GB"]),
+        (["propagate", "--batch", "1000000000"], ["--batch 1000000000", "GB"]),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_nothing_on_stdout(argv, words, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no table header printed before the error
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("signalprop: error: ")
+    assert "Traceback" not in captured.err
+    for word in words:
+        assert word in captured.err
+
+
+def test_the_api_refuses_foreign_activation_arguments_by_name():
+    with pytest.raises(ValueError, match=r"must be none: relu takes no arguments. Got \['alpha'\]"):
+        sp.gain("relu", alpha=0.2)
+    with pytest.raises(ValueError, match=r"arguments of leaky_relu: \['alpha'\]. Got \['beta'\]"):
+        sp.activations.create("leaky_relu", beta=0.2)
+    with pytest.raises(ValueError, match=r"arguments of he_normal: \['seed'\]. Got \['scale'\]"):
+        sp.init.create("he_normal", scale=2.0)
+    assert sp.gain("leaky_relu", alpha=0.2) == pytest.approx((2 / (1 + 0.2**2)) ** 0.5, rel=1e-9)
+
+
+def test_propagate_refuses_a_run_that_cannot_fit_before_allocating():
+    total = physical_memory()
+    assert total is not None  # this project's machines are POSIX
+    # depth × (width² + 4·batch·width) × 4 bytes, written out here.
+    assert memory_needed(10, 100, 500) == 10 * (100 * 100 + 4 * 500 * 100) * 4
+    depth = int(total / (100 * 100 * 4)) + 1  # the weights alone exceed the machine
+    with pytest.raises(ValueError, match=r"must be small enough to fit in memory"):
+        sp.propagate("tanh", "glorot_uniform", depth=depth, width=100, batch=2)
