@@ -53,3 +53,34 @@ def test_propagate_refuses_a_run_that_cannot_fit_before_allocating():
     depth = int(total / (100 * 100 * 4)) + 1  # the weights alone exceed the machine
     with pytest.raises(ValueError, match=r"must be small enough to fit in memory"):
         sp.propagate("tanh", "glorot_uniform", depth=depth, width=100, batch=2)
+
+
+def test_cli_errors_name_the_flags_not_python_parameters(capsys):
+    assert main(["propagate", "--init", "he_norml"]) == 2
+    err = capsys.readouterr().err
+    assert "'--init' parameter of signalprop propagate" in err and "'he_normal'?" in err
+    assert "identifier" not in err and "signalprop.init" not in err
+    assert main(["propagate", "--activation", "relux"]) == 2
+    err = capsys.readouterr().err
+    assert "'--activation' parameter of signalprop propagate" in err
+
+
+def test_propagate_help_lists_the_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["propagate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("leaky_relu", "selu", "lecun_normal", "variance_scaling", "he_uniform"):
+        assert name in out
+
+
+def test_missing_data_with_no_download_names_the_flags_and_leaves_no_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    argv = ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(empty)]
+    assert main([*argv, "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "(from --data-dir)" in err and "--no-download" in err
+    assert "download=" not in err and "data_dir" not in err
+    assert not out.exists()  # nothing made before the data was found missing

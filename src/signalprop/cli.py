@@ -67,8 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     prop = commands.add_parser(
         "propagate", help="the data-free depth experiment: signal and gradient per layer"
     )
-    prop.add_argument("--activation", default="selu", help="activation name (default selu)")
-    prop.add_argument("--init", default="lecun_normal", help="initializer (default lecun_normal)")
+    prop.add_argument(
+        "--activation",
+        default="selu",
+        help=f"activation, one of {', '.join(_activations.names())} (default selu)",
+    )
+    prop.add_argument(
+        "--init",
+        default="lecun_normal",
+        help=f"initializer, one of {', '.join(_init.names())} (default lecun_normal)",
+    )
     prop.add_argument("--depth", type=int, default=1000, help="number of layers (default 1000)")
     prop.add_argument("--width", type=int, default=100, help="units per layer (default 100)")
     prop.add_argument("--batch", type=int, default=500, help="inputs (default 500)")
@@ -247,8 +255,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Check parsed arguments and return a :class:`Config`; raises ``ValueError`` on mistakes."""
     command = args.command
     if command == "propagate":
-        _activations.get(args.activation)
-        _init.get(args.init)
+        check_option(
+            args.activation, _activations.names(), param="--activation", caller=f"{PROG} propagate"
+        )
+        check_option(args.init, _init.names(), param="--init", caller=f"{PROG} propagate")
         options = {
             "activation": args.activation,
             "init": args.init,
@@ -435,9 +445,28 @@ def _run_diagnose(options: dict[str, Any]) -> int:
     return 0
 
 
+#: Where the data folder came from, in the command line's words.
+_DATA_SOURCE = {"data_dir": "--data-dir", "env": "$SIGNALPROP_DATA", "cache": "the per-user cache"}
+
+
+def _check_data(data_dir: str | None, download: bool) -> None:
+    """Missing data with --no-download: one line in the CLI's words, before anything is made."""
+    from signalprop.data import missing_files
+
+    folder, where, missing = missing_files(data_dir)
+    if missing and not download:
+        raise UsageError(
+            f"study: Fashion-MNIST files are missing from {folder} (from {_DATA_SOURCE[where]}): "
+            f"{', '.join(missing)}; point --data-dir or SIGNALPROP_DATA at a folder holding "
+            "them, or leave out --no-download to fetch them"
+        )
+
+
 def _run_study(options: dict[str, Any]) -> int:
     from signalprop.study import run_study, write_report
 
+    _check_data(options["data_dir"], options["download"])
+    existed = Path(options["out"]).exists()
     directory = _writable_directory(options["out"], "--out")
     try:
         run_study(
@@ -449,6 +478,8 @@ def _run_study(options: dict[str, Any]) -> int:
             download=options["download"],
         )
     except FileNotFoundError as error:
+        if not existed and not any(directory.iterdir()):
+            directory.rmdir()  # a data error leaves no empty --out folder behind
         raise UsageError(str(error).splitlines()[0]) from None
     except KeyboardInterrupt:
         print(

@@ -204,6 +204,24 @@ def _resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> tuple[Path, st
     return cache / "signalprop" / "fashion-mnist", "the default per-user cache"
 
 
+def missing_files(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str, list[str]]:
+    """The data folder, where it came from, and which of the four files it lacks.
+
+    ``where`` is ``"data_dir"``, ``"env"`` (``$SIGNALPROP_DATA``) or ``"cache"``,
+    so that callers can name the setting in their own words.
+
+    Example:
+        >>> folder, where, missing = missing_files("/nonexistent")
+        >>> where, len(missing)
+        ('data_dir', 4)
+    """
+    directory, origin = _resolve_data_dir(data_dir)
+    where = (
+        "data_dir" if origin == "the data_dir argument" else "env" if ENV_VAR in origin else "cache"
+    )
+    return directory, where, [name for name in _FILES if not (directory / name).is_file()]
+
+
 def _not_found(
     directory: Path, origin: str, missing: list[str], reason: str, *, offer_download: bool
 ) -> FileNotFoundError:
