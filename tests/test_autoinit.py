@@ -237,7 +237,7 @@ def test_softmax_output_layer_keeps_unit_logits_from_its_input_activation():
     model = nn.Sequential(nn.Linear(20, 200), nn.Tanh(), nn.Linear(200, 300), nn.Softmax(dim=1))
     for criterion in ("variance", "critical"):
         result = sp.autoinit(model, criterion=criterion, generator=gen(9))
-        assert result.layers[-1].activation == "linear"
+        assert result.layers[-1].activation == "Softmax"  # named, though kept linear
         assert result.layers[-1].target_var == 1.0
         assert result.layers[-1].bias_var == 0.0
         assert torch.equal(model[2].bias, torch.zeros_like(model[2].bias))

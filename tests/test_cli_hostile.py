@@ -84,3 +84,29 @@ def test_missing_data_with_no_download_names_the_flags_and_leaves_no_folder(tmp_
     assert "(from --data-dir)" in err and "--no-download" in err
     assert "download=" not in err and "data_dir" not in err
     assert not out.exists()  # nothing made before the data was found missing
+
+
+def test_version_and_help_epilogs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"signalprop {sp.__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "signalprop phase --activation tanh" in out
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    out = capsys.readouterr().out
+    assert "(default 1)" in out  # --jobs shows its default
+    assert '"grid": {SETTING: [VALUES]}' in out and "bias_var" in out
+
+
+def test_initializers_refuse_integer_tensors_in_their_own_words():
+    import torch
+
+    with pytest.raises(ValueError, match=r"'tensor' parameter of he_normal_ must be a floating"):
+        sp.init.he_normal_(torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"'tensor' parameter of orthogonal_ must be a floating"):
+        sp.init.orthogonal_(torch.zeros(3, 3, dtype=torch.int32))
+    assert sp.init.zeros_(torch.ones(2, 2, dtype=torch.long)).sum().item() == 0  # no draw: fine

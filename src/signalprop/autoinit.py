@@ -420,7 +420,9 @@ def autoinit(
             LayerInit(
                 name=layer.name,
                 layer_type=type(module).__name__,
-                activation=_name(consumer),
+                # A softmax output layer is named as such, not "linear": its logits are kept
+                # at unit variance because softmax is not elementwise.
+                activation=_name(consumer if consumer is not None else layer.consumer),
                 gain=math.sqrt(weight_var),
                 std_before=before,
                 std_after=_std(module.weight),  # type: ignore[arg-type]

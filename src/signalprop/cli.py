@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +38,37 @@ from signalprop.examples import EXAMPLES
 __all__ = ["Config", "UsageError", "build_parser", "config_from_args", "main", "run"]
 
 PROG = "signalprop"
+EXAMPLES_TEXT = """examples:
+  signalprop propagate --activation selu --init lecun_normal --depth 1000
+  signalprop diagnose --preset chapter-relu --report reports/chapter-relu/
+  signalprop autoinit --preset torch-default-tanh --criterion critical
+  signalprop phase --activation tanh --out figures/phase-tanh/
+  signalprop gain leaky_relu --param alpha=0.2
+  signalprop study --preset quick --out runs/quick --jobs 2
+  signalprop report runs/quick
+
+'signalprop COMMAND --help' describes each command."""
+
+
+def _study_epilog() -> str:
+    from signalprop.study._spec import KEYS
+
+    settings = textwrap.fill(", ".join(sorted(KEYS)), width=76, subsequent_indent="  ")
+    return (
+        'A grid file is a JSON object: {"name": ..., "description": ..., "defaults": '
+        '{SETTING: VALUE},\n"grid": {SETTING: [VALUES]} (every combination is a run), '
+        '"runs": [{SETTING: VALUE}],\n"seeds": [0, 1, 2]}. Settings:\n  '
+        + settings
+        + '\nexample: {"defaults": {"epochs": 1, "standardize": true},\n'
+        '          "grid": {"activation": ["selu", "tanh"], "init": ["matching"], '
+        '"depth": [20, 50]}}'
+    )
+
+
+def _version() -> str:
+    from signalprop import __version__
+
+    return __version__
 
 
 class UsageError(Exception):
@@ -61,7 +93,13 @@ class Config:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
-    parser = _Parser(prog=PROG, description="Make deep neural networks trainable.")
+    parser = _Parser(
+        prog=PROG,
+        description="Make deep neural networks trainable.",
+        epilog=EXAMPLES_TEXT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     prop = commands.add_parser(
@@ -94,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     diag.add_argument("--report", metavar="DIR", help="write a Markdown report and figure here")
     study = commands.add_parser(
-        "study", help="run a grid of training runs on Fashion-MNIST (resumable)"
+        "study",
+        help="run a grid of training runs on Fashion-MNIST (resumable)",
+        epilog=_study_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     study.add_argument(
         "--preset",
@@ -102,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="chapter11, ranking, he-vs-glorot, autoinit, quick, or a JSON grid file",
     )
     study.add_argument("--out", metavar="DIR", required=True, help="results directory")
-    study.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    study.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    study.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    study.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     study.add_argument(
         "--data-dir", metavar="DIR", help="Fashion-MNIST files (default: $SIGNALPROP_DATA or cache)"
     )

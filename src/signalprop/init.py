@@ -205,9 +205,13 @@ def fans_for(module: nn.Module) -> tuple[int, int]:
 # ---------------------------------------------------------------- the engine
 
 
-def _is_empty(tensor: Tensor, caller: str) -> bool:
+def _is_empty(tensor: Tensor, caller: str, *, random: bool = True) -> bool:
     if not isinstance(tensor, Tensor):
         raise invalid_parameter("tensor", caller, "a torch.Tensor", type(tensor).__name__)
+    if random and not tensor.is_floating_point():
+        raise invalid_parameter(
+            "tensor", caller, "a floating-point tensor (random weights)", str(tensor.dtype)
+        )
     if tensor.numel() == 0:
         warnings.warn(
             f"{caller}: initializing a zero-element tensor is a no-op",
@@ -438,7 +442,7 @@ def constant_(tensor: Tensor, value: float = 0.0) -> Tensor:
 
 def _constant(tensor: Tensor, value: float, *, caller: str) -> Tensor:
     value = check_real(value, param="value", caller=caller)
-    if _is_empty(tensor, caller):
+    if _is_empty(tensor, caller, random=False):
         return tensor
     with torch.no_grad():
         return tensor.fill_(value)
