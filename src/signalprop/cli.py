@@ -427,6 +427,7 @@ def _run_propagate(options: dict[str, Any]) -> int:
         options["width"],
         options["batch"],
         options["seed"],
+        progress=True,
     )
     print(result)
     if directory is not None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from signalprop import activations as _activations
 from signalprop import init as _init
+from signalprop._progress import Progress
 from signalprop._validation import check_int, check_option, invalid_parameter
 
 __all__ = ["PropagationResult", "propagate"]
@@ -113,6 +114,7 @@ def propagate(
     seed: int = 0,
     *,
     dtype: str = "float32",
+    progress: bool = False,
 ) -> PropagationResult:
     """Run the data-free depth experiment and return per-layer statistics.
 
@@ -126,6 +128,8 @@ def propagate(
             global RNG is not used (nor changed) except by random activations
             such as RReLU, which run in eval mode here.
         dtype: ``"float32"`` or ``"float64"``.
+        progress: Show the forward pass's progress on stderr (a bar on a
+            terminal, a line at each tenth of the layers otherwise).
 
     Returns:
         A :class:`PropagationResult`.
@@ -154,13 +158,18 @@ def propagate(
     outputs: list[Tensor] = []
     statistics: list[Tensor] = []
     with torch.enable_grad():
-        for _ in range(depth):
-            weight = torch.empty(width, width, dtype=torch_dtype)
-            initializer(weight, generator=generator, fans=(width, width))
-            h = module(h @ weight.T)
-            std, mean = torch.std_mean(h.detach())
-            statistics.append(torch.stack([mean, std]))
-            outputs.append(h)
+        bar = Progress(depth, f"propagate: {depth} layers", enabled=progress)
+        try:
+            for _ in range(depth):
+                weight = torch.empty(width, width, dtype=torch_dtype)
+                initializer(weight, generator=generator, fans=(width, width))
+                h = module(h @ weight.T)
+                std, mean = torch.std_mean(h.detach())
+                statistics.append(torch.stack([mean, std]))
+                outputs.append(h)
+                bar.update()
+        finally:
+            bar.close()
         g = torch.randn(batch, width, generator=generator, dtype=torch_dtype)
         gradients = torch.autograd.grad((outputs[-1] * g).sum(), outputs, allow_unused=True)
     forward = torch.stack(statistics).double().numpy()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from signalprop._progress import Progress, say
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 
 __all__ = ["History", "evaluate", "fit"]
@@ -221,13 +222,6 @@ def _choose_path(
     return DenseStackTrainer(model, lr, momentum), "fast"
 
 
-def _progress(total: int, enabled: bool, description: str) -> Any:
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-    # disable=None: tqdm turns itself off when stderr is not a terminal.
-    return tqdm(total=total, desc=description, leave=False, disable=None if enabled else True)
-
-
 def fit(
     model: nn.Module,
     train: Data,
@@ -265,7 +259,8 @@ def fit(
         lr: Learning rate, > 0.
         momentum: Momentum for SGD and RMSprop.
         seed: Seeds the shuffling and random layers.
-        progress: Show a progress bar (only on a terminal).
+        progress: Show progress: a bar on a terminal, a line at each tenth of an
+            epoch otherwise, and one line per epoch with its numbers in both cases.
         callbacks: ``callback(epoch, logs) -> stop?`` after each epoch, with
             ``logs`` holding loss, accuracy, val_loss, val_accuracy.
         diagnose_at: Epochs after which to record a :func:`~signalprop.diagnose`
@@ -328,7 +323,7 @@ def fit(
             total_loss = torch.zeros((), dtype=torch.float64)
             total_correct = torch.zeros((), dtype=torch.int64)
             start = time.perf_counter()
-            bar = _progress(steps_per_epoch, progress, f"epoch {epoch}/{epochs}")
+            bar = Progress(steps_per_epoch, f"epoch {epoch}/{epochs}", enabled=progress)
             try:
                 for step in range(steps_per_epoch):
                     index = order[step * batch_size : (step + 1) * batch_size]
@@ -355,12 +350,11 @@ def fit(
                     history.steps += 1
                     total_loss += loss.detach().double() * len(xb)
                     total_correct += correct
-                    if step % 50 == 0 and not bar.disable:
+                    if step % 50 == 0 and bar.drawing:
                         seen = min(n, (step + 1) * batch_size)
                         bar.set_postfix(
                             loss=f"{float(total_loss) / seen:.4f}",
                             accuracy=f"{int(total_correct) / seen:.4f}",
-                            refresh=False,
                         )
                     bar.update(1)
             finally:
@@ -377,6 +371,12 @@ def fit(
                 history.val_loss.append(val_loss)
                 history.val_accuracy.append(val_accuracy)
                 logs.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            if progress:  # one line per epoch, on a terminal or not (Keras's verbose=2)
+                say(
+                    f"epoch {epoch}/{epochs}: "
+                    + ", ".join(f"{key} {value:.4f}" for key, value in logs.items())
+                    + f" ({history.epoch_time[-1]:.1f} s)"
+                )
             if epoch in snapshots:
                 history.diagnostics[epoch] = diagnose(model, probe[0], probe[1]).to_dict()
             if any(callback(epoch, logs) for callback in callbacks):
