@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -833,8 +834,27 @@ def run(config: Config) -> int:
     return COMMANDS[config.command](config.options)
 
 
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one line, in the command line's voice (no source file, no code line)."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, check, run. User errors: one line on stderr, status 2."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = _warning_line
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         config = config_from_args(build_parser().parse_args(argv))
         return run(config)

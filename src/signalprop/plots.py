@@ -126,6 +126,7 @@ def _series(data: Report | PropagationResult) -> dict[str, Any]:
     if isinstance(data, PropagationResult):
         return {
             "x": np.arange(1, data.depth + 1),
+            "xlabel": "layer (from 1, as in the table)",
             "labels": None,
             "std": data.forward_std,
             "mean": data.forward_mean,
@@ -141,8 +142,13 @@ def _series(data: Report | PropagationResult) -> dict[str, Any]:
 
     std = column("act_std")
     pre = column("pre_std")
+    names = [r.name for r in layers]
+    # The report's table names layers by module ("0", "3", "features.1"): number the axis
+    # the same way when the names are numbers, else by table row from 0.
+    numbered = all(name.isdigit() for name in names)
     return {
-        "x": np.arange(1, len(layers) + 1),
+        "x": np.array([int(n) for n in names]) if numbered else np.arange(len(layers)),
+        "xlabel": "layer (as named in the table)" if numbered else "layer (table row, from 0)",
         "labels": [r.name for r in layers],
         "std": np.where(np.isnan(std), pre, std),
         "mean": np.where(np.isnan(std), column("pre_mean"), column("act_mean")),
@@ -171,7 +177,7 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
     signal.plot(x, series["mean"], "g.-", label="mean", alpha=0.7)
     signal.axhline(1.0, color="gray", ls=":", lw=1)
     signal.set_title(f"Activations — {series['title']}")
-    signal.set_xlabel("layer")
+    signal.set_ylabel("activation mean and std")
     signal.legend()
     finite_std = series["std"][np.isfinite(series["std"])]
     if (
@@ -185,18 +191,26 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
             fractions.plot(x, values, ".-", label=name)
             drawn = True
     fractions.set_ylim(-0.02, 1.02)
-    fractions.set_title(
-        "Saturated activations / dead units" if drawn else "(no saturating or ReLU layers)"
-    )
-    fractions.set_xlabel("layer")
+    fractions.set_title("Saturated activations / dead units")
+    fractions.set_ylabel("fraction (saturated: of activations; dead: of units)")
     if drawn:
         fractions.legend()
+    else:  # say why the panel is blank instead of leaving it empty
+        fractions.text(
+            0.5,
+            0.5,
+            "no logistic, tanh or ReLU layer:\nnothing saturates or dies",
+            ha="center",
+            va="center",
+            transform=fractions.transAxes,
+        )
     grad = series["grad"]
     positive = np.isfinite(grad) & (grad > 0)
     gradient.semilogy(x[positive], grad[positive], "r.-")
     gradient.set_title(series["grad_label"])
-    gradient.set_xlabel("layer")
+    gradient.set_ylabel("gradient size (log scale)")
     for ax in (signal, fractions, gradient):
+        ax.set_xlabel(series["xlabel"])
         ax.grid(alpha=0.3)
     if series["labels"] is not None and len(series["labels"]) <= 12:
         for ax in (signal, fractions, gradient):

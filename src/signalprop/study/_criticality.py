@@ -297,7 +297,9 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
             summary[(activation, column)] = (mean, std, len(scores))
             diverged = sum(not math.isfinite(v) for v in finals)
             phase = _phase_of(records[0])
-            text = f"{mean:.4f} ± {std:.4f}" + (" †" * diverged)
+            text = (f"{mean:.4f} ± {std:.4f}" if len(scores) > 1 else f"{mean:.4f} (1 seed)") + (
+                " †" * diverged
+            )
             if phase is not None:
                 text += f"<br>{phase[0]}, χ₁ {phase[1]:.2f}" + ("" if phase[2] else ", q* unstable")
             row.append(text)
@@ -327,6 +329,8 @@ def _goals(
             entry = f"{activation} ({difference:+.4f}, spread {spread:.4f})"
             if max(ours[0], base[0]) < CHANCE + 0.02:  # a constant class vs a diverged run
                 neither.append(activation)
+            elif min(ours[2], base[2]) < 2:  # one seed: no spread to judge against
+                same.append(f"{activation} ({difference:+.4f}, one seed: not judged)")
             elif difference < -spread:
                 worse.append(entry)
             elif difference > spread:

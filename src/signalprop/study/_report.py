@@ -149,10 +149,14 @@ def _accuracy_table(groups: list[_Group]) -> list[str]:
         finite = [v for v in group.finals if math.isfinite(v)]
         span = f"{min(finite):.4f}–{max(finite):.4f}" if finite else "—"
         diverged = len(group.finals) - len(finite)
+        spread = (
+            f"{_format(group.mean)} ± {_format(group.std)}"
+            if len(finite) > 1
+            else f"{_format(group.mean)} (one run: no spread)"
+        )
         lines.append(
             f"| {_label(group.config, depth=False)} | {group.depth} | {group.config['epochs']} "
-            f"| {len(group.finals)} | {_format(group.mean)} ± {_format(group.std)} | {span} "
-            f"| {diverged or ''} |"
+            f"| {len(group.finals)} | {spread} | {span} | {diverged or ''} |"
         )
     return lines
 
@@ -236,12 +240,15 @@ def _ranking(groups: list[_Group]) -> list[str]:
             + ")"
             for g in at_depth
         )
-        agree = disagree = noise = 0
+        agree = disagree = noise = unjudged = 0
         notes = []
         for i, a in enumerate(at_depth):
             for b in at_depth[i + 1 :]:
                 rank_a, rank_b = _rank_of(a.config["activation"]), _rank_of(b.config["activation"])
                 if rank_a is None or rank_b is None or rank_a == rank_b:
+                    continue
+                if len(a.scores) < 2 or len(b.scores) < 2:
+                    unjudged += 1  # one seed: no spread, so no noise to judge against
                     continue
                 spread_a = statistics.stdev(a.scores) if len(a.scores) > 1 else 0.0
                 spread_b = statistics.stdev(b.scores) if len(b.scores) > 1 else 0.0
@@ -262,6 +269,12 @@ def _ranking(groups: list[_Group]) -> list[str]:
             "",
             f"Pairs ordered as the rule of thumb says: {agree}; clearly the other way: "
             f"{disagree}; within noise: {noise}."
+            + (
+                f" Not judged: {unjudged} (a single seed measures no noise, so no order "
+                "between two activations can be called clear)."
+                if unjudged
+                else ""
+            )
             + (f" Against the rule: {'; '.join(notes)}." if notes else ""),
             "",
         ]

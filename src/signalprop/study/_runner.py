@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -30,7 +31,7 @@ from torch import nn
 from signalprop import __version__
 from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int
+from signalprop._validation import check_int, external_stacklevel
 from signalprop.layers import Dense, Flatten, Sequential
 from signalprop.study._spec import RunConfig, StudySpec
 from signalprop.train import fit
@@ -199,18 +200,32 @@ def _repair(path: Path) -> None:
 
 
 def read_results(directory: str | Path) -> list[dict[str, Any]]:
-    """Every complete result line of ``DIR/results.jsonl`` (cut-short lines are skipped)."""
+    """Every complete result line of ``DIR/results.jsonl``.
+
+    A last line cut short by a kill is skipped quietly (the runner drops it
+    before appending); any other line that is not a record is skipped with a
+    warning that names its line number.
+    """
     path = Path(directory) / RESULTS
     if not path.exists():
         return []
     results = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            record = None
         if isinstance(record, dict) and "run_id" in record:
             results.append(record)
+        elif line.strip() and not (number == len(lines) and not text.endswith("\n")):
+            # A last line without its newline was cut short by a kill: the runner repairs
+            # it. Anything else is damage, and is said, naming the line.
+            warnings.warn(
+                f"{path}:{number}: not a result record, skipped ({line[:40]!r})",
+                stacklevel=external_stacklevel(),
+            )
     return results
 
 

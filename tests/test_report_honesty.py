@@ -1,0 +1,101 @@
+"""Reports say what they cannot judge: one seed, damaged result files, layer numbering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import signalprop as sp
+from signalprop.cli import main
+from signalprop.plots import plot_layers
+from signalprop.study import expand, read_results, write_report
+from signalprop.study._runner import RESULTS, SPEC
+
+
+def _record(config: Any, accuracy: float) -> dict[str, Any]:
+    return {
+        "run_id": config.run_id,
+        "config": config.to_dict(),
+        "history": {"val_accuracy": [accuracy], "stopped": None},
+        "layers": {"start": {}, "end": {}},
+        "findings": {"start": [], "end": []},
+        "autoinit": None,
+        "wall_time": 1.0,
+        "threads": 1,
+        "versions": {},
+    }
+
+
+def _one_seed_study(directory: Path) -> None:
+    spec = expand(
+        {
+            "name": "one-seed",
+            "defaults": {"init": "matching", "depth": 2, "epochs": 1},
+            "grid": {"activation": ["selu", "elu", "relu", "tanh"]},
+        }
+    )
+    # SELU and ELU 0.0006 apart: with one seed that is no evidence either way.
+    accuracy = {"selu": 0.8006, "elu": 0.8000, "relu": 0.7000, "tanh": 0.7500}
+    (directory / SPEC).write_text(json.dumps(spec.to_dict()))
+    with (directory / RESULTS).open("w") as handle:
+        for run in spec.runs:
+            handle.write(json.dumps(_record(run, accuracy[run.activation])) + "\n")
+
+
+def test_one_seed_reports_no_spread_and_judges_no_order(tmp_path: Path):
+    _one_seed_study(tmp_path)
+    text = write_report(tmp_path).read_text()
+    assert "± 0.0000" not in text
+    assert "0.8006 (one run: no spread)" in text
+    ranking = next(line for line in text.splitlines() if line.startswith("Pairs ordered"))
+    # 4 activations of 4 different ranks: 6 pairs, none of which one seed can order.
+    assert ranking.startswith(
+        "Pairs ordered as the rule of thumb says: 0; clearly the other way: 0; "
+        "within noise: 0. Not judged: 6"
+    )
+
+
+def test_a_damaged_line_in_the_middle_is_named_and_a_cut_last_line_is_not(tmp_path: Path):
+    _one_seed_study(tmp_path)
+    path = tmp_path / RESULTS
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(2, "garbage\n")
+    path.write_text("".join(lines) + '{"run_id": "cut sh')  # a kill mid-write: no newline
+    with pytest.warns(UserWarning, match=rf"{RESULTS}:3: not a result record") as caught:
+        records = read_results(tmp_path)
+    assert len(caught) == 1  # the cut-short last line is not reported
+    assert len(records) == 4
+
+
+def test_the_report_command_prints_the_warning_as_one_line(tmp_path: Path, capsys):
+    _one_seed_study(tmp_path)
+    path = tmp_path / RESULTS
+    path.write_text(path.read_text() + "not json\n")
+    assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"signalprop: warning: {path}:5: not a result record, skipped ('not json')"]
+
+
+def test_layer_figure_numbers_layers_as_the_table_names_them():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    report = sp.diagnose(model, torch.randn(32, 8, generator=torch.Generator().manual_seed(0)))
+    assert [r.name for r in report.layers] == ["0", "2", "4"]
+    figure = plot_layers(report)
+    signal = figure.axes[0]
+    assert list(signal.lines[0].get_xdata()) == [0, 2, 4]
+    assert signal.get_xlabel() == "layer (as named in the table)"
+    fractions = figure.axes[1]
+    assert fractions.get_ylabel().startswith("fraction")
+
+
+def test_an_empty_fractions_panel_says_why():
+    model = nn.Sequential(nn.Linear(8, 8), nn.SELU(), nn.Linear(8, 2))
+    report = sp.diagnose(model, torch.randn(32, 8, generator=torch.Generator().manual_seed(1)))
+    fractions = plot_layers(report).axes[1]
+    assert not fractions.lines
+    assert any("nothing saturates or dies" in t.get_text() for t in fractions.texts)
