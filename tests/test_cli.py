@@ -35,9 +35,17 @@ def test_propagate_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("SELU() + LecunNormal(): 50 layers of 100 units, batch 500")
     assert lines[1].split() == ["layer", "mean", "std", "grad", "std"]
-    rows = [line.split() for line in lines[2:]]
+    rows = [line.split() for line in lines[2:-1]]
     assert [int(r[0]) for r in rows] == [1, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
     assert all(0.75 < float(r[2]) < 1.25 for r in rows)  # SELU's fixed point
+    # The last line says what the gradient column means and how fast it grows:
+    # (grad std at layer 1 / at layer 50)^(1/49), read from the table itself.
+    rate = (float(rows[0][3]) / float(rows[-1][3])) ** (1 / 49)
+    note = lines[-1]
+    assert note.startswith("grad std: the backward signal's std, 1 at the top layer")
+    shown = float(note.split("changes ×")[1].split(" ")[0])
+    assert abs(shown - rate) < 0.01  # the table's 3 significant digits
+    assert "χ₁ = E[selu′(z)²] ≈ 1.07" in note
     # Progress goes to stderr (lines, as stderr is not a terminal here), never to stdout.
     assert err.splitlines() == [f"propagate: 50 layers: {k}/50" for k in range(5, 50, 5)]
 
