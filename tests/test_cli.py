@@ -42,7 +42,7 @@ def test_propagate_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     # (grad std at layer 1 / at layer 50)^(1/49), read from the table itself.
     rate = (float(rows[0][3]) / float(rows[-1][3])) ** (1 / 49)
     note = lines[-1]
-    assert note.startswith("grad std: the backward signal's std, 1 at the top layer")
+    assert note.startswith("grad std: the backward signal's std, ≈ 1 at the top layer")
     shown = float(note.split("changes ×")[1].split(" ")[0])
     assert abs(shown - rate) < 0.01  # the table's 3 significant digits
     assert "χ₁ = E[selu′(z)²] ≈ 1.07" in note

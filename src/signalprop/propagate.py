@@ -79,10 +79,11 @@ class PropagationResult:
         """What the grad std column means, with the measured growth per layer."""
         top, bottom = self.grad_std[-1], self.grad_std[0]
         if self.depth < 2 or not (top > 0 and bottom > 0 and np.isfinite(bottom / top)):
-            return "grad std: the backward signal's std at each layer (1 at the top layer)"
+            return "grad std: the backward signal's std at each layer (≈ 1 at the top layer)"
         rate = float((bottom / top) ** (1 / (self.depth - 1)))
         return (
-            f"grad std: the backward signal's std, 1 at the top layer; toward the input it "
+            f"grad std: the backward signal's std, ≈ 1 at the top layer (a N(0, 1) signal); "
+            f"toward the input it "
             f"changes ×{rate:.4g} per layer, √χ₁ in mean-field terms. A steady forward std does "
             "not make a steady gradient: SELU keeps the forward pass at std 1, but its "
             "χ₁ = E[selu′(z)²] ≈ 1.07 makes the gradient grow ≈1.035× per layer"
