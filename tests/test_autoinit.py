@@ -542,6 +542,12 @@ def _variance_map_slope(f: Callable[[float], float], df: Callable[[float], float
 def test_variance_map_stability_at_the_fixed_point(name, f, df, stable):
     slope = _variance_map_slope(f, df)
     assert (slope < 1) is stable, (name, slope)
+    # The library's variance map has the same slope at the variance-preserving point
+    # (central difference of sp.meanfield.variance_map, error O(h²) ≈ 1e-8).
+    weight_var = 1 / sp.moments(name).second
+    h = 1e-4
+    low, high = sp.meanfield.variance_map(name, weight_var, 0.0, [1 - h, 1 + h])
+    assert (high - low) / (2 * h) == pytest.approx(slope, abs=1e-6)
 
 
 # ------------------------------------------------------------------ producers, criteria

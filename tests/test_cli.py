@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from _images import assert_png
 from signalprop.cli import main
 from signalprop.examples import EXAMPLES
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(autouse=True)
 def headless(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPLBACKEND", "agg")
-
-
-def assert_png(path: Path) -> None:
-    assert path.is_file()
-    assert path.stat().st_size > 5_000
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_propagate_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:

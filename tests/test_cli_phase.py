@@ -13,11 +13,11 @@ import pytest
 from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 
+from _images import PNG_SIGNATURE, assert_png
 from signalprop import activations, meanfield, plots
 from signalprop.cli import build_parser, main
 from signalprop.plots import plot_phase_diagram
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESOLUTION = "8"  # a coarse grid: the files and numbers, not the picture's detail
 LABELS = [
     "Glorot",
@@ -100,7 +100,7 @@ def test_phase_writes_a_figure_and_a_page_whose_numbers_are_analyze_s(
         ["--activation", activation, "--width", str(width), "--out", str(directory)], capsys
     )
     png = directory / "phase.png"
-    assert png.stat().st_size > 5_000 and png.read_bytes()[:8] == PNG_SIGNATURE
+    assert_png(png)
     markdown = (directory / "phase.md").read_text()
     assert markdown.startswith(f"# {activation}: mean-field phase diagram")
     assert "![phase diagram](phase.png)" in markdown

@@ -119,7 +119,10 @@ def test_dense_state_dict_is_interchangeable_with_nn_linear() -> None:
     linear.load_state_dict(layer.state_dict())
     x = torch.randn(8, 3)
     assert torch.allclose(nn.functional.selu(linear(x)), layer(x), atol=1e-6)
-    layer.load_state_dict(nn.Linear(3, 5).state_dict())  # and back
+    other = nn.Linear(3, 5)
+    layer.load_state_dict(other.state_dict())  # and back: a Linear's weights drive the Dense
+    assert torch.equal(layer.weight, other.weight) and torch.equal(layer.bias, other.bias)
+    assert torch.allclose(layer(x), nn.functional.selu(other(x)), atol=1e-6)
 
 
 def test_dense_dtype_and_device_arguments_and_to() -> None:

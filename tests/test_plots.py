@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import signalprop as sp
+from _images import assert_png
 from signalprop.plots import plot_activations, plot_layers
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ASYMPTOTES = {"elu": -1.0, "selu": -sp.SELU_SCALE * sp.SELU_ALPHA}
 
 
@@ -30,12 +30,6 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def assert_png(path: Path) -> None:
-    assert path.is_file()
-    assert path.stat().st_size > 5_000  # a blank canvas compresses to far less than a plot
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
 
 
 def save(figure: Figure, path: Path) -> Path:

@@ -68,7 +68,22 @@ def test_token_ids_through_an_embedding_are_diagnosed():
     first = report.layers[0]
     assert first.layer_type == "Embedding"
     assert abs(first.pre_std - 1) < 0.1
-    assert first.grad_pre_rms is not None and first.grad_pre_rms > 0
+    # Brute force: the gradient of the same loss w.r.t. the embedding's output.
+    captured: list[Tensor] = []
+
+    def keep(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        out.retain_grad()
+        captured.append(out)
+
+    handle = model[0].register_forward_hook(keep)
+    try:
+        F.cross_entropy(model(ids), labels).backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    grad = captured[0].grad
+    expected = (grad.double().norm() / grad.numel() ** 0.5).item()
+    assert first.grad_pre_rms == pytest.approx(expected, rel=1e-6)
     assert [r.layer_type for r in report.layers] == ["Embedding", "Linear", "Linear"]
     assert report.input_mean is None  # token ids have no statistics
     assert report.loss is not None and torch.isfinite(torch.tensor(report.loss))

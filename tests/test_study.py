@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _images import assert_png
 from signalprop.cli import main
 from signalprop.init import MATCHING
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
@@ -258,8 +259,7 @@ def test_report_has_tables_figures_and_the_reference_comparison(tmp_path: Path) 
         assert heading in text
     assert "| SELU row | 1 | 0.8218 |" in text
     for figure in ("learning_curves.png", "accuracy_vs_depth.png", "gradients.png"):
-        data = (tmp_path / figure).read_bytes()
-        assert data.startswith(b"\x89PNG") and len(data) > 5000
+        assert_png(tmp_path / figure)
 
 
 # --------------------------------------------------------------------------- CLI

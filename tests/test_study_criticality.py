@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from _images import assert_png
 from signalprop import meanfield
 from signalprop.autoinit import DEFAULT_DISTRIBUTION
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
@@ -180,8 +181,7 @@ def test_depth_scan_report_compares_boundaries(tmp_path: Path):
     assert "3 of 4 σ_w² columns (75%)" in text
     # Halfway from chance to the best (0.8): 0.45.
     assert "0.4500" in text
-    image = (tmp_path / "trainable_depth.png").read_bytes()
-    assert image.startswith(b"\x89PNG") and len(image) > 5000
+    assert_png(tmp_path / "trainable_depth.png")
 
 
 def test_initializations_report_pivots_activations_and_criteria(tmp_path: Path):
