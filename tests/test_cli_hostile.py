@@ -110,3 +110,16 @@ def test_initializers_refuse_integer_tensors_in_their_own_words():
     with pytest.raises(ValueError, match=r"'tensor' parameter of orthogonal_ must be a floating"):
         sp.init.orthogonal_(torch.zeros(3, 3, dtype=torch.int32))
     assert sp.init.zeros_(torch.ones(2, 2, dtype=torch.long)).sum().item() == 0  # no draw: fine
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["diagnose", "--preset", "chapter-relu", "--batch", "100000000"],
+        ["autoinit", "--preset", "torch-default-tanh", "--batch", "1000000000"],
+    ],
+)
+def test_a_batch_too_large_for_memory_is_refused_with_the_estimate(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch" in err and "GB" in err

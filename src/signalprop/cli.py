@@ -280,6 +280,30 @@ def _phase_activations() -> list[str]:
     return [name for name in _activations.names() if name != "softmax"]
 
 
+def _fitting_batch(batch: int, preset: str, command: str, low: int = 2) -> int:
+    """--batch, checked, and refused with an estimate when the example could not hold it.
+
+    An example keeps, per input, every layer's pre-activation, activation and their
+    gradients: about 4 float32 values per unit of the net, plus the input.
+    """
+    batch = check_int(batch, param="--batch", caller=f"{PROG} {command}", low=low)
+    from signalprop.propagate import physical_memory
+
+    if preset.startswith("torch-default-"):
+        units = 100 + 50 * 100 + 10  # 50 layers of 100 units (build_torch_default)
+    else:
+        units = 784 + 300 + 100 * (EXAMPLES[preset].depth - 1) + 10
+    needed = batch * units * 4 * 4
+    total = physical_memory()
+    if total is not None and needed > total / 2:
+        raise UsageError(
+            f"{command}: --batch {batch} needs about {needed / 1e9:.3g} GB for {preset} "
+            f"({units} units × 4 values × 4 bytes per input), more than half of this "
+            f"machine's {total / 1e9:.3g} GB: use a smaller --batch"
+        )
+    return batch
+
+
 def _writable_directory(path: str, param: str) -> Path:
     directory = Path(path)
     try:
@@ -329,11 +353,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
             return Config(command, {"list": True})
         if args.preset is None:
             raise UsageError(f"diagnose: give --preset, one of {sorted(EXAMPLES)} (or --list)")
-        check_option(args.preset, EXAMPLES, param="preset", caller=f"{PROG} diagnose")
+        check_option(args.preset, EXAMPLES, param="--preset", caller=f"{PROG} diagnose")
         options = {
             "list": False,
             "preset": args.preset,
-            "batch": check_int(args.batch, param="batch", caller=PROG, low=1),
+            "batch": _fitting_batch(args.batch, args.preset, "diagnose", low=1),
             "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
             "report": args.report,
         }
@@ -370,7 +394,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             _check_params(args.activation, params, "gain")
         return Config(command, {"activation": args.activation, "params": params})
     if command == "autoinit":
-        check_option(args.preset, _autoinit_presets(), param="preset", caller=f"{PROG} autoinit")
+        check_option(args.preset, _autoinit_presets(), param="--preset", caller=f"{PROG} autoinit")
         return Config(
             command,
             {
@@ -378,7 +402,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "mode": args.mode,
                 "criterion": args.criterion,
                 "distribution": args.distribution,
-                "batch": check_int(args.batch, param="batch", caller=PROG, low=2),
+                "batch": _fitting_batch(args.batch, args.preset, "autoinit"),
                 "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
                 "report": args.report,
             },
