@@ -214,3 +214,27 @@ def test_compiled_step_with_momentum_and_a_nan_batch() -> None:
     assert not torch.isfinite(loss)
     for p, q in zip(before, model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_compiled_fast_path_with_every_activation_it_compiles() -> None:
+    """One net with a layer of each activation the compiled path accepts: one compile
+    covers them all. Losses and weights as the eager fast path, up to fused rounding."""
+    names = [
+        n
+        for n in sp.activations.names()
+        if n not in ("softmax", "prelu", "rrelu", "logistic", "swish")  # eager-only or aliases
+    ]
+    torch.manual_seed(7)
+    hidden = [sp.Dense(32, name, kernel_initializer="glorot_uniform") for name in names]
+    model = sp.Sequential(
+        [sp.layers.Flatten(), *hidden, sp.Dense(10, "softmax")], input_shape=(8, 8)
+    )
+    other = copy.deepcopy(model)
+    x, y = data(640)
+    compiled = fit(model, (x, y), None, epochs=1, lr=0.01, progress=False, path="compiled")
+    eager = fit(other, (x, y), None, epochs=1, lr=0.01, progress=False, path="fast")
+    assert compiled.path == "compiled" and eager.path == "fast"
+    assert {"linear", "tanh", "gelu", "mish", "softplus", "leaky_relu"} <= set(names)
+    torch.testing.assert_close(compiled.loss, eager.loss, rtol=1e-5, atol=0)
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
