@@ -99,3 +99,44 @@ def test_an_empty_fractions_panel_says_why():
     fractions = plot_layers(report).axes[1]
     assert not fractions.lines
     assert any("nothing saturates or dies" in t.get_text() for t in fractions.texts)
+
+
+def test_report_numbers_on_known_answers(tmp_path: Path):
+    # Three seeds per activation with accuracies chosen here; one ReLU seed diverged.
+    # Expected: means and stds by hand, the diverged run counted at chance (0.1), and the
+    # ranking's pair verdicts from the rule "clear if |Δmean| > 2·SE(Δ)".
+    spec = expand(
+        {
+            "name": "known",
+            "defaults": {"init": "matching", "depth": 2, "epochs": 1},
+            "seeds": [0, 1, 2],
+            "grid": {"activation": ["selu", "relu", "tanh"]},
+        }
+    )
+    accuracy = {
+        "selu": [0.80, 0.82, 0.84],  # mean 0.82, std 0.02
+        "relu": [0.70, 0.72, float("nan")],  # at chance: mean (0.70+0.72+0.10)/3 = 0.5067
+        "tanh": [0.81, 0.83, 0.85],  # mean 0.83, std 0.02: beats SELU, within noise
+    }
+    records = []
+    for run in spec.runs:
+        value = accuracy[run.activation][run.seed]
+        record = _record(run, value)
+        if value != value:  # NaN: a diverged run
+            record["history"]["stopped"] = {"reason": "non-finite loss"}
+        records.append(record)
+    (tmp_path / SPEC).write_text(json.dumps(spec.to_dict()))
+    (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = write_report(tmp_path).read_text()
+    assert "| SELU + lecun_normal | 2 | 1 | 3 | 0.8200 ± 0.0200 | 0.8000–0.8400 |  |" in text
+    # The table's mean and std skip the diverged run; the ranking counts it at chance.
+    assert "| ReLU + he_normal | 2 | 1 | 3 | 0.7100 ± 0.0141 | 0.7000–0.7200 | 1 |" in text
+    assert "ReLU (0.5067, 1 of 3 diverged)" in text
+    ranking = next(line for line in text.splitlines() if line.startswith("Pairs ordered"))
+    # ReLU's scores [0.70, 0.72, 0.10] have std 0.3523. SELU > ReLU: Δ = 0.3133,
+    # SE = √(0.02²/3 + 0.3523²/3) = 0.2037 → within noise (< 2 SE); SELU vs tanh: Δ = −0.01,
+    # SE = 0.0163 → within noise; ReLU vs tanh (ReLU ranks above tanh): Δ = −0.3233,
+    # SE = 0.2037 → within noise. So 0 / 0 / 3.
+    assert ranking.startswith(
+        "Pairs ordered as the rule of thumb says: 0; clearly the other way: 0; within noise: 3."
+    )
