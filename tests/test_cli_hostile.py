@@ -123,3 +123,9 @@ def test_a_batch_too_large_for_memory_is_refused_with_the_estimate(argv, capsys)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--batch" in err and "GB" in err
+
+
+def test_an_unknown_study_preset_names_the_flag(tmp_path, capsys):
+    assert main(["study", "--preset", "chapter12", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "'--preset' parameter of signalprop study" in err and "Did you mean 'chapter11'?" in err

@@ -363,8 +363,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         }
         return Config(command, options)
     if command == "study":
-        from signalprop.study import load_spec
+        from signalprop.study import PRESET_NAMES, load_spec
 
+        if args.preset not in PRESET_NAMES and not (
+            args.preset.endswith(".json") or Path(args.preset).exists()
+        ):
+            check_option(args.preset, PRESET_NAMES, param="--preset", caller=f"{PROG} study")
         spec = load_spec(args.preset)
         if args.data_dir is not None and not Path(args.data_dir).is_dir():
             raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
