@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 import signalprop as sp
+from _records import record
 from signalprop.cli import main
 from signalprop.plots import plot_layers
 from signalprop.study import expand, read_results, write_report
 from signalprop.study._runner import RESULTS, SPEC
-
-
-def _record(config: Any, accuracy: float) -> dict[str, Any]:
-    return {
-        "run_id": config.run_id,
-        "config": config.to_dict(),
-        "history": {"val_accuracy": [accuracy], "stopped": None},
-        "layers": {"start": {}, "end": {}},
-        "findings": {"start": [], "end": []},
-        "autoinit": None,
-        "wall_time": 1.0,
-        "threads": 1,
-        "versions": {},
-    }
 
 
 def _one_seed_study(directory: Path) -> None:
@@ -44,7 +30,7 @@ def _one_seed_study(directory: Path) -> None:
     (directory / SPEC).write_text(json.dumps(spec.to_dict()))
     with (directory / RESULTS).open("w") as handle:
         for run in spec.runs:
-            handle.write(json.dumps(_record(run, accuracy[run.activation])) + "\n")
+            handle.write(json.dumps(record(run, accuracy[run.activation])) + "\n")
 
 
 def test_one_seed_reports_no_spread_and_judges_no_order(tmp_path: Path):
@@ -121,10 +107,10 @@ def test_report_numbers_on_known_answers(tmp_path: Path):
     records = []
     for run in spec.runs:
         value = accuracy[run.activation][run.seed]
-        record = _record(run, value)
+        made = record(run, value)
         if value != value:  # NaN: a diverged run
-            record["history"]["stopped"] = {"reason": "non-finite loss"}
-        records.append(record)
+            made["history"]["stopped"] = {"reason": "non-finite loss"}
+        records.append(made)
     (tmp_path / SPEC).write_text(json.dumps(spec.to_dict()))
     (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
     text = write_report(tmp_path).read_text()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from _images import assert_png
+from _records import record
 from signalprop import meanfield
 from signalprop.autoinit import DEFAULT_DISTRIBUTION
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
@@ -116,19 +117,8 @@ def test_bias_var_draws_normal_biases():
 # ------------------------------------------------------------------ reports, synthetic
 
 
-def _record(config: Any, accuracy: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "run_id": config.run_id,
-        "config": config.to_dict(),
-        "history": {"val_accuracy": [accuracy], "stopped": None},
-        "layers": {"start": {}, "end": {}},
-        "findings": {"start": [], "end": []},
-        "autoinit": None,
-        "wall_time": 1.0,
-        "threads": 1,
-        "versions": {},
-        **extra,
-    }
+def _record(config: Any, accuracy: float) -> dict[str, Any]:
+    return record(config, accuracy)
 
 
 def _write(directory: Path, spec: Any, records: list[dict[str, Any]]) -> None:

@@ -287,21 +287,29 @@ def _fitting_batch(batch: int, preset: str, command: str, low: int = 2) -> int:
     gradients: about 4 float32 values per unit of the net, plus the input.
     """
     batch = check_int(batch, param="--batch", caller=f"{PROG} {command}", low=low)
-    from signalprop.propagate import physical_memory
-
     if preset.startswith("torch-default-"):
         units = 100 + 50 * 100 + 10  # 50 layers of 100 units (build_torch_default)
     else:
         units = 784 + 300 + 100 * (EXAMPLES[preset].depth - 1) + 10
-    needed = batch * units * 4 * 4
+    _refuse_beyond_memory(
+        batch * units * 4 * 4,
+        f"{command}: --batch {batch}",
+        f"for {preset} ({units} units × 4 values × 4 bytes per input)",
+        "use a smaller --batch",
+    )
+    return batch
+
+
+def _refuse_beyond_memory(needed: int, what: str, how: str, fix: str) -> None:
+    """A UsageError when ``needed`` bytes exceed half of this machine's memory."""
+    from signalprop.propagate import physical_memory
+
     total = physical_memory()
     if total is not None and needed > total / 2:
         raise UsageError(
-            f"{command}: --batch {batch} needs about {needed / 1e9:.3g} GB for {preset} "
-            f"({units} units × 4 values × 4 bytes per input), more than half of this "
-            f"machine's {total / 1e9:.3g} GB: use a smaller --batch"
+            f"{what} needs about {needed / 1e9:.3g} GB {how}, more than half of this "
+            f"machine's {total / 1e9:.3g} GB: {fix}"
         )
-    return batch
 
 
 def _writable_directory(path: str, param: str) -> Path:
@@ -334,17 +342,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
             "seed": check_int(args.seed, param="seed", caller=PROG, low=0),
             "report": args.report,
         }
-        from signalprop.propagate import memory_needed, physical_memory
+        from signalprop.propagate import memory_needed
 
-        needed = memory_needed(options["depth"], options["width"], options["batch"])
-        total = physical_memory()
-        if total is not None and needed > total / 2:
-            raise UsageError(
-                f"propagate: --depth {options['depth']} --width {options['width']} --batch "
-                f"{options['batch']} needs about {needed / 1e9:.3g} GB (depth × (width² + "
-                f"4·batch·width) × 4 bytes), more than half of this machine's "
-                f"{total / 1e9:.3g} GB: make them smaller"
-            )
+        _refuse_beyond_memory(
+            memory_needed(options["depth"], options["width"], options["batch"]),
+            f"propagate: --depth {options['depth']} --width {options['width']} "
+            f"--batch {options['batch']}",
+            "(depth × (width² + 4·batch·width) × 4 bytes)",
+            "make them smaller",
+        )
         return Config(command, options)
     if command == "plot":
         return Config(command, {"what": args.what, "out": args.out})
