@@ -126,3 +126,23 @@ def test_report_numbers_on_known_answers(tmp_path: Path):
     assert ranking.startswith(
         "Pairs ordered as the rule of thumb says: 0; clearly the other way: 0; within noise: 3."
     )
+
+
+def test_a_configuration_whose_every_run_diverged_says_so(tmp_path: Path):
+    spec = expand(
+        {
+            "name": "diverged",
+            "defaults": {"init": "matching", "depth": 2, "epochs": 1},
+            "seeds": [0, 1],
+            "grid": {"activation": ["gelu"]},
+        }
+    )
+    records = []
+    for run in spec.runs:
+        made = record(run, float("nan"))
+        made["history"]["stopped"] = {"reason": "non-finite loss"}
+        records.append(made)
+    (tmp_path / SPEC).write_text(json.dumps(spec.to_dict()))
+    (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = write_report(tmp_path).read_text()
+    assert "| GELU + he_normal | 2 | 1 | 2 | — (every run diverged) | — | 2 |" in text

@@ -153,6 +153,8 @@ def _accuracy_table(groups: list[_Group]) -> list[str]:
             f"{_format(group.mean)} ± {_format(group.std)}"
             if len(finite) > 1
             else f"{_format(group.mean)} (one run: no spread)"
+            if finite
+            else "— (every run diverged)"
         )
         lines.append(
             f"| {_label(group.config, depth=False)} | {group.depth} | {group.config['epochs']} "
