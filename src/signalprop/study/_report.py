@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,9 @@ class _Group:
             values = record["history"]["val_accuracy"]
             table[i, : len(values)] = values
         x = np.arange(1, length + 1)
-        with np.errstate(all="ignore"):
+        # An epoch no seed finished is NaN in the curve, not a warning.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             return x, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
