@@ -237,7 +237,7 @@ def recommend_init(
         >>> recommend_init("selu")
         LecunNormal()
         >>> recommend_init("gelu")
-        VarianceScaling(scale=2.8..., mode='fan_in', distribution='truncated_normal')
+        VarianceScaling(scale=2.35..., mode='fan_in', distribution='truncated_normal')
     """
     if isinstance(activation, str):
         name: str | None = activation
@@ -283,7 +283,7 @@ def selu_parameters(mean: float = 0.0, var: float = 1.0) -> tuple[float, float]:
 
     Example:
         >>> [round(v, 4) for v in selu_parameters(-0.1, 2.0)]
-        [1.9769, 1.0738]
+        [1.9769, 1.0739]
     """
     mean = check_real(mean, param="mean", caller="selu_parameters")
     var = check_real(var, param="var", caller="selu_parameters", low=0.0, low_inclusive=False)
