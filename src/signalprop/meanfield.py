@@ -200,13 +200,6 @@ class _Phi:
                 hint="its mean-field maps do not exist",
             )
 
-    def values(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """φ(√q z) and φ′(√q z) at every node, shape ``q.shape + (nodes,)`` (small q only)."""
-        parts = list(self._chunks(q, derivative=True))
-        y = torch.cat([p[1] for p in parts]).numpy()
-        dy = torch.cat([p[2] for p in parts]).numpy()
-        return y.reshape(*np.shape(q), len(_Z)), dy.reshape(*np.shape(q), len(_Z))
-
     def second(self, q: np.ndarray) -> np.ndarray:
         """E[φ(√q z)²] for each q."""
         out = np.empty(np.size(q))
@@ -341,18 +334,17 @@ def _series(
     is still a grid.
     """
     c = np.asarray(c, dtype=np.float64)
-    shared = not per_row
-    grid = c[None, :] if shared else c[:, None]
-    powers = grid[..., None] ** _DEGREES if not shared else None
     slopes = coefficients[:, 1:] * _DEGREES[1:]
-    if shared:
+    if per_row:
+        grid = c[:, None]
+        powers = c[:, None] ** _DEGREES  # (n, K+1)
+        value = (powers * coefficients).sum(axis=1, keepdims=True)
+        derivative = (powers[:, :-1] * slopes).sum(axis=1, keepdims=True)
+    else:
+        grid = c[None, :]
         table = _GRID_POWERS if c is _C_GRID else c[:, None] ** _DEGREES  # (m, K+1)
         value = coefficients @ table.T
         derivative = slopes @ table[:, :-1].T
-    else:
-        assert powers is not None
-        value = np.einsum("nmk,nk->nm", powers, coefficients)
-        derivative = np.einsum("nmk,nk->nm", powers[..., :-1], slopes)
     kappa = degree[:, None]
     magnitude = np.abs(grid) ** kappa
     sign = np.where(grid < 0, (-1.0) ** np.round(kappa), 1.0)
@@ -360,9 +352,9 @@ def _series(
     with np.errstate(divide="ignore", invalid="ignore"):
         below = np.where(grid != 0, sign * magnitude / grid, 0.0)
     derivative = derivative + tail[:, None] * kappa * below
-    if shared:
-        return value, derivative
-    return value[:, 0], derivative[:, 0]
+    if per_row:
+        return value[:, 0], derivative[:, 0]
+    return value, derivative
 
 
 def _fixed_c(
@@ -782,20 +774,14 @@ def critical_weight_var(
         bias_var: σ_b²; default :func:`default_bias_var` of the activation.
 
     Example:
-        >>> critical_weight_var("relu")
+        >>> round(critical_weight_var("relu"), 12)
         2.0
         >>> critical_weight_var("relu", bias_var=0.1) is None
         True
     """
     caller = "meanfield.critical_weight_var"
-    phi = _Phi(activation, params, caller)
-    if bias_var is None:
-        bias_var = _default_bias_var(phi)
-    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
-    value = float(_critical(phi, np.array([bias_var]))[0][0])
-    if math.isnan(value):
-        return None
-    return round(value, 9) if abs(value - round(value, 9)) < 1e-12 else value
+    _, weight_var, _ = _critical_point(_Phi(activation, params, caller), bias_var, caller)
+    return None if math.isnan(weight_var) else weight_var
 
 
 def critical_line(
@@ -813,11 +799,24 @@ def critical_line(
 BIAS_VARS_TRIED = (DEFAULT_BIAS_VAR, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
-def _default_bias_var(phi: _Phi) -> float:
+def _default_point(phi: _Phi) -> tuple[float, float, float]:
+    """(σ_b², σ_w², q*) of the default edge of chaos; σ_w² and q* NaN where there is none."""
     candidates = np.array([0.0, *BIAS_VARS_TRIED])
     weight_vars, q_stars = _critical(phi, candidates)
     usable = ~np.isnan(weight_vars) & (q_stars > 1e-3)
-    return float(candidates[np.argmax(usable)]) if usable.any() else DEFAULT_BIAS_VAR
+    if not usable.any():
+        return DEFAULT_BIAS_VAR, math.nan, math.nan
+    first = int(np.argmax(usable))
+    return float(candidates[first]), float(weight_vars[first]), float(q_stars[first])
+
+
+def _critical_point(phi: _Phi, bias_var: float | None, caller: str) -> tuple[float, float, float]:
+    """(σ_b², σ_w², q*) on the critical line at ``bias_var`` (None: the default σ_b²)."""
+    if bias_var is None:
+        return _default_point(phi)
+    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
+    weight_vars, q_stars = _critical(phi, np.array([bias_var]))
+    return bias_var, float(weight_vars[0]), float(q_stars[0])
 
 
 def default_bias_var(activation: Activation, **params: Any) -> float:
@@ -834,7 +833,7 @@ def default_bias_var(activation: Activation, **params: Any) -> float:
         >>> default_bias_var("relu"), default_bias_var("tanh")
         (0.0, 0.05)
     """
-    return _default_bias_var(_Phi(activation, params, "meanfield.default_bias_var"))
+    return _default_point(_Phi(activation, params, "meanfield.default_bias_var"))[0]
 
 
 #: Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
@@ -854,6 +853,8 @@ class InitPoint:
             ``"variance"``).
         note: Why this point, when it is not the plain rule (SELU's fixed
             point; no critical point).
+        fallback: True when the critical criterion found no critical point
+            and this is the variance point instead.
     """
 
     activation: str
@@ -862,6 +863,7 @@ class InitPoint:
     bias_var: float
     q_star: float
     note: str = ""
+    fallback: bool = False
 
 
 def init_point(
@@ -909,11 +911,8 @@ def init_point(
             note=f"SELU's self-normalizing fixed point (χ₁ = {mf.chi_1:.3f}, "
             f"trainable depth ≈ {_shown(mf.trainable_depth)})",
         )
-    if bias_var is None:
-        bias_var = _default_bias_var(phi)
-    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
-    weight_vars, q_stars = _critical(phi, np.array([bias_var]))
-    if math.isnan(weight_vars[0]):
+    bias_var, weight_var, q_star = _critical_point(phi, bias_var, caller)
+    if math.isnan(weight_var):
         return InitPoint(
             phi.name,
             "critical",
@@ -921,8 +920,9 @@ def init_point(
             0.0,
             1.0,
             note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead",
+            fallback=True,
         )
-    return InitPoint(phi.name, "critical", float(weight_vars[0]), bias_var, float(q_stars[0]))
+    return InitPoint(phi.name, "critical", weight_var, bias_var, q_star)
 
 
 # -------------------------------------------------------------- phase diagram
