@@ -22,6 +22,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ __all__ = [
     "TRANSPARENT",
     "ModelView",
     "WeightLayer",
+    "activation_key",
     "activation_kind",
     "is_weight_layer",
     "read_model",
@@ -47,6 +49,22 @@ SHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
 SHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous"}
 
 Activation = nn.Module | Callable[[Tensor], Tensor]
+
+
+def activation_key(activation: Activation) -> Any:
+    """A hashable identity: two activations with equal keys compute the same function.
+
+    A module's key is its class, its repr (its arguments) and the values of its
+    parameters and buffers, so that two PReLUs with different learned slopes
+    differ; a function is its own key.
+    """
+    if not isinstance(activation, nn.Module):
+        return activation
+    state = tuple(
+        tuple(t.detach().flatten().tolist())
+        for t in (*activation.parameters(), *activation.buffers())
+    )
+    return type(activation), repr(activation), state
 
 
 def is_weight_layer(module: nn.Module) -> bool:

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from signalprop import init as _init
 from signalprop import meanfield as _meanfield
-from signalprop._model import Activation, is_weight_layer, read_model
+from signalprop._model import Activation, activation_key, is_weight_layer, read_model
 from signalprop._validation import (
     check_batch,
     check_int,
@@ -232,12 +232,8 @@ class _Points:
         self._moments: dict[Any, tuple[float, float]] = {}
         self.notes: dict[str, str] = {}
 
-    @staticmethod
-    def _key(activation: Activation) -> Any:
-        return repr(activation) if isinstance(activation, nn.Module) else activation
-
     def point(self, activation: Activation) -> _meanfield.InitPoint:
-        key = self._key(activation)
+        key = activation_key(activation)
         if key not in self._cache:
             point = _meanfield.init_point(activation, self.criterion, self.bias_var)
             self._cache[key] = point
@@ -247,7 +243,7 @@ class _Points:
 
     def moments(self, activation: Activation) -> tuple[float, float]:
         """E[φ(√q z)²] and E[φ′(√q z)²] at the activation's own target q."""
-        key = self._key(activation)
+        key = activation_key(activation)
         if key not in self._moments:
             q = self.point(activation).q_star
             self._moments[key] = _meanfield.second_moments(activation, q)
@@ -404,7 +400,7 @@ def autoinit(
         same = (
             consumer is not None
             and layer.producer is not None
-            and points._key(consumer) == points._key(layer.producer)
+            and activation_key(consumer) == activation_key(layer.producer)
         )
         if target is not None and (same or q_out <= b_out or input_second <= 0):
             # A layer between two of the same activation sits on the criterion's own point

@@ -19,7 +19,14 @@ from typing import Any
 from torch import nn
 
 from signalprop import meanfield as _meanfield
-from signalprop._model import Activation, WeightLayer, activation_kind, read_model
+from signalprop._model import (
+    Activation,
+    WeightLayer,
+    activation_key,
+    activation_kind,
+    is_dense,
+    read_model,
+)
 from signalprop.diagnostics._record import weight_scales
 from signalprop.diagnostics._report import Finding
 
@@ -90,18 +97,12 @@ def _elementwise(activation: Activation | None) -> bool:
     return activation is not None and not isinstance(activation, nn.Softmax | nn.Identity)
 
 
-def _same(a: Activation, b: Activation) -> bool:
-    if isinstance(a, nn.Module) and isinstance(b, nn.Module):
-        return type(a) is type(b) and repr(a) == repr(b)
-    return a is b
-
-
 _CRITICAL: dict[Any, _meanfield.InitPoint] = {}
 
 
 def _critical_point(activation: Activation) -> _meanfield.InitPoint:
     """The activation's edge-of-chaos point, computed once per distinct activation."""
-    key = repr(activation) if isinstance(activation, nn.Module) else activation
+    key = activation_key(activation)
     if key not in _CRITICAL:
         _CRITICAL[key] = _meanfield.init_point(activation, "critical")
     return _CRITICAL[key]
@@ -130,8 +131,7 @@ def verdict(
     if not view.plain or len(view.layers) < 3:
         return None
     if not all(
-        isinstance(layer.module, nn.Linear) or getattr(layer.module, "_signalprop_dense", False)
-        for layer in view.layers
+        isinstance(layer.module, nn.Linear) or is_dense(layer.module) for layer in view.layers
     ):
         return None
     hidden = [
@@ -143,9 +143,11 @@ def verdict(
         return None
     activation = hidden[0].consumer
     assert activation is not None
-    if not all(
-        _same(activation, layer.consumer) and _same(activation, layer.producer)  # type: ignore[arg-type]
+    key = activation_key(activation)
+    if any(
+        activation_key(side) != key  # type: ignore[arg-type]
         for layer in hidden
+        for side in (layer.consumer, layer.producer)
     ):
         return None
     measured = measured or {}
@@ -162,7 +164,7 @@ def verdict(
         critical_weight_var = critical_bias_var = None
         if mf.trainable_depth < len(view.layers):  # the fix needs the critical point
             point = _critical_point(activation)
-            if not point.note.startswith("no critical point"):
+            if not point.fallback:
                 critical_weight_var, critical_bias_var = point.weight_var, point.bias_var
     except ValueError:  # an activation without mean-field maps (softmax-like, non-finite)
         return None
