@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 __all__ = [
+    "UnknownArgumentsError",
     "check_batch",
     "check_int",
     "check_option",
@@ -163,34 +164,44 @@ def check_batch(inputs: tuple[Any, ...], *, param: str, caller: str) -> None:
             )
 
 
+class UnknownArgumentsError(ValueError):
+    """Arguments a constructor does not take; ``unknown`` and ``valid`` name them."""
+
+    def __init__(self, message: str, unknown: list[str], valid: list[str]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+        self.valid = valid
+
+
 def construct(cls: Callable[..., T], kwargs: Mapping[str, Any], *, name: str, caller: str) -> T:
     """``cls(**kwargs)``, with arguments ``cls`` does not take refused in the one wording.
 
     A misspelt or foreign argument (``relu`` with ``alpha``, ``leaky_relu`` with
-    ``beta``) is a ``ValueError`` that lists the arguments ``name`` takes,
-    instead of Python's ``TypeError`` from deep inside the constructor.
+    ``beta``) is an :class:`UnknownArgumentsError` (a ``ValueError``) that lists the
+    arguments ``name`` takes, instead of Python's ``TypeError`` from deep inside
+    the constructor.
     """
     try:
-        signature = inspect.signature(cls)
+        parameters = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature: let the call decide
-        signature = None
-    if signature is not None and not any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
-    ):
-        valid = sorted(
-            p.name
-            for p in signature.parameters.values()
-            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = []
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    valid = sorted(p.name for p in parameters if p.kind in named)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        takes = f"arguments of {name}: {valid}" if valid else f"none: {name} takes no arguments"
+        message = str(
+            invalid_parameter("params", caller, takes, unknown, hint=_closest(unknown[0], valid))
         )
-        unknown = sorted(set(kwargs) - set(valid))
-        if unknown:
-            takes = f"arguments of {name}: {valid}" if valid else f"none: {name} takes no arguments"
-            raise invalid_parameter(
-                "params", caller, takes, unknown, hint=_closest(unknown[0], valid)
-            )
+        raise UnknownArgumentsError(message, unknown, valid)
     try:
         return cls(**kwargs)
     except TypeError as error:
-        raise invalid_parameter(
-            "params", caller, f"arguments {name} accepts", dict(kwargs), hint=str(error)
-        ) from None
+        message = str(
+            invalid_parameter(
+                "params", caller, f"arguments {name} accepts", dict(kwargs), hint=str(error)
+            )
+        )
+        if unknown:  # passed on through **kwargs to a constructor that refused them
+            raise UnknownArgumentsError(message, unknown, valid) from None
+        raise ValueError(message) from None

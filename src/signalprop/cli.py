@@ -31,7 +31,7 @@ from typing import Any, NoReturn
 
 from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int, check_option
+from signalprop._validation import UnknownArgumentsError, check_int, check_option
 from signalprop.autoinit import CRITERIA as AUTOINIT_CRITERIA
 from signalprop.autoinit import DISTRIBUTIONS as AUTOINIT_DISTRIBUTIONS
 from signalprop.examples import EXAMPLES
@@ -248,26 +248,27 @@ def _parse_params(pairs: list[str], command: str = "gain") -> dict[str, float]:
     return params
 
 
+def _elementwise_activation(name: str, command: str, param: str, what: str) -> None:
+    """A known activation name that is elementwise (softmax is not), in the CLI's words."""
+    if name == "softmax":
+        raise UsageError(
+            f"{command}: {param + ' ' if param.startswith('--') else ''}softmax is not "
+            f"elementwise (each output depends on every unit), so it has no {what}"
+        )
+    check_option(name, _phase_activations(), param=param, caller=f"{PROG} {command}")
+
+
 def _check_params(activation: str, params: dict[str, float], command: str) -> None:
     """The activation's arguments, refused in the command line's own words."""
-    import inspect
-
     try:
         _activations.create(activation, **params)
+    except UnknownArgumentsError as error:
+        accepted = ", ".join(error.valid) if error.valid else "none"
+        raise UsageError(
+            f"{command}: --param {', '.join(error.unknown)} is not an argument of {activation} "
+            f"(its arguments: {accepted})"
+        ) from None
     except ValueError as error:
-        cls = type(_activations.create(activation))
-        takes = [
-            p
-            for p in inspect.signature(cls).parameters
-            if p not in ("self", "args", "kwargs", "inplace")
-        ]
-        if set(params) - set(takes):
-            names = ", ".join(sorted(set(params) - set(takes)))
-            accepted = ", ".join(takes) if takes else "none"
-            raise UsageError(
-                f"{command}: --param {names} is not an argument of {activation} "
-                f"(its arguments: {accepted})"
-            ) from None
         raise UsageError(f"{command}: --param does not fit {activation}: {error}") from None
 
 
@@ -286,30 +287,26 @@ def _fitting_batch(batch: int, preset: str, command: str, low: int = 2) -> int:
     An example keeps, per input, every layer's pre-activation, activation and their
     gradients: about 4 float32 values per unit of the net, plus the input.
     """
+    from signalprop.examples import units
+
     batch = check_int(batch, param="--batch", caller=f"{PROG} {command}", low=low)
-    if preset.startswith("torch-default-"):
-        units = 100 + 50 * 100 + 10  # 50 layers of 100 units (build_torch_default)
-    else:
-        units = 784 + 300 + 100 * (EXAMPLES[preset].depth - 1) + 10
+    count = units(preset)
     _refuse_beyond_memory(
-        batch * units * 4 * 4,
-        f"{command}: --batch {batch}",
-        f"for {preset} ({units} units × 4 values × 4 bytes per input)",
+        batch * count * 4 * 4,
+        f"{command}: --batch {batch} needs, for {preset} ({count} units × 4 values × 4 bytes "
+        "per input),",
         "use a smaller --batch",
     )
     return batch
 
 
-def _refuse_beyond_memory(needed: int, what: str, how: str, fix: str) -> None:
+def _refuse_beyond_memory(needed: int, what: str, fix: str) -> None:
     """A UsageError when ``needed`` bytes exceed half of this machine's memory."""
-    from signalprop.propagate import physical_memory
+    from signalprop.propagate import beyond_memory
 
-    total = physical_memory()
-    if total is not None and needed > total / 2:
-        raise UsageError(
-            f"{what} needs about {needed / 1e9:.3g} GB {how}, more than half of this "
-            f"machine's {total / 1e9:.3g} GB: {fix}"
-        )
+    refused = beyond_memory(needed)
+    if refused is not None:
+        raise UsageError(f"{what} {refused}: {fix}")
 
 
 def _writable_directory(path: str, param: str) -> Path:
@@ -347,8 +344,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         _refuse_beyond_memory(
             memory_needed(options["depth"], options["width"], options["batch"]),
             f"propagate: --depth {options['depth']} --width {options['width']} "
-            f"--batch {options['batch']}",
-            "(depth × (width² + 4·batch·width) × 4 bytes)",
+            f"--batch {options['batch']} needs, as depth × (width² + 4·batch·width) × 4 bytes,",
             "make them smaller",
         )
         return Config(command, options)
@@ -395,12 +391,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if args.activation is None and params:
             raise UsageError("gain: --param needs an activation name")
         if args.activation is not None:
-            check_option(args.activation, _activations.names(), param="activation", caller=PROG)
-            if args.activation == "softmax":
-                raise UsageError(
-                    "gain: softmax is not elementwise (each output depends on every unit), "
-                    "so it has no gain"
-                )
+            _elementwise_activation(args.activation, "gain", "ACTIVATION", "gain")
             _check_params(args.activation, params, "gain")
         return Config(command, {"activation": args.activation, "params": params})
     if command == "autoinit":
@@ -419,12 +410,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
     if command == "phase":
         caller = f"{PROG} phase"
-        if args.activation == "softmax":
-            raise UsageError(
-                "phase: --activation softmax is not elementwise (each output depends on every "
-                "unit), so it has no mean-field phase diagram"
-            )
-        check_option(args.activation, _phase_activations(), param="--activation", caller=caller)
+        _elementwise_activation(
+            args.activation, "phase", "--activation", "mean-field phase diagram"
+        )
         params = _parse_params(args.param, "phase")
         _check_params(args.activation, params, "phase")
         return Config(

@@ -17,7 +17,14 @@ from signalprop import init as _init
 from signalprop._validation import check_int, check_option, lookup
 from signalprop.layers import Dense, Sequential
 
-__all__ = ["EXAMPLES", "TORCH_DEFAULT", "Example", "build_example", "build_torch_default"]
+__all__ = [
+    "EXAMPLES",
+    "TORCH_DEFAULT",
+    "Example",
+    "build_example",
+    "build_torch_default",
+    "units",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,20 @@ EXAMPLES: dict[str, Example] = {
 }
 
 
+#: The examples' shape: Fashion-MNIST's 784 inputs, 300 units, then 100 per layer, 10 classes.
+INPUTS, FIRST, WIDTH, CLASSES = 784, 300, 100, 10
+#: ``torch-default-<activation>``: this many layers of this many units.
+TORCH_DEFAULT_DEPTH, TORCH_DEFAULT_WIDTH = 50, 100
+
+
+def units(name: str) -> int:
+    """Inputs and units of a built-in example (or ``torch-default-<activation>``) net."""
+    if name.startswith("torch-default-"):
+        return TORCH_DEFAULT_WIDTH * (TORCH_DEFAULT_DEPTH + 1) + CLASSES
+    example = lookup(EXAMPLES, name, param="name", caller="units")
+    return INPUTS + FIRST + WIDTH * (example.depth - 1) + CLASSES
+
+
 def build_example(
     name: str, *, batch: int = 256, seed: int = 0
 ) -> tuple[Sequential, torch.Tensor, torch.Tensor]:
@@ -84,16 +105,18 @@ def build_example(
     initializer = _init.get(example.init)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        layers = [Dense(300, example.activation, kernel_initializer=initializer, input_dim=784)]
+        layers = [
+            Dense(FIRST, example.activation, kernel_initializer=initializer, input_dim=INPUTS)
+        ]
         layers += [
-            Dense(100, example.activation, kernel_initializer=initializer)
+            Dense(WIDTH, example.activation, kernel_initializer=initializer)
             for _ in range(example.depth - 1)
         ]
-        layers.append(Dense(10, "softmax"))
-        model = Sequential(layers, input_shape=(784,))
+        layers.append(Dense(CLASSES, "softmax"))
+        model = Sequential(layers, input_shape=(INPUTS,))
     generator = torch.Generator().manual_seed(seed + 1)
-    inputs = torch.randn(batch, 784, generator=generator)
-    labels = torch.randint(0, 10, (batch,), generator=generator)
+    inputs = torch.randn(batch, INPUTS, generator=generator)
+    labels = torch.randint(0, CLASSES, (batch,), generator=generator)
     return model, inputs, labels
 
 
@@ -103,7 +126,12 @@ TORCH_DEFAULT = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu",
 
 
 def build_torch_default(
-    activation: str, *, depth: int = 50, width: int = 100, batch: int = 256, seed: int = 0
+    activation: str,
+    *,
+    depth: int = TORCH_DEFAULT_DEPTH,
+    width: int = TORCH_DEFAULT_WIDTH,
+    batch: int = 256,
+    seed: int = 0,
 ) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
     """A plain PyTorch dense net as a user would write it: ``(model, inputs, labels)``.
 
@@ -119,9 +147,9 @@ def build_torch_default(
         layers: list[nn.Module] = []
         for _ in range(depth):
             layers += [nn.Linear(width, width), _activations.create(activation)]
-        layers.append(nn.Linear(width, 10))
+        layers.append(nn.Linear(width, CLASSES))
         model = nn.Sequential(*layers)
     generator = torch.Generator().manual_seed(seed + 1)
     inputs = torch.randn(batch, width, generator=generator)
-    labels = torch.randint(0, 10, (batch,), generator=generator)
+    labels = torch.randint(0, CLASSES, (batch,), generator=generator)
     return model, inputs, labels

@@ -104,18 +104,24 @@ def physical_memory() -> int | None:
         return None
 
 
+def beyond_memory(needed: int) -> str | None:
+    """Why ``needed`` bytes are refused (more than half of this machine's memory), or None."""
+    total = physical_memory()
+    if total is None or needed <= total / 2:
+        return None
+    return f"≈ {needed / 1e9:.3g} GB, more than half of this machine's {total / 1e9:.3g} GB"
+
+
 def _check_memory(depth: int, width: int, batch: int, itemsize: int, caller: str) -> None:
     """Refuse, with the estimate, a run that would not fit in half the machine's memory."""
-    needed = memory_needed(depth, width, batch, itemsize)
-    total = physical_memory()
-    if total is not None and needed > total / 2:
+    refused = beyond_memory(memory_needed(depth, width, batch, itemsize))
+    if refused is not None:
         raise invalid_parameter(
             "depth, width and batch",
             caller,
             "small enough to fit in memory",
             (depth, width, batch),
-            hint=f"depth × (width² + 4·batch·width) × {itemsize} bytes ≈ {needed / 1e9:.3g} GB, "
-            f"more than half of this machine's {total / 1e9:.3g} GB",
+            hint=f"depth × (width² + 4·batch·width) × {itemsize} bytes {refused}",
         )
 
 
