@@ -25,23 +25,15 @@ from typing import Any
 import numpy as np
 
 from signalprop import meanfield as _meanfield
+from signalprop.study._runner import CHANCE, final_accuracy
+from signalprop.study._spec import describe_autoinit
 
 __all__ = ["depth_scan_section", "initializations_section"]
 
-#: Accuracy of a classifier that guesses among Fashion-MNIST's 10 balanced classes.
-CHANCE = 0.1
 #: Accuracy thresholds reported besides the primary one, to show how the agreement depends on it.
 SENSITIVITY = (0.2, 0.3, 0.4, 0.5, 0.6)
 #: The order activations are listed in (the chapter's rule of thumb, best first).
 ORDER = ("selu", "elu", "leaky_relu", "rrelu", "prelu", "relu", "gelu", "silu", "tanh", "sigmoid")
-
-
-def _final(record: dict[str, Any]) -> float:
-    history = record["history"]
-    if history.get("stopped") and history["stopped"].get("reason") == "non-finite loss":
-        return math.nan
-    values = history["val_accuracy"]
-    return float(values[-1]) if values else math.nan
 
 
 def _shown(value: float) -> str:
@@ -119,7 +111,9 @@ def depth_scan_section(results: list[dict[str, Any]], directory: Path) -> list[s
     cells: dict[tuple[int, float], list[float]] = defaultdict(list)
     for record in results:
         config = record["config"]
-        cells[(len(config["hidden"]), float(config["init_args"]["scale"]))].append(_final(record))
+        cells[(len(config["hidden"]), float(config["init_args"]["scale"]))].append(
+            final_accuracy(record)
+        )
     accuracy = np.full((len(depths), len(scales)), np.nan)
     for (depth, scale), values in cells.items():
         finite = [v for v in values if math.isfinite(v)]
@@ -211,25 +205,18 @@ def _shown_accuracy(value: float) -> str:
 # ------------------------------------------------------------ initializations
 
 
-def _initialization(config: dict[str, Any]) -> str:
+def _column(config: dict[str, Any]) -> str:
+    """The initialization a run was trained from, as a column of the table."""
     auto = config.get("autoinit")
     if auto is None:
-        if config.get("init_choice") == "matching":
-            return f"textbook ({config['init']})"
-        return f"as drawn ({config['init']})"
+        return (
+            "textbook"
+            if config.get("init_choice") == "matching"
+            else f"as drawn ({config['init']})"
+        )
     if isinstance(auto, str):
         return f"autoinit variance ({auto})"
-    parts = [auto.get("criterion", "variance")]
-    if auto.get("distribution", "truncated_normal") != "truncated_normal":
-        parts.append(auto["distribution"])
-    if auto.get("mode", "analytic") != "analytic":
-        parts.append(auto["mode"])
-    return "autoinit " + ", ".join(parts)
-
-
-def _column(config: dict[str, Any]) -> str:
-    label = _initialization(config)
-    return "textbook" if label.startswith("textbook") else label
+    return f"autoinit {describe_autoinit(auto)}"
 
 
 def _baseline(columns: list[str]) -> str:
@@ -302,7 +289,7 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
             if not records:
                 row.append("—")
                 continue
-            finals = [_final(r) for r in records]
+            finals = [final_accuracy(r) for r in records]
             scores = [v if math.isfinite(v) else CHANCE for v in finals]
             mean = statistics.fmean(scores)
             std = statistics.stdev(scores) if len(scores) > 1 else 0.0

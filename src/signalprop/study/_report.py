@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from signalprop.study._criticality import depth_scan_section, initializations_section
-from signalprop.study._runner import RESULTS, SPEC, read_results
+from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
+from signalprop.study._spec import describe_autoinit
 
 __all__ = ["RULE_OF_THUMB", "write_report"]
 
@@ -30,8 +31,6 @@ RULE_OF_THUMB: tuple[tuple[str, ...], ...] = (
     ("tanh",),
     ("sigmoid",),
 )
-#: Accuracy a diverged run is ranked at: a network with NaN weights guesses one class.
-CHANCE = 0.1
 NAMES = {
     "sigmoid": "logistic",
     "tanh": "tanh",
@@ -52,14 +51,6 @@ def _shown(activation: str) -> str:
     return NAMES.get(activation, activation)
 
 
-def _final(record: dict[str, Any]) -> float:
-    history = record["history"]
-    if history["stopped"] and history["stopped"].get("reason") == "non-finite loss":
-        return math.nan
-    values = history["val_accuracy"]
-    return float(values[-1]) if values else math.nan
-
-
 def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
     """Runs that differ only in their seed."""
     identity = {k: v for k, v in config.items() if k not in ("seed", "label", "reference")}
@@ -73,16 +64,8 @@ def _label(config: dict[str, Any], *, depth: bool = True) -> str:
     text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
     if config.get("bias_var"):
         text += f", σ_b² {config['bias_var']:g}"
-    auto = config.get("autoinit")
-    if isinstance(auto, dict):
-        shown = [auto.get("criterion", "")]
-        if auto.get("distribution", "truncated_normal") != "truncated_normal":
-            shown.append(str(auto["distribution"]))
-        if auto.get("mode", "analytic") != "analytic":
-            shown.append(str(auto["mode"]))
-        text += f" + autoinit ({', '.join(shown)})"
-    elif auto:
-        text += f" + autoinit ({auto})"
+    if config.get("autoinit"):
+        text += f" + autoinit ({describe_autoinit(config['autoinit'])})"
     return f"{text}, {len(config['hidden'])} hidden" if depth else text
 
 
@@ -92,7 +75,7 @@ class _Group:
     def __init__(self, records: list[dict[str, Any]]) -> None:
         self.records = sorted(records, key=lambda r: r["config"]["seed"])
         self.config = self.records[0]["config"]
-        self.finals = [_final(r) for r in self.records]
+        self.finals = [final_accuracy(r) for r in self.records]
 
     @property
     def depth(self) -> int:

@@ -189,6 +189,20 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
     }
 
 
+#: Accuracy a diverged run is counted at: a network with NaN weights guesses one of the
+#: 10 balanced classes.
+CHANCE = 0.1
+
+
+def final_accuracy(record: dict[str, Any]) -> float:
+    """A run's last validation accuracy; NaN when it stopped on a non-finite loss."""
+    history = record["history"]
+    if history.get("stopped") and history["stopped"].get("reason") == "non-finite loss":
+        return math.nan
+    values = history["val_accuracy"]
+    return float(values[-1]) if values else math.nan
+
+
 def _repair(path: Path) -> None:
     """Drop a last line cut short by a kill, so the next append starts clean."""
     if not path.exists():

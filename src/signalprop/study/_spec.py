@@ -219,6 +219,19 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
     return filled
 
 
+def describe_autoinit(autoinit: str | dict[str, Any]) -> str:
+    """``"critical, orthogonal"``: the criterion, then what differs from the defaults of
+    the object form (truncated normal, analytic); the string form as it is."""
+    if isinstance(autoinit, str):
+        return autoinit
+    parts = [str(autoinit.get("criterion", "variance"))]
+    if autoinit.get("distribution", "truncated_normal") != "truncated_normal":
+        parts.append(str(autoinit["distribution"]))
+    if autoinit.get("mode", "analytic") != "analytic":
+        parts.append(str(autoinit["mode"]))
+    return ", ".join(parts)
+
+
 def _run(settings: dict[str, Any], source: str) -> RunConfig:
     unknown = sorted(set(settings) - KEYS)
     if unknown:
