@@ -87,11 +87,12 @@ def test_large_logistic_weights_are_not_the_cause_of_vanishing_gradients():
     # Logistic with twice Glorot's variance: not saturated, yet E[σ′²]·σ_w² ≈ 0.09 per layer
     # makes the gradient vanish — larger weights would make it larger, so the advice is to
     # change the activation, not to re-initialize.
-    torch.manual_seed(0)
     layers: list[nn.Module] = []
-    for _ in range(10):
-        layers += [nn.Linear(64, 64), nn.Sigmoid()]
-    model = nn.Sequential(*layers, nn.Linear(64, 10))
+    with torch.random.fork_rng():  # nn.Linear's biases come from the global RNG
+        torch.manual_seed(0)
+        for _ in range(10):
+            layers += [nn.Linear(64, 64), nn.Sigmoid()]
+        model = nn.Sequential(*layers, nn.Linear(64, 10))
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, nn.Linear):

@@ -70,7 +70,8 @@ def test_autoinit_variance_puts_100_tanh_layers_in_the_chaotic_phase():
     assert verdict.chi_1 == pytest.approx(chi, rel=1e-7)
     assert 75 < verdict.trainable_depth < 95
     (finding,) = report.findings_of("chaotic")
-    assert finding.severity == "warning" if 1.5 * verdict.trainable_depth >= 101 else "error"
+    # Within 1.5 × the trainable depth a warning, beyond it an error.
+    assert finding.severity == ("warning" if 1.5 * verdict.trainable_depth >= 101 else "error")
     assert "6ξ_c" in finding.message and "chaotic phase" in finding.message
     assert "criterion='critical'" in finding.fix
     assert "σ_w² = 1.761" in finding.fix and "σ_b² = 0.05" in finding.fix
@@ -89,13 +90,18 @@ def test_autoinit_critical_clears_the_finding():
     assert report.meanfield.bias_var == pytest.approx(0.05, rel=0.1)  # 99 × 100 draws
 
 
-def test_deep_logistic_with_glorot_is_ordered():
-    # Glorot on square layers: σ_w² = 1; the logistic's χ₁ = E[σ′(√q* z)²] ≈ 0.056 there.
-    model = chapter_net("sigmoid", depth=30)
+def reinitialized(model: sp.Sequential, initializer, seed: int) -> sp.Sequential:
+    """Every Dense layer's weights redrawn by ``initializer`` (an in-place sp.init function)."""
     with torch.no_grad():
         for layer in model:
             if isinstance(layer, sp.Dense):
-                sp.init.glorot_uniform_(layer.weight, generator=gen(4))
+                initializer(layer.weight, generator=gen(seed))
+    return model
+
+
+def test_deep_logistic_with_glorot_is_ordered():
+    # Glorot on square layers: σ_w² = 1; the logistic's χ₁ = E[σ′(√q* z)²] ≈ 0.056 there.
+    model = reinitialized(chapter_net("sigmoid", depth=30), sp.init.glorot_uniform_, seed=4)
     report = sp.diagnose(model, inputs(128, 64))
     assert report.meanfield is not None
     assert report.meanfield.phase == "ordered"
@@ -108,11 +114,7 @@ def test_deep_logistic_with_glorot_is_ordered():
 
 
 def test_he_relu_is_critical_and_healthy():
-    model = chapter_net("relu", depth=50)
-    with torch.no_grad():
-        for layer in model:
-            if isinstance(layer, sp.Dense):
-                sp.init.he_normal_(layer.weight, generator=gen(5))
+    model = reinitialized(chapter_net("relu", depth=50), sp.init.he_normal_, seed=5)
     verdict = sp.diagnose(model, inputs(128, 64)).meanfield
     assert verdict is not None
     assert verdict.phase == "critical"

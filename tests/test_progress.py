@@ -12,10 +12,11 @@ from signalprop.train import fit
 
 
 def test_fit_prints_a_line_per_epoch_and_tenths_without_a_terminal(capsys):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
-    x = torch.randn(400, 8)
-    y = torch.randint(0, 3, (400,))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+        x = torch.randn(400, 8)
+        y = torch.randint(0, 3, (400,))
     fit(model, (x, y), (x[:50], y[:50]), epochs=2, batch_size=20, seed=0)
     err = capsys.readouterr().err  # pytest's captured stderr is not a terminal
     epochs = re.findall(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,11 @@ import torch
 from torch import nn
 
 import signalprop as sp
-from _records import record
+from _records import record, write_study
 from signalprop.cli import main
 from signalprop.plots import plot_layers
 from signalprop.study import expand, read_results, write_report
-from signalprop.study._runner import RESULTS, SPEC
+from signalprop.study._runner import RESULTS
 
 
 def _one_seed_study(directory: Path) -> None:
@@ -27,10 +26,7 @@ def _one_seed_study(directory: Path) -> None:
     )
     # SELU and ELU 0.0006 apart: with one seed that is no evidence either way.
     accuracy = {"selu": 0.8006, "elu": 0.8000, "relu": 0.7000, "tanh": 0.7500}
-    (directory / SPEC).write_text(json.dumps(spec.to_dict()))
-    with (directory / RESULTS).open("w") as handle:
-        for run in spec.runs:
-            handle.write(json.dumps(record(run, accuracy[run.activation])) + "\n")
+    write_study(directory, spec, [record(run, accuracy[run.activation]) for run in spec.runs])
 
 
 def test_one_seed_reports_no_spread_and_judges_no_order(tmp_path: Path):
@@ -111,8 +107,7 @@ def test_report_numbers_on_known_answers(tmp_path: Path):
         if value != value:  # NaN: a diverged run
             made["history"]["stopped"] = {"reason": "non-finite loss"}
         records.append(made)
-    (tmp_path / SPEC).write_text(json.dumps(spec.to_dict()))
-    (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_study(tmp_path, spec, records)
     text = write_report(tmp_path).read_text()
     assert "| SELU + lecun_normal | 2 | 1 | 3 | 0.8200 ± 0.0200 | 0.8000–0.8400 |  |" in text
     # The table's mean and std skip the diverged run; the ranking counts it at chance.
@@ -142,7 +137,6 @@ def test_a_configuration_whose_every_run_diverged_says_so(tmp_path: Path):
         made = record(run, float("nan"))
         made["history"]["stopped"] = {"reason": "non-finite loss"}
         records.append(made)
-    (tmp_path / SPEC).write_text(json.dumps(spec.to_dict()))
-    (tmp_path / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_study(tmp_path, spec, records)
     text = write_report(tmp_path).read_text()
     assert "| GELU + he_normal | 2 | 1 | 2 | — (every run diverged) | — | 2 |" in text

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from _images import assert_png
-from _records import record
+from _records import record, write_study
 from signalprop import meanfield
 from signalprop.autoinit import DEFAULT_DISTRIBUTION
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
-from signalprop.study._runner import RESULTS, SPEC, build_model
+from signalprop.study._runner import build_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
@@ -104,8 +104,9 @@ def test_bias_var_draws_normal_biases():
             ]
         }
     )
-    torch.manual_seed(0)
-    model = build_model(spec.runs[0])
+    with torch.random.fork_rng():  # the global RNG draws the biases: seed it here only
+        torch.manual_seed(0)
+        model = build_model(spec.runs[0])
     model(torch.zeros(1, 28, 28))  # materializes the lazy layers
     biases = torch.cat([layer.bias.detach().double() for layer in list(model)[1:-1]])
     # 4,000 draws of N(0, 0.05): s²/σ² within 5 standard errors √(2/n) of 1.
@@ -119,14 +120,6 @@ def test_bias_var_draws_normal_biases():
 
 def _record(config: Any, accuracy: float) -> dict[str, Any]:
     return record(config, accuracy)
-
-
-def _write(directory: Path, spec: Any, records: list[dict[str, Any]]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / SPEC).write_text(json.dumps(spec.to_dict()))
-    with (directory / RESULTS).open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
 
 
 def test_depth_scan_report_compares_boundaries(tmp_path: Path):
@@ -155,7 +148,7 @@ def test_depth_scan_report_compares_boundaries(tmp_path: Path):
     for run in spec.runs:
         scale, depth = run.init_args["scale"], run.depth
         records.append(_record(run, 0.8 if depth <= made_up[scale] else 0.1))
-    _write(tmp_path, spec, records)
+    write_study(tmp_path, spec, records)
     text = write_report(tmp_path).read_text()
     assert "## Trainable depth: measured against mean-field theory" in text
     assert "## Final validation accuracy\n" not in text  # the per-run tables are left out
@@ -199,7 +192,7 @@ def test_initializations_report_pivots_activations_and_criteria(tmp_path: Path):
         if math.isnan(value):
             record["history"]["stopped"] = {"reason": "non-finite loss"}
         records.append(record)
-    _write(tmp_path, spec, records)
+    write_study(tmp_path, spec, records)
     text = write_report(tmp_path).read_text()
     assert "## Initializations compared (3 hidden layers)" in text
     assert "| activation | textbook | autoinit critical, orthogonal |" in text
