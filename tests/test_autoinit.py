@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import integrate, special, stats
+from scipy import special, stats
 from torch import Tensor, nn
 
 import signalprop as sp
+from _quad import normal_expectation
 
 #: κ − 1 of N(0, 1) cut at ±2 (scipy's excess kurtosis + 2) ≈ 1.366.
 KAPPA_MINUS_1_TRUNCATED = float(stats.truncnorm(-2, 2).stats(moments="k")) + 2
@@ -38,18 +39,6 @@ VARIANCE = {"criterion": "variance", "distribution": "truncated_normal"}
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def normal_expectation(g: Callable[[float], float]) -> float:
-    """E[g(z)], z ~ N(0, 1), by scipy's quad split at 0."""
-
-    def integrand(z: float) -> float:
-        return g(z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-
-    return sum(
-        integrate.quad(integrand, low, high, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
-        for low, high in ((-math.inf, 0.0), (0.0, math.inf))
-    )
 
 
 def _gelu(z: float) -> float:

@@ -11,10 +11,10 @@ import math
 
 import pytest
 import torch
-from scipy import integrate
 from torch import Tensor, nn
 
 import signalprop as sp
+from _quad import normal_expectation
 from signalprop.diagnostics import MeanFieldVerdict
 
 
@@ -33,16 +33,6 @@ def chapter_net(activation: str, depth: int = 100, seed: int = 0) -> sp.Sequenti
         torch.manual_seed(seed)
         hidden = [sp.Dense(300, activation)] + [sp.Dense(100, activation) for _ in range(depth - 1)]
         return sp.Sequential([*hidden, sp.Dense(10, "softmax")], input_shape=(64,))
-
-
-def normal_expectation(g) -> float:
-    def integrand(z: float) -> float:
-        return g(z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-
-    return sum(
-        integrate.quad(integrand, a, b, epsabs=1e-13, epsrel=1e-13, limit=200)[0]
-        for a, b in ((-math.inf, 0.0), (0.0, math.inf))
-    )
 
 
 def test_autoinit_variance_puts_100_tanh_layers_in_the_chaotic_phase():
