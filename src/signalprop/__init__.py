@@ -8,13 +8,14 @@ Example:
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """
 
-from signalprop import activations, diagnostics, init, layers, meanfield
+from signalprop import activations, diagnostics, init, layers, meanfield, monitor
 from signalprop.activations import SELU_ALPHA, SELU_SCALE
 from signalprop.autoinit import AutoInitResult, autoinit
 from signalprop.diagnostics import Report, Thresholds, check_self_normalizing, diagnose
 from signalprop.gains import gain, moments, recommend_init, selu_parameters
 from signalprop.layers import Dense, Sequential
 from signalprop.meanfield import trainable_depth
+from signalprop.monitor import Monitor
 from signalprop.propagate import PropagationResult, propagate
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ __all__ = [
     "SELU_SCALE",
     "AutoInitResult",
     "Dense",
+    "Monitor",
     "PropagationResult",
     "Report",
     "Sequential",
@@ -39,6 +41,7 @@ __all__ = [
     "layers",
     "meanfield",
     "moments",
+    "monitor",
     "propagate",
     "recommend_init",
     "selu_parameters",

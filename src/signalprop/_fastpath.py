@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from signalprop import activations as _activations
+from signalprop._model import activation_kind as _activation_kind
 
 __all__ = ["DenseStackTrainer", "plan"]
 
@@ -54,6 +55,9 @@ _PRELU_BACKWARD: Callable[..., tuple[Tensor, Tensor]] = _aten._prelu_kernel_back
 _NLL_BACKWARD: Callable[..., Tensor] = _aten.nll_loss_backward.default
 _LOG_SOFTMAX_BACKWARD: Callable[..., Tensor] = _aten._log_softmax_backward_data.default
 
+
+#: Activations the fast path applies in place on the pre-activation.
+_IN_PLACE = ("relu", "sigmoid", "tanh")
 
 #: The loss's own gradient, d loss / d loss.
 _ONE = torch.ones(())
@@ -297,14 +301,15 @@ class DenseStackTrainer:
                 for layer in self.layers
             ]
         self._prelu_velocity: dict[int, Tensor] = {}
+        self._watched_rows: list[tuple[str, str, str | None, nn.Parameter, bool]] | None = None
 
-    def _update(self, index: int, layer: _Layer, inputs: Tensor, grad: Tensor) -> None:
+    def _update(self, index: int, layer: _Layer, weight_grad: Tensor, grad: Tensor) -> None:
         """SGD on one layer, with the gradients computed as autograd computes them.
 
-        W's gradient is (aᵀg)ᵀ, as ``addmm``'s backward forms it, and the
-        update is ``torch.optim.SGD``'s: w ← w − lr·g, or v ← μv + g, w ← w − lr·v.
+        W's gradient is (aᵀg)ᵀ, as ``addmm``'s backward forms it (see
+        :meth:`step`), and the update is ``torch.optim.SGD``'s: w ← w − lr·g,
+        or v ← μv + g, w ← w − lr·v.
         """
-        weight_grad = inputs.t().mm(grad).t()
         with torch.no_grad():
             if not self.momentum:
                 layer.weight.add_(weight_grad, alpha=-self.lr)
@@ -329,22 +334,46 @@ class DenseStackTrainer:
             else:
                 weight.add_(weight_grad, alpha=-self.lr)
 
-    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def watched_layers(self) -> list[tuple[str, str, str | None, nn.Parameter, bool]]:
+        """Each layer as a :class:`~signalprop.Monitor` row: name, type, activation
+        kind, weight, and whether an activation module is applied."""
+        owners = {
+            id(module.weight): (name, module)
+            for name, module in self.model.named_modules()
+            if isinstance(getattr(module, "weight", None), nn.Parameter)
+        }
+        rows = []
+        for layer in self.layers:
+            name, module = owners[id(layer.weight)]
+            activation = layer.activation.module
+            kind = _activation_kind(activation) if activation is not None else None
+            rows.append((name, type(module).__name__, kind, layer.weight, activation is not None))
+        return rows
+
+    def step(self, x: Tensor, y: Tensor, monitor: Any = None) -> tuple[Tensor, Tensor]:
         """One SGD step on a batch; returns the mean loss and the number of correct guesses.
 
         Each layer's weights are updated as soon as its gradient is known,
         after the gradient for the layer below has been taken with the old
-        weights.
+        weights. A :class:`~signalprop.Monitor` passed as ``monitor`` is fed
+        this step's own tensors on the steps it records.
         """
         training = self.model.training
+        if monitor is not None and self._watched_rows is None:
+            self._watched_rows = self.watched_layers()
+        watch = monitor is not None and monitor.fast_begin(self._watched_rows, x)
         with torch.no_grad():
             h = x.reshape(x.shape[0], -1) if self.flatten else x
             inputs: list[Tensor] = []
             saved: list[tuple[Tensor, Tensor, Tensor | None]] = []
-            for layer in self.layers:
+            for index, layer in enumerate(self.layers):
                 inputs.append(h)
                 z = F.linear(h, layer.weight, layer.bias)
+                if watch:
+                    monitor.fast_layer(index, z, layer.activation.kind in _IN_PLACE)
                 a, extra = layer.activation.forward(z, training)
+                if watch and layer.activation.module is not None:
+                    monitor.fast_activation(index, a)
                 saved.append((z, a, extra))
                 h = a
             log_probs = torch.log_softmax(h, dim=1)
@@ -360,7 +389,10 @@ class DenseStackTrainer:
                 z, a, extra = saved[index]
                 grad, slope_grad = layer.activation.backward(grad, z, a, extra)
                 below = grad.mm(layer.weight) if index > 0 else None
-                self._update(index, layer, inputs[index], grad)
+                weight_grad = inputs[index].t().mm(grad).t()
+                if watch:
+                    monitor.fast_gradients(index, grad, weight_grad)
+                self._update(index, layer, weight_grad, grad)
                 if slope_grad is not None:
                     self._update_slope(index, layer.activation, slope_grad)
                 if below is not None:
@@ -413,10 +445,11 @@ class CompiledDenseStackTrainer:
             self._velocities = self._bias_velocities = []
         self._shape: torch.Size | None = None
 
-    def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """One SGD step; batches of another shape than the first run eagerly."""
-        if self._step is None:
-            return self.eager.step(x, y)
+    def step(self, x: Tensor, y: Tensor, monitor: Any = None) -> tuple[Tensor, Tensor]:
+        """One SGD step; batches of another shape than the first run eagerly, and so do
+        the steps a :class:`~signalprop.Monitor` records (it reads the eager step's tensors)."""
+        if self._step is None or (monitor is not None and monitor.scheduled):
+            return self.eager.step(x, y, monitor)
         if self._shape is None:
             self._shape = x.shape
         if x.shape != self._shape:

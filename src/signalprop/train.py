@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from torch import Tensor, nn
 
 from signalprop._progress import Progress, say
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
+
+if TYPE_CHECKING:
+    from signalprop.monitor import Monitor
 
 __all__ = ["History", "evaluate", "fit"]
 
@@ -239,6 +242,7 @@ def fit(
     diagnose_batch: int = 256,
     path: str = "auto",
     flush_denormal: bool = True,
+    monitor: Monitor | None = None,
 ) -> History:
     """Train ``model`` on in-memory tensors and return its :class:`History`.
 
@@ -281,6 +285,10 @@ def fit(
             vanish otherwise spends most of its time on subnormal arithmetic
             (a 100-layer logistic net trains about 3x slower); the values
             flushed are far below anything that changes a weight.
+        monitor: A :class:`~signalprop.Monitor` of ``model`` to feed each step
+            (on the fast paths too, from their own tensors: the numbers are
+            autograd's). It is left open: close it, or use it as a context
+            manager, when done.
 
     Returns:
         The :class:`History`; ``history.stopped`` says if and why it ended early.
@@ -298,6 +306,15 @@ def fit(
     snapshots = {check_int(e, param="diagnose_at", caller=caller, low=0) for e in diagnose_at}
     diagnose_batch = check_int(diagnose_batch, param="diagnose_batch", caller=caller, low=1)
     check_option(path, ("auto", "autograd", "compiled", "fast"), param="path", caller=caller)
+    if monitor is not None:
+        from signalprop.monitor import Monitor
+
+        if not isinstance(monitor, Monitor):
+            raise invalid_parameter("monitor", caller, "a signalprop.Monitor or None", monitor)
+        if monitor.model is not model and monitor.model is not getattr(model, "module", None):
+            raise invalid_parameter(
+                "monitor", caller, "a Monitor of the model being trained", repr(monitor)
+            )
     trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
     # The fast path updates the weights itself: an optimizer is only built for autograd.
     opt = _make_optimizer(model, optimizer, lr, momentum) if trainer is None else None
@@ -305,6 +322,10 @@ def fit(
     from signalprop.diagnostics import diagnose
 
     history = History(path=path_taken)
+    # On the fast paths, a non-finite gradient shows first in the updated lowest weight.
+    first_weight: Tensor | None = None
+    if trainer is not None and monitor is not None:
+        first_weight = getattr(trainer, "eager", trainer).layers[0].weight
     probe = (x_train[:diagnose_batch], y_train[:diagnose_batch])
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -329,12 +350,14 @@ def fit(
                     index = order[step * batch_size : (step + 1) * batch_size]
                     xb, yb = x_train[index], y_train[index]
                     if trainer is not None:
-                        loss, correct = trainer.step(xb, yb)
+                        loss, correct = trainer.step(xb, yb, monitor)
                     else:
                         assert opt is not None
                         opt.zero_grad(set_to_none=True)
                         loss, correct = _loss_and_correct(model(xb), captured, yb)
                     if not torch.isfinite(loss):
+                        if monitor is not None:
+                            monitor.loss_not_finite(xb, yb)
                         report = diagnose(model, xb, yb)
                         history.stopped = {
                             "reason": "non-finite loss",
@@ -347,6 +370,11 @@ def fit(
                     if opt is not None:
                         loss.backward()
                         opt.step()
+                    elif first_weight is not None and not bool(torch.isfinite(first_weight).all()):
+                        assert monitor is not None
+                        monitor.weights_not_finite(xb, yb)
+                    if monitor is not None:
+                        monitor.step()
                     history.steps += 1
                     total_loss += loss.detach().double() * len(xb)
                     total_correct += correct

@@ -68,7 +68,11 @@ def _moments(x: Tensor) -> Moments:
 def mean_std(moments: Moments) -> tuple[float, float, bool]:
     """``(mean, std, finite)`` from :func:`_moments` (std with Bessel's correction)."""
     total, norm, n = moments
-    s1, s2 = total.item(), norm.item() ** 2
+    return mean_std_of_sums(total.item(), norm.item() ** 2, n)
+
+
+def mean_std_of_sums(s1: float, s2: float, n: int) -> tuple[float, float, bool]:
+    """``(mean, std, finite)`` from the sum, the sum of squares and the count."""
     finite = math.isfinite(s1) and math.isfinite(s2)
     if n == 0:
         return math.nan, math.nan, finite
@@ -108,6 +112,22 @@ def _similarity(z: Tensor) -> Tensor:
 def _unit_dims(x: Tensor) -> list[int]:
     """Dimensions reduced to find a unit: all but dimension 1 (features/channels)."""
     return [d for d in range(x.dim()) if d != 1] if x.dim() > 1 else [0]
+
+
+def alive_units(z: Tensor) -> Tensor:
+    """Per unit (feature or channel), whether it is positive for any example: a ReLU
+    unit that is not is *dead* on the batch (zero output, zero gradient)."""
+    z = z.detach()
+    return (z > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z > 0)
+
+
+def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
+    """How many of a saturating activation's outputs lie within ``margin`` of its
+    range's width from either end (see :class:`~signalprop.diagnostics.Thresholds`)."""
+    low, high = SATURATING[kind]
+    width = margin * (high - low)
+    y = y.detach()
+    return ((y <= low + width) | (y >= high - width)).sum()
 
 
 class Recorder:
@@ -185,8 +205,7 @@ class Recorder:
     def _record_activation_input(self, row: Row, kind: str, z: Tensor) -> None:
         """Statistics of the pre-activation that need it fresh, before an in-place op."""
         if kind in DYING and z.numel() and z.dim() >= 1:
-            alive = (z.detach() > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z.detach() > 0)
-            row.stats["dead"] = 1.0 - alive.float().mean()
+            row.stats["dead"] = 1.0 - alive_units(z).float().mean()
             if z.dim() > 1 and z.shape[0] > 1:
                 row.stats["similarity"] = _similarity(z)
 
@@ -195,10 +214,9 @@ class Recorder:
         y_data = y.detach()
         row.moments["act"] = _moments(y_data)
         if kind in SATURATING:
-            low, high = SATURATING[kind]
-            margin = self.saturation_margin * (high - low)
-            saturated = (y_data <= low + margin) | (y_data >= high - margin)
-            row.stats["saturated"] = saturated.float().mean()
+            row.stats["saturated"] = saturated_count(y_data, kind, self.saturation_margin) / max(
+                1, y_data.numel()
+            )
         self._watch(row, "out", y)
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:

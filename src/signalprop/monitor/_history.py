@@ -1,0 +1,406 @@
+"""A monitored run as plain records, and the findings of ``diagnose`` over time.
+
+:class:`MonitorHistory` is what a :class:`~signalprop.Monitor` keeps in memory
+and what :func:`read_log` rebuilds from its JSON Lines log: the layers, one
+:class:`Record` per monitored step (every quantity as a list over the layers),
+and the :class:`NonFiniteEvent` records. :meth:`MonitorHistory.findings` runs
+the detectors of :func:`~signalprop.diagnose` on every record and says, for
+each finding, when it began and in which layers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from signalprop._validation import invalid_parameter
+from signalprop.diagnostics._findings import find, layer_range
+from signalprop.diagnostics._report import KINDS, Finding, LayerStats, Thresholds
+
+__all__ = [
+    "QUANTITIES",
+    "LayerInfo",
+    "MonitorHistory",
+    "NonFiniteEvent",
+    "Record",
+    "TimedFinding",
+    "read_log",
+]
+
+#: What a record holds per layer, with :class:`~signalprop.diagnostics.LayerStats`'s
+#: definitions (``grad_weight_rms`` included), plus the weight's norm and the
+#: update-to-weight ratio ‖W_after − W_before‖ / ‖W_before‖ of the step.
+QUANTITIES = (
+    "pre_mean",
+    "pre_std",
+    "act_mean",
+    "act_std",
+    "saturated",
+    "dead",
+    "grad_pre_rms",
+    "grad_weight_rms",
+    "weight_norm",
+    "update_ratio",
+)
+
+#: The log's format name and version, in its header line.
+FORMAT = "signalprop-monitor"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One monitored layer.
+
+    Attributes:
+        name: As in ``model.named_modules()`` (``"name#2"`` for a second call).
+        layer_type: The module's class name.
+        activation: Registry name of the activation applied to its output.
+        fan_in, fan_out: The weight's fans (None: no weight).
+        weight_numel: Elements of the weight (0: none).
+    """
+
+    name: str
+    layer_type: str
+    activation: str | None = None
+    fan_in: float | None = None
+    fan_out: float | None = None
+    weight_numel: int = 0
+
+
+@dataclass
+class Record:
+    """The quantities of one monitored step, each a list over the layers (None: not seen)."""
+
+    step: int
+    batch_size: int
+    values: dict[str, list[float | None]]
+
+    def layer_stats(self, layers: list[LayerInfo]) -> list[LayerStats]:
+        """The record as ``diagnose``'s per-layer records, for its detectors."""
+        rows = []
+        for index, info in enumerate(layers):
+            value = {q: self.values[q][index] for q in QUANTITIES}
+            stats = LayerStats(
+                name=info.name,
+                layer_type=info.layer_type,
+                activation=info.activation,
+                pre_mean=value["pre_mean"],
+                pre_std=value["pre_std"],
+                act_mean=value["act_mean"],
+                act_std=value["act_std"],
+                saturated=value["saturated"],
+                dead=value["dead"],
+                grad_pre_rms=value["grad_pre_rms"],
+                grad_weight_rms=value["grad_weight_rms"],
+            )
+            norm = value["weight_norm"]
+            if info.weight_numel and norm is not None and info.fan_in and info.fan_out:
+                variance = norm * norm / info.weight_numel
+                stats.weight_var = variance
+                stats.weight_scale_fan_in = variance * info.fan_in
+                stats.weight_scale_fan_avg = variance * (info.fan_in + info.fan_out) / 2
+                stats.fan_in, stats.fan_out = info.fan_in, info.fan_out
+            stats.finite = all(
+                v is None or math.isfinite(v)
+                for v in (stats.pre_mean, stats.pre_std, stats.act_mean, stats.act_std)
+            )
+            rows.append(stats)
+        return rows
+
+
+@dataclass(frozen=True)
+class NonFiniteEvent:
+    """Where a NaN or Inf first appeared.
+
+    Attributes:
+        step: The training step (from 1).
+        pass_: ``"forward"`` or ``"backward"``.
+        layer: The first layer with a non-finite value in that pass (the
+            lowest in the forward pass, the highest in the backward pass), or
+            None when no layer could be named.
+        message: The sentence a report prints.
+        batch_file: Where the batch was saved, if it was.
+    """
+
+    step: int
+    pass_: str
+    layer: str | None
+    message: str
+    batch_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pass"] = data.pop("pass_")
+        return data
+
+
+#: What each finding kind means as an event in time, for "… between steps A and B".
+ONSET = {
+    "vanishing_gradients": "gradients vanished",
+    "exploding_gradients": "gradients exploded",
+    "vanishing_signal": "the forward signal vanished",
+    "exploding_signal": "the forward signal exploded",
+    "saturation": "units saturated",
+    "dead_units": "units died",
+    "mean_shift": "outputs drifted off zero mean",
+}
+
+
+@dataclass(frozen=True)
+class TimedFinding:
+    """A finding of ``diagnose`` seen over a monitored run.
+
+    Attributes:
+        kind, severity, fix: As in :class:`~signalprop.diagnostics.Finding`
+            (severity: the worst seen).
+        layers: The layers it began in at the same time.
+        began: The first monitored step it was seen at.
+        clean_before: The last monitored step before ``began`` without it
+            (None: seen from the first monitored step).
+        ended: The first monitored step after which it was no longer seen
+            (None: still present at the last monitored step).
+        last_step: The last monitored step of the run.
+        detail: The finding's own message at ``began``.
+    """
+
+    kind: str
+    severity: str
+    layers: list[str]
+    began: int
+    clean_before: int | None
+    ended: int | None
+    last_step: int
+    detail: str
+    fix: str
+    all_layers: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def message(self) -> str:
+        """``"layer 37: units died between steps 4,200 and 4,800 (…); still at step 9,000"``."""
+        where = layer_range(self.layers, self.all_layers or self.layers)
+        what = ONSET.get(self.kind, self.kind)
+        if self.clean_before is None:
+            when = f"from the first monitored step ({self.began:,})"
+        else:
+            when = f"between steps {self.clean_before:,} and {self.began:,}"
+        until = (
+            f"still at step {self.last_step:,}"
+            if self.ended is None
+            else f"gone by step {self.ended:,}"
+        )
+        return f"{where}: {what} {when}; {until} ({self.detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("all_layers")
+        data["message"] = self.message
+        return data
+
+
+@dataclass
+class MonitorHistory:
+    """A monitored run: its layers, records and non-finite events.
+
+    Attributes:
+        layers: The monitored layers, in forward order.
+        records: One per monitored step.
+        events: Where NaN or Inf appeared.
+        every: Steps between monitored steps.
+        world_size: Processes whose batches each record combines.
+        steps: Training steps taken (0 when unknown, e.g. a log cut short).
+    """
+
+    layers: list[LayerInfo] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    events: list[NonFiniteEvent] = field(default_factory=list)
+    every: int = 1
+    world_size: int = 1
+    steps: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def series(self, quantity: str) -> list[list[float | None]]:
+        """``[record][layer]`` values of one quantity (see :data:`QUANTITIES`)."""
+        if quantity not in QUANTITIES:
+            raise invalid_parameter(
+                "quantity", "MonitorHistory.series", f"one of {list(QUANTITIES)}", quantity
+            )
+        return [record.values[quantity] for record in self.records]
+
+    def findings(self, thresholds: Thresholds | None = None) -> list[TimedFinding]:
+        """``diagnose``'s detectors on every record, as findings with a time and layers.
+
+        For each kind and layer, the finding *began* at the first record that
+        shows it, and has *ended* if the last record no longer does. Layers
+        that began at the same time are one finding: units that died between
+        steps 100 and 200 and others that died later are two.
+        """
+        thresholds = thresholds if thresholds is not None else Thresholds()
+        names = self.names
+        last = self.records[-1].step if self.records else 0
+        # (kind, layer) -> its first sighting, the record before it, and the last sighting
+        first: dict[tuple[str, str], tuple[int, int | None, Finding, int]] = {}
+        latest: dict[tuple[str, str], int] = {}
+        worst: dict[tuple[str, str], str] = {}
+        sightings: dict[tuple[str, str], int] = {}
+        previous: int | None = None
+        for position, record in enumerate(self.records):
+            found, _ = find(record.layer_stats(self.layers), thresholds, record.batch_size)
+            for finding in found:
+                if finding.kind == "non_finite":
+                    continue  # an event, with its own step and pass
+                for layer in finding.layers:
+                    key = (finding.kind, layer)
+                    first.setdefault(key, (record.step, previous, finding, position))
+                    latest[key] = record.step
+                    sightings[key] = sightings.get(key, 0) + 1
+                    if finding.severity == "error" or key not in worst:
+                        worst[key] = finding.severity
+            previous = record.step
+        steps = [record.step for record in self.records]
+        groups: dict[tuple[str, int, int | None], list[tuple[str, str]]] = {}
+        for key, (began, before, _, _) in first.items():
+            groups.setdefault((key[0], began, before), []).append(key)
+        result = []
+        for (kind, began, before), keys in groups.items():
+            keys.sort(key=lambda k: names.index(k[1]))
+            still = any(latest[k] == last for k in keys)
+            ended = None
+            if not still:
+                gone = max(latest[k] for k in keys)
+                ended = steps[steps.index(gone) + 1]
+            records_since = len(self.records) - first[keys[0]][3]
+            seen = max(sightings[k] for k in keys)
+            result.append(
+                TimedFinding(
+                    kind=kind,
+                    severity="error" if any(worst[k] == "error" for k in keys) else "warning",
+                    layers=[k[1] for k in keys],
+                    began=began,
+                    clean_before=before,
+                    ended=ended,
+                    last_step=last,
+                    detail=self._detail(kind, keys, first, seen, records_since),
+                    fix=first[keys[0]][2].fix,
+                    all_layers=names,
+                )
+            )
+        result.sort(key=lambda f: (KINDS.index(f.kind), f.began, names.index(f.layers[0])))
+        return result
+
+    def _detail(
+        self,
+        kind: str,
+        keys: list[tuple[str, str]],
+        first: dict[tuple[str, str], tuple[int, int | None, Finding, int]],
+        seen: int,
+        records_since: int,
+    ) -> str:
+        """What the finding measured when it began, for these layers."""
+        _, _, finding, position = first[keys[0]]
+        record = self.records[position]
+        names = self.names
+        quantity = {"dead_units": "dead", "saturation": "saturated"}.get(kind)
+        if quantity is not None:
+            values = [record.values[quantity][names.index(k[1])] or 0.0 for k in keys]
+            what = "units never positive" if kind == "dead_units" else "activations saturated"
+            detail = f"up to {max(values):.0%} of {what} at step {record.step:,}"
+        else:
+            detail = finding.message
+        if seen < records_since:
+            detail += f"; seen in {seen} of the {records_since} records since"
+        return detail
+
+    def summary(self, thresholds: Thresholds | None = None) -> str:
+        """The events and findings over time, as text a person reads."""
+        last = max(self.steps, self.records[-1].step if self.records else 0)
+        lines = [
+            f"{len(self.layers)} layers, {len(self.records)} monitored steps "
+            f"(every {self.every}) of {last:,}"
+        ]
+        for event in self.events:
+            lines.append(f"  [error] non_finite: {event.message}")
+        findings = self.findings(thresholds)
+        for finding in findings:
+            lines.append(f"  [{finding.severity}] {finding.kind}: {finding.message}")
+            lines.append(f"      fix: {finding.fix}")
+        if not self.events and not findings:
+            lines.append("  healthy over the whole run: no findings")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def header(self, thresholds: Thresholds) -> dict[str, Any]:
+        """The log's first line."""
+        return {
+            "kind": "header",
+            "format": FORMAT,
+            "version": VERSION,
+            "every": self.every,
+            "world_size": self.world_size,
+            "layers": [asdict(layer) for layer in self.layers],
+            "thresholds": asdict(thresholds),
+        }
+
+
+def record_line(record: Record) -> dict[str, Any]:
+    """A record as one log line."""
+    return {"kind": "record", "step": record.step, "batch_size": record.batch_size} | dict(
+        record.values
+    )
+
+
+def read_log(path: str | Path) -> MonitorHistory:
+    """Rebuild a :class:`MonitorHistory` from a Monitor's JSON Lines log.
+
+    A log holding several runs (a path reused) gives the last one. A line cut
+    short by a killed process is skipped: every record written before it counts.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise invalid_parameter("path", "read_log", "an existing monitor log file", str(path))
+    history: MonitorHistory | None = None
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of a killed run
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind == "header":
+                if data.get("format") != FORMAT:
+                    break
+                history = MonitorHistory(
+                    layers=[LayerInfo(**layer) for layer in data["layers"]],
+                    every=int(data["every"]),
+                    world_size=int(data.get("world_size", 1)),
+                )
+            elif history is None:
+                continue
+            elif kind == "record":
+                values = {q: data[q] for q in QUANTITIES}
+                history.records.append(Record(data["step"], data["batch_size"], values))
+            elif kind == "non_finite":
+                history.events.append(
+                    NonFiniteEvent(
+                        step=data["step"],
+                        pass_=data["pass"],
+                        layer=data["layer"],
+                        message=data["message"],
+                        batch_file=data.get("batch_file"),
+                    )
+                )
+            elif kind == "end":
+                history.steps = int(data["steps"])
+    if history is None:
+        raise invalid_parameter(
+            "path", "read_log", f"a log written by signalprop.Monitor ({FORMAT})", str(path)
+        )
+    return history

@@ -1,0 +1,919 @@
+"""``Monitor``: per-layer statistics over a whole training run, cheap enough to leave on."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import torch
+from torch import Tensor, nn
+
+from signalprop._model import activation_kind, is_dense, is_weight_layer
+from signalprop._validation import check_int, invalid_parameter
+from signalprop.diagnostics._diagnose import _buffers_kept
+from signalprop.diagnostics._record import (
+    DYING,
+    EMBEDDINGS,
+    SATURATING,
+    Recorder,
+    alive_units,
+    mean_std,
+    mean_std_of_sums,
+    saturated_count,
+)
+from signalprop.diagnostics._report import Thresholds
+from signalprop.init import compute_fans, fans_for
+from signalprop.monitor._history import (
+    QUANTITIES,
+    LayerInfo,
+    MonitorHistory,
+    NonFiniteEvent,
+    Record,
+    TimedFinding,
+    record_line,
+)
+
+__all__ = ["Monitor"]
+
+#: Modules whose forward pass draws random numbers: a replay restores the RNG first.
+RANDOM = (nn.Dropout, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.RReLU, nn.Dropout1d)
+#: Rows absent from a record: a weight quantity that does not apply.
+ABSENT = -1.0
+
+
+def _tensors(output: Any, depth: int = 0) -> list[Tensor]:
+    """The floating-point tensors of a model's output (a tensor, tuple, list or dict)."""
+    if isinstance(output, Tensor):
+        return [output.detach()] if output.is_floating_point() else []
+    if depth > 3:
+        return []
+    items = output.values() if isinstance(output, dict) else output
+    if isinstance(output, dict | list | tuple):
+        return [t for item in items for t in _tensors(item, depth + 1)]
+    return []
+
+
+def _batch_size(args: tuple[Any, ...]) -> int:
+    """The batch size of a model's inputs: the first dimension of the first tensor."""
+    for arg in args:
+        if isinstance(arg, Tensor):
+            return int(arg.shape[0]) if arg.dim() else 1
+        if isinstance(arg, dict | list | tuple):
+            found = _batch_size(tuple(arg.values() if isinstance(arg, dict) else arg))
+            if found:
+                return found
+    return 0
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world size)`` under ``torch.distributed``, else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _sum_of_squares(tensors: dict[int, Tensor], rows: int, *, sums: bool) -> list[Tensor]:
+    """Per row, in float64: the sum (when ``sums``), the sum of squares and the count.
+
+    Tensors of one shape are stacked and reduced together: a few large
+    reductions instead of two small ones per layer.
+    """
+    groups: dict[tuple[torch.Size, torch.dtype], list[int]] = {}
+    for index, tensor in tensors.items():
+        groups.setdefault((tensor.shape, tensor.dtype), []).append(index)
+    total = torch.zeros(rows, dtype=torch.float64)
+    square = torch.zeros(rows, dtype=torch.float64)
+    count = torch.zeros(rows, dtype=torch.float64)
+    for (shape, _), indices in groups.items():
+        stacked = torch.stack([tensors[i] for i in indices]).reshape(len(indices), -1)
+        stacked = stacked.to(torch.float64)
+        where = torch.tensor(indices)
+        if sums:
+            total[where] = stacked.sum(1)
+        square[where] = stacked.square().sum(1)
+        count[where] = float(shape.numel())
+    return [total, square, count] if sums else [square, count]
+
+
+class Monitor:
+    """Per-layer statistics over a training run, findings with a time, and NaNs localized.
+
+    On every ``every``-th training step it records, per layer, what
+    :func:`~signalprop.diagnose` measures on one batch: the pre-activation and
+    activation mean and std, the saturated and dead fractions, the gradient
+    RMS with respect to the pre-activations and to the weight, the weight's
+    norm and the update-to-weight ratio of the step. Steps in between cost a
+    counter check: the hooks stay installed but return at once. On *every*
+    step it checks the model's output and the lowest layer's weight gradient
+    for NaN or Inf, and localizes the first one to a layer, a pass and a step
+    (see :attr:`events`).
+
+    Use it around any training loop::
+
+        with sp.Monitor(model, every=16, log="runs/a/monitor.jsonl") as monitor:
+            for x, y in batches:
+                optimizer.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                monitor.step()          # or Monitor(..., optimizer=optimizer)
+        print(monitor.summary())        # "layers 30–37 (8 layers): units died between …"
+
+    or pass it to :func:`~signalprop.train.fit` (``fit(..., monitor=monitor)``),
+    which feeds it from its fast path too, with the same numbers.
+
+    Forward passes with gradients disabled (validation) are not recorded; in a
+    step with several forward passes, the first is. Call :meth:`step` after
+    ``optimizer.step()`` and before the gradients are zeroed.
+
+    Under ``torch.distributed`` (DDP, torchrun), each process reduces its own
+    batch; one ``all_reduce`` of a packed buffer per monitored step (SUM for
+    sums and counts, and a second for maxima) combines them into the
+    statistics of the whole batch, and only rank 0 writes. The pre-activation
+    gradients are those of the mean loss over the whole batch, as DDP's
+    averaged weight gradients are. Every process must call :meth:`step` once
+    per step.
+
+    Args:
+        model: The model (or its ``DistributedDataParallel`` wrapper).
+        every: Record every ``every``-th step (steps 1, 1 + every, …), ≥ 1.
+        thresholds: When a measurement becomes a finding (``diagnose``'s).
+        optimizer: If given, :meth:`step` runs after each ``optimizer.step()``.
+        log: A JSON Lines file; one header line, then a line per record,
+            appended and flushed as it is made (a killed run keeps them all).
+            Read it back with :func:`~signalprop.monitor.read_log`.
+        tensorboard: A directory for TensorBoard event files (needs the
+            ``tensorboard`` extra): per-layer scalars of every quantity and
+            histograms of weights and activations.
+        histograms_every: Monitored steps between TensorBoard histograms.
+        save_batches: A directory where the batch in which a NaN or Inf first
+            appears is saved (``torch.save``), or None.
+
+    Raises:
+        ValueError: On an invalid argument, an unwritable ``log``, or a model
+            with no layer to monitor.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        every: int = 16,
+        thresholds: Thresholds | None = None,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        log: str | Path | None = None,
+        tensorboard: str | Path | None = None,
+        histograms_every: int = 10,
+        save_batches: str | Path | None = None,
+    ) -> None:
+        caller = "Monitor"
+        if not isinstance(model, nn.Module):
+            raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
+        self.every = check_int(every, param="every", caller=caller, low=1)
+        self.thresholds = thresholds if thresholds is not None else Thresholds()
+        if not isinstance(self.thresholds, Thresholds):
+            raise invalid_parameter("thresholds", caller, "a Thresholds or None", thresholds)
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise invalid_parameter(
+                "optimizer", caller, "a torch.optim.Optimizer or None", type(optimizer).__name__
+            )
+        self.histograms_every = check_int(
+            histograms_every, param="histograms_every", caller=caller, low=1
+        )
+        inner = getattr(model, "module", model) if type(model).__name__ in _WRAPPERS else model
+        self.model: nn.Module = inner
+        self._names = {module: name for name, module in inner.named_modules()}
+        self._weight_modules = [
+            m for m in inner.modules() if is_weight_layer(m) or isinstance(m, EMBEDDINGS)
+        ]
+        activations = [m for m in inner.modules() if activation_kind(m) not in (None, "softmax")]
+        if not self._weight_modules and not activations:
+            raise invalid_parameter(
+                "model",
+                caller,
+                "a model with layers to monitor (nn.Linear, nn.Conv*, Dense, nn.Embedding "
+                "or activation modules)",
+                type(model).__name__,
+            )
+        self.rank, self.world_size = _distributed()
+        self.history = MonitorHistory(every=self.every, world_size=self.world_size)
+        self.steps = 0
+        self._log_path = None if log is None else Path(log)
+        self._log: IO[str] | None = None
+        self._save_dir = None if save_batches is None else Path(save_batches)
+        self._tensorboard: Any = None
+        self._handles: list[Any] = []
+        self._closed = False
+        self._random = any(isinstance(m, RANDOM) for m in inner.modules())
+        self._dense_of = self._dense_owners(inner)
+        # Per-step state.
+        self._scheduled = True  # the step in progress is a monitored one
+        self._recording = False  # inside the forward pass of a monitored step
+        self._recorded = False  # that forward pass is done
+        self._replaying = False
+        self._checked = False  # the step's output and gradient were checked for NaN
+        self._finite = True  # the last check found every value finite
+        self._inputs: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+        self._outputs: list[Tensor] = []
+        self._rng: Tensor | None = None
+        self._calls: dict[str, int] = {}
+        self._by_output: dict[int, int] = {}
+        self._keep: list[Tensor] = []
+        self._pre: dict[int, Tensor] = {}
+        self._act: dict[int, Tensor] = {}
+        self._alive: dict[int, Tensor] = {}
+        self._grad: dict[int, Tensor] = {}
+        self._weight_grad: dict[int, Tensor] = {}
+        self._snapshot: list[Tensor] = []
+        self._snapshot_of: dict[int, int] = {}
+        self._bottom_hook: Any = None
+        # Layout: rows found in the first monitored forward pass, then fixed.
+        self._layers: list[LayerInfo] = []
+        self._index: dict[str, int] = {}
+        self._row_weight: list[Tensor | None] = []
+        self._row_kind: list[str | None] = []
+        self._frozen = False
+        if self.rank == 0:
+            self._open_outputs(tensorboard)
+        try:
+            self._install(inner, optimizer)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ set-up
+    def _open_outputs(self, tensorboard: str | Path | None) -> None:
+        if self._log_path is not None:
+            try:
+                self._log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log = self._log_path.open("a", encoding="utf-8")
+            except OSError as error:
+                raise invalid_parameter(
+                    "log",
+                    "Monitor",
+                    "a file path that can be written",
+                    str(self._log_path),
+                    hint=f"({error.strerror or error})",
+                ) from None
+        if self._save_dir is not None:
+            try:
+                self._save_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise invalid_parameter(
+                    "save_batches",
+                    "Monitor",
+                    "a directory that can be written",
+                    str(self._save_dir),
+                    hint=f"({error.strerror or error})",
+                ) from None
+        if tensorboard is not None:
+            from signalprop.monitor._tensorboard import TensorBoardLog
+
+            try:
+                Path(tensorboard).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise invalid_parameter(
+                    "tensorboard",
+                    "Monitor",
+                    "a directory that can be written",
+                    str(tensorboard),
+                    hint=f"({error.strerror or error})",
+                ) from None
+            self._tensorboard = TensorBoardLog(tensorboard)
+
+    @staticmethod
+    def _dense_owners(model: nn.Module) -> dict[nn.Module, nn.Module]:
+        """Each Dense layer's activation module -> the Dense, where the module is its own."""
+        owners: dict[nn.Module, list[nn.Module]] = {}
+        for module in model.modules():
+            if is_dense(module):
+                owners.setdefault(module.activation, []).append(module)  # type: ignore[arg-type]
+        return {act: dense[0] for act, dense in owners.items() if len(dense) == 1}
+
+    def _install(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        add = self._handles.append
+        add(model.register_forward_pre_hook(self._on_begin, with_kwargs=True))
+        add(model.register_forward_hook(self._on_end, with_kwargs=True))
+        shared_dense = [
+            m for m in model.modules() if is_dense(m) and m.activation not in self._dense_of
+        ]
+        if shared_dense:
+            raise invalid_parameter(
+                "model",
+                "Monitor",
+                "Dense layers that each own their activation module",
+                ", ".join(self._names[m] or "(model)" for m in shared_dense[:3]),
+                hint="(build each Dense with its own activation)",
+            )
+        for module in model.modules():
+            if module in self._dense_of:
+                dense = self._dense_of[module]
+                if activation_kind(module) is not None and getattr(module, "inplace", False):
+                    add(module.register_forward_pre_hook(partial(self._on_dense_pre, dense)))
+                add(module.register_forward_hook(partial(self._on_dense_act, dense)))
+            elif is_dense(module):
+                continue  # measured through its activation's hook
+            elif is_weight_layer(module) or isinstance(module, EMBEDDINGS):
+                add(module.register_forward_hook(self._on_weight_output))
+            elif activation_kind(module) not in (None, "softmax"):
+                if getattr(module, "inplace", False):
+                    add(module.register_forward_pre_hook(self._on_activation_input))
+                add(module.register_forward_hook(self._on_activation))
+        if optimizer is not None:
+            add(optimizer.register_step_post_hook(lambda *_: self.step()))
+
+    # ------------------------------------------------------------ rows
+    def _row(self, module: nn.Module, kind: str | None, weight_module: nn.Module | None) -> int:
+        """The row index of this call of ``module`` in the step (-1: not in the layout)."""
+        base = self._names.get(module, type(module).__name__) or "(model)"
+        count = self._calls.get(base, 0) + 1
+        self._calls[base] = count
+        name = base if count == 1 else f"{base}#{count}"
+        index = self._index.get(name)
+        if index is not None:
+            return index
+        if self._frozen:
+            return -1
+        fan_in = fan_out = None
+        numel = 0
+        weight = getattr(weight_module, "weight", None) if weight_module is not None else None
+        if isinstance(weight, Tensor) and not isinstance(
+            weight, nn.parameter.UninitializedParameter
+        ):
+            try:
+                fans = fans_for(weight_module)  # type: ignore[arg-type]
+            except ValueError:
+                fans = compute_fans(weight.shape)
+            fan_in, fan_out, numel = float(fans[0]), float(fans[1]), weight.numel()
+        else:
+            weight = None
+        layer_type = type(weight_module if weight_module is not None else module).__name__
+        self._layers.append(LayerInfo(name, layer_type, kind, fan_in, fan_out, numel))
+        self._row_weight.append(weight)
+        self._row_kind.append(kind)
+        self._index[name] = len(self._layers) - 1
+        return len(self._layers) - 1
+
+    def _set_kind(self, index: int, kind: str) -> None:
+        if not self._frozen and self._row_kind[index] is None:
+            self._row_kind[index] = kind
+            info = self._layers[index]
+            self._layers[index] = LayerInfo(
+                info.name, info.layer_type, kind, info.fan_in, info.fan_out, info.weight_numel
+            )
+
+    def _record_pre(self, index: int, z: Tensor) -> None:
+        self._pre[index] = z.detach()
+        if z.requires_grad:
+            z.register_hook(partial(self._on_grad, index))  # type: ignore[no-untyped-call]
+
+    def _record_act(self, index: int, kind: str, a: Tensor) -> None:
+        self._set_kind(index, kind)
+        z = self._pre.get(index)
+        if kind in DYING and z is not None and z.numel():
+            self._alive[index] = alive_units(z)
+        self._act[index] = a.detach()
+
+    def _on_grad(self, index: int, grad: Tensor) -> None:
+        self._grad[index] = grad.detach()
+
+    # ------------------------------------------------------------ hooks
+    def _on_begin(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._closed or self._replaying or not torch.is_grad_enabled():
+            return
+        self._inputs = (args, kwargs)
+        self._checked = False
+        if self._random:
+            self._rng = torch.get_rng_state()
+        if self._scheduled and not self._recorded:
+            self._recording = True
+            self._calls.clear()
+            self._snapshot_weights()
+
+    def _on_end(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        if self._closed or self._replaying or not torch.is_grad_enabled():
+            return
+        self._outputs = _tensors(output)
+        if self._recording:
+            self._recording = False
+            self._recorded = True
+            self._by_output.clear()
+            self._keep.clear()
+            if self._bottom_hook is None:
+                self._watch_bottom()
+
+    def _on_dense_pre(self, dense: nn.Module, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._recording and args and isinstance(args[0], Tensor):
+            index = self._row(dense, None, dense)
+            if index >= 0:
+                self._record_pre(index, args[0].clone())
+
+    def _on_dense_act(
+        self, dense: nn.Module, module: nn.Module, args: tuple[Any, ...], output: Any
+    ) -> None:
+        if not self._recording or not isinstance(output, Tensor):
+            return
+        kind = activation_kind(module) or "other"
+        if getattr(module, "inplace", False):
+            index = self._index.get(self._current_name(dense), -1)
+        else:
+            index = self._row(dense, None, dense)
+            if index >= 0 and args and isinstance(args[0], Tensor):
+                self._record_pre(index, args[0])
+        if index >= 0:
+            self._record_act(index, kind, output)
+
+    def _current_name(self, module: nn.Module) -> str:
+        base = self._names.get(module, type(module).__name__) or "(model)"
+        count = self._calls.get(base, 1)
+        return base if count == 1 else f"{base}#{count}"
+
+    def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._recording or not isinstance(output, Tensor):
+            return
+        if not output.is_floating_point():
+            return
+        index = self._row(module, None, module)
+        if index >= 0:
+            self._record_pre(index, output)
+            self._by_output[id(output)] = index
+            self._keep.append(output)  # keeps the id unique until the forward pass ends
+
+    def _on_activation_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """An in-place activation: copy its input first, as it is about to be overwritten."""
+        if not self._recording or not args or not isinstance(args[0], Tensor):
+            return
+        z = args[0]
+        index = self._by_output.get(id(z))
+        if index is None:
+            index = self._row(module, None, None)
+            self._by_output[id(z)] = index
+            self._keep.append(z)
+        if index >= 0:
+            self._pre[index] = z.detach().clone()
+
+    def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._recording or not args or not isinstance(output, Tensor):
+            return
+        z = args[0]
+        if not isinstance(z, Tensor):
+            return
+        index = self._by_output.pop(id(z), None)
+        if index is None:
+            index = self._row(module, None, None)
+            if index >= 0:
+                self._record_pre(index, z)
+        if index >= 0:
+            self._record_act(index, activation_kind(module) or "other", output)
+
+    # ------------------------------------------------------------ weights
+    def _snapshot_weights(self) -> None:
+        """Copy the weights before the step's update, for the update-to-weight ratio."""
+        params: list[Tensor] = []
+        for module in self._weight_modules:
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, nn.Parameter) and not isinstance(
+                weight, nn.parameter.UninitializedParameter
+            ):
+                params.append(weight)
+        if len(self._snapshot) != len(params) or any(
+            s.shape != w.shape for s, w in zip(self._snapshot, params, strict=True)
+        ):
+            self._snapshot = [
+                torch.empty_like(w, memory_format=torch.contiguous_format) for w in params
+            ]
+            self._snapshot_of = {id(w): i for i, w in enumerate(params)}
+        torch._foreach_copy_(self._snapshot, [w.detach() for w in params])
+
+    def _watch_bottom(self) -> None:
+        """Check the lowest weight's gradient for NaN/Inf each step, as soon as it is made."""
+        weight = next((w for w in self._row_weight if w is not None and w.requires_grad), None)
+        if weight is not None:
+            self._bottom_hook = weight.register_post_accumulate_grad_hook(  # type: ignore[no-untyped-call]
+                self._on_bottom_grad
+            )
+            self._handles.append(self._bottom_hook)
+
+    def _on_bottom_grad(self, weight: Tensor) -> None:
+        if self._closed or self._replaying or self._checked:
+            return
+        self._checked = True
+        grad = weight.grad
+        checks = [torch.isfinite(t).all() for t in self._outputs]
+        if grad is not None:
+            checks.append(torch.isfinite(grad).all())
+        if not checks:
+            return
+        flags = torch.stack(checks).tolist()
+        step = self.steps + 1
+        if all(flags):
+            self._finite = True
+        elif self._finite:
+            self._finite = False
+            outputs_finite = all(flags[: len(self._outputs)])
+            self._add_event(self._locate(step, outputs_finite=outputs_finite))
+
+    def _check_output(self) -> None:
+        """At the end of a step whose gradient was not checked: the output only."""
+        checks = [torch.isfinite(t).all() for t in self._outputs]
+        if not checks:
+            return
+        if bool(torch.stack(checks).all()):
+            self._finite = True
+        elif self._finite:
+            self._finite = False
+            self._add_event(self._locate(self.steps, outputs_finite=False))
+
+    # ------------------------------------------------------------ non-finite values
+    def _locate(
+        self,
+        step: int,
+        *,
+        outputs_finite: bool,
+        replay: bool = True,
+        grads: dict[int, Tensor] | None = None,
+        targets: Tensor | None = None,
+    ) -> NonFiniteEvent:
+        """Where a NaN or Inf of step ``step`` first appeared.
+
+        The forward pass is replayed on the step's inputs with per-layer checks
+        (``replay``: the weights are not yet updated); the lowest layer with a
+        non-finite value is the culprit. If the forward pass is finite, the
+        highest layer whose weight gradient (``grads``, else ``.grad``) is not
+        is where the backward pass made it: from there it flows down.
+        """
+        args, kwargs = self._inputs
+        batch_file = self._save_batch(step, args, kwargs, targets)
+        if any(not bool(torch.isfinite(t).all()) for t in _tensors(args) + _tensors(kwargs)):
+            message = f"the inputs of step {step:,} contain NaN or Inf"
+            return NonFiniteEvent(step, "forward", None, message, batch_file)
+        if replay:
+            culprit = self._replay_forward(args, kwargs)
+            if culprit is not None:
+                name, cause = culprit
+                message = (
+                    f"NaN or Inf first appears in the forward pass of step {step:,} "
+                    f"at layer {name}{cause}"
+                )
+                return NonFiniteEvent(step, "forward", name, message, batch_file)
+        if not outputs_finite:
+            message = (
+                f"the output of step {step:,} is not finite, but no monitored layer's is: "
+                "the operation after the last layer made it"
+            )
+            return NonFiniteEvent(step, "forward", None, message, batch_file)
+        origin: str | None = None
+        for index in range(len(self._layers) - 1, -1, -1):
+            weight = self._row_weight[index]
+            grad = grads.get(index) if grads is not None else None
+            if grads is None and weight is not None:
+                grad = weight.grad
+            if grad is not None and not bool(torch.isfinite(grad).all()):
+                origin = self._layers[index].name
+                break
+        where = f"at layer {origin}" if origin else "below the monitored layers"
+        message = (
+            f"the forward pass of step {step:,} is finite, but NaN or Inf first appears "
+            f"in the backward pass {where}"
+        )
+        return NonFiniteEvent(step, "backward", origin, message, batch_file)
+
+    def _replay_forward(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """The first layer with a non-finite value in a replay of the forward pass."""
+        recorder = Recorder(self.model, self.thresholds.saturation_margin)
+        self._replaying = True
+        try:
+            with (
+                torch.random.fork_rng(devices=[]),
+                torch.no_grad(),
+                _buffers_kept(self.model),
+                recorder.installed(),
+            ):
+                if self._rng is not None:
+                    torch.set_rng_state(self._rng)
+                self.model(*args, **kwargs)
+        finally:
+            self._replaying = False
+        for row in recorder.rows:
+            if not all(mean_std(m)[2] for m in row.moments.values()):
+                weight = getattr(row.module, "weight", None)
+                cause = ""
+                if isinstance(weight, Tensor) and not bool(torch.isfinite(weight).all()):
+                    cause = " (its weights are not finite: an earlier update made them so)"
+                return row.name, cause
+        return None
+
+    def _save_batch(
+        self, step: int, args: tuple[Any, ...], kwargs: dict[str, Any], targets: Tensor | None
+    ) -> str | None:
+        if self._save_dir is None or self.rank != 0:
+            return None
+        path = self._save_dir / f"nonfinite-step{step}.pt"
+        batch: dict[str, Any] = {"step": step, "args": args, "kwargs": kwargs}
+        if targets is not None:
+            batch["targets"] = targets
+        torch.save(batch, path)
+        return str(path)
+
+    def _add_event(self, event: NonFiniteEvent) -> None:
+        self.history.events.append(event)
+        if self.rank != 0:
+            return
+        self._write({"kind": "non_finite"} | event.to_dict())
+        if self._tensorboard is not None:
+            self._tensorboard.event(event)
+
+    # ------------------------------------------------------------ the fast path
+    @property
+    def scheduled(self) -> bool:
+        """Whether the step in progress is one the monitor records."""
+        return self._scheduled
+
+    def fast_begin(
+        self, layers: list[tuple[str, str, str | None, nn.Parameter, bool]], x: Tensor
+    ) -> bool:
+        """Called by :func:`~signalprop.train.fit`'s fast path before each step.
+
+        ``layers`` are ``(name, layer type, activation kind, weight, has an
+        activation module)``; returns whether this step is recorded, and if
+        so the fast path hands over its tensors.
+        """
+        if not self._layers:
+            for name, layer_type, kind, weight, _ in layers:
+                fans = (float(weight.shape[1]), float(weight.shape[0]))
+                self._layers.append(LayerInfo(name, layer_type, kind, *fans, weight.numel()))
+                self._row_weight.append(weight)
+                self._row_kind.append(kind)
+                self._index[name] = len(self._layers) - 1
+        self._inputs = ((x,), {})
+        self._checked = True  # fit checks the loss and the weights of every step itself
+        if not self._scheduled:
+            return False
+        self._snapshot_weights()
+        self._recorded = True
+        return True
+
+    def fast_layer(self, index: int, z: Tensor, in_place: bool) -> None:
+        """Layer ``index``'s pre-activation (copied when the activation overwrites it)."""
+        z = z.clone() if in_place else z
+        self._pre[index] = z
+        if self._row_kind[index] in DYING:
+            self._alive[index] = alive_units(z)
+
+    def fast_activation(self, index: int, a: Tensor) -> None:
+        """Layer ``index``'s activation."""
+        self._act[index] = a
+
+    def fast_gradients(self, index: int, grad: Tensor, weight_grad: Tensor) -> None:
+        """Layer ``index``'s gradients w.r.t. its pre-activation and its weight."""
+        self._grad[index] = grad
+        self._weight_grad[index] = weight_grad.contiguous()  # .grad's layout: same rounding
+
+    def loss_not_finite(self, x: Tensor, y: Tensor) -> None:
+        """``fit`` met a non-finite loss on ``(x, y)`` before updating: find where it began."""
+        if self._finite:
+            self._finite = False
+            self._inputs = ((x,), {})
+            self._add_event(self._locate(self.steps + 1, outputs_finite=False, targets=y))
+
+    def weights_not_finite(self, x: Tensor, y: Tensor) -> None:
+        """``fit``'s fast path updated weights to NaN or Inf on ``(x, y)``: a non-finite
+        gradient of the step's backward pass. The highest such layer is where it began."""
+        if self._finite:
+            self._finite = False
+            self._inputs = ((x,), {})
+            weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
+            self._add_event(
+                self._locate(
+                    self.steps + 1, outputs_finite=True, replay=False, grads=weights, targets=y
+                )
+            )
+
+    # ------------------------------------------------------------ the step
+    def step(self) -> None:
+        """End a training step: count it, and on a monitored step make its record.
+
+        Call after ``optimizer.step()`` (and before the gradients are zeroed).
+        """
+        if self._closed:
+            raise RuntimeError("this Monitor is closed: make a new one to monitor again")
+        if not self._checked and self._outputs:
+            self._check_output()
+        self._outputs = []
+        self.steps += 1
+        if self._scheduled:
+            self._finish_record(self.steps)
+        self._scheduled = self.steps % self.every == 0
+        self._recorded = False
+        self._recording = False
+
+    def _finish_record(self, step: int) -> None:
+        if not self._layers:
+            self._clear_step()
+            return
+        self._frozen = True
+        rows = len(self._layers)
+        pre = _sum_of_squares(self._pre, rows, sums=True)
+        act = _sum_of_squares(self._act, rows, sums=True)
+        grad = _sum_of_squares(self._grad, rows, sums=False)
+        saturated = torch.zeros(2, rows, dtype=torch.float64)
+        for index, a in self._act.items():
+            kind = self._row_kind[index]
+            if kind in SATURATING:
+                saturated[0, index] = saturated_count(a, kind, self.thresholds.saturation_margin)
+                saturated[1, index] = float(a.numel())
+        alive_rows = sorted(self._alive)
+        alive = [self._alive[i].reshape(-1).to(torch.float64) for i in alive_rows]
+        weight_part = self._weight_quantities(rows)
+        batch = torch.tensor([float(_batch_size(self._inputs[0]))], dtype=torch.float64)
+        sums = torch.cat([*pre, *act, *grad, saturated.reshape(-1), batch])
+        maxima = torch.cat([*alive, weight_part.reshape(-1)])
+        if self.world_size > 1:
+            torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
+            torch.distributed.all_reduce(maxima, op=torch.distributed.ReduceOp.MAX)
+        values = torch.cat([sums, maxima]).tolist()  # the one read back to the host
+        self._make_record(
+            step, rows, values, [self._alive[i].numel() for i in alive_rows], alive_rows
+        )
+        self._clear_step()
+
+    def _weight_quantities(self, rows: int) -> Tensor:
+        """Per row: the squared norms of the weight gradient, the weight (before the
+        update) and the update; ABSENT where there is no weight or gradient."""
+        out = torch.full((3, rows), ABSENT, dtype=torch.float64)
+        grads: list[Tensor] = []
+        grad_rows: list[int] = []
+        before: list[Tensor] = []
+        after: list[Tensor] = []
+        weight_rows: list[int] = []
+        for index, weight in enumerate(self._row_weight):
+            if weight is None:
+                continue
+            grad = self._weight_grad.get(index, weight.grad)
+            if grad is not None and not grad.is_sparse:
+                grads.append(grad.detach())
+                grad_rows.append(index)
+            slot = self._snapshot_of.get(id(weight))
+            if slot is not None:
+                before.append(self._snapshot[slot])
+                after.append(weight.detach())
+                weight_rows.append(index)
+        if grads:
+            norms = torch.stack(torch._foreach_norm(grads)).to(torch.float64)
+            out[0, grad_rows] = norms.square()
+        if before:
+            norms = torch.stack(torch._foreach_norm(before)).to(torch.float64)
+            out[1, weight_rows] = norms.square()
+            updates = torch._foreach_sub(after, before)
+            out[2, weight_rows] = (
+                torch.stack(torch._foreach_norm(updates)).to(torch.float64).square()
+            )
+        return out
+
+    def _make_record(
+        self,
+        step: int,
+        rows: int,
+        values: list[float],
+        alive_sizes: list[int],
+        alive_rows: list[int],
+    ) -> None:
+        it = iter(values)
+
+        def take(n: int) -> list[float]:
+            return [next(it) for _ in range(n)]
+
+        pre_sum, pre_sq, pre_n, act_sum, act_sq, act_n, grad_sq, grad_n = (
+            take(rows) for _ in range(8)
+        )
+        sat_count, sat_n = take(rows), take(rows)
+        batch = int(take(1)[0])
+        alive = [take(n) for n in alive_sizes]
+        grad_weight, weight_sq, update_sq = take(rows), take(rows), take(rows)
+        scale = 1.0 / (self.world_size * self.world_size)  # the local means' gradients, see doc
+
+        def moments(s1: float, s2: float, n: float) -> tuple[float | None, float | None]:
+            if not n:
+                return None, None
+            mean, std, _ = mean_std_of_sums(s1, s2, int(n))
+            return mean, std
+
+        record: dict[str, list[float | None]] = {q: [None] * rows for q in QUANTITIES}
+        for i in range(rows):
+            record["pre_mean"][i], record["pre_std"][i] = moments(pre_sum[i], pre_sq[i], pre_n[i])
+            record["act_mean"][i], record["act_std"][i] = moments(act_sum[i], act_sq[i], act_n[i])
+            if sat_n[i]:
+                record["saturated"][i] = sat_count[i] / sat_n[i]
+            if grad_n[i]:
+                record["grad_pre_rms"][i] = math.sqrt(grad_sq[i] * scale / grad_n[i])
+            numel = self._layers[i].weight_numel
+            if grad_weight[i] != ABSENT and numel:
+                record["grad_weight_rms"][i] = math.sqrt(grad_weight[i] / numel)
+            if weight_sq[i] != ABSENT:
+                norm = math.sqrt(weight_sq[i])
+                record["weight_norm"][i] = norm
+                record["update_ratio"][i] = math.sqrt(update_sq[i]) / norm if norm else None
+        for index, flags in zip(alive_rows, alive, strict=True):
+            record["dead"][index] = 1.0 - sum(flags) / len(flags) if flags else None
+        entry = Record(step, batch, record)
+        if not self.history.layers:
+            self.history.layers = list(self._layers)
+            if self.rank == 0:
+                self._write(
+                    self.history.header(self.thresholds)
+                    | {"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+                )
+        self.history.records.append(entry)
+        if self.rank != 0:
+            return
+        self._write(record_line(entry))
+        if self._tensorboard is not None:
+            names = self.history.names
+            self._tensorboard.record(names, entry)
+            if (len(self.history.records) - 1) % self.histograms_every == 0:
+                weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
+                self._tensorboard.histograms(step, "weights", weights, names)
+                self._tensorboard.histograms(step, "activations", self._act, names)
+
+    def _clear_step(self) -> None:
+        self._pre.clear()
+        self._act.clear()
+        self._alive.clear()
+        self._grad.clear()
+        self._weight_grad.clear()
+
+    def _write(self, data: dict[str, Any]) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps(data) + "\n")
+            self._log.flush()
+
+    # ------------------------------------------------------------ results
+    @property
+    def events(self) -> list[NonFiniteEvent]:
+        """Where NaN or Inf first appeared (one event per stretch of non-finite steps)."""
+        return self.history.events
+
+    def findings(self) -> list[TimedFinding]:
+        """``diagnose``'s findings over the recorded steps, each with when it began."""
+        return self.history.findings(self.thresholds)
+
+    def summary(self) -> str:
+        """Events and findings over time, as text."""
+        return self.history.summary(self.thresholds)
+
+    def close(self) -> None:
+        """Remove every hook and close the log files (the monitor's history stays)."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._clear_step()
+        self._keep.clear()
+        self._snapshot = []
+        self.history.steps = self.steps
+        if self.rank == 0 and (self._log is not None or self._tensorboard is not None):
+            summary = self.summary()
+            self._write(
+                {
+                    "kind": "end",
+                    "steps": self.steps,
+                    "findings": [f.to_dict() for f in self.findings()],
+                }
+            )
+            if self._tensorboard is not None:
+                self._tensorboard.close(self.steps, summary)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"Monitor(every={self.every}, layers={len(self._layers)}, steps={self.steps}, "
+            f"records={len(self.history.records)}, {state})"
+        )
+
+
+#: Wrappers whose ``.module`` is the model: DDP and DataParallel.
+_WRAPPERS = ("DistributedDataParallel", "DataParallel")
