@@ -390,9 +390,10 @@ class DenseStackTrainer:
                 grad, slope_grad = layer.activation.backward(grad, z, a, extra)
                 below = grad.mm(layer.weight) if index > 0 else None
                 weight_grad = inputs[index].t().mm(grad).t()
-                if watch:
-                    monitor.fast_gradients(index, grad, weight_grad)
                 self._update(index, layer, weight_grad, grad)
+                if watch:
+                    velocity = self._velocity[index][0] if self.momentum else None
+                    monitor.fast_gradients(index, grad, weight_grad, self.lr, velocity)
                 if slope_grad is not None:
                     self._update_slope(index, layer.activation, slope_grad)
                 if below is not None:

@@ -318,6 +318,8 @@ def fit(
     trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
     # The fast path updates the weights itself: an optimizer is only built for autograd.
     opt = _make_optimizer(model, optimizer, lr, momentum) if trainer is None else None
+    if monitor is not None and opt is not None:
+        monitor.watch_optimizer(opt)
 
     from signalprop.diagnostics import diagnose
 
