@@ -122,8 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     prop.add_argument("--report", metavar="DIR", help="write a Markdown report and figure here")
 
-    plot = commands.add_parser("plot", help="draw figures")
-    plot.add_argument("what", choices=["activations"], help="what to draw")
+    plot = commands.add_parser(
+        "plot",
+        help="draw figures",
+        epilog="examples:\n  signalprop plot activations --out figures\n"
+        "  signalprop plot monitor runs/a/monitor.jsonl --out figures",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument(
+        "what",
+        choices=["activations", "monitor"],
+        help="activations: the activation functions; monitor: a Monitor log's per-layer "
+        "heatmaps over the steps",
+    )
+    plot.add_argument("log", nargs="?", help="the Monitor's JSON Lines log (plot monitor)")
     plot.add_argument("--out", metavar="DIR", required=True, help="directory for the PNG files")
 
     diag = commands.add_parser("diagnose", help="diagnose a built-in example network (see --list)")
@@ -349,7 +361,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
         return Config(command, options)
     if command == "plot":
-        return Config(command, {"what": args.what, "out": args.out})
+        if args.what == "monitor" and args.log is None:
+            raise UsageError(
+                "plot monitor: give the Monitor's log file: plot monitor LOG --out DIR"
+            )
+        if args.what != "monitor" and args.log is not None:
+            raise UsageError(f"plot {args.what}: takes no log file (got {args.log!r})")
+        return Config(command, {"what": args.what, "out": args.out, "log": args.log})
     if command == "diagnose":
         if args.list:
             return Config(command, {"list": True})
@@ -469,12 +487,38 @@ def _run_propagate(options: dict[str, Any]) -> int:
 def _run_plot(options: dict[str, Any]) -> int:
     from signalprop.plots import plot_activations
 
+    if options["what"] == "monitor":
+        return _plot_monitor(options["log"], options["out"])
     directory = _writable_directory(options["out"], "--out")
     asymptotes = {"elu": -1.0, "selu": -_activations.SELU_SCALE * _activations.SELU_ALPHA}
     figure = plot_activations(_activations.curves(), asymptotes=asymptotes)
     path = directory / "activations.png"
     figure.savefig(path, dpi=110)
     print(f"wrote {path}")
+    return 0
+
+
+def _plot_monitor(log: str, out: str) -> int:
+    """Heatmaps of a Monitor log, one PNG per quantity recorded, and its findings."""
+    from signalprop.monitor import read_log
+    from signalprop.plots import MONITOR_PANELS, plot_monitor
+
+    try:
+        history = read_log(log)
+    except ValueError:
+        raise UsageError(
+            f"plot monitor: {log!r} is not a Monitor log (signalprop.Monitor(log=...))"
+        ) from None
+    directory = _writable_directory(out, "--out")
+    for quantity in MONITOR_PANELS:
+        if any(v is not None for record in history.records for v in record.values[quantity]):
+            path = directory / f"monitor-{quantity}.png"
+            plot_monitor(history, [quantity]).savefig(path, dpi=110)
+            print(f"wrote {path}")
+    path = directory / "monitor.png"
+    plot_monitor(history).savefig(path, dpi=110)
+    print(f"wrote {path}")
+    print(history.summary())
     return 0
 
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from signalprop.diagnostics import Report
 from signalprop.meanfield import TRAINABLE_DEPTH_FACTOR, PhaseDiagram
+from signalprop.monitor import MonitorHistory
 from signalprop.propagate import PropagationResult
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "plot_gradient_profiles",
     "plot_layers",
     "plot_learning_curves",
+    "plot_monitor",
     "plot_phase_diagram",
     "plot_trainable_depth",
 ]
@@ -524,4 +526,74 @@ def plot_trainable_depth(
     ax.set_xlabel("σ_w²")
     ax.set_ylabel("depth (hidden layers)")
     ax.legend(loc="upper right", fontsize=8, facecolor="0.3", labelcolor="white")
+    return figure
+
+
+#: What ``plot_monitor`` draws by default, and which quantities use a log colour scale.
+MONITOR_PANELS = ("grad_pre_rms", "act_std", "act_mean", "update_ratio", "saturated", "dead")
+LOG_QUANTITIES = {"grad_pre_rms", "grad_weight_rms", "act_std", "pre_std", "update_ratio"}
+
+
+def plot_monitor(history: MonitorHistory, quantities: Sequence[str] = MONITOR_PANELS) -> Figure:
+    """Per-layer heatmaps over the steps of a monitored run, one panel per quantity.
+
+    Rows are the layers in forward order (the input at the bottom), columns the
+    monitored steps; gradient RMS, std and the update ratio use a log colour
+    scale. Quantities that no layer has (the saturated fraction of a ReLU net)
+    are left out, and NaN or Inf cells stay blank.
+
+    Args:
+        history: From a :class:`~signalprop.Monitor` or
+            :func:`~signalprop.monitor.read_log`.
+        quantities: Names from :data:`~signalprop.monitor.QUANTITIES`.
+
+    Returns:
+        The figure.
+
+    Example:
+        >>> import torch, torch.nn.functional as F, signalprop as sp
+        >>> model = sp.Sequential([sp.Dense(16, "tanh") for _ in range(3)], input_shape=(4,))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         F.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 16, (8,))).backward()
+        ...         opt.step()
+        >>> fig = plot_monitor(monitor.history)
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    steps = np.array([record.step for record in history.records], dtype=float)
+    names = history.names
+    panels = []
+    for quantity in quantities:
+        grid = np.array(
+            [[np.nan if v is None else v for v in column] for column in history.series(quantity)],
+            dtype=float,
+        ).T.reshape(len(names), len(steps))
+        grid[~np.isfinite(grid)] = np.nan
+        if len(steps) and np.isfinite(grid).any():
+            panels.append((quantity, grid))
+    figure, axes = _grid(max(1, len(panels)), None, (6.0, 4.2))
+    if not panels:
+        axes[0].text(0.5, 0.5, "nothing recorded", ha="center", va="center")
+        axes[0].set_axis_off()
+        return figure
+    for axis, (quantity, grid) in zip(axes, panels, strict=True):
+        finite = grid[np.isfinite(grid)]
+        positive = finite[finite > 0]
+        if quantity in LOG_QUANTITIES and positive.size:
+            norm: Normalize = LogNorm(positive.min(), max(positive.max(), positive.min() * 1.01))
+            grid = np.where(grid > 0, grid, np.nan)
+        else:
+            norm = Normalize(finite.min(), max(finite.max(), finite.min() + 1e-12))
+        mesh = axis.pcolormesh(
+            steps, np.arange(len(names)), grid, norm=norm, cmap="viridis", shading="nearest"
+        )
+        figure.colorbar(mesh, ax=axis).set_label(quantity)
+        axis.set_xlabel("step")
+        axis.set_ylabel("layer")
+        if len(names) <= 12:
+            axis.set_yticks(np.arange(len(names)), names)
+        axis.set_title(quantity.replace("_", " "))
     return figure

@@ -1,0 +1,90 @@
+"""What a Monitor leaves behind: TensorBoard event files and `signalprop plot monitor` figures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests._images import assert_png
+
+import signalprop as sp
+from signalprop.cli import main
+from signalprop.monitor import QUANTITIES
+
+
+def monitored_run(tmp_path: Path, **options: object) -> sp.Monitor:
+    torch.manual_seed(0)
+    model = sp.Sequential(
+        [sp.Dense(16, "tanh") for _ in range(3)] + [sp.Dense(4)], input_shape=(6,)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with sp.Monitor(model, every=2, optimizer=optimizer, **options) as monitor:  # type: ignore[arg-type]
+        for _ in range(6):
+            optimizer.zero_grad()
+            F.cross_entropy(model(torch.randn(32, 6)), torch.randint(0, 4, (32,))).backward()
+            optimizer.step()
+    return monitor
+
+
+def test_tensorboard_gets_a_scalar_per_layer_and_quantity_and_histograms(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monitored_run(tmp_path, tensorboard=tmp_path / "tb", histograms_every=2)
+    everything = {"scalars": 0, "histograms": 0, "tensors": 0}
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance=everything).Reload()
+    tags = events.Tags()
+    for quantity in QUANTITIES[:4]:  # the tanh layers have every moment
+        assert f"{quantity}/000_0" in tags["scalars"]
+    assert "grad_pre_rms/003_3" in tags["scalars"]  # the output layer
+    assert "saturated/001_1" in tags["scalars"]
+    assert "dead/001_1" not in tags["scalars"]  # tanh units do not die: nothing written
+    assert [e.step for e in events.Scalars("grad_pre_rms/000_0")] == [1, 3, 5]
+    # Histograms on every second record: steps 1 and 5.
+    assert [e.step for e in events.Histograms("weights/000_0")] == [1, 5]
+    assert "activations/002_2" in tags["histograms"]
+    assert "signalprop/findings/text_summary" in tags["tensors"]
+
+
+def test_tensorboard_without_the_package_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    model = sp.Sequential([sp.Dense(4, "relu")], input_shape=(3,))
+    with pytest.raises(ImportError, match=r"signalprop\[tensorboard\]"):
+        sp.Monitor(model, tensorboard=tmp_path / "tb")
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_plot_monitor_draws_each_quantity_and_prints_the_findings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitored_run(tmp_path, log=tmp_path / "monitor.jsonl")
+    assert main(["plot", "monitor", str(tmp_path / "monitor.jsonl"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("monitor", "monitor-grad_pre_rms", "monitor-act_std", "monitor-saturated"):
+        assert_png(tmp_path / f"{name}.png")
+    assert not (tmp_path / "monitor-dead.png").exists()  # no layer can die
+    assert "4 layers, 3 monitored steps (every 2) of 6" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["plot", "monitor", "--out", "x"], ["give the Monitor's log file"]),
+        (["plot", "activations", "log.jsonl", "--out", "x"], ["takes no log file"]),
+        (["plot", "monitor", __file__, "--out", "x"], ["is not a Monitor log"]),
+        (["plot", "monitor", "/nonexistent/monitor.jsonl", "--out", "x"], ["is not a Monitor log"]),
+    ],
+)
+def test_plot_monitor_user_errors_are_one_line(
+    argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("signalprop: error: ")
+    for word in words:
+        assert word in err
