@@ -317,3 +317,40 @@ def test_cli_study_then_report(tmp_path: Path, capsys, monkeypatch) -> None:
     assert (tmp_path / "out" / "report.md").exists()
     # The data folder is only read: nothing added, removed or rewritten.
     assert {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(DATA)} == before
+
+
+# ---------------------------------------------------------------- monitored studies
+
+
+@needs_data
+def test_a_monitored_study_keeps_each_runs_history_and_reports_its_heatmaps(
+    tmp_path: Path,
+) -> None:
+    """--monitor changes no number of a run: the monitor only reads."""
+    spec = expand(TINY)
+    plain = run_study(spec, tmp_path / "plain", data_dir=str(DATA), echo=lambda _: None)
+    spec_file = tmp_path / "tiny.json"
+    spec_file.write_text(json.dumps(TINY))
+    out = tmp_path / "watched"
+    argv = ["study", "--preset", str(spec_file), "--out", str(out), "--data-dir", str(DATA)]
+    assert main([*argv, "--monitor", "2"]) == 0
+    watched = read_results(out)
+    assert [r["run_id"] for r in watched] == [r["run_id"] for r in plain]
+    for with_monitor, without in zip(watched, plain, strict=True):
+        assert with_monitor["history"]["loss"] == without["history"]["loss"]
+        assert without["monitor"] is None
+        monitor = with_monitor["monitor"]
+        assert monitor["every"] == 2 and monitor["log"] == f"monitor/{with_monitor['run_id']}.jsonl"
+        from signalprop.monitor import read_log
+
+        history = read_log(out / monitor["log"])
+        assert [r.step for r in history.records] == [1, 3, 5]  # 300 images in batches of 50
+        assert len(history.layers) == 3
+        assert_png(out / f"monitor-{with_monitor['run_id']}.png")
+    report = (out / "report.md").read_text()
+    assert "## Training monitor" in report and report.count("![monitor heatmaps]") == 3
+
+
+def test_study_monitor_flag_must_be_a_positive_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["study", "--preset", "quick", "--out", "x", "--monitor", "0"]) == 2
+    assert "--monitor" in capsys.readouterr().err

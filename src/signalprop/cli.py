@@ -163,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--no-report", action="store_true", help="do not write the report after")
     study.add_argument(
+        "--monitor",
+        type=int,
+        nargs="?",
+        const=16,
+        metavar="EVERY",
+        help="watch every run with signalprop.Monitor, recording every EVERY steps (16): "
+        "logs in OUT/monitor/, heatmaps in the report",
+    )
+    study.add_argument(
         "--no-download", action="store_true", help="never download missing data files"
     )
 
@@ -402,6 +411,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "data_dir": args.data_dir,
                 "report": not args.no_report,
                 "download": not args.no_download,
+                "monitor": None
+                if args.monitor is None
+                else check_int(args.monitor, param="--monitor", caller=PROG, low=1),
             },
         )
     if command == "gain":
@@ -585,6 +597,7 @@ def _run_study(options: dict[str, Any]) -> int:
             data_dir=options["data_dir"],
             threads=options["threads"],
             download=options["download"],
+            monitor=options["monitor"],
         )
     except FileNotFoundError as error:
         if not existed and not any(directory.iterdir()):

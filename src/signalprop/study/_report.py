@@ -386,6 +386,59 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
     return lines
 
 
+#: The quantities a monitored run's heatmap shows in the report.
+MONITOR_QUANTITIES = ("grad_pre_rms", "act_std", "update_ratio", "dead", "saturated")
+
+
+def monitor_section(results: list[dict[str, Any]], directory: Path) -> list[str]:
+    """Per monitored run: heatmaps of its Monitor log, and what went wrong when."""
+    from signalprop.monitor import read_log
+    from signalprop.plots import plot_monitor
+
+    monitored = [r for r in results if r.get("monitor")]
+    if not monitored:
+        return []
+    lines = [
+        "## Training monitor",
+        "",
+        f"{len(monitored)} runs were watched by `signalprop.Monitor` (every "
+        f"{monitored[0]['monitor']['every']} steps): per layer (rows, input at the bottom) "
+        "and step (columns), the gradient RMS at the pre-activations, the activations' std, "
+        "the update-to-weight ratio and the dead or saturated fraction. Findings say when "
+        "they began; `signalprop plot monitor` draws any one log.",
+        "",
+    ]
+    for record in monitored:
+        label = record["config"].get("label") or _label(record["config"])
+        seed = record["config"].get("seed")
+        lines += [f"### {label}, seed {seed}", ""]
+        log = directory / record["monitor"]["log"]
+        if not log.is_file():
+            lines += [f"Log `{record['monitor']['log']}` is missing.", ""]
+            continue
+        history = read_log(log)
+        quantities = [
+            q
+            for q in MONITOR_QUANTITIES
+            if any(v is not None for r in history.records for v in r.values[q])
+        ]
+        name = f"monitor-{record['run_id']}.png"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # log scales of constant panels
+            plot_monitor(history, quantities).savefig(directory / name, dpi=80)
+        lines += [f"![monitor heatmaps]({name})", ""]
+        events = record["monitor"]["events"]
+        findings = record["monitor"]["findings"]
+        for event in events:
+            lines.append(f"- **non_finite**: {event['message']}")
+        for finding in findings:
+            lines.append(f"- **{finding['kind']}** ({finding['severity']}): {finding['message']}")
+        if not events and not findings:
+            lines.append("- no findings over the whole run")
+        lines.append("")
+    return lines
+
+
 def write_report(directory: str | Path, *, title: str | None = None) -> Path:
     """Write ``DIR/report.md`` and its figures from ``DIR/results.jsonl``; return its path.
 
@@ -434,6 +487,7 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
             *_figures(groups, directory),
             *_findings_table(groups),
         ]
+    lines += monitor_section(results, directory)
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -113,8 +113,22 @@ def _findings(snapshot: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
-def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) -> dict[str, Any]:
-    """Train one run and return its result record (nothing is written here)."""
+#: Where a monitored study keeps each run's Monitor log: ``DIR/monitor/<run_id>.jsonl``.
+MONITOR_DIR = "monitor"
+
+
+def execute(
+    config: RunConfig,
+    data_dir: str | None = None,
+    threads: int = 1,
+    monitor: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """Train one run and return its result record.
+
+    With ``monitor=(directory, every)``, a :class:`~signalprop.Monitor` watches
+    the training and writes its log to ``directory/<run_id>.jsonl`` (the only
+    file written here; a log left by an interrupted attempt is replaced).
+    """
     torch.set_num_threads(threads)
     data = _data(config, data_dir)
     x_train, y_train = data.x_train, data.y_train
@@ -141,20 +155,32 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
                 else dict(config.autoinit)
             )
             autoinit_result = autoinit(model, x_train[:AUTOINIT_BATCH], **options)
-    history = fit(
-        model,
-        (x_train, y_train),
-        valid,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        optimizer=config.optimizer,
-        lr=config.lr,
-        momentum=config.momentum,
-        seed=config.seed,
-        progress=False,
-        diagnose_at=(0, config.epochs),
-        diagnose_batch=DIAGNOSE_BATCH,
-    )
+    watcher = None
+    if monitor is not None:
+        from signalprop.monitor import Monitor
+
+        log = Path(monitor[0]) / f"{config.run_id}.jsonl"
+        log.unlink(missing_ok=True)
+        watcher = Monitor(model, every=monitor[1], log=log)
+    try:
+        history = fit(
+            model,
+            (x_train, y_train),
+            valid,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            optimizer=config.optimizer,
+            lr=config.lr,
+            momentum=config.momentum,
+            seed=config.seed,
+            progress=False,
+            diagnose_at=(0, config.epochs),
+            diagnose_batch=DIAGNOSE_BATCH,
+            monitor=watcher,
+        )
+    finally:
+        if watcher is not None:
+            watcher.close()
     wall = time.perf_counter() - start
     record = history.to_dict()
     snapshots = record.pop("diagnostics")
@@ -181,6 +207,14 @@ def execute(config: RunConfig, data_dir: str | None = None, threads: int = 1) ->
             "bias_vars": [layer.bias_var for layer in autoinit_result.layers],
             "phases": [layer.phase for layer in autoinit_result.layers],
             "notes": autoinit_result.notes,
+        },
+        "monitor": None
+        if watcher is None
+        else {
+            "log": f"{MONITOR_DIR}/{config.run_id}.jsonl",
+            "every": watcher.every,
+            "events": [event.to_dict() for event in watcher.events],
+            "findings": [finding.to_dict() for finding in watcher.findings()],
         },
         "wall_time": wall,
         "threads": threads,
@@ -267,6 +301,7 @@ def run_study(
     threads: int = 1,
     download: bool = True,
     echo: Callable[[str], None] = print,
+    monitor: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run every run of ``spec`` not already in ``out_dir``; return all results.
 
@@ -278,8 +313,13 @@ def run_study(
         threads: PyTorch threads per run.
         download: Whether missing data files may be downloaded.
         echo: Where progress lines go.
+        monitor: Watch every run with a :class:`~signalprop.Monitor` recording every
+            ``monitor`` steps; the logs go to ``out_dir/monitor/<run_id>.jsonl`` and
+            the report shows their heatmaps. None: no monitor.
     """
     jobs = check_int(jobs, param="jobs", caller="run_study", low=1)
+    if monitor is not None:
+        monitor = check_int(monitor, param="monitor", caller="run_study", low=1)
     threads = check_int(threads, param="threads", caller="run_study", low=1)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -299,6 +339,10 @@ def run_study(
         load_fashion_mnist(data_dir, validation=0, download=download)
     (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
     finished = total - len(todo)
+    watch = None
+    if monitor is not None:
+        (directory / MONITOR_DIR).mkdir(exist_ok=True)
+        watch = (str(directory / MONITOR_DIR), monitor)
 
     def report(config: RunConfig, record: dict[str, Any]) -> None:
         nonlocal finished
@@ -308,7 +352,7 @@ def run_study(
 
     if jobs == 1:
         for config in todo:
-            report(config, execute(config, data_dir, threads))
+            report(config, execute(config, data_dir, threads, watch))
     elif todo:
         context = get_context("spawn")  # no fork of a process with live OpenMP threads
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -318,7 +362,8 @@ def run_study(
                 while queue or pending:
                     while queue and len(pending) < jobs:
                         config = queue.pop(0)
-                        pending[pool.submit(execute, config, data_dir, threads)] = config
+                        future = pool.submit(execute, config, data_dir, threads, watch)
+                        pending[future] = config
                     completed, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in completed:
                         report(pending.pop(future), future.result())
