@@ -148,12 +148,21 @@ def test_update_ratio_is_the_steps_change_over_the_weight(name: str) -> None:
         assert record.values["weight_norm"][index] == pytest.approx(float(old.norm()), rel=1e-6)
 
 
-def test_every_nth_step_is_recorded_and_hooks_stay_until_closed() -> None:
+def layer_hooks(model: nn.Module) -> int:
+    """Hooks on the model's layers (the model's own two are not counted)."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules() if m is not model
+    )
+
+
+def test_every_nth_step_is_recorded_and_idle_steps_have_no_layer_hook() -> None:
+    """Between recorded steps only the model's own hooks stay (a counter check, and the
+    NaN watch): a layer with any hook takes PyTorch's slower call path."""
     model = dense_net("tanh", depth=3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     monitor = sp.Monitor(model, every=4)
-    hooked = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-    assert hooked > 0
+    seen: list[int] = []
+    probe = model[1].register_forward_hook(lambda *_: seen.append(layer_hooks(model) - 1))
     for _ in range(10):
         optimizer.zero_grad()
         F.cross_entropy(model(torch.randn(16, 12)), torch.randint(0, 5, (16,))).backward()
@@ -161,12 +170,16 @@ def test_every_nth_step_is_recorded_and_hooks_stay_until_closed() -> None:
         with torch.no_grad():  # validation between steps is not recorded
             model(torch.randn(8, 12))
         monitor.step()
+    probe.remove()
     assert [r.step for r in monitor.history.records] == [1, 5, 9]
     assert monitor.steps == 10
+    # During the forward passes: layer hooks on steps 1, 5 and 9, none otherwise or in eval.
+    recorded = [count > 0 for count in seen[::2]]
+    assert recorded == [s in (1, 5, 9) for s in range(1, 11)]
+    assert not any(seen[1::2])
+    assert model._forward_hooks and layer_hooks(model) == 0
     monitor.close()
-    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules()), (
-        "close() must remove every hook"
-    )
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     with pytest.raises(RuntimeError, match="closed"):
         monitor.step()
 

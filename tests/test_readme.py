@@ -30,8 +30,10 @@ def test_the_readme_has_python_snippets():
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
-def test_every_python_snippet_runs_as_written(monkeypatch, capsys):
+def test_every_python_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
     import signalprop.data
+
+    monkeypatch.chdir(tmp_path)  # the snippets' relative paths (runs/...) land here
 
     monkeypatch.setenv("SIGNALPROP_DATA", str(DATA))
     real = signalprop.data.load_fashion_mnist
@@ -56,3 +58,5 @@ def test_every_python_snippet_runs_as_written(monkeypatch, capsys):
     history = namespace["history"]
     assert len(history.val_accuracy) == 5  # the training snippet ran its five epochs
     assert namespace["mf"].phase == "chaotic"
+    monitor = namespace["monitor"]
+    assert monitor.history.records and (tmp_path / "runs" / "watch" / "monitor.jsonl").is_file()
