@@ -250,6 +250,7 @@ class Monitor:
         self._handles: list[Any] = []
         self._layer_hooks: list[tuple[nn.Module, bool, Any]] = []
         self._layer_handles: list[Any] = []
+        self._kinds: dict[nn.Module, str | None] = {}
         self._closed = False
         self._random = any(isinstance(m, RANDOM) for m in inner.modules())
         self._dense_of = self._dense_owners(inner)
@@ -360,6 +361,7 @@ class Monitor:
         # only: PyTorch takes a slower path through a module that has any hook, 3.7 µs
         # a call here, which on a 100-layer net would cost 3 % on every other step.
         hooks = self._layer_hooks
+        self._kinds = {m: activation_kind(m) for m in self._dense_of}
         for module in model.modules():
             if module in self._dense_of:
                 dense = self._dense_of[module]
@@ -379,7 +381,8 @@ class Monitor:
 
     def _attach(self) -> None:
         """Hook the layers for one recorded forward pass."""
-        self._detach()
+        if self._layer_handles:
+            return  # still attached: every=1, or a forward pass that raised
         for module, before, hook in self._layer_hooks:
             if before:
                 self._layer_handles.append(module.register_forward_pre_hook(hook))
@@ -433,8 +436,12 @@ class Monitor:
             )
 
     def _record_pre(self, index: int, z: Tensor) -> None:
-        self._pre[index] = z  # no detach (3 µs): reduced under no_grad
-        if z.requires_grad:
+        self._pre[index] = z  # no detach: reduced under no_grad
+        if z.grad_fn is not None:
+            # The node that made z receives dL/dz: a hook on it costs half a tensor hook,
+            # and still sees the gradient at z when an in-place activation follows.
+            z.grad_fn.register_prehook(partial(self._on_grad_of, index))
+        elif z.requires_grad:
             z.register_hook(partial(self._on_grad, index))  # type: ignore[no-untyped-call]
 
     def _record_act(self, index: int, kind: str, a: Tensor) -> None:
@@ -443,6 +450,10 @@ class Monitor:
         if kind in DYING and z is not None and z.numel():
             self._alive[index] = alive_units(z)
         self._act[index] = a
+
+    def _on_grad_of(self, index: int, grads: tuple[Tensor | None, ...]) -> None:
+        if grads and grads[0] is not None:
+            self._grad[index] = grads[0]
 
     def _on_grad(self, index: int, grad: Tensor) -> None:
         self._grad[index] = grad
@@ -468,7 +479,8 @@ class Monitor:
             return
         self._outputs = _tensors(output)
         if self._recording:
-            self._detach()
+            if self.every > 1:  # recording every step: the hooks stay for the next one
+                self._detach()
             self._recording = False
             self._recorded = True
             self._by_output.clear()
@@ -487,7 +499,7 @@ class Monitor:
     ) -> None:
         if not self._recording or not isinstance(output, Tensor):
             return
-        kind = activation_kind(module) or "other"
+        kind = self._kinds.get(module) or activation_kind(module) or "other"
         if getattr(module, "inplace", False):
             index = self._index.get(self._current_name(dense), -1)
         else:
