@@ -433,3 +433,28 @@ def test_fit_refuses_a_monitor_of_another_model() -> None:
         pytest.raises(ValueError, match="'monitor' parameter of fit"),
     ):
         fit(dense_net("relu", depth=1), (x, y), None, epochs=1, progress=False, monitor=other)
+
+
+def test_the_compiled_path_records_its_monitored_steps_eagerly_with_autograds_numbers() -> None:
+    """The compiled step is one graph with no tensors to hand over: the steps the monitor
+    records run on the eager fast path (the same step up to float32 rounding), and the
+    others compiled. Against autograd: 1e-5 relative, as the eager path's own test."""
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 12), torch.randint(0, 5, (256,))
+    base = dense_net("tanh", depth=3)
+    histories = {}
+    for path in ("autograd", "compiled"):
+        model = copy.deepcopy(base)
+        with sp.Monitor(model, every=3) as monitor:
+            history = fit(
+                model, (x, y), None, epochs=1, lr=0.05, path=path, progress=False,
+                monitor=monitor,
+            )  # fmt: skip
+        assert history.path.startswith(path), history.path
+        histories[path] = monitor.history
+    slow, fast = histories["autograd"], histories["compiled"]
+    assert [r.step for r in fast.records] == [r.step for r in slow.records] == [1, 4, 7]
+    for a, b in zip(slow.records, fast.records, strict=True):
+        for quantity in ("pre_std", "act_std", "saturated", "grad_pre_rms", "update_ratio"):
+            for u, v in zip(a.values[quantity], b.values[quantity], strict=True):
+                assert v is u is None or v == pytest.approx(u, rel=1e-5), quantity

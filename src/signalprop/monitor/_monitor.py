@@ -108,10 +108,10 @@ def _stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
         groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
     for keys in groups.values():
         stacked = torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
-        yield torch.tensor(keys), stacked
+        yield torch.tensor(keys, device=stacked.device), stacked
 
 
-def _moments(tensors: dict[int, Tensor], rows: int) -> Tensor:
+def _moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
     """Per row, in float64: the count n, the sum n·m, the centred sum of squares M2
     and n·m², where m is the mean.
 
@@ -119,7 +119,7 @@ def _moments(tensors: dict[int, Tensor], rows: int) -> Tensor:
     when |mean| ≫ std, as ``diagnose``'s float64 sums do, at half their cost here.
     Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ.
     """
-    out = torch.zeros(4, rows, dtype=torch.float64)
+    out = torch.zeros(4, rows, dtype=torch.float64, device=device)
     for where, x in _stacked(tensors):
         mean = x.mean(1, keepdim=True)
         m2 = (x - mean).square_().sum(1).to(torch.float64)
@@ -132,9 +132,9 @@ def _moments(tensors: dict[int, Tensor], rows: int) -> Tensor:
     return out
 
 
-def _squares(tensors: dict[int, Tensor], rows: int) -> Tensor:
+def _squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
     """Per row, in float64: the count and the sum of squares."""
-    out = torch.zeros(2, rows, dtype=torch.float64)
+    out = torch.zeros(2, rows, dtype=torch.float64, device=device)
     for where, x in _stacked(tensors):
         out[0, where] = float(x.shape[1])
         out[1, where] = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square()
@@ -839,7 +839,9 @@ class Monitor:
             return
         self._frozen = True
         rows = len(self._layers)
-        saturated = torch.zeros(2, rows, dtype=torch.float64)
+        # Everything stays on the model's device until the one read back below.
+        device = next(iter(self._pre.values()), torch.empty(0)).device
+        saturated = torch.zeros(2, rows, dtype=torch.float64, device=device)
         alive_rows = sorted(self._alive)
         with torch.no_grad():
             for index, a in self._act.items():
@@ -851,16 +853,16 @@ class Monitor:
             batch = float(_batch_size(self._inputs[0]))
             sums = torch.cat(
                 [
-                    _moments(self._pre, rows).reshape(-1),
-                    _moments(self._act, rows).reshape(-1),
-                    _squares(self._grad, rows).reshape(-1),
+                    _moments(self._pre, rows, device).reshape(-1),
+                    _moments(self._act, rows, device).reshape(-1),
+                    _squares(self._grad, rows, device).reshape(-1),
                     saturated.reshape(-1),
-                    torch.tensor([batch], dtype=torch.float64),
+                    torch.tensor([batch], dtype=torch.float64, device=device),
                 ]
             )
             maxima = torch.cat(
                 [self._alive[i].reshape(-1).to(torch.float64) for i in alive_rows]
-                + [self._weight_quantities(rows).reshape(-1)]
+                + [self._weight_quantities(rows, device).reshape(-1)]
             )
         if self.world_size > 1:
             torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
@@ -871,7 +873,7 @@ class Monitor:
         self._clear_step()
         self._make_record(step, rows, values, sizes, alive_rows, activations)
 
-    def _weight_quantities(self, rows: int) -> Tensor:
+    def _weight_quantities(self, rows: int, device: torch.device) -> Tensor:
         """Per row: the squared norms of the weight gradient, of the weight before the
         update and of the update; ABSENT where there is no weight or gradient.
 
@@ -879,7 +881,7 @@ class Monitor:
         fast path's), else from a copy of the weights taken before it. On a CPU,
         reading every weight again is most of what a monitored step costs.
         """
-        out = torch.full((3, rows), ABSENT, dtype=torch.float64)
+        out = torch.full((3, rows), ABSENT, dtype=torch.float64, device=device)
         first_row: dict[int, int] = {}
         for index, weight in enumerate(self._row_weight):
             if weight is not None:
@@ -925,7 +927,7 @@ class Monitor:
             )
             norms = grad_norms if same else torch.stack(torch._foreach_norm(steps))
             assert norms is not None
-            rates = torch.tensor(lrs, dtype=torch.float64)
+            rates = torch.tensor(lrs, dtype=torch.float64, device=device)
             out[2, step_rows] = (norms.to(torch.float64) * rates).square()
         elif self._snapshot_params:
             row_of = {id(w): i for i, w in owned}
