@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tests._images import assert_png
 
 import signalprop as sp
+from _images import assert_png
 from signalprop.cli import main
 from signalprop.monitor import QUANTITIES
 
