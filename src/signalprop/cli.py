@@ -18,6 +18,7 @@ user errors into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -162,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", metavar="DIR", help="Fashion-MNIST files (default: $SIGNALPROP_DATA or cache)"
     )
     study.add_argument("--no-report", action="store_true", help="do not write the report after")
+    study.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="train the runs on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://HOST:8786; needs signalprop[dask])",
+    )
+    study.add_argument(
+        "--cluster",
+        metavar="local:N",
+        help="start a local Dask cluster of N single-threaded worker processes for the runs",
+    )
     study.add_argument(
         "--monitor",
         type=int,
@@ -414,6 +426,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "monitor": None
                 if args.monitor is None
                 else check_int(args.monitor, param="--monitor", caller=PROG, low=1),
+                "scheduler": args.scheduler,
+                "cluster": _cluster_workers(args),
             },
         )
     if command == "gain":
@@ -583,6 +597,25 @@ def _check_data(data_dir: str | None, download: bool) -> None:
         )
 
 
+def _cluster_workers(args: argparse.Namespace) -> int | None:
+    """``--cluster local:N`` as N, after the flags' combinations are checked."""
+    if args.scheduler is not None and args.cluster is not None:
+        raise UsageError("study: give --scheduler or --cluster, not both")
+    if (args.scheduler is not None or args.cluster is not None) and args.jobs != 1:
+        raise UsageError(
+            "study: --jobs is the local process pool's size; on a Dask cluster its workers "
+            "train the runs (--cluster local:N starts N)"
+        )
+    if args.cluster is None:
+        return None
+    from signalprop.study._dask import local_workers
+
+    try:
+        return local_workers(args.cluster)
+    except ValueError as error:
+        raise UsageError(f"study: {error}") from None
+
+
 def _run_study(options: dict[str, Any]) -> int:
     from signalprop.study import run_study, write_report
 
@@ -590,15 +623,28 @@ def _run_study(options: dict[str, Any]) -> int:
     existed = Path(options["out"]).exists()
     directory = _writable_directory(options["out"], "--out")
     try:
-        run_study(
-            options["spec"],
-            directory,
-            jobs=options["jobs"],
-            data_dir=options["data_dir"],
-            threads=options["threads"],
-            download=options["download"],
-            monitor=options["monitor"],
-        )
+        with contextlib.ExitStack() as stack:
+            executor, slots = None, None
+            if options["scheduler"] is not None or options["cluster"] is not None:
+                from signalprop.study._dask import cluster
+
+                try:
+                    dask = stack.enter_context(cluster(options["scheduler"], options["cluster"]))
+                except (ConnectionError, ImportError) as error:
+                    raise UsageError(f"study: {error}") from None
+                executor, slots = dask.executor, dask.slots
+                print(f"training on {dask.description} ({slots} run(s) at a time)")
+            run_study(
+                options["spec"],
+                directory,
+                jobs=options["jobs"],
+                data_dir=options["data_dir"],
+                threads=options["threads"],
+                download=options["download"],
+                monitor=options["monitor"],
+                executor=executor,
+                slots=slots,
+            )
     except FileNotFoundError as error:
         if not existed and not any(directory.iterdir()):
             directory.rmdir()  # a data error leaves no empty --out folder behind

@@ -453,6 +453,8 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         wanted = {r.get("run_id") for r in spec["runs"]} - {None}
         if wanted:
             results = [r for r in results if r["run_id"] in wanted]
+    failures = [r for r in results if r.get("error")]
+    results = [r for r in results if not r.get("error")]
     if not results:
         raise ValueError(f"{directory}: no finished runs in {RESULTS}")
     groups = _groups(results)
@@ -488,6 +490,20 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
             *_findings_table(groups),
         ]
     lines += monitor_section(results, directory)
+    if failures:
+        lines += [
+            "## Runs that failed",
+            "",
+            "These raised an error (or killed their worker more often than the cluster "
+            "retries); the study went on without them, and rerunning it skips them.",
+            "",
+            *(
+                f"- {r['config'].get('label') or _label(r['config'])}, seed "
+                f"{r['config'].get('seed')}: {r['error']}"
+                for r in failures
+            ),
+            "",
+        ]
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

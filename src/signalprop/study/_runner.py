@@ -15,11 +15,13 @@ import json
 import math
 import os
 import platform
+import socket
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from torch import nn
 from signalprop import __version__
 from signalprop import activations as _activations
 from signalprop import init as _init
-from signalprop._validation import check_int, external_stacklevel
+from signalprop._validation import check_int, external_stacklevel, invalid_parameter
 from signalprop.layers import Dense, Flatten, Sequential
 from signalprop.study._spec import RunConfig, StudySpec
 from signalprop.train import fit
@@ -85,6 +87,25 @@ def _data(config: RunConfig, data_dir: str | None) -> Any:
             data_dir, validation=config.validation, standardize=config.standardize
         )
     return _DATA_CACHE[key]
+
+
+def worker() -> str:
+    """Which process ran a run: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def failed(config: RunConfig, error: BaseException) -> dict[str, Any]:
+    """The record of a run that raised (or whose worker died more often than retried):
+    a result like any other, so the study goes on and a rerun does not retry it."""
+    return {
+        "run_id": config.run_id,
+        "config": config.to_dict(),
+        "error": f"{type(error).__name__}: {error}".splitlines()[0][:500],
+        "history": None,
+        "wall_time": 0.0,
+        "versions": versions(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def versions() -> dict[str, str]:
@@ -218,6 +239,7 @@ def execute(
         },
         "wall_time": wall,
         "threads": threads,
+        "worker": worker(),
         "versions": versions(),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -286,6 +308,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 
 def _summary(record: dict[str, Any]) -> str:
+    if record.get("error"):
+        return f"failed: {record['error']}"
     history = record["history"]
     accuracy = history["val_accuracy"][-1] if history["val_accuracy"] else float("nan")
     stopped = f", stopped: {history['stopped']['reason']}" if history["stopped"] else ""
@@ -302,25 +326,43 @@ def run_study(
     download: bool = True,
     echo: Callable[[str], None] = print,
     monitor: int | None = None,
+    executor: Executor | None = None,
+    slots: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run every run of ``spec`` not already in ``out_dir``; return all results.
+
+    The driver (this process) is the only writer of ``results.jsonl``: each run
+    is a pure function of its configuration and the data (:func:`execute`), and
+    its record is appended as it arrives. A run that raises is recorded as
+    failed (``record["error"]``) and the others go on; a rerun skips it.
 
     Args:
         spec: The study.
         out_dir: Where ``results.jsonl`` and ``spec.json`` live.
-        jobs: Runs trained at once, each in its own process.
-        data_dir: Fashion-MNIST directory (default: ``SIGNALPROP_DATA`` or the cache).
+        jobs: Runs trained at once, each in its own local process (when no
+            ``executor`` is given).
+        data_dir: Fashion-MNIST directory (default: ``SIGNALPROP_DATA`` or the cache),
+            as seen by the processes that train.
         threads: PyTorch threads per run.
         download: Whether missing data files may be downloaded.
         echo: Where progress lines go.
         monitor: Watch every run with a :class:`~signalprop.Monitor` recording every
             ``monitor`` steps; the logs go to ``out_dir/monitor/<run_id>.jsonl`` and
             the report shows their heatmaps. None: no monitor.
+        executor: Any ``concurrent.futures.Executor`` to train the runs on, e.g. a
+            Dask cluster's ``client.get_executor()``; it is not shut down here.
+        slots: Runs handed to ``executor`` at a time (default: all of them).
     """
     jobs = check_int(jobs, param="jobs", caller="run_study", low=1)
     if monitor is not None:
         monitor = check_int(monitor, param="monitor", caller="run_study", low=1)
     threads = check_int(threads, param="threads", caller="run_study", low=1)
+    if executor is not None and not isinstance(executor, Executor):
+        raise invalid_parameter(
+            "executor", "run_study", "a concurrent.futures.Executor or None", executor
+        )
+    if slots is not None:
+        slots = check_int(slots, param="slots", caller="run_study", low=1)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     results_path = directory / RESULTS
@@ -328,49 +370,125 @@ def run_study(
     done = {r["run_id"] for r in read_results(directory)}
     todo = [run for run in spec.runs if run.run_id not in done]
     total = len(spec.runs)
+    where = f"{jobs} job(s)" if executor is None else type(executor).__name__
     echo(
         f"study {spec.name}: {total} runs, {total - len(todo)} already in {results_path}, "
-        f"{len(todo)} to run ({jobs} job(s), {threads} thread(s) each)"
+        f"{len(todo)} to run ({where}, {threads} thread(s) each)"
     )
-    if todo:
+    if todo and executor is None:
         from signalprop.data import load_fashion_mnist
 
-        # Fail fast, before any run starts or anything is written.
+        # Fail fast, before any run starts or anything is written. (On a cluster, the
+        # workers read the data: their errors are the runs' errors.)
         load_fashion_mnist(data_dir, validation=0, download=download)
     (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
-    finished = total - len(todo)
     watch = None
     if monitor is not None:
         (directory / MONITOR_DIR).mkdir(exist_ok=True)
         watch = (str(directory / MONITOR_DIR), monitor)
+    progress = _StudyProgress(spec.name, total, total - len(todo), len(todo), echo)
 
-    def report(config: RunConfig, record: dict[str, Any]) -> None:
-        nonlocal finished
+    def report(config: RunConfig, record: dict[str, Any], running: int) -> None:
         _append(results_path, record)
-        finished += 1
-        echo(f"[{finished}/{total}] {config.label or config.name}: {_summary(record)}")
+        progress.finished(config, record, running)
 
-    if jobs == 1:
-        for config in todo:
-            report(config, execute(config, data_dir, threads, watch))
-    elif todo:
-        context = get_context("spawn")  # no fork of a process with live OpenMP threads
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            pending: dict[Future[dict[str, Any]], RunConfig] = {}
-            queue = list(todo)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < jobs:
-                        config = queue.pop(0)
-                        future = pool.submit(execute, config, data_dir, threads, watch)
-                        pending[future] = config
-                    completed, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in completed:
-                        report(pending.pop(future), future.result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+    try:
+        if executor is None and jobs == 1:
+            for config in todo:
+                try:
+                    record = execute(config, data_dir, threads, watch)
+                except Exception as error:  # a failing configuration is a result
+                    record = failed(config, error)
+                report(config, record, 0)
+        elif executor is None:
+            context = get_context("spawn")  # no fork of a process with live OpenMP threads
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                _drive(pool, todo, (data_dir, threads, watch), jobs, report)
+        elif todo:
+            _drive(executor, todo, (data_dir, threads, watch), slots or len(todo), report)
+    finally:
+        progress.close()
     sys.stdout.flush()
     return read_results(directory)
+
+
+class _StudyProgress:
+    """One bar over the whole grid (on a terminal), and one line per finished run with
+    the runs still running and an estimate of the time left."""
+
+    def __init__(
+        self, name: str, total: int, done: int, todo: int, echo: Callable[[str], None]
+    ) -> None:
+        from signalprop._progress import Progress
+
+        self.total, self.done, self.todo, self.echo = total, done, todo, echo
+        self.started = time.perf_counter()
+        self.finished_here = 0
+        # A bar on a terminal only: elsewhere the lines below say it all.
+        drawn = todo > 0 and echo is print and sys.stderr.isatty()
+        self.bar = Progress(todo, f"study {name}", enabled=drawn)
+
+    def finished(self, config: RunConfig, record: dict[str, Any], running: int) -> None:
+        self.done += 1
+        self.finished_here += 1
+        left = self.todo - self.finished_here
+        elapsed = time.perf_counter() - self.started
+        estimate = ""
+        if left:
+            seconds = elapsed / self.finished_here * left
+            estimate = f"; {running} running, ~{_duration(seconds)} left"
+        self.bar.set_postfix(running=running)
+        self.bar.update(1)
+        self.echo(
+            f"[{self.done}/{self.total}] {config.label or config.name}: {_summary(record)}"
+            f"{estimate}"
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _drive(
+    pool: Executor,
+    todo: list[RunConfig],
+    arguments: tuple[Any, ...],
+    slots: int,
+    report: Callable[[RunConfig, dict[str, Any], int], None],
+) -> None:
+    """Keep ``slots`` runs submitted to ``pool``; report each as it finishes.
+
+    A run whose future raises is reported as failed: an error of its own, or, on a
+    Dask cluster, a worker that died under it more often than the scheduler retries
+    (a worker that dies once has its run started again elsewhere by the scheduler).
+    """
+    pending: dict[Future[dict[str, Any]], RunConfig] = {}
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < slots:
+                config = queue.pop(0)
+                pending[pool.submit(execute, config, *arguments)] = config
+            completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in completed:
+                config = pending.pop(future)
+                try:
+                    record = future.result()
+                except BrokenProcessPool:
+                    raise  # the local pool is gone with every run in it
+                except Exception as error:
+                    record = failed(config, error)
+                report(config, record, len(pending))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
