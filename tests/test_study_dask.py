@@ -159,3 +159,17 @@ def test_cluster_flags_are_checked(
 ) -> None:
     assert main(["study", "--preset", "quick", "--out", str(tmp_path), *flags]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_worker_without_the_data_stops_the_study_and_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing data is the worker's, not the run's: no run is recorded as failed for it."""
+
+    def execute(config: Any, *args: Any) -> dict[str, Any]:
+        raise FileNotFoundError("Fashion-MNIST files are missing from /nowhere")
+
+    monkeypatch.setattr(runner, "execute", execute)
+    with ThreadPoolExecutor(2) as pool, pytest.raises(FileNotFoundError, match="missing"):
+        run_study(expand(GRID), tmp_path, echo=quiet, executor=pool)
+    assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()

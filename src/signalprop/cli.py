@@ -619,7 +619,8 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
 def _run_study(options: dict[str, Any]) -> int:
     from signalprop.study import run_study, write_report
 
-    _check_data(options["data_dir"], options["download"])
+    if options["scheduler"] is None:  # a remote cluster's workers read their own copy
+        _check_data(options["data_dir"], options["download"])
     existed = Path(options["out"]).exists()
     directory = _writable_directory(options["out"], "--out")
     try:

@@ -397,6 +397,8 @@ def run_study(
             for config in todo:
                 try:
                     record = execute(config, data_dir, threads, watch)
+                except FileNotFoundError:
+                    raise  # the data, not the run: nothing is recorded
                 except Exception as error:  # a failing configuration is a result
                     record = failed(config, error)
                 report(config, record, 0)
@@ -481,8 +483,10 @@ def _drive(
                 config = pending.pop(future)
                 try:
                     record = future.result()
-                except BrokenProcessPool:
-                    raise  # the local pool is gone with every run in it
+                except (BrokenProcessPool, FileNotFoundError):
+                    # The local pool is gone with every run in it, or a worker cannot read
+                    # the data: no run's fault, so nothing is recorded; a rerun resumes.
+                    raise
                 except Exception as error:
                     record = failed(config, error)
                 report(config, record, len(pending))
