@@ -69,7 +69,7 @@ def test_study_with_two_jobs_gives_the_records_of_one_job(tmp_path: Path):
             kept = {
                 k: v
                 for k, v in record.items()
-                if k not in ("wall_time", "finished_at", "versions", "threads")
+                if k not in ("wall_time", "finished_at", "versions", "threads", "worker")
             }
             kept["history"] = {k: v for k, v in kept["history"].items() if k != "epoch_time"}
             out[record["run_id"]] = json.dumps(kept, sort_keys=True)

@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_run_loses_no_run_and_records_none_twice(
     """SIGKILL one worker while runs are training: the scheduler starts its run again on
     a worker that lives (its nanny restarts the dead one), and the driver, the only
     writer, appends each record once."""
-    grid = {**GRID, "defaults": {**GRID["defaults"], "epochs": 6, "train_size": 2000}}
+    grid = {**GRID, "defaults": {**GRID["defaults"], "epochs": 10, "train_size": 3000}}
     spec = expand(grid)
     killed: list[int] = []
 
