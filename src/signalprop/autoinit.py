@@ -320,6 +320,22 @@ def autoinit(
         ValueError: For an unknown mode, criterion or distribution, missing or
             ill-shaped inputs, or a model without a layer autoinit knows.
     """
+    from signalprop.diagnostics._diagnose import _is_keras
+
+    if _is_keras(model):
+        from signalprop import keras
+
+        return keras.autoinit(  # type: ignore[no-any-return]
+            model,
+            inputs,
+            mode,
+            criterion=criterion,
+            distribution=distribution,
+            bias_var=bias_var,
+            tolerance=tolerance,
+            max_iterations=max_iterations,
+            generator=generator,
+        )
     caller = "autoinit"
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)

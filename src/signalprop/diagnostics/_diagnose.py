@@ -18,6 +18,16 @@ from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
 
+
+def _is_keras(model: object) -> bool:
+    """A Keras model, read by :mod:`signalprop.keras` (checked without importing Keras)."""
+    return any(
+        cls.__module__.split(".")[0] in ("keras", "tf_keras")
+        or cls.__module__.startswith("tensorflow.python.keras")
+        for cls in type(model).__mro__
+    )
+
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -141,6 +151,12 @@ def diagnose(
         True
     """
     caller = "diagnose"
+    if _is_keras(model):
+        from signalprop import keras
+
+        return keras.diagnose(  # type: ignore[no-any-return]
+            model, inputs, targets, loss_fn, thresholds=thresholds, seed=seed
+        )
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
     args = inputs if isinstance(inputs, tuple) else (inputs,)

@@ -312,6 +312,50 @@ def _mean_shift(
     ]
 
 
+#: A layer whose weights are this many times off its activation's initializer, among
+#: layers of that activation that are at scale, is reported as off scale.
+OFF_SCALE = 2.0
+
+
+def _off_scale(hidden: list[LayerStats], all_names: list[str]) -> list[Finding]:
+    """Layers whose weights are far from their activation's initializer while most of the
+    layers with that activation are at it: one layer initialized otherwise (a
+    ``random_normal`` among ``lecun_normal`` layers), which a self-normalizing or
+    otherwise forgiving net hides from the signal and gradient detectors."""
+    findings = []
+    by_activation: dict[str, list[LayerStats]] = {}
+    for row in hidden:
+        if row.has_weight and row.activation in MATCHING:
+            by_activation.setdefault(row.activation, []).append(row)
+    for activation, rows in by_activation.items():
+        init_name = MATCHING[activation]
+        scale, mode, _, _ = PRESETS[init_name]
+        attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
+        ratios = [(r, (getattr(r, attr) or 0.0) / scale) for r in rows]
+        at_scale = [r for r, ratio in ratios if 1 / SCALE_TOLERANCE <= ratio <= SCALE_TOLERANCE]
+        off = [(r, ratio) for r, ratio in ratios if ratio > OFF_SCALE or ratio < 1 / OFF_SCALE]
+        if not off or len(at_scale) < len(rows) / 2:
+            continue  # most layers are off: the whole-net detectors speak for them
+        shown = SATURATING_NAMES.get(activation, activation)
+        details = ", ".join(
+            f"{r.name} ({ratio:.3g}×: var·{mode} {getattr(r, attr):.3g})" for r, ratio in off[:6]
+        )
+        findings.append(
+            Finding(
+                kind="off_scale",
+                layers=[r.name for r, _ in off],
+                severity="warning",
+                message=(
+                    f"{layer_range([r.name for r, _ in off], all_names)}: weights off the scale "
+                    f"of {init_name} (var·{mode} = {scale:g}) that {len(at_scale)} other "
+                    f"{shown} layers have: {details}"
+                ),
+                fix=f"re-initialize {'it' if len(off) == 1 else 'them'} with {init_name}",
+            )
+        )
+    return findings
+
+
 def _non_finite(layers: list[LayerStats], all_names: list[str]) -> list[Finding]:
     forward = [r for r in layers if not r.finite]
     backward = [r for r in layers if not r.gradient_finite]
@@ -365,6 +409,7 @@ def find(
     elif any(r.dead is not None for r in hidden):
         notes.append(f"dead units not judged: batch {batch_size} < {thresholds.min_batch_for_dead}")
     findings += _mean_shift(hidden, thresholds, all_names)
+    findings += _off_scale(hidden, all_names)
     if not any(r.activation for r in layers) and layers:
         notes.append(
             "no activation module seen: activations called as functions inside forward are "

@@ -22,6 +22,7 @@ KINDS = (
     "saturation",
     "dead_units",
     "mean_shift",
+    "off_scale",
 )
 
 
@@ -149,7 +150,7 @@ class Finding:
             ``"exploding_gradients"``, ``"ordered"``, ``"chaotic"`` (a plain
             dense stack deeper than mean-field theory's trainable depth 6ξ_c),
             ``"vanishing_signal"``, ``"exploding_signal"``, ``"saturation"``,
-            ``"dead_units"``, ``"mean_shift"``.
+            ``"dead_units"``, ``"mean_shift"``, ``"off_scale"``.
         layers: Names of the layers concerned, bottom to top.
         severity: ``"warning"`` or ``"error"``.
         message: What was measured.

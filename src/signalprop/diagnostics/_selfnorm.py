@@ -206,6 +206,12 @@ def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizatio
         >>> sp.check_self_normalizing(model, torch.randn(500, 50)).ok
         True
     """
+    from signalprop.diagnostics._diagnose import _is_keras
+
+    if _is_keras(model):
+        from signalprop import keras
+
+        return keras.check_self_normalizing(model, inputs)  # type: ignore[no-any-return]
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", "check_self_normalizing", "an nn.Module", model)
     if not isinstance(inputs, Tensor):

@@ -147,6 +147,7 @@ ONSET = {
     "saturation": "units saturated",
     "dead_units": "units died",
     "mean_shift": "outputs drifted off zero mean",
+    "off_scale": "weights moved off their initializer's scale",
 }
 
 

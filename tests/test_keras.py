@@ -1,0 +1,161 @@
+"""Keras 3 models on the PyTorch backend: read into their signalprop twin, same numbers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is first imported
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import signalprop as sp
+from signalprop import keras as sp_keras
+
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":  # pragma: no cover (Keras imported earlier otherwise)
+    pytest.skip("Keras was imported on another backend", allow_module_level=True)
+
+
+def chapter_selu_net(swapped: int | None = None, depth: int = 100) -> Any:
+    """The chapter's 100-layer SELU net, as the chapter writes it."""
+    keras.utils.set_random_seed(0)
+    model = keras.models.Sequential()
+    model.add(keras.layers.Input(shape=[28, 28]))
+    model.add(keras.layers.Flatten())
+    for layer in range(depth):
+        init = "random_normal" if layer == swapped else "lecun_normal"
+        model.add(keras.layers.Dense(100, activation="selu", kernel_initializer=init))
+    model.add(keras.layers.Dense(10, activation="softmax"))
+    return model
+
+
+def copied_to_signalprop(model: Any) -> sp.Sequential:
+    """The same net written with signalprop, the Keras weights copied (kernels transposed)."""
+    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+    layers: list[torch.nn.Module] = [sp.layers.Flatten()]
+    for layer in dense:
+        kernel = layer.kernel.value.detach()
+        twin = sp.Dense(kernel.shape[1], layer.activation.__name__, input_dim=kernel.shape[0])
+        with torch.no_grad():
+            twin.weight.copy_(kernel.t())
+            twin.bias.copy_(layer.bias.value.detach())
+        layers.append(twin)
+    return sp.Sequential(layers)
+
+
+def test_diagnose_gives_the_numbers_of_the_same_net_written_with_signalprop() -> None:
+    """Exactly: the twin runs the same kernels on the same weights (tolerance 0)."""
+    model = chapter_selu_net(depth=12)
+    x = torch.randn(64, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
+    ours = sp.diagnose(model, x, y)
+    theirs = sp.diagnose(copied_to_signalprop(model), x, y)
+    names = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
+    assert [layer.name for layer in ours.layers] == names
+    assert len(ours.layers) == len(theirs.layers) == 13
+    for a, b in zip(ours.layers, theirs.layers, strict=True):
+        for quantity in ("pre_mean", "pre_std", "act_mean", "act_std", "grad_pre_rms",
+                         "grad_weight_rms", "weight_scale_fan_in", "fan_out"):  # fmt: skip
+            assert getattr(a, quantity) == getattr(b, quantity), quantity
+    assert ours.loss == theirs.loss
+    assert ours.meanfield is not None and ours.meanfield.phase == theirs.meanfield.phase  # type: ignore[union-attr]
+
+
+def test_the_chapters_net_with_one_swapped_initializer_is_pointed_at() -> None:
+    model = chapter_selu_net(swapped=37)
+    x = torch.randn(256, 28, 28, generator=torch.Generator().manual_seed(0))
+    report = sp.diagnose(model, x)
+    swapped = model.layers[1 + 37].name  # after the Flatten; Keras numbers names per session
+    (finding,) = [f for f in report.findings if f.kind == "off_scale"]
+    assert finding.layers == [swapped]
+    assert "lecun_normal" in finding.message and "re-initialize it" in finding.fix
+    check = sp.check_self_normalizing(model, x)
+    (violated,) = [c for c in check.conditions if not c.met]
+    assert violated.name == "lecun_normal_init" and violated.where == [swapped]
+
+
+def test_alpha_dropout_is_accepted_and_plain_dropout_flagged() -> None:
+    def net(dropout: Any) -> Any:
+        keras.utils.set_random_seed(0)
+        layers = [keras.layers.Input(shape=[20])]
+        for _ in range(4):
+            layers += [keras.layers.Dense(30, "selu", kernel_initializer="lecun_normal"), dropout]
+        return keras.Sequential([*layers, keras.layers.Dense(3)])
+
+    x = torch.randn(128, 20)
+    alpha = sp.check_self_normalizing(net(keras.layers.AlphaDropout(0.1)), x)
+    assert all(c.met for c in alpha.conditions if c.name == "no_ordinary_dropout")
+    plain = sp.check_self_normalizing(net(keras.layers.Dropout(0.1)), x)
+    assert not next(c for c in plain.conditions if c.name == "no_ordinary_dropout").met
+
+
+def test_autoinit_writes_back_and_the_model_still_trains_and_saves(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Input(shape=[16])]
+        + [keras.layers.Dense(32, activation="tanh") for _ in range(6)]
+        + [keras.layers.Dense(4, activation="softmax")]
+    )
+    before = model.layers[2].kernel.value.detach().clone()
+    result = sp.autoinit(model, torch.randn(256, 16))
+    after = model.layers[2].kernel.value.detach()
+    assert not torch.equal(before, after) and isinstance(result, sp.AutoInitResult)
+    assert model.layers[2].kernel.value is not None  # still a Keras variable holding a tensor
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 4, size=64)
+    path = tmp_path / "model.keras"
+    with warnings.catch_warnings():  # NumPy 2 deprecations inside Keras's own fit and save
+        warnings.simplefilter("ignore", DeprecationWarning)
+        history = model.fit(x, y, epochs=1, verbose=0)
+        model.save(path)
+    assert np.isfinite(float(history.history["loss"][0]))
+    assert path.stat().st_size > 0
+
+
+def test_a_functional_chain_is_read_and_a_branching_model_refused() -> None:
+    inputs = keras.Input(shape=(8,))
+    hidden = keras.layers.Dense(16, activation="elu")(inputs)
+    hidden = keras.layers.LeakyReLU(negative_slope=0.2)(keras.layers.Dense(16)(hidden))
+    chain = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    report = sp.diagnose(chain, torch.randn(32, 8))
+    assert [layer.name for layer in report.layers if layer.has_weight] == [
+        layer.name for layer in chain.layers if type(layer).__name__ == "Dense"
+    ]
+    left = keras.layers.Dense(4)(inputs)
+    right = keras.layers.Dense(4)(inputs)
+    branching = keras.Model(inputs, keras.layers.Add()([left, right]))
+    with pytest.raises(ValueError, match="one chain"):
+        sp.diagnose(branching, torch.randn(4, 8))
+
+
+def test_a_layer_signalprop_cannot_read_is_named() -> None:
+    model = keras.Sequential(
+        [keras.layers.Input(shape=[8]), keras.layers.Dense(4), keras.layers.BatchNormalization()]
+    )
+    with pytest.raises(ValueError, match=r"batch_normalization.*\(BatchNormalization\)"):
+        sp.diagnose(model, torch.randn(4, 8))
+
+
+def test_another_backend_or_keras_2_gets_one_error_saying_how_to_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = chapter_selu_net(depth=2)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="KERAS_BACKEND=torch"):
+        sp.diagnose(model, torch.randn(4, 28, 28))
+    monkeypatch.undo()
+
+    class OldKerasModel:  # what a tf.keras (Keras 2) model looks like from here
+        pass
+
+    OldKerasModel.__module__ = "tf_keras.src.engine.sequential"
+    assert sp_keras.is_keras(OldKerasModel())
+    with pytest.raises(ValueError, match=r"Keras 2 / tf.keras model.*KERAS_BACKEND=torch"):
+        sp.diagnose(OldKerasModel(), torch.randn(4, 3))  # type: ignore[arg-type]
