@@ -159,3 +159,42 @@ def test_another_backend_or_keras_2_gets_one_error_saying_how_to_switch(
     assert sp_keras.is_keras(OldKerasModel())
     with pytest.raises(ValueError, match=r"Keras 2 / tf.keras model.*KERAS_BACKEND=torch"):
         sp.diagnose(OldKerasModel(), torch.randn(4, 3))  # type: ignore[arg-type]
+
+
+def test_conv_layers_are_read_channels_last_and_written_back() -> None:
+    """The twin's output is the Keras model's to float32 round-off of two convolution
+    algorithms (1e-5 absolute on outputs of order 1)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 2)),
+            keras.layers.Conv2D(6, 3, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Conv2D(6, 3, padding="same", activation="elu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ]
+    )
+    x = torch.randn(8, 12, 12, 2)
+    twin = sp_keras.twin(model)
+    with torch.no_grad():
+        torch.testing.assert_close(twin.model(x), model(x), rtol=0, atol=1e-5)
+    report = sp.diagnose(model, x)
+    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [r.name for r in report.layers if r.layer_type == "Conv2d"] == convs
+    assert report.layers[0].activation == "relu"
+    before = model.layers[1].kernel.value.detach().clone()
+    sp.autoinit(model, x)
+    assert not torch.equal(before, model.layers[1].kernel.value.detach())
+    with torch.no_grad():  # written back in Keras's layout: the twin still is the model
+        torch.testing.assert_close(sp_keras.twin(model).model(x), model(x), rtol=0, atol=1e-5)
+    conv1d = keras.Sequential(
+        [keras.Input((20, 3)), keras.layers.Conv1D(4, 3, activation="tanh"), keras.layers.Dense(2)]
+    )
+    x1 = torch.randn(4, 20, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(sp_keras.twin(conv1d).model(x1), conv1d(x1), rtol=0, atol=1e-5)
+    strided = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, strides=2, padding="same")]
+    )
+    with pytest.raises(ValueError, match="padding 'same' with strides"):
+        sp.diagnose(strided, torch.randn(2, 8, 8, 1))

@@ -177,7 +177,8 @@ def _node_activation(model: nn.Module, node: torch.fx.Node) -> Activation | None
 def _passes_through(model: nn.Module, node: torch.fx.Node) -> bool:
     """Whether a node leaves the signal's scale alone (dropout, flatten, reshapes)."""
     if node.op == "call_module":
-        return isinstance(model.get_submodule(str(node.target)), TRANSPARENT)
+        module = model.get_submodule(str(node.target))
+        return isinstance(module, TRANSPARENT) or getattr(module, "_signalprop_transparent", False)
     if node.op == "call_function":
         return node.target in SHAPE_FUNCTIONS
     if node.op == "call_method":

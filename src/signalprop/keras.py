@@ -20,9 +20,11 @@ Keras 2 / ``tf.keras`` one, gets one error saying how to switch. This is the
 only module that imports Keras (the ``keras`` extra).
 
 Read: ``Sequential`` models and functional models that are one chain, of
-``Dense`` (with its ``activation=``), ``Activation``, ``ReLU``, ``LeakyReLU``,
-``PReLU``, ``ELU``, ``Softmax``, ``Flatten``, ``Dropout``, ``AlphaDropout`` and
-``InputLayer``. Any other layer is named in a ``ValueError``.
+``Dense`` and ``Conv1D``/``Conv2D`` (with their ``activation=``; a convolution
+becomes ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast`` with the kernel
+``(*k, in, out)`` permuted to ``(out, in, *k)``), ``Activation``, ``ReLU``,
+``LeakyReLU``, ``PReLU``, ``ELU``, ``Softmax``, ``Flatten``, ``Dropout``,
+``AlphaDropout`` and ``InputLayer``. Any other layer is named in a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class KerasTwin:
     names: dict[str, str]
     dense: list[tuple[nn.Module, Any]] = field(default_factory=list)
     prelu: list[tuple[nn.Module, Any]] = field(default_factory=list)
+    conv: list[tuple[nn.Module, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def write_back(self) -> None:
@@ -77,6 +80,15 @@ class KerasTwin:
                 weight, bias = getattr(module, "weight"), getattr(module, "bias")  # noqa: B009
                 assert isinstance(weight, Tensor)
                 layer.kernel.assign(weight.detach().t().contiguous())
+                if layer.bias is not None and isinstance(bias, Tensor):
+                    layer.bias.assign(bias.detach().clone())
+            for module, layer in self.conv:
+                weight = getattr(module, "weight")  # noqa: B009
+                bias = getattr(module, "bias")  # noqa: B009
+                spatial = weight.dim() - 2
+                layer.kernel.assign(
+                    weight.detach().permute(*range(2, spatial + 2), 1, 0).contiguous()
+                )
                 if layer.bias is not None and isinstance(bias, Tensor):
                     layer.bias.assign(bias.detach().clone())
             for module, layer in self.prelu:
@@ -135,6 +147,60 @@ def _activation(function: Any, where: str) -> nn.Module:
         raise ValueError(f"{where}: activation {name!r} has no signalprop equivalent") from None
 
 
+class ChannelsFirst(nn.Module):
+    """Keras's channels-last layout to PyTorch's channels-first: ``(N, …, C) -> (N, C, …)``."""
+
+    _signalprop_transparent = True  # the signal's scale passes through unchanged
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.movedim(-1, 1)
+
+
+class ChannelsLast(nn.Module):
+    """Back to channels last, as Keras's next layer (a Flatten, say) expects."""
+
+    _signalprop_transparent = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.movedim(1, -1)
+
+
+def _conv(layer: Any, where: str) -> list[tuple[str, nn.Module]]:
+    """A Keras Conv1D/Conv2D as ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast``, the
+    convolution under the layer's own name (suffix ``""``)."""
+    config = layer.get_config()
+    if config.get("data_format", "channels_last") != "channels_last" or layer.groups != 1:
+        raise ValueError(f"{where}: only channels_last convolutions without groups are read")
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+    padding = config["padding"]
+    if padding == "same" and any(s != 1 for s in strides):
+        raise ValueError(f"{where}: padding 'same' with strides {strides} has no PyTorch twin")
+    if padding not in ("same", "valid"):
+        raise ValueError(f"{where}: padding {padding!r} is not read")
+    kernel = layer.kernel.value.detach()  # (*kernel_size, in, out)
+    spatial = kernel.dim() - 2
+    conv_class = nn.Conv1d if spatial == 1 else nn.Conv2d
+    conv = conv_class(
+        int(kernel.shape[-2]),
+        int(kernel.shape[-1]),
+        tuple(kernel.shape[:spatial]),
+        stride=strides,
+        padding=padding,
+        dilation=dilation,
+        bias=layer.bias is not None,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(kernel.permute(spatial + 1, spatial, *range(spatial)))
+        if layer.bias is not None:
+            conv.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
+    return [
+        ("_channels_first", ChannelsFirst()),
+        ("", conv),
+        ("_activation", _activation(layer.activation, where)),
+        ("_channels_last", ChannelsLast()),
+    ]
+
+
 def twin(model: Any) -> KerasTwin:
     """Read a Keras 3 model on the torch backend into its equivalent signalprop model.
 
@@ -169,6 +235,20 @@ def twin(model: Any) -> KerasTwin:
                     dense.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
             result.dense.append((dense, layer))
             module: nn.Module = dense
+        elif kind in ("Conv1D", "Conv2D"):
+            base = layer.name.replace(".", "_")
+            parts = _conv(layer, where)
+            for suffix, part in parts[:-1]:  # ChannelsFirst, the convolution, its activation
+                names[base + suffix] = layer.name
+                modules.append(part)
+                module_names.append(base + suffix)
+            result.conv.append((parts[1][1], layer))
+            module = parts[-1][1]  # ChannelsLast, added below under its own name
+            layer_name = f"{base}_channels_last"
+            names[layer_name] = layer.name
+            modules.append(module)
+            module_names.append(layer_name)
+            continue
         elif kind == "Activation":
             module = _activation(layer.activation, where)
         elif kind == "ReLU" and not layer.negative_slope and layer.max_value is None:
@@ -193,7 +273,8 @@ def twin(model: Any) -> KerasTwin:
             module = nn.AlphaDropout(float(layer.rate))
         else:
             raise ValueError(
-                f"{where}: signalprop reads Dense, Activation, ReLU, LeakyReLU, PReLU, ELU, "
+                f"{where}: signalprop reads Dense, Conv1D, Conv2D, Activation, ReLU, LeakyReLU, "
+                "PReLU, ELU, "
                 "Softmax, Flatten, Dropout, AlphaDropout and InputLayer layers of a Keras model"
             )
         name = layer.name.replace(".", "_") or f"layer_{len(modules)}"
