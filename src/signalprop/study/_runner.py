@@ -489,7 +489,8 @@ def _drive(
                     raise
                 except Exception as error:
                     record = failed(config, error)
-                report(config, record, len(pending))
+                # Running from now on: those pending, and the next ones about to start.
+                report(config, record, min(slots, len(pending) + len(queue)))
     except BaseException:
         for future in pending:
             future.cancel()
