@@ -19,10 +19,11 @@ trace is read in module registration order instead, and says so.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +36,10 @@ __all__ = [
     "WeightLayer",
     "activation_key",
     "activation_kind",
+    "is_keras",
     "is_weight_layer",
     "read_model",
+    "reads_keras",
     "trace",
 ]
 
@@ -65,6 +68,45 @@ def activation_key(activation: Activation) -> Any:
         for t in (*activation.parameters(), *activation.buffers())
     )
     return type(activation), repr(activation), state
+
+
+def is_keras(model: object) -> bool:
+    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras."""
+    return any(
+        cls.__module__.split(".")[0] in ("keras", "tf_keras")
+        or cls.__module__.startswith("tensorflow.python.keras")
+        for cls in type(model).__mro__
+    )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Let a tool that takes a torch model take a Keras 3 model too.
+
+    A Keras model (first argument) is read into its twin by
+    :func:`signalprop.keras.twin`, the tool runs on the twin, and with
+    ``write_back`` the twin's weights go back into the Keras layers.
+    """
+
+    def wrap(tool: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(tool)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not args or not is_keras(args[0]):
+                return tool(*args, **kwargs)
+            from signalprop.keras import twin
+
+            read = twin(args[0])
+            result = tool(read.model, *args[1:], **kwargs)  # type: ignore[arg-type]
+            if write_back:
+                read.write_back()
+            return result
+
+        return run
+
+    return wrap
 
 
 def is_weight_layer(module: nn.Module) -> bool:

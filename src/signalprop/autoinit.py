@@ -58,7 +58,13 @@ from torch import Tensor, nn
 
 from signalprop import init as _init
 from signalprop import meanfield as _meanfield
-from signalprop._model import Activation, activation_key, is_weight_layer, read_model
+from signalprop._model import (
+    Activation,
+    activation_key,
+    is_weight_layer,
+    read_model,
+    reads_keras,
+)
 from signalprop._validation import (
     check_batch,
     check_int,
@@ -279,6 +285,7 @@ def _draw_(
             _init.zeros_(bias)
 
 
+@reads_keras(write_back=True)
 def autoinit(
     model: nn.Module,
     inputs: Tensor | tuple[Tensor, ...] | None = None,
@@ -320,22 +327,6 @@ def autoinit(
         ValueError: For an unknown mode, criterion or distribution, missing or
             ill-shaped inputs, or a model without a layer autoinit knows.
     """
-    from signalprop.diagnostics._diagnose import _is_keras
-
-    if _is_keras(model):
-        from signalprop import keras
-
-        return keras.autoinit(  # type: ignore[no-any-return]
-            model,
-            inputs,
-            mode,
-            criterion=criterion,
-            distribution=distribution,
-            bias_var=bias_var,
-            tolerance=tolerance,
-            max_iterations=max_iterations,
-            generator=generator,
-        )
     caller = "autoinit"
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)

@@ -8,16 +8,15 @@ the same weights (Keras keeps a kernel as ``(in, out)``, PyTorch as ``(out,
 in)``: the twin's weight is the kernel transposed), and the tools work on the
 twin, so their numbers are those of the same net written with signalprop:
 
-* :func:`diagnose` — ``sp.diagnose`` with the rows named after the Keras layers;
-* :func:`check_self_normalizing` — LeCun normal read from the kernels, AlphaDropout
-  accepted and plain Dropout flagged;
-* :func:`autoinit` — the new weights written back with ``kernel.assign``, so the
+* ``sp.diagnose`` and ``sp.check_self_normalizing`` — on the twin, whose layers
+  carry the Keras layers' names (AlphaDropout is accepted, plain Dropout flagged);
+* ``sp.autoinit`` — the new weights written back with ``kernel.assign``, so the
   model stays a Keras model that trains with ``model.fit`` and saves.
 
-``sp.diagnose``, ``sp.check_self_normalizing`` and ``sp.autoinit`` call these
-when handed a Keras model. A model on another backend (TensorFlow, JAX), or a
-Keras 2 / ``tf.keras`` one, gets one error saying how to switch. This is the
-only module that imports Keras (the ``keras`` extra).
+They take a Keras model as they are (:func:`signalprop._model.reads_keras`). A
+model on another backend (TensorFlow, JAX), or a Keras 2 / ``tf.keras`` one,
+gets one error saying how to switch. This is the only module that imports
+Keras (the ``keras`` extra).
 
 Read: ``Sequential`` models and functional models that are one chain, of
 ``Dense`` and ``Conv1D``/``Conv2D`` (with their ``activation=``; a convolution
@@ -37,12 +36,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from signalprop.diagnostics._diagnose import _is_keras
+from signalprop._model import is_keras
 
-__all__ = ["KerasTwin", "autoinit", "check_self_normalizing", "diagnose", "is_keras", "twin"]
+__all__ = ["KerasTwin", "is_keras", "twin"]
 
-#: Keras's names of activations where signalprop's differ.
-ACTIVATIONS = {"linear": None, "swish": "silu", "hard_sigmoid": None}
+#: Keras's names of activations where signalprop's differ ("linear": the identity).
+ACTIVATIONS = {"linear": None, "swish": "silu"}
 #: The error for a model that is not on the torch backend.
 SWITCH = (
     "signalprop reads Keras 3 models on the PyTorch backend only: set KERAS_BACKEND=torch "
@@ -50,9 +49,15 @@ SWITCH = (
 )
 
 
-def is_keras(model: Any) -> bool:
-    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras."""
-    return _is_keras(model)
+def _from_keras(kernel: Tensor) -> Tensor:
+    """A Keras kernel ``(*k, in, out)`` in PyTorch's layout ``(out, in, *k)``."""
+    d = kernel.dim()
+    return kernel.permute(d - 1, d - 2, *range(d - 2))
+
+
+def _to_keras(weight: Tensor) -> Tensor:
+    """A PyTorch weight ``(out, in, *k)`` in Keras's layout ``(*k, in, out)``."""
+    return weight.permute(*range(2, weight.dim()), 1, 0).contiguous()
 
 
 @dataclass
@@ -60,40 +65,28 @@ class KerasTwin:
     """A Keras model's equivalent signalprop model.
 
     Attributes:
-        model: The :class:`~signalprop.Sequential` with the Keras weights.
-        names: Twin module name -> Keras layer name (the same but for dots).
-        dense: ``(twin Dense, Keras Dense)`` pairs, input to output.
-        notes: What the reading dropped (an InputLayer) or changed.
+        model: An ``nn.Sequential`` with the Keras weights, its modules named
+            after the Keras layers (dots made underscores).
+        names: Twin module name -> Keras layer name.
+        weighted: ``(twin Dense or ConvNd, Keras layer)`` pairs, input to output.
+        prelu: ``(twin PReLU, Keras PReLU)`` pairs.
     """
 
     model: nn.Module
     names: dict[str, str]
-    dense: list[tuple[nn.Module, Any]] = field(default_factory=list)
+    weighted: list[tuple[nn.Module, Any]] = field(default_factory=list)
     prelu: list[tuple[nn.Module, Any]] = field(default_factory=list)
-    conv: list[tuple[nn.Module, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     def write_back(self) -> None:
         """Copy the twin's weights into the Keras layers with ``Variable.assign``."""
         with torch.no_grad():
-            for module, layer in self.dense:
+            for module, layer in self.weighted:
                 weight, bias = getattr(module, "weight"), getattr(module, "bias")  # noqa: B009
-                assert isinstance(weight, Tensor)
-                layer.kernel.assign(weight.detach().t().contiguous())
-                if layer.bias is not None and isinstance(bias, Tensor):
-                    layer.bias.assign(bias.detach().clone())
-            for module, layer in self.conv:
-                weight = getattr(module, "weight")  # noqa: B009
-                bias = getattr(module, "bias")  # noqa: B009
-                spatial = weight.dim() - 2
-                layer.kernel.assign(
-                    weight.detach().permute(*range(2, spatial + 2), 1, 0).contiguous()
-                )
+                layer.kernel.assign(_to_keras(weight.detach()))
                 if layer.bias is not None and isinstance(bias, Tensor):
                     layer.bias.assign(bias.detach().clone())
             for module, layer in self.prelu:
                 slope = getattr(module, "weight")  # noqa: B009
-                assert isinstance(slope, Tensor)
                 layer.alpha.assign(slope.detach().reshape(layer.alpha.shape).clone())
 
 
@@ -136,7 +129,7 @@ def _activation(function: Any, where: str) -> nn.Module:
     name = getattr(function, "__name__", None)
     if name is None:
         raise ValueError(f"{where}: activation {function!r} is not a Keras activation function")
-    name = ACTIVATIONS.get(name, name) if name in ACTIVATIONS else name
+    name = ACTIVATIONS.get(name, name)
     if name is None:
         return activations.get(None)
     if name == "leaky_relu":
@@ -190,7 +183,7 @@ def _conv(layer: Any, where: str) -> list[tuple[str, nn.Module]]:
         bias=layer.bias is not None,
     )
     with torch.no_grad():
-        conv.weight.copy_(kernel.permute(spatial + 1, spatial, *range(spatial)))
+        conv.weight.copy_(_from_keras(kernel))
         if layer.bias is not None:
             conv.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
     return [
@@ -219,6 +212,7 @@ def twin(model: Any) -> KerasTwin:
     for layer in _chain(model):
         kind = type(layer).__name__
         where = f"layer {layer.name!r} ({kind})"
+        parts: list[tuple[str, nn.Module]]  # (name suffix, module); "" is the layer itself
         if kind == "InputLayer":
             continue
         if kind == "Dense":
@@ -230,90 +224,52 @@ def twin(model: Any) -> KerasTwin:
                 input_dim=int(kernel.shape[0]),
             )
             with torch.no_grad():
-                dense.weight.copy_(kernel.t())
+                dense.weight.copy_(_from_keras(kernel))
                 if layer.bias is not None:
                     dense.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
-            result.dense.append((dense, layer))
-            module: nn.Module = dense
+            result.weighted.append((dense, layer))
+            parts = [("", dense)]
         elif kind in ("Conv1D", "Conv2D"):
-            base = layer.name.replace(".", "_")
             parts = _conv(layer, where)
-            for suffix, part in parts[:-1]:  # ChannelsFirst, the convolution, its activation
-                names[base + suffix] = layer.name
-                modules.append(part)
-                module_names.append(base + suffix)
-            result.conv.append((parts[1][1], layer))
-            module = parts[-1][1]  # ChannelsLast, added below under its own name
-            layer_name = f"{base}_channels_last"
-            names[layer_name] = layer.name
-            modules.append(module)
-            module_names.append(layer_name)
-            continue
+            result.weighted.append((parts[1][1], layer))
         elif kind == "Activation":
-            module = _activation(layer.activation, where)
+            parts = [("", _activation(layer.activation, where))]
         elif kind == "ReLU" and not layer.negative_slope and layer.max_value is None:
-            module = activations.get("relu")
+            parts = [("", activations.get("relu"))]
         elif kind == "LeakyReLU":
-            module = activations.get(nn.LeakyReLU(float(layer.negative_slope)))
+            parts = [("", activations.get(nn.LeakyReLU(float(layer.negative_slope))))]
         elif kind == "ELU":
-            module = activations.get(nn.ELU(float(layer.alpha)))
+            parts = [("", activations.get(nn.ELU(float(layer.alpha))))]
         elif kind == "PReLU":
             alpha = layer.alpha.value.detach().reshape(-1)
-            module = nn.PReLU(num_parameters=alpha.numel())
+            prelu = nn.PReLU(num_parameters=alpha.numel())
             with torch.no_grad():
-                module.weight.copy_(alpha)
-            result.prelu.append((module, layer))
+                prelu.weight.copy_(alpha)
+            result.prelu.append((prelu, layer))
+            parts = [("", prelu)]
         elif kind == "Softmax":
-            module = activations.get("softmax")
+            parts = [("", activations.get("softmax"))]
         elif kind == "Flatten":
-            module = nn.Flatten()
+            parts = [("", nn.Flatten())]
         elif kind == "Dropout":
-            module = nn.Dropout(float(layer.rate))
+            parts = [("", nn.Dropout(float(layer.rate)))]
         elif kind == "AlphaDropout":
-            module = nn.AlphaDropout(float(layer.rate))
+            parts = [("", nn.AlphaDropout(float(layer.rate)))]
         else:
             raise ValueError(
-                f"{where}: signalprop reads Dense, Conv1D, Conv2D, Activation, ReLU, LeakyReLU, "
-                "PReLU, ELU, "
-                "Softmax, Flatten, Dropout, AlphaDropout and InputLayer layers of a Keras model"
+                f"{where}: signalprop reads Dense, Conv1D, Conv2D, Activation, ReLU, "
+                "LeakyReLU, PReLU, ELU, Softmax, Flatten, Dropout, AlphaDropout and "
+                "InputLayer layers of a Keras model"
             )
-        name = layer.name.replace(".", "_") or f"layer_{len(modules)}"
-        names[name] = layer.name
-        modules.append(module)
-        module_names.append(name)
+        base = layer.name.replace(".", "_") or f"layer_{len(modules)}"
+        for suffix, part in parts:
+            names[base + suffix] = layer.name
+            module_names.append(base + suffix)
+            modules.append(part)
     if not modules:
         raise ValueError("the Keras model has no layers signalprop reads")
     # The twin's modules carry the Keras layers' names: every report speaks of them.
     sequential = nn.Sequential(OrderedDict(zip(module_names, modules, strict=True)))
     sequential.train(bool(getattr(model, "training", True)))
     result.model = sequential
-    return result
-
-
-def diagnose(
-    model: Any, inputs: Any, targets: Any = None, loss_fn: Any = None, **options: Any
-) -> Any:
-    """``sp.diagnose`` on a Keras model: measured on its twin, whose layers have its names."""
-    from signalprop.diagnostics import diagnose as diagnose_torch
-
-    read = twin(model)
-    report = diagnose_torch(read.model, inputs, targets, loss_fn, **options)
-    report.notes.extend(read.notes)
-    return report
-
-
-def check_self_normalizing(model: Any, inputs: Any) -> Any:
-    """``sp.check_self_normalizing`` on a Keras model's twin."""
-    from signalprop.diagnostics import check_self_normalizing as check_torch
-
-    return check_torch(twin(model).model, inputs)
-
-
-def autoinit(model: Any, *args: Any, **options: Any) -> Any:
-    """``sp.autoinit`` on a Keras model: chosen on its twin, written back with ``assign``."""
-    from signalprop.autoinit import autoinit as autoinit_torch
-
-    read = twin(model)
-    result = autoinit_torch(read.model, *args, **options)
-    read.write_back()
     return result

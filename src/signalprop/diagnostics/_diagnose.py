@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from signalprop._model import reads_keras
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
@@ -17,15 +18,6 @@ from signalprop.diagnostics._record import Recorder, Row, mean_std, norm_of, rms
 from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
-
-
-def _is_keras(model: object) -> bool:
-    """A Keras model, read by :mod:`signalprop.keras` (checked without importing Keras)."""
-    return any(
-        cls.__module__.split(".")[0] in ("keras", "tf_keras")
-        or cls.__module__.startswith("tensorflow.python.keras")
-        for cls in type(model).__mro__
-    )
 
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -102,6 +94,7 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
     return layer
 
 
+@reads_keras()
 def diagnose(
     model: nn.Module,
     inputs: Tensor | tuple[Tensor, ...],
@@ -151,12 +144,6 @@ def diagnose(
         True
     """
     caller = "diagnose"
-    if _is_keras(model):
-        from signalprop import keras
-
-        return keras.diagnose(  # type: ignore[no-any-return]
-            model, inputs, targets, loss_fn, thresholds=thresholds, seed=seed
-        )
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
     args = inputs if isinstance(inputs, tuple) else (inputs,)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from signalprop._model import WeightLayer, activation_kind, read_model, trace
+from signalprop._model import WeightLayer, activation_kind, read_model, reads_keras, trace
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import diagnose
 from signalprop.diagnostics._record import weight_scales
@@ -190,6 +190,7 @@ def _check_activations(hidden: list[WeightLayer]) -> Condition:
     return Condition("selu_activations", True, f"all {len(hidden)} hidden layers use SELU")
 
 
+@reads_keras()
 def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizationCheck:
     """Report each condition of SELU self-normalization as met or violated, with where.
 
@@ -206,12 +207,6 @@ def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizatio
         >>> sp.check_self_normalizing(model, torch.randn(500, 50)).ok
         True
     """
-    from signalprop.diagnostics._diagnose import _is_keras
-
-    if _is_keras(model):
-        from signalprop import keras
-
-        return keras.check_self_normalizing(model, inputs)  # type: ignore[no-any-return]
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", "check_self_normalizing", "an nn.Module", model)
     if not isinstance(inputs, Tensor):
