@@ -324,10 +324,6 @@ def fit(
     from signalprop.diagnostics import diagnose
 
     history = History(path=path_taken)
-    # On the fast paths, a non-finite gradient shows first in the updated lowest weight.
-    first_weight: Tensor | None = None
-    if trainer is not None and monitor is not None:
-        first_weight = getattr(trainer, "eager", trainer).layers[0].weight
     probe = (x_train[:diagnose_batch], y_train[:diagnose_batch])
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -372,9 +368,8 @@ def fit(
                     if opt is not None:
                         loss.backward()
                         opt.step()
-                    elif first_weight is not None and not bool(torch.isfinite(first_weight).all()):
-                        assert monitor is not None
-                        monitor.weights_not_finite(xb, yb)
+                    elif monitor is not None:
+                        monitor.fast_end(xb, yb)
                     if monitor is not None:
                         monitor.step()
                     history.steps += 1

@@ -58,6 +58,24 @@ def _tensors(output: Any, depth: int = 0) -> list[Tensor]:
     return []
 
 
+def _finite(tensors: list[Tensor]) -> list[bool]:
+    """Per tensor, whether every value is finite.
+
+    One sum of sums answers for all at once when it is finite (as it is on all but
+    a failing step); only otherwise, or when finite values overflow float32, is
+    each tensor looked at.
+    """
+    if not tensors:
+        return []
+    with torch.no_grad():
+        total = tensors[0].sum()
+        for tensor in tensors[1:]:
+            total = total + tensor.sum()
+    if bool(torch.isfinite(total)):
+        return [True] * len(tensors)
+    return [bool(torch.isfinite(t).all()) for t in tensors]
+
+
 def _batch_size(args: tuple[Any, ...]) -> int:
     """The batch size of a model's inputs: the first dimension of the first tensor."""
     for arg in args:
@@ -148,11 +166,11 @@ class Monitor:
     :func:`~signalprop.diagnose` measures on one batch: the pre-activation and
     activation mean and std, the saturated and dead fractions, the gradient
     RMS with respect to the pre-activations and to the weight, the weight's
-    norm and the update-to-weight ratio of the step. Steps in between cost a
-    counter check: the hooks stay installed but return at once. On *every*
-    step it checks the model's output and the lowest layer's weight gradient
-    for NaN or Inf, and localizes the first one to a layer, a pass and a step
-    (see :attr:`events`).
+    norm and the update-to-weight ratio of the step. The layers are hooked for
+    those steps only; in between, the model's own two hooks run. On *every*
+    step it checks the model's output and inputs and the lowest layer's bias
+    (or weight) gradient for NaN or Inf, and localizes the first one to a
+    layer, a pass and a step (see :attr:`events`).
 
     Use it around any training loop::
 
@@ -241,7 +259,8 @@ class Monitor:
                 type(model).__name__,
             )
         self.rank, self.world_size = _distributed()
-        self._history = MonitorHistory(every=self.every, world_size=self.world_size)
+        #: The records and events so far.
+        self.history = MonitorHistory(every=self.every, world_size=self.world_size)
         self.steps = 0
         self._log_path = None if log is None else Path(log)
         self._log: IO[str] | None = None
@@ -276,6 +295,7 @@ class Monitor:
         self._snapshot_params: list[Tensor] = []
         self._weight_norms: dict[int, Tensor] = {}  # id(weight) -> norm at the forward pass
         self._optimizer = optimizer
+        self._sgd: dict[int, tuple[float, str]] | None = None  # read at the recorded forward
         self._fast_updates: dict[int, tuple[float, Tensor]] = {}
         self._bottom_hook: Any = None
         # Layout: rows found in the first monitored forward pass, then fixed.
@@ -361,10 +381,10 @@ class Monitor:
         # only: PyTorch takes a slower path through a module that has any hook, 3.7 µs
         # a call here, which on a 100-layer net would cost 3 % on every other step.
         hooks = self._layer_hooks
-        self._kinds = {m: activation_kind(m) for m in self._dense_of}
         for module in model.modules():
             if module in self._dense_of:
                 dense = self._dense_of[module]
+                self._kinds[module] = activation_kind(module)
                 if activation_kind(module) is not None and getattr(module, "inplace", False):
                     hooks.append((module, True, partial(self._on_dense_pre, dense)))
                 hooks.append((module, False, partial(self._on_dense_act, dense)))
@@ -373,6 +393,7 @@ class Monitor:
             elif is_weight_layer(module) or isinstance(module, EMBEDDINGS):
                 hooks.append((module, False, self._on_weight_output))
             elif activation_kind(module) not in (None, "softmax"):
+                self._kinds[module] = activation_kind(module)
                 if getattr(module, "inplace", False):
                     hooks.append((module, True, self._on_activation_input))
                 hooks.append((module, False, self._on_activation))
@@ -395,7 +416,7 @@ class Monitor:
         self._layer_handles.clear()
 
     # ------------------------------------------------------------ rows
-    def _row(self, module: nn.Module, kind: str | None, weight_module: nn.Module | None) -> int:
+    def _row(self, module: nn.Module, weight_module: nn.Module | None) -> int:
         """The row index of this call of ``module`` in the step (-1: not in the layout)."""
         base = self._names.get(module, type(module).__name__) or "(model)"
         count = self._calls.get(base, 0) + 1
@@ -420,10 +441,11 @@ class Monitor:
         else:
             weight = None
         layer_type = type(weight_module if weight_module is not None else module).__name__
-        self._layers.append(LayerInfo(name, layer_type, kind, fan_in, fan_out, numel))
+        # The activation's kind is learnt when the activation runs (_set_kind).
+        self._layers.append(LayerInfo(name, layer_type, None, fan_in, fan_out, numel))
         self._row_weight.append(weight)
         self._row_module.append(weight_module if weight is not None else None)
-        self._row_kind.append(kind)
+        self._row_kind.append(None)
         self._index[name] = len(self._layers) - 1
         return len(self._layers) - 1
 
@@ -470,7 +492,8 @@ class Monitor:
             self._recording = True
             self._calls.clear()
             self._attach()
-            self._snapshot_weights(copy=_sgd_updates(self._optimizer) is None)
+            self._sgd = _sgd_updates(self._optimizer)
+            self._snapshot_weights(copy=self._sgd is None)
 
     def _on_end(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -490,7 +513,7 @@ class Monitor:
 
     def _on_dense_pre(self, dense: nn.Module, module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._recording and args and isinstance(args[0], Tensor):
-            index = self._row(dense, None, dense)
+            index = self._row(dense, dense)
             if index >= 0:
                 self._record_pre(index, args[0].clone())
 
@@ -499,11 +522,11 @@ class Monitor:
     ) -> None:
         if not self._recording or not isinstance(output, Tensor):
             return
-        kind = self._kinds.get(module) or activation_kind(module) or "other"
+        kind = self._kinds[module] or "other"
         if getattr(module, "inplace", False):
             index = self._index.get(self._current_name(dense), -1)
         else:
-            index = self._row(dense, None, dense)
+            index = self._row(dense, dense)
             if index >= 0 and args and isinstance(args[0], Tensor):
                 self._record_pre(index, args[0])
         if index >= 0:
@@ -519,7 +542,7 @@ class Monitor:
             return
         if not output.is_floating_point():
             return
-        index = self._row(module, None, module)
+        index = self._row(module, module)
         if index >= 0:
             self._record_pre(index, output)
             self._by_output[id(output)] = index
@@ -532,7 +555,7 @@ class Monitor:
         z = args[0]
         index = self._by_output.get(id(z))
         if index is None:
-            index = self._row(module, None, None)
+            index = self._row(module, None)
             self._by_output[id(z)] = index
             self._keep.append(z)
         if index >= 0:
@@ -546,11 +569,11 @@ class Monitor:
             return
         index = self._by_output.pop(id(z), None)
         if index is None:
-            index = self._row(module, None, None)
+            index = self._row(module, None)
             if index >= 0:
                 self._record_pre(index, z)
         if index >= 0:
-            self._record_act(index, activation_kind(module) or "other", output)
+            self._record_act(index, self._kinds[module] or "other", output)
 
     # ------------------------------------------------------------ weights
     def _snapshot_weights(self, copy: bool) -> None:
@@ -611,18 +634,7 @@ class Monitor:
         watched = self._outputs + _tensors(args) + _tensors(kwargs)
         if param.grad is not None:
             watched.append(param.grad)
-        if not watched:
-            return
-        # One sum of sums is finite when every value is (or, rarely, when finite values
-        # overflow float32: then each tensor is looked at).
-        with torch.no_grad():
-            total = watched[0].sum()
-            for tensor in watched[1:]:
-                total = total + tensor.sum()
-        if bool(torch.isfinite(total)):
-            self._finite = True
-            return
-        flags = [bool(torch.isfinite(t).all()) for t in watched]
+        flags = _finite(watched)
         if all(flags):
             self._finite = True
         elif self._finite:
@@ -632,11 +644,7 @@ class Monitor:
 
     def _check_output(self) -> None:
         """At the end of a step whose gradient was not checked: the output only."""
-        if not self._outputs:
-            return
-        with torch.no_grad():
-            sums = torch.stack([t.sum(dtype=torch.float64) for t in self._outputs])
-        if bool(torch.isfinite(sums).all()):
+        if all(_finite(self._outputs)):
             self._finite = True
         elif self._finite:
             self._finite = False
@@ -736,7 +744,7 @@ class Monitor:
         return str(path)
 
     def _add_event(self, event: NonFiniteEvent) -> None:
-        self._history.events.append(event)
+        self.history.events.append(event)
         if self.rank != 0:
             return
         self._write({"kind": "non_finite"} | event.to_dict())
@@ -771,6 +779,7 @@ class Monitor:
         if not self._scheduled:
             return False
         # The fast path hands its updates over, and changes the weights as it goes.
+        self._sgd = None
         self._snapshot_weights(copy=False)
         self._recorded = True
         return True
@@ -802,10 +811,12 @@ class Monitor:
             self._inputs = ((x,), {})
             self._add_event(self._locate(self.steps + 1, outputs_finite=False, targets=y))
 
-    def weights_not_finite(self, x: Tensor, y: Tensor) -> None:
-        """``fit``'s fast path updated weights to NaN or Inf on ``(x, y)``: a non-finite
-        gradient of the step's backward pass. The highest such layer is where it began."""
-        if self._finite:
+    def fast_end(self, x: Tensor, y: Tensor) -> None:
+        """After a fast-path step on ``(x, y)``: a NaN or Inf gradient of its backward pass
+        shows first in the lowest weight, which the update has just changed; the highest
+        layer with non-finite weights is where it began."""
+        lowest = next((w for w in self._row_weight if w is not None), None)
+        if self._finite and lowest is not None and not all(_finite([lowest])):
             self._finite = False
             self._inputs = ((x,), {})
             weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
@@ -892,51 +903,40 @@ class Monitor:
             if weight is not None and first_row[id(weight)] == index
         ]
         # Gradients, and the tensors whose norm times lr is the update.
-        grads: list[Tensor] = []
-        grad_rows: list[int] = []
+        grads: list[tuple[int, Tensor]] = []
+        steps: list[tuple[int, float, Tensor]] = []
         for index, weight in owned:
             grad = self._weight_grad.get(index)
             grad = weight.grad if grad is None else grad
             if grad is not None and not grad.is_sparse:
-                grads.append(grad)
-                grad_rows.append(index)
-        sgd = _sgd_updates(self._optimizer)
-        steps: list[Tensor] = []
-        step_rows: list[int] = []
-        lrs: list[float] = []
-        for index, weight in owned:
+                grads.append((index, grad))
             update = self._fast_updates.get(index)
-            if update is None and sgd is not None and id(weight) in sgd:
-                lr, source = sgd[id(weight)]
+            if update is None and self._sgd is not None and id(weight) in self._sgd:
+                lr, source = self._sgd[id(weight)]
                 state = self._optimizer.state.get(weight, {}) if self._optimizer else {}
                 tensor = weight.grad if source == "grad" else state.get(source)
                 update = None if tensor is None else (lr, tensor)
-            if update is not None and update[1] is not None:
-                lrs.append(update[0])
-                steps.append(update[1])
-                step_rows.append(index)
-        grad_norms = torch.stack(torch._foreach_norm(grads)).to(torch.float64) if grads else None
-        if grad_norms is not None:
-            out[0, grad_rows] = grad_norms.square()
+            if update is not None:
+                steps.append((index, *update))
+        # One norm pass over each tensor: plain SGD's step is the gradient itself.
+        unique = {id(t): t for _, t in grads} | {id(t): t for _, _, t in steps}
+        norms = dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
+        if grads:
+            where = [index for index, _ in grads]
+            out[0, where] = torch.stack([norms[id(t)] for _, t in grads]).to(out.dtype).square()
         if steps:
-            # Plain SGD's step is the gradient itself: its norm is known already.
-            same = (
-                grad_norms is not None
-                and all(a is b for a, b in zip(steps, grads, strict=False))
-                and len(steps) == len(grads)
-            )
-            norms = grad_norms if same else torch.stack(torch._foreach_norm(steps))
-            assert norms is not None
-            rates = torch.tensor(lrs, dtype=torch.float64, device=device)
-            out[2, step_rows] = (norms.to(torch.float64) * rates).square()
+            where = [index for index, _, _ in steps]
+            rates = torch.tensor([lr for _, lr, _ in steps], dtype=out.dtype, device=device)
+            lengths = torch.stack([norms[id(t)] for _, _, t in steps]).to(out.dtype)
+            out[2, where] = (lengths * rates).square()
         elif self._snapshot_params:
             row_of = {id(w): i for i, w in owned}
             with torch.no_grad():
                 torch._foreach_sub_(self._snapshot, self._snapshot_params)
-            norms = torch.stack(torch._foreach_norm(self._snapshot)).to(torch.float64)
+            changes = torch.stack(torch._foreach_norm(self._snapshot)).to(torch.float64)
             for position, param in enumerate(self._snapshot_params):
                 if id(param) in row_of:
-                    out[2, row_of[id(param)]] = norms[position].square()
+                    out[2, row_of[id(param)]] = changes[position].square()
         for index, weight in owned:
             norm = self._weight_norms.get(id(weight))
             if norm is not None:
@@ -1017,25 +1017,25 @@ class Monitor:
 
     def _store(self, entry: Record, act: dict[int, Tensor]) -> None:
         """Keep a record, and on rank 0 write it out."""
-        if not self._history.layers:
-            self._history.layers = list(self._layers)
+        if not self.history.layers:
+            self.history.layers = list(self._layers)
             if self.rank == 0:
                 started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-                self._write(self._history.header(self.thresholds) | {"started": started})
-        self._history.records.append(entry)
+                self._write(self.history.header(self.thresholds) | {"started": started})
+        self.history.records.append(entry)
         if self.rank != 0:
             return
         self._write_line(record_line(entry))
         if self._tensorboard is not None:
-            names = self._history.names
+            names = self.history.names
             self._tensorboard.record(names, entry)
-            if (len(self._history.records) - 1) % self.histograms_every == 0:
+            if (len(self.history.records) - 1) % self.histograms_every == 0:
                 weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
                 self._tensorboard.histograms(entry.step, "weights", weights, names)
                 self._tensorboard.histograms(entry.step, "activations", act, names)
 
     def _clear_step(self) -> None:
-        """Forget the step's tensors (new containers: a record being reduced keeps its own)."""
+        """Forget the step's tensors."""
         self._pre, self._act, self._alive, self._grad = {}, {}, {}, {}
         self._weight_grad = {}
         self._fast_updates = {}
@@ -1051,11 +1051,6 @@ class Monitor:
             self._log.flush()
 
     # ------------------------------------------------------------ results
-    @property
-    def history(self) -> MonitorHistory:
-        """The records and events so far."""
-        return self._history
-
     @property
     def events(self) -> list[NonFiniteEvent]:
         """Where NaN or Inf first appeared (one event per stretch of non-finite steps)."""
@@ -1081,7 +1076,7 @@ class Monitor:
         self._clear_step()
         self._keep.clear()
         self._snapshot = []
-        self._history.steps = self.steps
+        self.history.steps = self.steps
         if self.rank == 0 and (self._log is not None or self._tensorboard is not None):
             summary = self.summary()
             self._write(
@@ -1112,7 +1107,7 @@ class Monitor:
         state = "closed" if self._closed else "open"
         return (
             f"Monitor(every={self.every}, layers={len(self._layers)}, steps={self.steps}, "
-            f"records={len(self._history.records)}, {state})"
+            f"records={len(self.history.records)}, {state})"
         )
 
 
