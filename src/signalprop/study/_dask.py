@@ -72,9 +72,10 @@ def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterato
 #: Settings for the workers of a local cluster, each measured on training runs:
 #: * Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off
 #:   glibc's adaptive mmap threshold: every tensor of 128 KB or more is then a fresh mmap
-#:   and its page faults (runs trained 12 % slower);
+#:   and its page faults (runs trained 15 % slower: 18.8 s against 16.4 s, two runs);
 #: * a worker samples its tasks' Python stacks every 10 ms for its profiler, taking the
-#:   GIL from a training loop that runs Python between kernels (8 % slower).
+#:   GIL from a training loop that runs Python between kernels (9 % slower: 37.7 s
+#:   against 34.7 s, four runs).
 WORKER_SETTINGS = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
