@@ -81,6 +81,14 @@ CASES = {
         (64, 12),
         None,
     ),
+    "dense-then-activation-layer": (  # a linear Dense and the activation after it: one row
+        lambda: sp.Sequential(
+            [sp.Dense(30), sp.activations.get("elu"), sp.Dense(30), nn.LeakyReLU(0.2), sp.Dense(5)],
+            input_shape=(12,),
+        ),
+        (64, 12),
+        None,
+    ),
     "conv-shared-activation": (SharedActivationConv, (16, 1, 8, 8), None),
     "token-ids-dict-output": (TokenModel, None, dict_loss),
 }

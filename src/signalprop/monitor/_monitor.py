@@ -450,7 +450,7 @@ class Monitor:
         return len(self._layers) - 1
 
     def _set_kind(self, index: int, kind: str) -> None:
-        if not self._frozen and self._row_kind[index] is None:
+        if not self._frozen and self._row_kind[index] in (None, "linear"):
             self._row_kind[index] = kind
             info = self._layers[index]
             self._layers[index] = LayerInfo(
@@ -531,6 +531,9 @@ class Monitor:
                 self._record_pre(index, args[0])
         if index >= 0:
             self._record_act(index, kind, output)
+            if kind == "linear":  # an activation module next is this layer's, as in diagnose
+                self._by_output[id(output)] = index
+                self._keep.append(output)
 
     def _current_name(self, module: nn.Module) -> str:
         base = self._names.get(module, type(module).__name__) or "(model)"
