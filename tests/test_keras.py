@@ -22,17 +22,31 @@ if keras.backend.backend() != "torch":  # pragma: no cover (Keras imported earli
     pytest.skip("Keras was imported on another backend", allow_module_level=True)
 
 
-def chapter_selu_net(swapped: int | None = None, depth: int = 100) -> Any:
-    """The chapter's 100-layer SELU net, as the chapter writes it."""
+def chapter_selu_net(swapped: int | None = None) -> Any:
+    """The chapter's 100-layer SELU net, written as the chapter writes it, with the
+    ``swapped``-th layer of its loop initialized with ``random_normal`` instead.
+
+    Keras 3 warns that ``input_shape`` on a layer is the old way (an ``Input`` first
+    is the new one), and builds the model all the same.
+    """
     keras.utils.set_random_seed(0)
-    model = keras.models.Sequential()
-    model.add(keras.layers.Input(shape=[28, 28]))
-    model.add(keras.layers.Flatten())
-    for layer in range(depth):
+    with pytest.warns(UserWarning, match="input_shape"):
+        model = keras.models.Sequential()
+        model.add(keras.layers.Flatten(input_shape=[28, 28]))
+    model.add(keras.layers.Dense(300, activation="selu", kernel_initializer="lecun_normal"))
+    for layer in range(99):
         init = "random_normal" if layer == swapped else "lecun_normal"
         model.add(keras.layers.Dense(100, activation="selu", kernel_initializer=init))
     model.add(keras.layers.Dense(10, activation="softmax"))
     return model
+
+
+def small_selu_net(depth: int) -> Any:
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Input(shape=[28, 28]), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(100, activation="selu", kernel_initializer="lecun_normal")
+               for _ in range(depth)]  # fmt: skip
+    return keras.Sequential(layers)
 
 
 def copied_to_signalprop(model: Any) -> sp.Sequential:
@@ -51,14 +65,14 @@ def copied_to_signalprop(model: Any) -> sp.Sequential:
 
 def test_diagnose_gives_the_numbers_of_the_same_net_written_with_signalprop() -> None:
     """Exactly: the twin runs the same kernels on the same weights (tolerance 0)."""
-    model = chapter_selu_net(depth=12)
+    model = chapter_selu_net()
     x = torch.randn(64, 28, 28, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
     ours = sp.diagnose(model, x, y)
     theirs = sp.diagnose(copied_to_signalprop(model), x, y)
     names = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
     assert [layer.name for layer in ours.layers] == names
-    assert len(ours.layers) == len(theirs.layers) == 13
+    assert len(ours.layers) == len(theirs.layers) == 101
     for a, b in zip(ours.layers, theirs.layers, strict=True):
         for quantity in ("pre_mean", "pre_std", "act_mean", "act_std", "grad_pre_rms",
                          "grad_weight_rms", "weight_scale_fan_in", "fan_out"):  # fmt: skip
@@ -71,7 +85,7 @@ def test_the_chapters_net_with_one_swapped_initializer_is_pointed_at() -> None:
     model = chapter_selu_net(swapped=37)
     x = torch.randn(256, 28, 28, generator=torch.Generator().manual_seed(0))
     report = sp.diagnose(model, x)
-    swapped = model.layers[1 + 37].name  # after the Flatten; Keras numbers names per session
+    swapped = model.layers[2 + 37].name  # after Flatten and Dense(300); numbered per session
     (finding,) = [f for f in report.findings if f.kind == "off_scale"]
     assert finding.layers == [swapped]
     assert "lecun_normal" in finding.message and "re-initialize it" in finding.fix
@@ -146,7 +160,7 @@ def test_a_layer_signalprop_cannot_read_is_named() -> None:
 def test_another_backend_or_keras_2_gets_one_error_saying_how_to_switch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = chapter_selu_net(depth=2)
+    model = small_selu_net(depth=2)
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ValueError, match="KERAS_BACKEND=torch"):
         sp.diagnose(model, torch.randn(4, 28, 28))
@@ -198,3 +212,161 @@ def test_conv_layers_are_read_channels_last_and_written_back() -> None:
     )
     with pytest.raises(ValueError, match="padding 'same' with strides"):
         sp.diagnose(strided, torch.randn(2, 8, 8, 1))
+
+
+# ---------------------------------------------------------------- the training monitor
+def conv_dense_net() -> Any:
+    """Convolutions, Dense layers with and without their own activation, activation layers."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.layers.Input((10, 10, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Flatten(),
+        ]
+        + [keras.layers.Dense(30, activation="tanh") for _ in range(3)]
+        + [
+            keras.layers.Dense(16),
+            keras.layers.ELU(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+
+
+def batches(n: int = 64, shape: tuple[int, ...] = (10, 10, 2)) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(0).normal(size=(n, *shape)).astype("float32")
+    return x, np.random.default_rng(1).integers(0, 4, size=n)
+
+
+def keras_fit(model: Any, x: Any, y: Any, callbacks: list[Any], **options: Any) -> Any:
+    with warnings.catch_warnings():  # NumPy 2 deprecations inside Keras's own fit and save
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return model.fit(x, y, verbose=0, shuffle=False, callbacks=callbacks, **options)
+
+
+def test_the_monitor_callback_records_what_diagnose_measures() -> None:
+    """The first record, against diagnose on the same batch and loss before the step.
+
+    Tolerance 2e-6 relative: float32 round-off. Keras multiplies by the kernel and the
+    twin by its transpose, and Keras's cross-entropy renormalizes and clips the
+    probabilities before the log; this 64-sample batch differs by 2e-7 at most.
+    """
+    from signalprop.monitor import QUANTITIES
+
+    model = conv_dense_net()
+    x, y = batches()
+    report = sp.diagnose(
+        model,
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        loss_fn=lambda p, t: torch.nn.functional.nll_loss(torch.log(p), t),
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(0.01))
+    kernels = [layer.kernel.value.detach().clone() for layer in model.layers if layer.weights]
+    monitor = sp_keras.Monitor(every=1)
+    keras_fit(model, x, y, [monitor], batch_size=64, epochs=1)
+    history = monitor.history
+    assert [layer.name for layer in history.layers] == [layer.name for layer in report.layers]
+    record = history.records[0]
+    assert record.step == 1 and record.batch_size == 64
+    for index, layer in enumerate(report.layers):
+        for quantity in QUANTITIES[:8]:
+            expected, got = getattr(layer, quantity), record.values[quantity][index]
+            if expected is None:
+                assert got is None, (quantity, layer.name)
+            else:
+                assert got == pytest.approx(expected, rel=2e-6, abs=1e-12), (quantity, layer.name)
+    # Adam's update, from a copy of the weights: the kernels' actual change over their norm.
+    ratios = [r for r in record.values["update_ratio"] if r is not None]
+    after = [layer.kernel.value.detach() for layer in model.layers if layer.weights]
+    actual = [float((b - a).norm() / a.norm()) for a, b in zip(kernels, after, strict=True)]
+    assert ratios == pytest.approx(actual, rel=1e-5)
+    assert history.layers[0].fan_in == 3 * 3 * 2 and history.layers[0].fan_out == 3 * 3 * 4
+
+
+def test_the_monitor_callback_logs_a_fit_and_leaves_a_model_that_saves(tmp_path: Path) -> None:
+    from signalprop.monitor import read_log
+
+    model = keras.Sequential(
+        [keras.layers.Input([20])]
+        + [keras.layers.Dense(30, activation="tanh") for _ in range(4)]
+        + [keras.layers.Dense(4, activation="softmax")]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    tanh = model.layers[0].activation
+    x, y = batches(256, (20,))
+    monitor = sp_keras.Monitor(every=3, log=tmp_path / "monitor.jsonl")
+    # Saved after every batch, the monitor's activation wrappers still in place.
+    saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "model.keras"), save_freq=1)
+    keras_fit(model, x, y, [monitor, saver], batch_size=32, epochs=2, validation_data=(x, y))
+    assert [record.step for record in monitor.history.records] == [1, 4, 7, 10, 13, 16]
+    logged = read_log(tmp_path / "monitor.jsonl")  # 9 significant digits
+    assert [record.step for record in logged.records] == [1, 4, 7, 10, 13, 16]
+    last = monitor.history.records[-1].values["grad_pre_rms"]
+    assert logged.records[-1].values["grad_pre_rms"] == pytest.approx(last, rel=1e-8)
+    assert monitor.history.steps == 16  # the validation passes are not steps
+    assert model.layers[0].activation is tanh  # the Keras layers' own functions, back
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    assert saved.layers[0].activation.__name__ == "tanh"
+    with pytest.raises(ValueError, match="make a new one for each fit"):
+        keras_fit(model, x, y, [monitor], batch_size=32, epochs=1)
+
+
+def test_the_monitor_callback_localizes_a_nan_to_its_keras_layer() -> None:
+    model = keras.Sequential(
+        [keras.layers.Input([20])]
+        + [keras.layers.Dense(30, activation="relu") for _ in range(5)]
+        + [keras.layers.Dense(4, activation="softmax")]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    broken = model.layers[2]
+
+    class Break(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if batch == 5:
+                broken.kernel.assign(torch.full(broken.kernel.shape, float("nan")))
+
+    x, y = batches(256, (20,))
+    monitor = sp_keras.Monitor(every=16)
+    keras_fit(model, x, y, [Break(), monitor], batch_size=32, epochs=1)
+    (event,) = monitor.events
+    assert (event.step, event.pass_, event.layer) == (6, "forward", broken.name)
+    assert "its weights are not finite" in event.message
+
+
+def test_the_monitor_callback_refuses_what_it_cannot_watch() -> None:
+    with pytest.raises(ValueError, match="every"):
+        sp_keras.Monitor(every=0)
+    with pytest.raises(ValueError, match="histograms_every"):
+        sp_keras.Monitor(histograms_every=-1)
+    model = keras.Sequential([keras.layers.Input([4]), keras.layers.Dense(4, activation="tanh")])
+    x, y = batches(32, (4,))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", jit_compile=True)
+    with pytest.raises(ValueError, match="jit_compile=False"):
+        keras_fit(model, x, y, [sp_keras.Monitor()], batch_size=8)
+    unread = keras.Sequential(
+        [keras.layers.Input([4]), keras.layers.Dense(3), keras.layers.BatchNormalization()]
+    )
+    unread.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"\(BatchNormalization\)"):
+        keras_fit(unread, x, np.zeros((32, 3), "float32"), [sp_keras.Monitor()], batch_size=8)
+
+
+def test_a_fit_that_raised_leaves_no_second_wrapper_behind() -> None:
+    model = keras.Sequential([keras.layers.Input([4]), keras.layers.Dense(4, activation="tanh")])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    tanh = model.layers[0].activation
+    x, y = batches(32, (4,))
+
+    class Stop(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        keras_fit(model, x, y, [sp_keras.Monitor(every=1), Stop()], batch_size=8)
+    assert model.layers[0].activation.__wrapped__ is tanh  # the interrupted monitor's
+    monitor = sp_keras.Monitor(every=1)
+    keras_fit(model, x, y, [monitor], batch_size=8)
+    assert model.layers[0].activation is tanh and len(monitor.history.records) == 4

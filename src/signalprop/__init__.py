@@ -8,7 +8,7 @@ Example:
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """
 
-from signalprop import activations, diagnostics, init, layers, meanfield, monitor
+from signalprop import activations, diagnostics, init, keras, layers, meanfield, monitor
 from signalprop.activations import SELU_ALPHA, SELU_SCALE
 from signalprop.autoinit import AutoInitResult, autoinit
 from signalprop.diagnostics import Report, Thresholds, check_self_normalizing, diagnose
@@ -38,6 +38,7 @@ __all__ = [
     "diagnostics",
     "gain",
     "init",
+    "keras",
     "layers",
     "meanfield",
     "moments",

@@ -11,7 +11,11 @@ twin, so their numbers are those of the same net written with signalprop:
 * ``sp.diagnose`` and ``sp.check_self_normalizing`` — on the twin, whose layers
   carry the Keras layers' names (AlphaDropout is accepted, plain Dropout flagged);
 * ``sp.autoinit`` — the new weights written back with ``kernel.assign``, so the
-  model stays a Keras model that trains with ``model.fit`` and saves.
+  model stays a Keras model that trains with ``model.fit`` and saves;
+* ``sp.keras.Monitor`` — the training monitor as a Keras callback,
+  ``model.fit(..., callbacks=[sp.keras.Monitor(every=16)])``: the twin's rows,
+  fed by the Keras model's own tensors (each ``Dense``'s ``activation`` is
+  wrapped for the fit, to see its pre-activation).
 
 They take a Keras model as they are (:func:`signalprop._model.reads_keras`). A
 model on another backend (TensorFlow, JAX), or a Keras 2 / ``tf.keras`` one,
@@ -28,17 +32,26 @@ becomes ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast`` with the kernel
 
 from __future__ import annotations
 
+import functools
 import os
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from signalprop._model import is_keras
+from signalprop._model import activation_kind, is_dense, is_keras, is_weight_layer
+from signalprop._validation import check_int, invalid_parameter
+from signalprop.diagnostics._report import Thresholds
+from signalprop.monitor import Monitor as SignalpropMonitor
+from signalprop.monitor import MonitorHistory, NonFiniteEvent, TimedFinding
 
-__all__ = ["KerasTwin", "is_keras", "twin"]
+__all__ = ["KerasTwin", "is_keras", "twin"]  # and Monitor, made on first use
 
 #: Keras's names of activations where signalprop's differ ("linear": the identity).
 ACTIVATIONS = {"linear": None, "swish": "silu"}
@@ -58,6 +71,22 @@ def _from_keras(kernel: Tensor) -> Tensor:
 def _to_keras(weight: Tensor) -> Tensor:
     """A PyTorch weight ``(out, in, *k)`` in Keras's layout ``(*k, in, out)``."""
     return weight.permute(*range(2, weight.dim()), 1, 0).contiguous()
+
+
+def _take_weights(module: nn.Module, layer: Any, share: bool) -> None:
+    """The Keras layer's kernel and bias in ``module``: copies, or views of the same
+    memory (``share``; Keras's optimizers update their variables in place)."""
+    kernel = layer.kernel.value.detach()
+    bias = None if layer.bias is None else layer.bias.value.detach()
+    if share:
+        module.weight = nn.Parameter(_from_keras(kernel), requires_grad=False)
+        if bias is not None:
+            module.bias = nn.Parameter(bias, requires_grad=False)
+        return
+    with torch.no_grad():
+        getattr(module, "weight").copy_(_from_keras(kernel))  # noqa: B009
+        if bias is not None:
+            getattr(module, "bias").copy_(bias)  # noqa: B009
 
 
 @dataclass
@@ -158,7 +187,7 @@ class ChannelsLast(nn.Module):
         return x.movedim(1, -1)
 
 
-def _conv(layer: Any, where: str) -> list[tuple[str, nn.Module]]:
+def _conv(layer: Any, where: str, share: bool) -> list[tuple[str, nn.Module]]:
     """A Keras Conv1D/Conv2D as ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast``, the
     convolution under the layer's own name (suffix ``""``)."""
     config = layer.get_config()
@@ -182,10 +211,7 @@ def _conv(layer: Any, where: str) -> list[tuple[str, nn.Module]]:
         dilation=dilation,
         bias=layer.bias is not None,
     )
-    with torch.no_grad():
-        conv.weight.copy_(_from_keras(kernel))
-        if layer.bias is not None:
-            conv.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
+    _take_weights(conv, layer, share)
     return [
         ("_channels_first", ChannelsFirst()),
         ("", conv),
@@ -194,8 +220,13 @@ def _conv(layer: Any, where: str) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def twin(model: Any) -> KerasTwin:
+def twin(model: Any, *, share: bool = False) -> KerasTwin:
     """Read a Keras 3 model on the torch backend into its equivalent signalprop model.
+
+    Args:
+        model: A Keras 3 model on the torch backend.
+        share: The twin's weights are views of the Keras variables' memory (frozen,
+            and they follow every update of the Keras model) instead of copies.
 
     Raises:
         ValueError: Another backend, Keras 2, a branching model or an unknown layer
@@ -223,14 +254,11 @@ def twin(model: Any) -> KerasTwin:
                 use_bias=layer.bias is not None,
                 input_dim=int(kernel.shape[0]),
             )
-            with torch.no_grad():
-                dense.weight.copy_(_from_keras(kernel))
-                if layer.bias is not None:
-                    dense.bias.copy_(layer.bias.value.detach())  # type: ignore[union-attr]
+            _take_weights(dense, layer, share)
             result.weighted.append((dense, layer))
             parts = [("", dense)]
         elif kind in ("Conv1D", "Conv2D"):
-            parts = _conv(layer, where)
+            parts = _conv(layer, where, share)
             result.weighted.append((parts[1][1], layer))
         elif kind == "Activation":
             parts = [("", _activation(layer.activation, where))]
@@ -243,8 +271,11 @@ def twin(model: Any) -> KerasTwin:
         elif kind == "PReLU":
             alpha = layer.alpha.value.detach().reshape(-1)
             prelu = nn.PReLU(num_parameters=alpha.numel())
-            with torch.no_grad():
-                prelu.weight.copy_(alpha)
+            if share:
+                prelu.weight = nn.Parameter(alpha, requires_grad=False)
+            else:
+                with torch.no_grad():
+                    prelu.weight.copy_(alpha)
             result.prelu.append((prelu, layer))
             parts = [("", prelu)]
         elif kind == "Softmax":
@@ -273,3 +304,240 @@ def twin(model: Any) -> KerasTwin:
     sequential.train(bool(getattr(model, "training", True)))
     result.model = sequential
     return result
+
+
+# ---------------------------------------------------------------- the training monitor
+class _Restore:
+    """A handle that puts a Keras layer's own activation function back."""
+
+    def __init__(self, layer: Any, function: Any) -> None:
+        self.layer, self.function = layer, function
+
+    def remove(self) -> None:
+        object.__setattr__(self.layer, "activation", self.function)
+
+
+class _TwinMonitor(SignalpropMonitor):
+    """A :class:`signalprop.Monitor` fed by a Keras model through its twin.
+
+    The rows, names, fans and activation kinds are the twin's, whose weights
+    are views of the Keras variables (``twin(share=True)``): weight norms, the
+    update read from a copy of them, and the replay that localizes a NaN all
+    see the Keras weights. The Keras model itself hands over its tensors: its
+    own hooks give the step's inputs and output, each ``Dense``'s and
+    convolution's ``activation`` is wrapped to see its pre-activation, the
+    activation layers are hooked, and the weight gradients are the Keras
+    variables' (viewed in PyTorch's layout before they are read).
+    """
+
+    def __init__(self, read: KerasTwin, model: Any, **options: Any) -> None:
+        self._read = read
+        self._keras_model = model
+        self.active = False  # inside a training batch: the only forward passes to see
+        super().__init__(read.model, **options)
+
+    def _install(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        keras_model = self._keras_model
+        add = self._handles.append
+        add(keras_model.register_forward_pre_hook(self._keras_begin, with_kwargs=True))
+        add(keras_model.register_forward_hook(self._keras_end, with_kwargs=True))
+        layers = {layer.name: layer for layer in keras_model.layers}
+        children = list(model.named_children())
+        for position, (name, module) in enumerate(children):
+            layer = layers[self._read.names[name]]
+            kind = activation_kind(module)
+            if is_dense(module):
+                act = getattr(module, "activation")  # noqa: B009
+                self._kinds[act] = activation_kind(act)
+                self._wrap(layer, partial(self._dense_activation, module, act))
+            elif is_weight_layer(module):  # a convolution: its activation is the next child
+                act = children[position + 1][1]
+                self._kinds[act] = activation_kind(act)
+                self._wrap(layer, partial(self._conv_activation, module, act))
+            elif kind not in (None, "softmax") and not name.endswith("_activation"):
+                self._kinds[module] = kind
+                add(layer.register_forward_hook(partial(self._activation_layer, module)))
+
+    def _wrap(self, layer: Any, record: Any) -> None:
+        function: Callable[[Tensor], Tensor] = layer.activation
+
+        @functools.wraps(function)  # Keras serializes it as the function it wraps
+        def activation(z: Tensor) -> Tensor:
+            a = function(z)
+            if self._recording:
+                record(z, a)
+            return a
+
+        object.__setattr__(layer, "activation", activation)  # no Keras tracking
+        self._handles.append(_Restore(layer, function))
+
+    def _keras_begin(self, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.active:
+            self._on_begin(model, args[:1], {})  # the twin replays on (x,) alone
+
+    def _keras_end(
+        self, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        if self.active:
+            self._on_end(model, args[:1], {}, output)
+
+    def _dense_activation(self, dense: nn.Module, act: nn.Module, z: Tensor, a: Tensor) -> None:
+        self._on_dense_act(dense, act, (z,), a)
+
+    def _conv_activation(self, conv: nn.Module, act: nn.Module, z: Tensor, a: Tensor) -> None:
+        self._on_weight_output(conv, (), z)
+        self._on_activation(act, (z,), a)
+
+    def _activation_layer(self, module: nn.Module, layer: Any, args: Any, output: Any) -> None:
+        if self._recording and args:
+            self._on_activation(module, (args[0],), output)
+
+    def _view_gradients(self) -> None:
+        """The Keras kernels' gradients as the twin weights' ``.grad``, in PyTorch's layout."""
+        for module, layer in self._read.weighted:
+            grad = layer.kernel.value.grad
+            weight = getattr(module, "weight")  # noqa: B009
+            weight.grad = None if grad is None else _from_keras(grad)
+
+    def _watch_bottom(self) -> None:
+        if not self._read.weighted:
+            return
+        layer = self._read.weighted[0][1]
+        watched = (layer.bias if layer.bias is not None else layer.kernel).value
+        if watched.requires_grad:
+            self._bottom_hook = watched.register_post_accumulate_grad_hook(self._on_bottom_grad)
+            self._handles.append(self._bottom_hook)
+
+    def _on_bottom_grad(self, param: Tensor) -> None:
+        if not self._checked:
+            self._view_gradients()  # a NaN's origin is read from them
+        super()._on_bottom_grad(param)
+
+    def step(self) -> None:
+        self._view_gradients()
+        super().step()
+        for module, _ in self._read.weighted:
+            getattr(module, "weight").grad = None  # noqa: B009
+
+
+#: The Keras model each open monitor watches: a new one closes the old (a fit that raised
+#: never reached ``on_train_end``).
+_OPEN: weakref.WeakKeyDictionary[Any, _TwinMonitor] = weakref.WeakKeyDictionary()
+
+
+def _monitor_callback() -> type:
+    """:class:`Monitor`, made when first asked for: its base class is Keras's."""
+    import keras
+
+    class Monitor(keras.callbacks.Callback):  # type: ignore[misc]
+        """signalprop's training monitor as a Keras callback.
+
+        ``model.fit(x, y, callbacks=[sp.keras.Monitor(every=16, log="monitor.jsonl")])``
+        records, every ``every``-th training batch and per layer, what
+        :class:`signalprop.Monitor` records for a PyTorch model (the same
+        rows, named after the Keras layers, and the same numbers as on the
+        model's signalprop twin), checks every batch for NaN or Inf and
+        localizes it, and writes the same log and TensorBoard files. The
+        weight-update ratio is read from a copy of the weights, so any Keras
+        optimizer works.
+
+        One ``fit`` per callback (a record's step counts that fit's batches);
+        needs ``jit_compile=False`` (the torch backend's default). After the
+        fit, :attr:`history`, :meth:`findings` and :meth:`summary` are those of
+        :class:`signalprop.Monitor`.
+
+        Args:
+            every, thresholds, log, tensorboard, histograms_every, save_batches:
+                As for :class:`signalprop.Monitor`.
+        """
+
+        def __init__(
+            self,
+            every: int = 16,
+            thresholds: Thresholds | None = None,
+            *,
+            log: str | Path | None = None,
+            tensorboard: str | Path | None = None,
+            histograms_every: int = 10,
+            save_batches: str | Path | None = None,
+        ) -> None:
+            super().__init__()
+            caller = "sp.keras.Monitor"
+            check_int(every, param="every", caller=caller, low=1)
+            check_int(histograms_every, param="histograms_every", caller=caller, low=1)
+            if thresholds is not None and not isinstance(thresholds, Thresholds):
+                raise invalid_parameter("thresholds", caller, "a Thresholds or None", thresholds)
+            self._options: dict[str, Any] = {
+                "every": every,
+                "thresholds": thresholds,
+                "log": log,
+                "tensorboard": tensorboard,
+                "histograms_every": histograms_every,
+                "save_batches": save_batches,
+            }
+            self.monitor: SignalpropMonitor | None = None
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            if self.monitor is not None:
+                raise ValueError(
+                    "this sp.keras.Monitor has monitored a fit already: make a new one for "
+                    "each fit (its history, log and findings are those of one run)"
+                )
+            model = self.model
+            if getattr(model, "jit_compile", False):
+                raise ValueError(
+                    "sp.keras.Monitor needs jit_compile=False in model.compile: a compiled "
+                    "step hides the layers' tensors"
+                )
+            stale = _OPEN.pop(model, None)
+            if stale is not None:
+                stale.close()
+            self.monitor = _TwinMonitor(twin(model, share=True), model, **self._options)
+            _OPEN[model] = self.monitor
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            if isinstance(self.monitor, _TwinMonitor):
+                self.monitor.active = True
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if isinstance(self.monitor, _TwinMonitor) and self.monitor.active:
+                self.monitor.active = False
+                self.monitor.step()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            if self.monitor is not None:
+                _OPEN.pop(self.model, None)
+                self.monitor.close()
+
+        def _monitor(self) -> SignalpropMonitor:
+            if self.monitor is None:
+                raise RuntimeError("this sp.keras.Monitor has not seen a fit yet")
+            return self.monitor
+
+        @property
+        def history(self) -> MonitorHistory:
+            """The records and events (:class:`signalprop.monitor.MonitorHistory`)."""
+            return self._monitor().history
+
+        @property
+        def events(self) -> list[NonFiniteEvent]:
+            """Where NaN or Inf first appeared."""
+            return self._monitor().events
+
+        def findings(self) -> list[TimedFinding]:
+            """``diagnose``'s findings over the recorded steps, each with when it began."""
+            return self._monitor().findings()
+
+        def summary(self) -> str:
+            """Events and findings over time, as text."""
+            return self._monitor().summary()
+
+    Monitor.__module__ = __name__
+    return Monitor
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Monitor":  # made on first use: importing signalprop never imports Keras
+        globals()["Monitor"] = monitor = _monitor_callback()
+        return monitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
