@@ -297,7 +297,9 @@ def test_the_monitor_callback_logs_a_fit_and_leaves_a_model_that_saves(tmp_path:
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     tanh = model.layers[0].activation
     x, y = batches(256, (20,))
-    monitor = sp_keras.Monitor(every=3, log=tmp_path / "monitor.jsonl")
+    monitor = sp_keras.Monitor(
+        every=3, log=tmp_path / "monitor.jsonl", tensorboard=tmp_path / "tensorboard"
+    )
     # Saved after every batch, the monitor's activation wrappers still in place.
     saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "model.keras"), save_freq=1)
     keras_fit(model, x, y, [monitor, saver], batch_size=32, epochs=2, validation_data=(x, y))
@@ -307,6 +309,7 @@ def test_the_monitor_callback_logs_a_fit_and_leaves_a_model_that_saves(tmp_path:
     last = monitor.history.records[-1].values["grad_pre_rms"]
     assert logged.records[-1].values["grad_pre_rms"] == pytest.approx(last, rel=1e-8)
     assert monitor.history.steps == 16  # the validation passes are not steps
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert model.layers[0].activation is tanh  # the Keras layers' own functions, back
     saved = keras.models.load_model(tmp_path / "model.keras")
     assert saved.layers[0].activation.__name__ == "tanh"
@@ -370,3 +373,25 @@ def test_a_fit_that_raised_leaves_no_second_wrapper_behind() -> None:
     monitor = sp_keras.Monitor(every=1)
     keras_fit(model, x, y, [monitor], batch_size=8)
     assert model.layers[0].activation is tanh and len(monitor.history.records) == 4
+
+
+def test_the_mean_field_phase_of_a_keras_net_and_its_fix_at_the_edge_of_chaos() -> None:
+    """The issue's example: 30 tanh layers with Keras's random_normal (σ_w² = 0.25) are
+    deep in the ordered phase; autoinit(criterion="critical") puts them on the edge."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Input([100])]
+        + [
+            keras.layers.Dense(100, activation="tanh", kernel_initializer="random_normal")
+            for _ in range(30)
+        ]
+        + [keras.layers.Dense(10, activation="softmax")]
+    )
+    x = torch.randn(256, 100, generator=torch.Generator().manual_seed(0))
+    report = sp.diagnose(model, x)
+    assert report.meanfield is not None and report.meanfield.phase == "ordered"
+    assert {"ordered", "vanishing_gradients"} <= {f.kind for f in report.findings}
+    sp.autoinit(model, x, criterion="critical")
+    fixed = sp.diagnose(model, x)
+    assert fixed.meanfield is not None and fixed.meanfield.phase == "critical"
+    assert not fixed.findings
