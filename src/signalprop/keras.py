@@ -414,10 +414,13 @@ class _TwinMonitor(SignalpropMonitor):
         super()._on_bottom_grad(param)
 
     def step(self) -> None:
-        self._view_gradients()
+        recorded = self._scheduled and not self._closed
+        if recorded:
+            self._view_gradients()
         super().step()
-        for module, _ in self._read.weighted:
-            getattr(module, "weight").grad = None  # noqa: B009
+        if recorded:
+            for module, _ in self._read.weighted:
+                getattr(module, "weight").grad = None  # noqa: B009
 
 
 #: The Keras model each open monitor watches: a new one closes the old (a fit that raised
