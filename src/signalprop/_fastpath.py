@@ -306,7 +306,8 @@ class DenseStackTrainer:
     def _update(self, index: int, layer: _Layer, weight_grad: Tensor, grad: Tensor) -> None:
         """SGD on one layer, with the gradients computed as autograd computes them.
 
-        W's gradient is (aᵀg)ᵀ, as ``addmm``'s backward forms it (see
+        W's gradient is gᵀa, contiguous in W's layout, as ``addmm``'s backward forms
+        it for ``F.linear``'s transposed weight (see
         :meth:`step`), and the update is ``torch.optim.SGD``'s: w ← w − lr·g,
         or v ← μv + g, w ← w − lr·v.
         """
@@ -389,7 +390,7 @@ class DenseStackTrainer:
                 z, a, extra = saved[index]
                 grad, slope_grad = layer.activation.backward(grad, z, a, extra)
                 below = grad.mm(layer.weight) if index > 0 else None
-                weight_grad = inputs[index].t().mm(grad).t()
+                weight_grad = grad.t().mm(inputs[index])
                 self._update(index, layer, weight_grad, grad)
                 if watch:
                     velocity = self._velocity[index][0] if self.momentum else None
@@ -550,7 +551,7 @@ def _compiled_step(
             else:
                 grad, _ = activations[i].backward(grad, z, a, None)
             below = grad.mm(weights[i]) if i > 0 else grad
-            weight_grad = inputs[i].t().mm(grad).t()
+            weight_grad = grad.t().mm(inputs[i])
             if momentum:
                 velocity = velocities[i]
                 velocity.copy_(torch.where(ok, velocity * mu + weight_grad, velocity))
