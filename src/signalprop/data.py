@@ -199,9 +199,16 @@ def _resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> tuple[Path, st
     from_env = os.environ.get(ENV_VAR, "")
     if from_env:
         return Path(from_env).expanduser().absolute(), f"the {ENV_VAR} environment variable"
+    return user_cache() / "fashion-mnist", "the default per-user cache"
+
+
+def user_cache() -> Path:
+    """signalprop's per-user cache folder: ``$XDG_CACHE_HOME/signalprop`` (if
+    ``XDG_CACHE_HOME`` is absolute, as the XDG specification requires), else
+    ``~/.cache/signalprop``. It need not exist."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return cache / "signalprop" / "fashion-mnist", "the default per-user cache"
+    return cache / "signalprop"
 
 
 def missing_files(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path, str, list[str]]:

@@ -200,13 +200,21 @@ def _choose_path(
     x: Tensor,
     lr: float,
     momentum: float,
+    batch_size: int,
+    steps: int,
 ) -> tuple[Any, str]:
-    """The fast-path trainer (or None) and a description of the path taken."""
-    from signalprop._fastpath import CompiledDenseStackTrainer, DenseStackTrainer, plan
+    """The fast-path trainer (or None) and a description of the path taken, and why."""
+    from signalprop._fastpath import (
+        CompiledDenseStackTrainer,
+        DenseStackTrainer,
+        choose_path,
+        plan,
+    )
 
     if path == "autograd":
         return None, "autograd (asked for)"
     reason = None
+    planned = None
     if optimizer != "sgd":
         reason = "the optimizer is not plain SGD"
     elif x.dtype != torch.float32:
@@ -215,14 +223,19 @@ def _choose_path(
         planned = plan(model)
         if isinstance(planned, str):
             reason = planned
-    if reason is not None:
+    if reason is not None or planned is None or isinstance(planned, str):
+        reason = reason or "the model does not qualify"
         if path in ("fast", "compiled"):
             raise invalid_parameter("path", "fit", "'auto' or 'autograd' here", path, hint=reason)
         return None, f"autograd ({reason})"
+    why = "asked for"
+    if path == "auto":
+        layers, flatten = planned
+        path, why = choose_path(layers, flatten, momentum, x[:batch_size], steps)
     if path == "compiled":
         compiled = CompiledDenseStackTrainer(model, lr, momentum)
-        return compiled, f"compiled ({compiled.note})" if compiled.note else "compiled"
-    return DenseStackTrainer(model, lr, momentum), "fast"
+        return compiled, f"compiled ({compiled.note or why})"
+    return DenseStackTrainer(model, lr, momentum), f"fast ({why})"
 
 
 def fit(
@@ -273,13 +286,17 @@ def fit(
         diagnose_batch: Examples in a snapshot.
         path: ``"auto"`` trains plain stacks of dense layers with SGD on the
             hand-written fast path (:mod:`signalprop._fastpath`, the same
-            arithmetic as autograd) and anything else with autograd;
-            ``"autograd"`` always uses autograd; ``"fast"`` insists on the
-            fast path and raises if the model does not qualify; ``"compiled"``
-            is the fast path compiled by ``torch.compile`` (about a minute to
-            compile a 100-layer net, then about twice as fast as the eager fast
-            path; equal to it up to float32 rounding).
-            ``history.path`` says which was taken, and why.
+            arithmetic as autograd), compiled by ``torch.compile`` when that
+            pays off for this run (the rule, from measurements, is
+            :func:`signalprop._fastpath.choose_path`'s: a C++ compiler, and the
+            time saved over the run's full batches covers the compile time,
+            a few seconds for an architecture in the on-disk cache), and
+            anything else with autograd. ``"autograd"`` always uses autograd;
+            ``"fast"`` insists on the eager fast path and ``"compiled"`` on the
+            compiled one (equal to it up to float32 rounding), and both raise
+            if the model does not qualify. ``history.path`` says which path
+            was taken, and why. Compiled steps are cached on disk in
+            :func:`signalprop._fastpath.compile_cache_dir`.
         flush_denormal: Flush subnormal floats (below 1.2e-38) to zero while
             training, as TensorFlow does on CPUs. A deep net whose gradients
             vanish otherwise spends most of its time on subnormal arithmetic
@@ -315,7 +332,10 @@ def fit(
             raise invalid_parameter(
                 "monitor", caller, "a Monitor of the model being trained", repr(monitor)
             )
-    trainer, path_taken = _choose_path(model, path, optimizer, x_train, lr, momentum)
+    full_batches = epochs * (len(x_train) // batch_size)  # an epoch's last runs eagerly
+    trainer, path_taken = _choose_path(
+        model, path, optimizer, x_train, lr, momentum, batch_size, full_batches
+    )
     # The fast path updates the weights itself: an optimizer is only built for autograd.
     opt = _make_optimizer(model, optimizer, lr, momentum) if trainer is None else None
     if monitor is not None and opt is not None:
