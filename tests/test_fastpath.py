@@ -257,7 +257,7 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     layers, flatten = planned
     x = torch.randn(32, 8, 8)
     cold = _fastpath.COLD_COMPILE[0] + _fastpath.COLD_COMPILE[1] * len(layers)
-    pays = math.ceil(cold / (_fastpath.SAVED_PER_LAYER * len(layers)))
+    pays = math.ceil(cold / _fastpath._saved_per_step(layers))
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays - 1)
     assert path == "fast" and "the first time" in why and f"{pays - 1:,} steps" in why
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays)
@@ -265,9 +265,14 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     key = _fastpath.architecture_key(layers, flatten, 0.0, x)
     (tmp_path / _fastpath._INDEX).write_text(json.dumps({key: {"last_seconds": 1.0}}))
     warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * len(layers)
-    steps = math.ceil(warm / (_fastpath.SAVED_PER_LAYER * len(layers)))
+    steps = math.ceil(warm / _fastpath._saved_per_step(layers))
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps)
     assert path == "compiled" and "on-disk cache" in why
+    # With a core free, the compile runs beside the training once the run outlasts it.
+    path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps, free_core=True)
+    assert path == "background" and "second core" in why
+    eager = math.ceil(warm / (_fastpath.EAGER_PER_LAYER * len(layers)))
+    assert _fastpath.choose_path(layers, flatten, 0.0, x, eager - 1, free_core=True)[0] == "fast"
     monkeypatch.setattr(_fastpath, "cpp_compiler", lambda: None)
     assert _fastpath.choose_path(layers, flatten, 0.0, x, 10**9) == (
         "fast",
@@ -275,3 +280,24 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     )
     history = fit(net("tanh", depth=8), data(320), None, epochs=1, progress=False)
     assert history.path.startswith("fast (") and "no C++ compiler" in history.path
+
+
+def test_a_step_compiled_in_the_background_takes_over_from_the_eager_one() -> None:
+    """Steps run eagerly until the background compile is done, then compiled; the
+    losses are the eager fast path's up to fused rounding (1e-5 relative)."""
+    from signalprop._fastpath import CompiledDenseStackTrainer
+
+    model = net("tanh", depth=3)
+    other = copy.deepcopy(model)
+    compiled = CompiledDenseStackTrainer(model, lr=0.01)
+    eager = DenseStackTrainer(other, lr=0.01)
+    x, y = data(32 * 40)
+    compiled.compile_in_background(x[:32], y[:32])
+    assert compiled._pending is not None
+    compiled._pending.result()  # compiled on the other thread
+    for step in range(40):
+        xb, yb = x[step * 32 : (step + 1) * 32], y[step * 32 : (step + 1) * 32]
+        torch.testing.assert_close(
+            compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
+        )
+    assert compiled.compile_seconds is not None and compiled.note == ""

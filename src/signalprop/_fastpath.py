@@ -23,6 +23,7 @@ does not qualify, and :func:`signalprop.train.fit` then uses autograd.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import hashlib
 import itertools
@@ -461,10 +462,65 @@ class CompiledDenseStackTrainer:
         else:
             self._velocities = self._bias_velocities = []
         self._shape: torch.Size | None = None
+        self._pending: concurrent.futures.Future[float] | None = None
+        #: Steps taken on the eager fast path while the step compiled in the background.
+        self.eager_steps = 0
+
+    def compile_in_background(self, x: Tensor, y: Tensor) -> None:
+        """Compile the step for batches shaped like ``(x, y)`` on another thread — the
+        second core — while :meth:`step` trains on the eager fast path until it is ready.
+
+        The compiling call runs on copies of the weights; inductor's C++ compiler
+        is told to use one process, so the training core is left alone.
+        """
+        if self._step is None:
+            return
+        self._shape = x.shape
+        _use_compile_cache()
+        step, threads = self._step, torch.get_num_threads()
+        copies = [
+            [t.clone() for t in tensors]
+            for tensors in (self._weights, self._biases, self._velocities, self._bias_velocities)
+        ]
+        lr, mu = self.eager.lr, self.eager.momentum
+        x, y = x.clone(), y.clone()
+
+        def compile_() -> float:
+            import torch._inductor.config as inductor_config
+
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            with torch.no_grad(), inductor_config.patch(compile_threads=1):
+                step(x, y, *copies, lr, mu)
+            return time.perf_counter() - start
+
+        self._pending = _background().submit(compile_)
+
+    def _compiled_ready(self, x: Tensor) -> bool:
+        """Whether the background compile is done (and how it went, noted once)."""
+        pending = self._pending
+        assert pending is not None
+        if not pending.done():
+            return False
+        self._pending = None
+        error = pending.exception()
+        if error is not None:
+            self.note = f"compiling failed ({type(error).__name__}): eager fast path"
+            self._step = None
+            return False
+        self.compile_seconds = pending.result()
+        key = architecture_key(self.eager.layers, self.eager.flatten, self.eager.momentum, x)
+        _SEEN.add(key)
+        _remember_compile(key, self.compile_seconds)
+        return True
 
     def step(self, x: Tensor, y: Tensor, monitor: Any = None) -> tuple[Tensor, Tensor]:
         """One SGD step; batches of another shape than the first run eagerly, and so do
-        the steps a :class:`~signalprop.Monitor` records (it reads the eager step's tensors)."""
+        the steps a :class:`~signalprop.Monitor` records (it reads the eager step's tensors)
+        and those taken while the step compiles in the background."""
+        if self._pending is not None and not self._compiled_ready(x):
+            self.eager_steps += 1
+            return self.eager.step(x, y, monitor)
         if self._step is None or (monitor is not None and monitor.scheduled):
             return self.eager.step(x, y, monitor)
         first = self._shape is None
@@ -613,6 +669,17 @@ def _process_key(
     )
 
 
+_BACKGROUND: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _background() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that compiles steps in the background (started on first use)."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="signalprop")
+    return _BACKGROUND
+
+
 #: The compiled steps of this process, by architecture (activations, biases, flatten,
 #: momentum): a study compiles each architecture once per worker process.
 _COMPILED: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {}
@@ -711,35 +778,63 @@ def cpp_compiler() -> str | None:
 COLD_COMPILE = (1.5, 0.66)
 WARM_COMPILE = (1.0, 0.052)
 #: What each step of the compiled graph saved per layer over the eager fast path at batch
-#: 32: 30 µs (100-layer SELU), 16 µs (100-layer ReLU), 20 µs (300-100 ReLU); the rule
-#: takes the smallest.
-SAVED_PER_LAYER = 16e-6
+#: 32: 16 µs with ReLU (100-layer net; 20 µs on the 300-100 net), 30 µs with SELU, whose
+#: exponentials the compiled step fuses and takes from the output. Rectifiers and the
+#: identity save the first, every other activation the second.
+SAVED_PER_LAYER = {"relu": 16e-6, "leaky_relu": 16e-6, "linear": 16e-6}
+SAVED_PER_LAYER_OTHER = 30e-6
+#: What an eager fast-path step took per layer at batch 32 (82 µs with SELU, 70 µs with
+#: ReLU on the 100-layer nets): the smaller is the rule's.
+EAGER_PER_LAYER = 70e-6
+
+
+def _saved_per_step(layers: list[_Layer]) -> float:
+    return sum(
+        SAVED_PER_LAYER.get(layer.activation.kind, SAVED_PER_LAYER_OTHER) for layer in layers
+    )
 
 
 def choose_path(
-    layers: list[_Layer], flatten: bool, momentum: float, x: Tensor, steps: int
+    layers: list[_Layer],
+    flatten: bool,
+    momentum: float,
+    x: Tensor,
+    steps: int,
+    *,
+    free_core: bool = False,
 ) -> tuple[str, str]:
-    """``"compiled"`` or ``"fast"`` for a model :func:`plan` accepts, and why.
+    """``"compiled"``, ``"background"`` or ``"fast"`` for a model :func:`plan` accepts,
+    and why.
 
-    The rule, from the measurements above: compile when a C++ compiler is
-    present, no layer has PReLU or RReLU (not compiled), and the time the
-    compiled step saves over ``steps`` full batches (``SAVED_PER_LAYER`` per
-    layer and step) covers the expected compile time — none if this process
-    compiled the architecture already, ``WARM_COMPILE`` if the on-disk cache
-    has it (:func:`compile_cache_dir`), else ``COLD_COMPILE``. Otherwise the
-    eager fast path, which is at least as fast as autograd for every stack it
-    accepts (``benchmarks/train_speed.py``).
+    The rule, from the measurements above. The eager fast path when there is
+    no C++ compiler or a layer has PReLU or RReLU (not compiled). Else the
+    compile time is expected to be none if this process compiled the
+    architecture already, ``WARM_COMPILE`` if the on-disk cache has it
+    (:func:`compile_cache_dir`), ``COLD_COMPILE`` otherwise, and:
+
+    * ``"compiled"`` (compile first) when the time the compiled step saves over
+      the run's ``steps`` full batches (``SAVED_PER_LAYER`` per layer and step)
+      covers that compile time;
+    * ``"background"`` when it does not, but a core is free (``free_core``) and
+      the run is long enough (``EAGER_PER_LAYER`` per layer and step) for the
+      compile to finish on it before the run ends: the run trains eagerly
+      meanwhile and compiled afterwards, and the next run finds it cached;
+    * ``"fast"`` otherwise. The eager fast path is faster than autograd on
+      every stack measured (``benchmarks/train_speed.py``: 1.28× on the
+      300-100 net, 1.33–1.58× on the 100-layer nets).
 
     Args:
         layers, flatten: What :func:`plan` returned.
         momentum: SGD's momentum.
         x: One full batch (its shape is part of what is compiled).
-        steps: Full batches the run will train.
+        steps: Full batches the run will train (or all runs that will share the
+            compiled step, for a study).
+        free_core: Whether a core is idle while this run trains.
     """
     count = len(layers)
     if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
         return "fast", "PReLU and RReLU are not compiled"
-    saved = steps * SAVED_PER_LAYER * count
+    saved = steps * _saved_per_step(layers)
     activations = [layer.activation for layer in layers]
     in_process = _process_key(activations, [layer.bias is not None for layer in layers],
                               flatten, bool(momentum))  # fmt: skip
@@ -753,10 +848,19 @@ def choose_path(
     cost = a + b * count
     where = "from the on-disk cache" if cached else "the first time"
     if saved >= cost:
+        if free_core:
+            return "background", (
+                f"compiled on the second core, ≈ {cost:.0f} s {where}, eager until then; "
+                f"saves ≈ {saved:.0f} s over {steps:,} steps"
+            )
         return "compiled", (
             f"compiling, ≈ {cost:.0f} s {where}, saves ≈ {saved:.0f} s over {steps:,} steps"
         )
+    if free_core and steps * EAGER_PER_LAYER * count >= cost:
+        return "background", (
+            f"compiled on the second core, ≈ {cost:.0f} s {where}, eager until then"
+        )
     return "fast", (
-        f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.0f} s "
+        f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.1f} s "
         f"it saves over {steps:,} steps"
     )

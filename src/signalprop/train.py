@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -149,6 +150,17 @@ def evaluate(model: nn.Module, data: Data, *, batch_size: int = 1024) -> tuple[f
 
 
 @contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """PyTorch on one intra-op thread inside the block."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def _flushing_denormals(enabled: bool) -> Iterator[None]:
     """Flush subnormal floats to zero inside the block (PyTorch's default is off)."""
     if not enabled or not torch.set_flush_denormal(True):
@@ -202,6 +214,9 @@ def _choose_path(
     momentum: float,
     batch_size: int,
     steps: int,
+    y: Tensor,
+    compile_for: int,
+    free_core: bool,
 ) -> tuple[Any, str]:
     """The fast-path trainer (or None) and a description of the path taken, and why."""
     from signalprop._fastpath import (
@@ -231,9 +246,15 @@ def _choose_path(
     why = "asked for"
     if path == "auto":
         layers, flatten = planned
-        path, why = choose_path(layers, flatten, momentum, x[:batch_size], steps)
-    if path == "compiled":
+        with _one_thread():  # as the fast paths train (see fit)
+            path, why = choose_path(
+                layers, flatten, momentum, x[:batch_size], max(steps, compile_for),
+                free_core=free_core,
+            )  # fmt: skip
+    if path in ("compiled", "background"):
         compiled = CompiledDenseStackTrainer(model, lr, momentum)
+        if path == "background" and compiled.note == "":
+            compiled.compile_in_background(x[:batch_size], y[:batch_size])
         return compiled, f"compiled ({compiled.note or why})"
     return DenseStackTrainer(model, lr, momentum), f"fast ({why})"
 
@@ -256,6 +277,7 @@ def fit(
     path: str = "auto",
     flush_denormal: bool = True,
     monitor: Monitor | None = None,
+    compile_for: int = 0,
 ) -> History:
     """Train ``model`` on in-memory tensors and return its :class:`History`.
 
@@ -302,6 +324,9 @@ def fit(
             vanish otherwise spends most of its time on subnormal arithmetic
             (a 100-layer logistic net trains about 3x slower); the values
             flushed are far below anything that changes a weight.
+        compile_for: With ``path="auto"``, the steps that will share this run's
+            compiled step if they are more than this run's own (a study's runs of
+            one architecture in one process).
         monitor: A :class:`~signalprop.Monitor` of ``model`` to feed each step
             (on the fast paths too, from their own tensors: the numbers are
             autograd's). It is left open: close it, or use it as a context
@@ -323,6 +348,7 @@ def fit(
     snapshots = {check_int(e, param="diagnose_at", caller=caller, low=0) for e in diagnose_at}
     diagnose_batch = check_int(diagnose_batch, param="diagnose_batch", caller=caller, low=1)
     check_option(path, ("auto", "autograd", "compiled", "fast"), param="path", caller=caller)
+    compile_for = check_int(compile_for, param="compile_for", caller=caller, low=0)
     if monitor is not None:
         from signalprop.monitor import Monitor
 
@@ -333,9 +359,14 @@ def fit(
                 "monitor", caller, "a Monitor of the model being trained", repr(monitor)
             )
     full_batches = epochs * (len(x_train) // batch_size)  # an epoch's last runs eagerly
+    # The fast paths train on one thread: their operations are too small to share, and a
+    # second OpenMP thread misses the flushing of subnormals (set per thread). A second
+    # core is left for compiling the step in the background.
+    free_core = torch.get_num_threads() >= 2 and (os.cpu_count() or 1) >= 2
     trainer, path_taken = _choose_path(
-        model, path, optimizer, x_train, lr, momentum, batch_size, full_batches
-    )
+        model, path, optimizer, x_train, lr, momentum, batch_size, full_batches, y_train,
+        compile_for, free_core,
+    )  # fmt: skip
     # The fast path updates the weights itself: an optimizer is only built for autograd.
     opt = _make_optimizer(model, optimizer, lr, momentum) if trainer is None else None
     if monitor is not None and opt is not None:
@@ -352,6 +383,7 @@ def fit(
         torch.random.fork_rng(devices=[]),
         _logits_of(model) as captured,
         _flushing_denormals(flush_denormal),
+        _one_thread() if trainer is not None else contextlib.nullcontext(),
     ):
         torch.manual_seed(seed)
         if 0 in snapshots:
@@ -427,4 +459,7 @@ def fit(
             if any(callback(epoch, logs) for callback in callbacks):
                 history.stopped = {"reason": "stopped by a callback", "epoch": epoch}
                 break
+    eager_steps = getattr(trainer, "eager_steps", 0)
+    if eager_steps and history.path.startswith("compiled"):
+        history.path += f"; the first {eager_steps:,} steps eager, while it compiled"
     return history

@@ -143,12 +143,15 @@ def execute(
     data_dir: str | None = None,
     threads: int = 1,
     monitor: tuple[str, int] | None = None,
+    compile_for: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Train one run and return its result record.
 
     With ``monitor=(directory, every)``, a :class:`~signalprop.Monitor` watches
     the training and writes its log to ``directory/<run_id>.jsonl`` (the only
     file written here; a log left by an interrupted attempt is replaced).
+    ``compile_for`` maps run ids to the training steps that will share the run's
+    compiled step in one process (see :func:`shared_steps`).
     """
     torch.set_num_threads(threads)
     data = _data(config, data_dir)
@@ -198,6 +201,7 @@ def execute(
             diagnose_at=(0, config.epochs),
             diagnose_batch=DIAGNOSE_BATCH,
             monitor=watcher,
+            compile_for=(compile_for or {}).get(config.run_id, 0),
         )
     finally:
         if watcher is not None:
@@ -387,6 +391,7 @@ def run_study(
         (directory / MONITOR_DIR).mkdir(exist_ok=True)
         watch = (str(directory / MONITOR_DIR), monitor)
     progress = _StudyProgress(spec.name, total, total - len(todo), len(todo), echo)
+    shared = shared_steps(todo, jobs if executor is None else slots or len(todo))
 
     def report(config: RunConfig, record: dict[str, Any], running: int) -> None:
         _append(results_path, record)
@@ -396,7 +401,7 @@ def run_study(
         if executor is None and jobs == 1:
             for config in todo:
                 try:
-                    record = execute(config, data_dir, threads, watch)
+                    record = execute(config, data_dir, threads, watch, shared)
                 except FileNotFoundError:
                     raise  # the data, not the run: nothing is recorded
                 except Exception as error:  # a failing configuration is a result
@@ -405,9 +410,10 @@ def run_study(
         elif executor is None:
             context = get_context("spawn")  # no fork of a process with live OpenMP threads
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                _drive(pool, todo, (data_dir, threads, watch), jobs, report)
+                _drive(pool, todo, (data_dir, threads, watch, shared), jobs, report)
         elif todo:
-            _drive(executor, todo, (data_dir, threads, watch), slots or len(todo), report)
+            arguments = (data_dir, threads, watch, shared)
+            _drive(executor, todo, arguments, slots or len(todo), report)
     finally:
         progress.close()
     sys.stdout.flush()
@@ -456,6 +462,28 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def shared_steps(runs: list[RunConfig], processes: int) -> dict[str, int]:
+    """For each run, the training steps a process will take with its compiled step.
+
+    Runs that differ only in initialization, seed or learning rate share one
+    compiled step, compiled once per process (and then read from the on-disk
+    cache): ``fit(path="auto")`` weighs the compile time against their steps
+    together, spread over ``processes``, not against one run's.
+    """
+    totals: dict[str, int] = {}
+    keys: dict[str, str] = {}
+    for run in runs:
+        size = run.train_size if run.train_size is not None else 60000 - run.validation
+        key = json.dumps(
+            [run.activation, sorted(run.activation_args.items()), list(run.hidden),
+             run.batch_size, run.optimizer, bool(run.momentum)],
+            default=str,
+        )  # fmt: skip
+        keys[run.run_id] = key
+        totals[key] = totals.get(key, 0) + run.epochs * (size // run.batch_size)
+    return {run_id: totals[key] // max(1, processes) for run_id, key in keys.items()}
 
 
 def _drive(
