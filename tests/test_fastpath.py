@@ -262,17 +262,17 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     assert path == "fast" and "the first time" in why and f"{pays - 1:,} steps" in why
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays)
     assert path == "compiled" and "the first time" in why
+    # With a core free, another process compiles while this one trains eagerly, when the
+    # steps left after it save more than loading the result costs.
+    path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays - 1, free_core=True)
+    assert path == "background" and "second core" in why
+    assert _fastpath.choose_path(layers, flatten, 0.0, x, 10, free_core=True)[0] == "fast"
     key = _fastpath.architecture_key(layers, flatten, 0.0, x)
     (tmp_path / _fastpath._INDEX).write_text(json.dumps({key: {"last_seconds": 1.0}}))
     warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * len(layers)
     steps = math.ceil(warm / _fastpath._saved_per_step(layers))
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps)
     assert path == "compiled" and "on-disk cache" in why
-    # With a core free, the compile runs beside the training once the run outlasts it.
-    path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps, free_core=True)
-    assert path == "background" and "second core" in why
-    eager = math.ceil(warm / (_fastpath.EAGER_PER_LAYER * len(layers)))
-    assert _fastpath.choose_path(layers, flatten, 0.0, x, eager - 1, free_core=True)[0] == "fast"
     monkeypatch.setattr(_fastpath, "cpp_compiler", lambda: None)
     assert _fastpath.choose_path(layers, flatten, 0.0, x, 10**9) == (
         "fast",
@@ -282,22 +282,33 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     assert history.path.startswith("fast (") and "no C++ compiler" in history.path
 
 
-def test_a_step_compiled_in_the_background_takes_over_from_the_eager_one() -> None:
-    """Steps run eagerly until the background compile is done, then compiled; the
-    losses are the eager fast path's up to fused rounding (1e-5 relative)."""
+def test_a_step_compiled_in_the_background_takes_over_from_the_eager_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An architecture the on-disk cache lacks is compiled by another process, then
+    loaded here. Steps run eagerly until it is ready, then compiled; the losses are
+    the eager fast path's up to fused rounding (1e-5 relative)."""
+    from signalprop import _fastpath
     from signalprop._fastpath import CompiledDenseStackTrainer
 
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # empty: cold
     model = net("tanh", depth=3)
     other = copy.deepcopy(model)
     compiled = CompiledDenseStackTrainer(model, lr=0.01)
     eager = DenseStackTrainer(other, lr=0.01)
-    x, y = data(32 * 40)
+    x, y = data(32 * 41)
     compiled.compile_in_background(x[:32], y[:32])
-    assert compiled._pending is not None
-    compiled._pending.result()  # compiled on the other thread
+    assert compiled._process is not None
+    xb, yb = x[:32], y[:32]
+    torch.testing.assert_close(compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=0, atol=0)
+    assert compiled.eager_steps == 1  # the other process is still compiling
+    compiled._process.wait()
+    x, y = x[32:], y[32:]
     for step in range(40):
         xb, yb = x[step * 32 : (step + 1) * 32], y[step * 32 : (step + 1) * 32]
         torch.testing.assert_close(
             compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
         )
     assert compiled.compile_seconds is not None and compiled.note == ""
+    key = _fastpath.architecture_key(compiled.eager.layers, True, 0.0, x[:32])
+    assert key in _fastpath._read_index()  # noted by the compiling process

@@ -23,18 +23,20 @@ does not qualify, and :func:`signalprop.train.fit` then uses autograd.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import hashlib
 import itertools
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +50,7 @@ __all__ = [
     "DenseStackTrainer",
     "choose_path",
     "compile_cache_dir",
+    "compile_offline",
     "plan",
 ]
 
@@ -462,74 +465,79 @@ class CompiledDenseStackTrainer:
         else:
             self._velocities = self._bias_velocities = []
         self._shape: torch.Size | None = None
-        self._pending: concurrent.futures.Future[float] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._errors: IO[str] | None = None
         #: Steps taken on the eager fast path while the step compiled in the background.
         self.eager_steps = 0
 
     def compile_in_background(self, x: Tensor, y: Tensor) -> None:
-        """Compile the step for batches shaped like ``(x, y)`` on another thread — the
-        second core — while :meth:`step` trains on the eager fast path until it is ready.
+        """Compile the step for batches shaped like ``(x, y)`` in another process, on the
+        second core, while :meth:`step` trains on the eager fast path.
 
-        The compiling call runs on copies of the weights; inductor's C++ compiler
-        is told to use one process, so the training core is left alone.
+        Compiling is mostly Python (tracing, code generation): on a thread of
+        this process it would fight the training for the interpreter lock and
+        slow it to a crawl. The other process (:func:`compile_offline`, one
+        thread) fills the on-disk cache; the first step after it is done loads
+        the step from there, in seconds.
         """
         if self._step is None:
             return
         self._shape = x.shape
         _use_compile_cache()
-        step, threads = self._step, torch.get_num_threads()
-        copies = [
-            [t.clone() for t in tensors]
-            for tensors in (self._weights, self._biases, self._velocities, self._bias_velocities)
-        ]
-        lr, mu = self.eager.lr, self.eager.momentum
-        x, y = x.clone(), y.clone()
+        description = json.dumps(
+            {
+                "layers": [
+                    [layer.in_features, layer.out_features, layer.bias is not None,
+                     layer.activation.kind, layer.activation.args]
+                    for layer in self.eager.layers
+                ],
+                "flatten": self.eager.flatten,
+                "batch": list(x.shape),
+                "lr": self.eager.lr,
+                "momentum": self.eager.momentum,
+            }
+        )  # fmt: skip
+        self._errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _OFFLINE, description],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=self._errors,
+        )
 
-        def compile_() -> float:
-            import torch._inductor.config as inductor_config
-
-            torch.set_num_threads(threads)
-            start = time.perf_counter()
-            with torch.no_grad(), inductor_config.patch(compile_threads=1):
-                step(x, y, *copies, lr, mu)
-            return time.perf_counter() - start
-
-        self._pending = _background().submit(compile_)
-
-    def _compiled_ready(self, x: Tensor) -> bool:
-        """Whether the background compile is done (and how it went, noted once)."""
-        pending = self._pending
-        assert pending is not None
-        if not pending.done():
+    def _offline_done(self) -> bool:
+        """Whether the compiling process has ended (and how it went, noted once)."""
+        process = self._process
+        assert process is not None
+        if process.poll() is None:
             return False
-        self._pending = None
-        error = pending.exception()
-        if error is not None:
-            self.note = f"compiling failed ({type(error).__name__}): eager fast path"
+        self._process = None
+        if process.returncode != 0 and self._errors is not None:
+            self._errors.seek(0)
+            last = self._errors.read().strip().splitlines()[-1:] or ["no message"]
+            self.note = f"compiling failed ({last[0][:200]}): eager fast path"
             self._step = None
-            return False
-        self.compile_seconds = pending.result()
-        key = architecture_key(self.eager.layers, self.eager.flatten, self.eager.momentum, x)
-        _SEEN.add(key)
-        _remember_compile(key, self.compile_seconds)
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
         return True
 
     def step(self, x: Tensor, y: Tensor, monitor: Any = None) -> tuple[Tensor, Tensor]:
         """One SGD step; batches of another shape than the first run eagerly, and so do
         the steps a :class:`~signalprop.Monitor` records (it reads the eager step's tensors)
         and those taken while the step compiles in the background."""
-        if self._pending is not None and not self._compiled_ready(x):
+        if self._process is not None and not self._offline_done():
             self.eager_steps += 1
             return self.eager.step(x, y, monitor)
         if self._step is None or (monitor is not None and monitor.scheduled):
             return self.eager.step(x, y, monitor)
-        first = self._shape is None
         if self._shape is None:
             self._shape = x.shape
             _use_compile_cache()
-            start = time.perf_counter()
         if x.shape != self._shape:
             return self.eager.step(x, y)
+        first = self.compile_seconds is None
+        start = time.perf_counter()
         try:
             with torch.no_grad():
                 loss, correct = self._step(
@@ -669,15 +677,49 @@ def _process_key(
     )
 
 
-_BACKGROUND: concurrent.futures.ThreadPoolExecutor | None = None
+#: What the compiling process runs (see :meth:`CompiledDenseStackTrainer.compile_in_background`).
+_OFFLINE = (
+    "import sys; from signalprop._fastpath import compile_offline; compile_offline(sys.argv[1])"
+)
 
 
-def _background() -> concurrent.futures.ThreadPoolExecutor:
-    """The thread that compiles steps in the background (started on first use)."""
-    global _BACKGROUND
-    if _BACKGROUND is None:
-        _BACKGROUND = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="signalprop")
-    return _BACKGROUND
+def compile_offline(description: str) -> None:
+    """Compile the step a JSON ``description`` gives into the on-disk cache.
+
+    Run by the process :meth:`CompiledDenseStackTrainer.compile_in_background`
+    starts: the layers (sizes, bias, activation), flatten, batch shape, and the
+    learning rate and momentum (constants of the compiled graph), on weights of
+    zeros, with one thread as the training uses.
+    """
+    spec = json.loads(description)
+    torch.set_num_threads(1)
+    _use_compile_cache()
+    layers = [
+        _Layer(
+            nn.Parameter(torch.zeros(n_out, n_in)),
+            nn.Parameter(torch.zeros(n_out)) if bias else None,
+            _Activation(kind, None, dict(args)),
+        )
+        for n_in, n_out, bias, kind, args in spec["layers"]
+    ]
+    momentum = float(spec["momentum"])
+    weights = [layer.weight.detach() for layer in layers]
+    biases = [layer.bias.detach() if layer.bias is not None else torch.empty(0) for layer in layers]
+    velocities = [torch.zeros_like(w) for w in weights] if momentum else []
+    bias_velocities = [torch.zeros_like(b) for b in biases] if momentum else []
+    x = torch.zeros(spec["batch"])
+    y = torch.zeros(spec["batch"][0], dtype=torch.long)
+    step = _compiled_step(
+        [layer.activation for layer in layers],
+        [layer.bias is not None for layer in layers],
+        bool(spec["flatten"]),
+        bool(momentum),
+    )
+    start = time.perf_counter()
+    with torch.no_grad():
+        step(x, y, weights, biases, velocities, bias_velocities, float(spec["lr"]), momentum)
+    key = architecture_key(layers, bool(spec["flatten"]), momentum, x)
+    _remember_compile(key, time.perf_counter() - start)
 
 
 #: The compiled steps of this process, by architecture (activations, biases, flatten,
@@ -815,10 +857,11 @@ def choose_path(
     * ``"compiled"`` (compile first) when the time the compiled step saves over
       the run's ``steps`` full batches (``SAVED_PER_LAYER`` per layer and step)
       covers that compile time;
-    * ``"background"`` when it does not, but a core is free (``free_core``) and
-      the run is long enough (``EAGER_PER_LAYER`` per layer and step) for the
-      compile to finish on it before the run ends: the run trains eagerly
-      meanwhile and compiled afterwards, and the next run finds it cached;
+    * ``"background"`` when it does not, the architecture is not cached and a
+      core is free (``free_core``): another process compiles it while this one
+      trains eagerly (``EAGER_PER_LAYER`` per layer and step), then this one
+      loads it from the cache (``WARM_COMPILE``) — chosen when the steps left
+      after that save more than the loading costs;
     * ``"fast"`` otherwise. The eager fast path is faster than autograd on
       every stack measured (``benchmarks/train_speed.py``: 1.28× on the
       300-100 net, 1.33–1.58× on the 100-layer nets).
@@ -844,22 +887,23 @@ def choose_path(
     if cpp_compiler() is None:
         return "fast", "no C++ compiler for torch.compile"
     cached = key in _read_index()
-    a, b = WARM_COMPILE if cached else COLD_COMPILE
-    cost = a + b * count
+    warm = WARM_COMPILE[0] + WARM_COMPILE[1] * count
+    cost = warm if cached else COLD_COMPILE[0] + COLD_COMPILE[1] * count
     where = "from the on-disk cache" if cached else "the first time"
     if saved >= cost:
-        if free_core:
-            return "background", (
-                f"compiled on the second core, ≈ {cost:.0f} s {where}, eager until then; "
-                f"saves ≈ {saved:.0f} s over {steps:,} steps"
-            )
         return "compiled", (
             f"compiling, ≈ {cost:.0f} s {where}, saves ≈ {saved:.0f} s over {steps:,} steps"
         )
-    if free_core and steps * EAGER_PER_LAYER * count >= cost:
-        return "background", (
-            f"compiled on the second core, ≈ {cost:.0f} s {where}, eager until then"
-        )
+    if free_core and not cached:
+        # Another process compiles while this one trains eagerly, then this one loads it
+        # from the cache (the warm cost): it pays if the steps left after that save more.
+        eager_steps = cost / (EAGER_PER_LAYER * count)
+        left = (steps - eager_steps) * _saved_per_step(layers)
+        if left >= warm:
+            return "background", (
+                f"compiled by another process on the second core, ≈ {cost:.0f} s, while "
+                f"this one trains eagerly; saves ≈ {left:.0f} s over the steps after that"
+            )
     return "fast", (
         f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.1f} s "
         f"it saves over {steps:,} steps"
