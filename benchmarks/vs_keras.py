@@ -4,8 +4,10 @@ The chapter's 100-layer SELU and ReLU nets (784 -> 300 -> 99 x 100 -> 10) and th
 300-100 ReLU net, batch 32, plain SGD lr 1e-3, standardized Fashion-MNIST. Each
 system trains each net in its own process, and the processes alternate (Keras,
 signalprop, plain PyTorch, then the other way round, for ``--rounds`` rounds).
-A run trains two epochs on the first ``--train`` images; its speed is the
-second epoch's steps per second (the first pays for start-up and compiling).
+A run trains ``--epochs`` epochs (3) on the first ``--train`` images (all
+55,000); its speed is the second epoch's steps per second (the first pays for
+start-up and compiling). signalprop's ``fit`` decides its path for the whole run
+(``history.path`` is printed), so the run's length is the one a user would train.
 Printed per net: median steps/s of each system, the ratios to Keras-TF and to
 plain PyTorch, the peak memory of each process, and the fraction of the
 matrix-product roof reached (the step's matrix products timed alone, one core;
@@ -49,7 +51,7 @@ import json, os, resource, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["KERAS_BACKEND"] = "tensorflow"
 import numpy as np, keras
-activation, init, hidden, data, batch = json.loads(sys.argv[1])
+activation, init, hidden, data, batch, epochs = json.loads(sys.argv[1])
 x, y = np.load(data + "/x.npy"), np.load(data + "/y.npy")
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.layers.Input(shape=[28, 28]), keras.layers.Flatten()])
@@ -62,7 +64,7 @@ class Times(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None): self.start = time.perf_counter()
     def on_epoch_end(self, epoch, logs=None): seconds.append(time.perf_counter() - self.start)
 seconds = []
-model.fit(x, y, batch_size=batch, epochs=2, verbose=0, shuffle=True, callbacks=[Times()])
+model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, shuffle=True, callbacks=[Times()])
 steps = -(-len(x) // batch)
 import tensorflow
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -74,7 +76,7 @@ TORCH_CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 from torch import nn
-system, activation, init, hidden, data, batch = json.loads(sys.argv[1])
+system, activation, init, hidden, data, batch, epochs = json.loads(sys.argv[1])
 x = torch.from_numpy(np.load(data + "/x.npy")); y = torch.from_numpy(np.load(data + "/y.npy"))
 torch.manual_seed(0)
 steps = -(-len(x) // batch)
@@ -84,7 +86,7 @@ if system == "signalprop":
     model = sp.Sequential([sp.layers.Flatten()]
                           + [sp.Dense(u, activation, kernel_initializer=init) for u in hidden]
                           + [sp.Dense(10, "softmax")], input_shape=(28, 28))
-    history = fit(model, (x, y), None, epochs=2, batch_size=batch, lr=1e-3, progress=False)
+    history = fit(model, (x, y), None, epochs=epochs, batch_size=batch, lr=1e-3, progress=False)
     result = {"steps_per_s": steps / history.epoch_time[1], "path": history.path}
 else:
     sizes = [784, *hidden]
@@ -94,7 +96,7 @@ else:
     model = nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     seconds = []
-    for epoch in range(2):
+    for epoch in range(epochs):
         order = torch.randperm(len(x))
         start = time.perf_counter()
         for i in range(steps):
@@ -140,11 +142,16 @@ def main() -> None:
     parser.add_argument("--keras-python", default=os.environ.get("SIGNALPROP_KERAS_PYTHON"),
                         help="a Python with TensorFlow and Keras 3 (see above)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per net")
-    parser.add_argument("--train", type=int, default=16000, help="training images per run")
+    parser.add_argument("--train", type=int, default=55000, help="training images per run")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (>= 2)")
     parser.add_argument("--nets", nargs="*", default=list(NETS), choices=list(NETS))
     args = parser.parse_args()
     if not args.keras_python:
         parser.error("--keras-python: give a Python that has TensorFlow (see --help)")
+    if args.epochs < 2:
+        parser.error(
+            f"--epochs: the second epoch is the one timed, so at least 2, not {args.epochs}"
+        )
     from signalprop.data import load_fashion_mnist
 
     data = load_fashion_mnist(standardize=True)
@@ -154,8 +161,8 @@ def main() -> None:
     np.save(f"{folder}/x.npy", data.x_train[: args.train].numpy())
     np.save(f"{folder}/y.npy", data.y_train[: args.train].numpy())
     print(
-        f"batch {BATCH}, SGD lr 1e-3, {args.train:,} Fashion-MNIST images, steps/s of the "
-        f"second epoch; {args.rounds} alternating rounds of processes per net"
+        f"batch {BATCH}, SGD lr 1e-3, {args.train:,} Fashion-MNIST images, {args.epochs} "
+        f"epochs, steps/s of the second; {args.rounds} alternating rounds of processes per net"
     )
     for name in args.nets:
         activation, init, hidden = NETS[name]
@@ -163,7 +170,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = list(runs) if round_ % 2 == 0 else list(runs)[::-1]
             for system in order:
-                shape = [activation, init, hidden, folder, BATCH]
+                shape = [activation, init, hidden, folder, BATCH, args.epochs]
                 if system == "keras-tf":
                     result = run_child(args.keras_python, KERAS_CHILD, shape)
                 else:

@@ -825,6 +825,9 @@ WARM_COMPILE = (1.0, 0.052)
 #: identity save the first, every other activation the second.
 SAVED_PER_LAYER = {"relu": 16e-6, "leaky_relu": 16e-6, "linear": 16e-6}
 SAVED_PER_LAYER_OTHER = 30e-6
+#: A compile in another process, beside a training one, took this much longer than alone
+#: (the 100-layer SELU net: about 97 s against 68 s, with the process's start).
+BACKGROUND_SLOWER = 1.45
 #: What an eager fast-path step took per layer at batch 32 (82 µs with SELU, 70 µs with
 #: ReLU on the 100-layer nets): the smaller is the rule's.
 EAGER_PER_LAYER = 70e-6
@@ -897,7 +900,7 @@ def choose_path(
     if free_core and not cached:
         # Another process compiles while this one trains eagerly, then this one loads it
         # from the cache (the warm cost): it pays if the steps left after that save more.
-        eager_steps = cost / (EAGER_PER_LAYER * count)
+        eager_steps = cost * BACKGROUND_SLOWER / (EAGER_PER_LAYER * count)
         left = (steps - eager_steps) * _saved_per_step(layers)
         if left >= warm:
             return "background", (
