@@ -437,6 +437,7 @@ class CompiledDenseStackTrainer:
     """
 
     def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:
+        _use_compile_cache()  # before inductor is first used: it sets its own default
         self.eager = DenseStackTrainer(model, lr, momentum)
         self.model = model
         self.note = ""
@@ -804,6 +805,7 @@ def _remember_compile(key: str, seconds: float) -> None:
 
 def cpp_compiler() -> str | None:
     """The C++ compiler ``torch.compile`` would use on this CPU, or None."""
+    _use_compile_cache()  # before inductor is imported: it sets its own default
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
