@@ -312,3 +312,27 @@ def test_a_step_compiled_in_the_background_takes_over_from_the_eager_one(
     assert compiled.compile_seconds is not None and compiled.note == ""
     key = _fastpath.architecture_key(compiled.eager.layers, True, 0.0, x[:32])
     assert key in _fastpath._read_index()  # noted by the compiling process
+
+
+def test_the_chapters_layer_shapes_are_bit_equal_to_autograd() -> None:
+    """784 -> 300 -> 100 -> 10, as in the chapter: every weight gradient formed as
+    autograd forms it (a transposed product differed from it on the 100 -> 10 layer)."""
+    torch.manual_seed(0)
+    model = sp.Sequential(
+        [sp.layers.Flatten(), sp.Dense(300, "selu"), sp.Dense(100, "selu"), sp.Dense(10)],
+        input_shape=(28, 28),
+    )
+    other = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(32 * 10, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (32 * 10,), generator=generator)
+    trainer = DenseStackTrainer(model, lr=0.01)
+    optimizer = torch.optim.SGD(other.parameters(), lr=0.01)
+    for step in range(10):
+        xb, yb = x[step * 32 : (step + 1) * 32], y[step * 32 : (step + 1) * 32]
+        trainer.step(xb, yb)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(other(xb), yb).backward()
+        optimizer.step()
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        assert torch.equal(p, q)
