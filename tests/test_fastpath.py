@@ -267,6 +267,14 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays - 1, free_core=True)
     assert path == "background" and "second core" in why
     assert _fastpath.choose_path(layers, flatten, 0.0, x, 10, free_core=True)[0] == "fast"
+    # A long run the compile does not pay for compiles it for the next runs.
+    later = math.ceil(_fastpath.FOR_LATER_RUNS / (_fastpath.EAGER_PER_LAYER * len(layers)))
+    cheap = _fastpath.COLD_COMPILE
+    monkeypatch.setattr(_fastpath, "COLD_COMPILE", (cheap[0] * 100, cheap[1] * 100))
+    path, why = _fastpath.choose_path(layers, flatten, 0.0, x, later, free_core=True)
+    assert path == "background" and "for the next runs" in why
+    assert _fastpath.choose_path(layers, flatten, 0.0, x, later - 1, free_core=True)[0] == "fast"
+    monkeypatch.setattr(_fastpath, "COLD_COMPILE", cheap)
     key = _fastpath.architecture_key(layers, flatten, 0.0, x)
     (tmp_path / _fastpath._INDEX).write_text(json.dumps({key: {"last_seconds": 1.0}}))
     warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * len(layers)

@@ -830,6 +830,9 @@ SAVED_PER_LAYER_OTHER = 30e-6
 #: A compile in another process, beside a training one, took this much longer than alone
 #: (the 100-layer SELU net: about 97 s against 68 s, with the process's start).
 BACKGROUND_SLOWER = 1.45
+#: A run at least this long (seconds, eagerly) that a compile would not pay for still has
+#: another process compile its step on a free core, for the next runs of the architecture.
+FOR_LATER_RUNS = 30.0
 #: What an eager fast-path step took per layer at batch 32 (82 µs with SELU, 70 µs with
 #: ReLU on the 100-layer nets): the smaller is the rule's.
 EAGER_PER_LAYER = 70e-6
@@ -866,7 +869,9 @@ def choose_path(
       core is free (``free_core``): another process compiles it while this one
       trains eagerly (``EAGER_PER_LAYER`` per layer and step), then this one
       loads it from the cache (``WARM_COMPILE``) — chosen when the steps left
-      after that save more than the loading costs;
+      after that save more than the loading costs, or when the run is at least
+      ``FOR_LATER_RUNS`` seconds long: then the compile is for the next runs of
+      the architecture (the process goes on after this run ends);
     * ``"fast"`` otherwise. The eager fast path is faster than autograd on
       every stack measured (``benchmarks/train_speed.py``: 1.28× on the
       300-100 net, 1.33–1.58× on the 100-layer nets).
@@ -908,6 +913,11 @@ def choose_path(
             return "background", (
                 f"compiled by another process on the second core, ≈ {cost:.0f} s, while "
                 f"this one trains eagerly; saves ≈ {left:.0f} s over the steps after that"
+            )
+        if steps * EAGER_PER_LAYER * count >= FOR_LATER_RUNS:
+            return "background", (
+                f"compiling, ≈ {cost:.0f} s, would not pay in this run: another process "
+                "compiles it on the second core for the next runs, which load it in seconds"
             )
     return "fast", (
         f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.1f} s "

@@ -460,6 +460,10 @@ def fit(
                 history.stopped = {"reason": "stopped by a callback", "epoch": epoch}
                 break
     eager_steps = getattr(trainer, "eager_steps", 0)
-    if eager_steps and history.path.startswith("compiled"):
+    if eager_steps and getattr(trainer, "compile_seconds", None) is None:
+        history.path = "fast" + history.path.removeprefix("compiled") + (
+            "; not ready before the end: the next run finds it cached"
+        )  # fmt: skip
+    elif eager_steps:
         history.path += f"; the first {eager_steps:,} steps eager, while it compiled"
     return history
