@@ -386,3 +386,18 @@ def test_the_mean_field_phase_of_a_keras_net_and_its_fix_at_the_edge_of_chaos() 
     fixed = sp.diagnose(model, x)
     assert fixed.meanfield is not None and fixed.meanfield.phase == "critical"
     assert not fixed.findings
+
+
+def test_the_callback_without_keras_on_torch_says_how_to_get_it() -> None:
+    """In a process where Keras cannot be imported (here: its backend's package is
+    missing), asking for the callback gets one ImportError that says what to do."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['keras'] = None\n"  # importing keras raises ImportError
+        "import signalprop as sp\n"
+        "try:\n    sp.keras.Monitor\nexcept ImportError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'signalprop[keras]'" in done.stdout and "KERAS_BACKEND=torch" in done.stdout

@@ -430,7 +430,12 @@ _OPEN: weakref.WeakKeyDictionary[Any, _TwinMonitor] = weakref.WeakKeyDictionary(
 
 def _monitor_callback() -> type:
     """:class:`Monitor`, made when first asked for: its base class is Keras's."""
-    import keras
+    try:
+        import keras
+    except ImportError as error:  # no Keras, or Keras on a backend that is not installed
+        raise ImportError(
+            f"sp.keras.Monitor needs Keras 3 ({error}): pip install 'signalprop[keras]'; {SWITCH}"
+        ) from None
 
     class Monitor(keras.callbacks.Callback):  # type: ignore[misc]
         """signalprop's training monitor as a Keras callback.
