@@ -152,3 +152,12 @@ def test_plot_layers_without_gradients_or_with_nan(tmp_path: Path) -> None:
     for name, data in (("frozen", sp.diagnose(frozen, x)), ("nan", sp.diagnose(broken, bad))):
         figure = plot_layers(data)
         assert_png(save(figure, tmp_path / f"{name}.png"))
+
+
+def test_a_panel_whose_runs_all_diverged_says_so_without_a_legend_warning() -> None:
+    """A study whose only run diverged has no gradient profile to draw: the panel says
+    "no finite values" (an empty legend made matplotlib warn, an error in the tests)."""
+    figure = sp.plots.plot_gradient_profiles({"relu": {}})
+    (ax,) = figure.axes
+    assert ax.get_legend() is None
+    assert [text.get_text() for text in ax.texts] == ["no finite values"]

@@ -237,6 +237,15 @@ def _draw_bands(
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
 
 
+def _legend(ax: Axes) -> None:
+    """The panel's legend; a panel with nothing to draw (every run diverged: no finite
+    value) says so instead of an empty legend and matplotlib's warning."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
+
+
 def plot_learning_curves(
     panels: Mapping[str, Mapping[str, Band]],
     *,
@@ -260,7 +269,7 @@ def plot_learning_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        _legend(ax)
     return figure
 
 
@@ -289,7 +298,7 @@ def plot_accuracy_vs_depth(
     axis.set_xlabel("hidden layers")
     axis.set_ylabel("final validation accuracy")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, ncol=2)
+    _legend(axis)
     return figure
 
 
@@ -321,7 +330,7 @@ def plot_gradient_profiles(
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        _legend(ax)
     return figure
 
 
