@@ -17,6 +17,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -409,7 +410,12 @@ def run_study(
                 report(config, record, 0)
         elif executor is None:
             context = get_context("spawn")  # no fork of a process with live OpenMP threads
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=jobs,
+                mp_context=context,
+                initializer=exit_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 _drive(pool, todo, (data_dir, threads, watch, shared), jobs, report)
         elif todo:
             arguments = (data_dir, threads, watch, shared)
@@ -462,6 +468,23 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """In a worker process: end it as soon as ``parent`` (the study's driver) is gone.
+
+    A driver killed outright (SIGKILL, a closed terminal) cannot stop its
+    workers; without this they would train their runs to the end for nobody.
+    A thread checks every ``every`` seconds whether the worker's parent is
+    still ``parent``.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="signalprop-parent-watch", daemon=True).start()
 
 
 def shared_steps(runs: list[RunConfig], processes: int) -> dict[str, int]:
