@@ -401,3 +401,29 @@ def test_the_callback_without_keras_on_torch_says_how_to_get_it() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'signalprop[keras]'" in done.stdout and "KERAS_BACKEND=torch" in done.stdout
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam"])
+def test_the_callbacks_update_ratio_is_the_kernels_change(optimizer: str) -> None:
+    """Plain SGD's update is read as lr × the gradient, any other optimizer's from a copy
+    of the weights: both equal the kernels' actual change over their norm (1e-5)."""
+    model = keras.Sequential(
+        [keras.layers.Input([20])]
+        + [keras.layers.Dense(30, activation="tanh") for _ in range(3)]
+        + [keras.layers.Dense(4, activation="softmax")]
+    )
+    chosen = {
+        "sgd": lambda: keras.optimizers.SGD(learning_rate=0.05),
+        "sgd-momentum": lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+        "adam": lambda: keras.optimizers.Adam(0.01),
+    }[optimizer]()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=chosen)
+    kernels = [layer.kernel.value.detach().clone() for layer in model.layers]
+    monitor = sp_keras.Monitor(every=1)
+    x, y = batches(32, (20,))
+    keras_fit(model, x, y, [monitor], batch_size=32, epochs=1)
+    after = [layer.kernel.value.detach() for layer in model.layers]
+    actual = [float((b - a).norm() / a.norm()) for a, b in zip(kernels, after, strict=True)]
+    assert monitor.history.records[0].values["update_ratio"] == pytest.approx(actual, rel=1e-5)
+    plain = monitor.monitor._plain_sgd()  # type: ignore[attr-defined]
+    assert (plain is not None) == (optimizer == "sgd")

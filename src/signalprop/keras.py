@@ -317,6 +317,13 @@ class _Restore:
         object.__setattr__(self.layer, "activation", self.function)
 
 
+def keras_variable_type() -> type:
+    """Keras's Variable class (a constant learning rate is one; a schedule is not)."""
+    import keras
+
+    return keras.Variable  # type: ignore[no-any-return]
+
+
 class _TwinMonitor(SignalpropMonitor):
     """A :class:`signalprop.Monitor` fed by a Keras model through its twin.
 
@@ -408,10 +415,30 @@ class _TwinMonitor(SignalpropMonitor):
             self._bottom_hook = watched.register_post_accumulate_grad_hook(self._on_bottom_grad)
             self._handles.append(self._bottom_hook)
 
-    def _on_bottom_grad(self, param: Tensor) -> None:
-        if not self._checked:
-            self._view_gradients()  # a NaN's origin is read from them
-        super()._on_bottom_grad(param)
+    def _locate(self, step: int, **options: Any) -> NonFiniteEvent:
+        self._view_gradients()  # a NaN's origin is read from them
+        return super()._locate(step, **options)
+
+    def _plain_sgd(self) -> dict[int, tuple[float, str]] | None:
+        """Keras's plain SGD (a constant learning rate, no momentum, decay or clipping)
+        updates by lr × the gradient: the update is read from it, not from a copy."""
+        optimizer: Any = getattr(self._keras_model, "optimizer", None)
+        if type(optimizer).__name__ != "SGD" or type(optimizer).__module__.split(".")[0] != "keras":
+            return None
+        plain = (
+            not float(optimizer.momentum)
+            and not optimizer.nesterov
+            and not optimizer.weight_decay
+            and optimizer.clipnorm is None
+            and optimizer.clipvalue is None
+            and optimizer.global_clipnorm is None
+            and not optimizer.use_ema
+            and isinstance(getattr(optimizer, "_learning_rate", None), keras_variable_type())
+        )
+        if not plain:
+            return None
+        lr = float(optimizer.learning_rate)
+        return {id(getattr(m, "weight")): (lr, "grad") for m, _ in self._read.weighted}  # noqa: B009
 
     def step(self) -> None:
         recorded = self._scheduled and not self._closed

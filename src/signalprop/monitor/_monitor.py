@@ -492,7 +492,7 @@ class Monitor:
             self._recording = True
             self._calls.clear()
             self._attach()
-            self._sgd = _sgd_updates(self._optimizer)
+            self._sgd = self._plain_sgd()
             self._snapshot_weights(copy=self._sgd is None)
 
     def _on_end(
@@ -601,6 +601,11 @@ class Monitor:
                 self._snapshot_params = []
             norms = torch._foreach_norm(params)
         self._weight_norms = dict(zip(map(id, params), norms, strict=True))
+
+    def _plain_sgd(self) -> dict[int, tuple[float, str]] | None:
+        """How each weight's update is read, if the optimizer is plain SGD (see
+        :func:`_sgd_updates`); None: from a copy of the weights."""
+        return _sgd_updates(self._optimizer)
 
     def watch_optimizer(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Say which optimizer updates the weights (as ``Monitor(optimizer=...)`` does,
