@@ -276,7 +276,7 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     assert _fastpath.choose_path(layers, flatten, 0.0, x, later - 1, free_core=True)[0] == "fast"
     monkeypatch.setattr(_fastpath, "COLD_COMPILE", cheap)
     key = _fastpath.architecture_key(layers, flatten, 0.0, x)
-    (tmp_path / _fastpath._INDEX).write_text(json.dumps({key: {"last_seconds": 1.0}}))
+    (tmp_path / _fastpath._INDEX).write_text(json.dumps({key: {"seconds": 1.0}}))
     warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * len(layers)
     steps = math.ceil(warm / _fastpath._saved_per_step(layers))
     path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps)

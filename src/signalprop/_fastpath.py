@@ -484,14 +484,9 @@ class CompiledDenseStackTrainer:
         if self._step is None:
             return
         self._shape = x.shape
-        _use_compile_cache()
         description = json.dumps(
             {
-                "layers": [
-                    [layer.in_features, layer.out_features, layer.bias is not None,
-                     layer.activation.kind, layer.activation.args]
-                    for layer in self.eager.layers
-                ],
+                "layers": _layer_spec(self.eager.layers),
                 "flatten": self.eager.flatten,
                 "batch": list(x.shape),
                 "lr": self.eager.lr,
@@ -534,11 +529,10 @@ class CompiledDenseStackTrainer:
             return self.eager.step(x, y, monitor)
         if self._shape is None:
             self._shape = x.shape
-            _use_compile_cache()
         if x.shape != self._shape:
             return self.eager.step(x, y)
         first = self.compile_seconds is None
-        start = time.perf_counter()
+        start = time.perf_counter() if first else 0.0
         try:
             with torch.no_grad():
                 loss, correct = self._step(
@@ -752,6 +746,15 @@ def _use_compile_cache() -> None:
 _INDEX = "signalprop-compiled.json"
 
 
+def _layer_spec(layers: list[_Layer]) -> list[list[Any]]:
+    """Each layer as ``[in, out, has bias, activation kind, activation args]`` (JSON)."""
+    return [
+        [layer.in_features, layer.out_features, layer.bias is not None,
+         layer.activation.kind, layer.activation.args]
+        for layer in layers
+    ]  # fmt: skip
+
+
 def architecture_key(layers: list[_Layer], flatten: bool, momentum: float, x: Tensor) -> str:
     """What a compiled step depends on: layers, activations, batch shape, torch, threads."""
     description = {
@@ -761,16 +764,7 @@ def architecture_key(layers: list[_Layer], flatten: bool, momentum: float, x: Te
         "flatten": flatten,
         "momentum": bool(momentum),
         "batch": list(x.shape),
-        "layers": [
-            [
-                layer.in_features,
-                layer.out_features,
-                layer.bias is not None,
-                layer.activation.kind,
-                *sorted(layer.activation.args.items()),
-            ]
-            for layer in layers
-        ],
+        "layers": _layer_spec(layers),
     }
     text = json.dumps(description, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -787,12 +781,8 @@ def _read_index() -> dict[str, Any]:
 def _remember_compile(key: str, seconds: float) -> None:
     """Note that ``key`` is compiled (an unwritable cache is not an error)."""
     index = _read_index()
-    known = index.get(key)
-    entry: dict[str, Any] = dict(known) if isinstance(known, dict) else {}
-    entry["last_seconds"] = round(seconds, 2)
-    entry.setdefault("first_seconds", round(seconds, 2))
-    entry["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    index[key] = entry
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    index[key] = {"seconds": round(seconds, 2), "when": when}
     folder = compile_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -888,11 +878,8 @@ def choose_path(
     if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
         return "fast", "PReLU and RReLU are not compiled"
     saved = steps * _saved_per_step(layers)
-    activations = [layer.activation for layer in layers]
-    in_process = _process_key(activations, [layer.bias is not None for layer in layers],
-                              flatten, bool(momentum))  # fmt: skip
     key = architecture_key(layers, flatten, momentum, x)
-    if in_process in _COMPILED and key in _SEEN:
+    if key in _SEEN:
         return "compiled", "compiled in this process already"
     if cpp_compiler() is None:
         return "fast", "no C++ compiler for torch.compile"
