@@ -317,13 +317,6 @@ class _Restore:
         object.__setattr__(self.layer, "activation", self.function)
 
 
-def keras_variable_type() -> type:
-    """Keras's Variable class (a constant learning rate is one; a schedule is not)."""
-    import keras
-
-    return keras.Variable  # type: ignore[no-any-return]
-
-
 class _TwinMonitor(SignalpropMonitor):
     """A :class:`signalprop.Monitor` fed by a Keras model through its twin.
 
@@ -422,6 +415,8 @@ class _TwinMonitor(SignalpropMonitor):
     def _plain_sgd(self) -> dict[int, tuple[float, str]] | None:
         """Keras's plain SGD (a constant learning rate, no momentum, decay or clipping)
         updates by lr × the gradient: the update is read from it, not from a copy."""
+        import keras
+
         optimizer: Any = getattr(self._keras_model, "optimizer", None)
         if type(optimizer).__name__ != "SGD" or type(optimizer).__module__.split(".")[0] != "keras":
             return None
@@ -433,7 +428,7 @@ class _TwinMonitor(SignalpropMonitor):
             and optimizer.clipvalue is None
             and optimizer.global_clipnorm is None
             and not optimizer.use_ema
-            and isinstance(getattr(optimizer, "_learning_rate", None), keras_variable_type())
+            and isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable)
         )
         if not plain:
             return None
@@ -510,7 +505,7 @@ def _monitor_callback() -> type:
                 "histograms_every": histograms_every,
                 "save_batches": save_batches,
             }
-            self.monitor: SignalpropMonitor | None = None
+            self.monitor: _TwinMonitor | None = None
 
         def on_train_begin(self, logs: Any = None) -> None:
             if self.monitor is not None:
@@ -531,11 +526,11 @@ def _monitor_callback() -> type:
             _OPEN[model] = self.monitor
 
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            if isinstance(self.monitor, _TwinMonitor):
+            if self.monitor is not None:
                 self.monitor.active = True
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            if isinstance(self.monitor, _TwinMonitor) and self.monitor.active:
+            if self.monitor is not None and self.monitor.active:
                 self.monitor.active = False
                 self.monitor.step()
 
