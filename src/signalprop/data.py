@@ -76,6 +76,8 @@ _TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 _TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 _TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 _FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
+#: Images in the training file (before the validation split).
+TRAIN_IMAGES = 60000
 
 #: SHA-256 of each file, per release. The official digests are those of Zalando's
 #: release (the files the mirror serves); the offline copy's are listed in its README.

@@ -35,6 +35,7 @@ from signalprop import __version__
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
+from signalprop.data import TRAIN_IMAGES
 from signalprop.layers import Dense, Flatten, Sequential
 from signalprop.study._spec import RunConfig, StudySpec
 from signalprop.train import fit
@@ -498,7 +499,7 @@ def shared_steps(runs: list[RunConfig], processes: int) -> dict[str, int]:
     totals: dict[str, int] = {}
     keys: dict[str, str] = {}
     for run in runs:
-        size = run.train_size if run.train_size is not None else 60000 - run.validation
+        size = run.train_size if run.train_size is not None else TRAIN_IMAGES - run.validation
         key = json.dumps(
             [run.activation, sorted(run.activation_args.items()), list(run.hidden),
              run.batch_size, run.optimizer, bool(run.momentum)],
