@@ -359,9 +359,10 @@ def fit(
                 "monitor", caller, "a Monitor of the model being trained", repr(monitor)
             )
     full_batches = epochs * (len(x_train) // batch_size)  # an epoch's last runs eagerly
-    # The fast paths train on one thread: their operations are too small to share, and a
-    # second OpenMP thread misses the flushing of subnormals (set per thread). A second
-    # core is left for compiling the step in the background.
+    # The fast paths train on one thread: their operations are too small to share, and
+    # with two the 100-layer SELU net ran at half speed after its first epoch (measured;
+    # the flushing of subnormals, set per thread, is the likely cause, not verified). A
+    # second core is left for compiling the step in the background.
     free_core = torch.get_num_threads() >= 2 and (os.cpu_count() or 1) >= 2
     trainer, path_taken = _choose_path(
         model, path, optimizer, x_train, lr, momentum, batch_size, full_batches, y_train,
