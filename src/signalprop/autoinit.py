@@ -116,7 +116,15 @@ class LayerInit:
         target_var: The pre-activation variance aimed at (q).
         chi: σ_w² E[φ_in′(√q_in z)²], the factor by which the mean squared
             gradient grows through this layer (None when it reads the data).
-        phase: The phase χ puts the layer in (None when it reads the data).
+        phase: What χ makes of this one layer, in words true of any stack:
+            ``"critical"`` (χ ≈ 1), ``"expanding"`` (χ > 1), ``"contracting"``,
+            or ``"output"`` (None when it reads the data); see
+            :class:`signalprop.meanfield.ChainLayer`.
+        offset: The producer's mean its biases cancel (``b −= offset·W𝟙``;
+            0: none), for activations whose mean is not zero.
+        cumulative: Π χ of the layers above it: the mean squared gradient at
+            its pre-activations over the logits'.
+        note: Why the layer is not at χ = 1 with its target variance, when not.
         std_before, std_after: The weight's std before and after.
     """
 
@@ -137,6 +145,9 @@ class LayerInit:
     output_mean: float | None = None
     output_std: float | None = None
     converged: bool | None = None
+    offset: float = 0.0
+    cumulative: float | None = None
+    note: str = ""
 
 
 @dataclass
@@ -161,7 +172,8 @@ class AutoInitResult:
             f"{len(self.layers)} layers initialized"
             + (f", {len(self.skipped)} left as they were" if self.skipped else ""),
             f"{'layer':>12}  {'type':>8}  {'reads':>10}  {'feeds':>10}  {'σ_w²':>7}  "
-            f"{'σ_b²':>5}  {'q':>6}  {'χ':>6}  {'phase':>8}  {'std before':>10}  {'std after':>9}"
+            f"{'σ_b²':>5}  {'offset':>6}  {'q':>6}  {'χ':>6}  {'Π χ above':>9}  {'phase':>11}  "
+            f"{'std before':>10}  {'std after':>9}"
             + ("  iters  out mean  out std" if self.mode == "data" else ""),
         ]
         for layer in self.layers:
@@ -169,15 +181,16 @@ class AutoInitResult:
             line = (
                 f"{layer.name:>12}  {layer.layer_type:>8}  {layer.producer:>10}  "
                 f"{layer.activation:>10}  {layer.weight_var:7.4g}  {layer.bias_var:5.3g}  "
-                f"{layer.target_var:6.3g}  {chi:>6}  {layer.phase or '-':>8}  "
-                f"{layer.std_before:10.4g}  {layer.std_after:9.4g}"
+                f"{layer.offset:6.3g}  {layer.target_var:6.3g}  {chi:>6}  "
+                f"{'-' if layer.cumulative is None else f'{layer.cumulative:9.4g}':>9}  "
+                f"{layer.phase or 'input':>11}  {layer.std_before:10.4g}  {layer.std_after:9.4g}"
             )
             if self.mode == "data":
                 line += (
                     f"  {layer.iterations:5d}  {layer.output_mean or 0:+8.3f}  "
                     f"{layer.output_std or 0:7.3f}" + ("" if layer.converged else "  NOT CONVERGED")
                 )
-            lines.append(line)
+            lines.append(line + (f"  ({layer.note})" if layer.note else ""))
         lines += [f"left as it was: {n} ({t}): {why}" for n, t, why in self.skipped]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
@@ -189,6 +202,11 @@ def _name(activation: Activation | None) -> str:
     if isinstance(activation, nn.Module):
         return type(activation).__name__
     return str(getattr(activation, "__name__", repr(activation)))
+
+
+def _known(activation: Activation | None) -> Activation:
+    """A producer the mean-field maps take: unknown or not elementwise reads as linear."""
+    return "linear" if _is_output(activation) else activation  # type: ignore[return-value]
 
 
 def _is_output(activation: Activation | None) -> bool:
@@ -228,42 +246,16 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
     return captured["z"]
 
 
-class _Points:
-    """The criterion's point per activation, computed once per distinct activation."""
-
-    def __init__(self, criterion: str, bias_var: float | None) -> None:
-        self.criterion = criterion
-        self.bias_var = bias_var
-        self._cache: dict[Any, _meanfield.InitPoint] = {}
-        self._moments: dict[Any, tuple[float, float]] = {}
-        self.notes: dict[str, str] = {}
-
-    def point(self, activation: Activation) -> _meanfield.InitPoint:
-        key = activation_key(activation)
-        if key not in self._cache:
-            point = _meanfield.init_point(activation, self.criterion, self.bias_var)
-            self._cache[key] = point
-            if point.note:
-                self.notes[_name(activation)] = point.note
-        return self._cache[key]
-
-    def moments(self, activation: Activation) -> tuple[float, float]:
-        """E[φ(√q z)²] and E[φ′(√q z)²] at the activation's own target q."""
-        key = activation_key(activation)
-        if key not in self._moments:
-            q = self.point(activation).q_star
-            self._moments[key] = _meanfield.second_moments(activation, q)
-        return self._moments[key]
-
-
 def _draw_(
     module: nn.Module,
     weight_var: float,
     bias_var: float,
     distribution: str,
     generator: torch.Generator | None,
+    offset: float = 0.0,
 ) -> None:
-    """Weights of variance weight_var / fan_in by ``distribution``; biases N(0, bias_var)."""
+    """Weights of variance weight_var / fan_in by ``distribution``; biases N(0, bias_var),
+    minus ``offset`` times each unit's sum of weights (which cancels an input mean ``offset``)."""
     weight: Tensor = module.weight  # type: ignore[assignment]
     fans = _init.fans_for(module)
     if distribution == "orthogonal":
@@ -283,6 +275,10 @@ def _draw_(
                 bias.normal_(0.0, math.sqrt(bias_var), generator=generator)
         else:
             _init.zeros_(bias)
+        if offset:
+            with torch.no_grad():
+                sums = weight.detach().flatten(1).sum(dim=1)
+                bias.sub_(offset * sums.to(bias.dtype))
 
 
 @reads_keras(write_back=True)
@@ -389,56 +385,84 @@ def autoinit(
             type(model).__name__,
         )
 
-    points = _Points(criterion, bias_var)
-    for layer in view.layers:
-        module = layer.module
-        consumer = None if _is_output(layer.consumer) else layer.consumer
-        target = points.point(consumer) if consumer is not None else None
-        q_out = target.q_star if target is not None else 1.0
-        b_out = target.bias_var if target is not None else 0.0
-        chi: float | None = None
-        if layer.reads_data:
-            reads, input_second = "data", input_square.get(module, 1.0)
-        elif layer.producer is not None and not _is_output(layer.producer):
-            reads = _name(layer.producer)
-            input_second, input_derivative = points.moments(layer.producer)
-        else:
-            reads, input_second = "linear", 1.0
-        same = (
-            consumer is not None
-            and layer.producer is not None
-            and activation_key(consumer) == activation_key(layer.producer)
+    notes: dict[str, str] = {}
+    pairs = [
+        (
+            None if layer.reads_data else _known(layer.producer),
+            None if _is_output(layer.consumer) else layer.consumer,
         )
-        if target is not None and (same or q_out <= b_out or input_second <= 0):
-            # A layer between two of the same activation sits on the criterion's own point
-            # (exact also where q* = 0, e.g. tanh at σ_b² = 0).
-            weight_var = target.weight_var
-        else:
-            weight_var = (q_out - b_out) / max(input_second, 1e-300)
-        if reads not in ("data", "linear"):
-            chi = weight_var * input_derivative
+        for layer in view.layers
+    ]
+    has_bias = [isinstance(getattr(layer.module, "bias", None), Tensor) for layer in view.layers]
+    centring = [
+        producer is not None
+        and bias
+        and criterion == "critical"
+        and _meanfield.init_point(producer, criterion, bias_var).centred
+        for (producer, _), bias in zip(pairs, has_bias, strict=True)
+    ]
+    data_second = [input_square.get(layer.module, 1.0) for layer in view.layers]
+    if view.plain:
+        plan = _meanfield.init_chain(
+            pairs,
+            criterion=criterion,
+            bias_var=bias_var,
+            input_var=data_second[0],
+            centring=centring,
+        ).layers
+    else:  # each layer reads its producer at the producer's own target variance
+        plan = [
+            _meanfield.init_chain(
+                [pair],
+                criterion=criterion,
+                bias_var=bias_var,
+                input_var=second,
+                chained=False,
+                centring=[flag],
+            ).layers[0]
+            for pair, second, flag in zip(pairs, data_second, centring, strict=True)
+        ]
+    for layer, step, bias in zip(view.layers, plan, has_bias, strict=True):
+        module = layer.module
         before = _std(module.weight)  # type: ignore[arg-type]
-        _draw_(module, weight_var, b_out, distribution, generator)
+        _draw_(module, step.weight_var, step.bias_var, distribution, generator, step.offset)
+        note = step.note
+        if not bias and step.bias_var > 0:
+            note = (note + "; " if note else "") + (
+                f"no bias: σ_b² = {step.bias_var:.3g} could not be drawn"
+            )
         result.layers.append(
             LayerInit(
                 name=layer.name,
                 layer_type=type(module).__name__,
                 # A softmax output layer is named as such, not "linear": its logits are kept
                 # at unit variance because softmax is not elementwise.
-                activation=_name(consumer if consumer is not None else layer.consumer),
-                gain=math.sqrt(weight_var),
+                activation=_name(layer.consumer),
+                gain=math.sqrt(step.weight_var),
                 std_before=before,
                 std_after=_std(module.weight),  # type: ignore[arg-type]
                 input_from="data" if layer.reads_data else "activation",
-                producer=reads,
-                weight_var=weight_var,
-                bias_var=b_out,
-                target_var=q_out,
-                chi=chi,
-                phase=None if chi is None else _meanfield.phase_of(chi),
+                producer="data" if layer.reads_data else _name(_known(layer.producer)),
+                weight_var=step.weight_var,
+                bias_var=step.bias_var,
+                target_var=step.q,
+                chi=step.chi if not layer.reads_data else None,
+                phase=None if layer.reads_data else step.phase,
+                offset=step.offset,
+                cumulative=step.cumulative,
+                note=note,
             )
         )
-    result.notes += [f"{name}: {note}" for name, note in points.notes.items()]
+    for producer, flag in zip(pairs, centring, strict=True):
+        if flag and producer[0] is not None:
+            point = _meanfield.init_point(producer[0], criterion, bias_var)
+            notes.setdefault(_name(producer[0]), point.note)
+    for _, consumer in pairs:
+        if consumer is not None:
+            point = _meanfield.init_point(consumer, criterion, bias_var)
+            if point.note and not point.centred:
+                notes.setdefault(_name(consumer), point.note)
+    result.notes += [f"{name}: {note}" for name, note in notes.items()]
 
     if mode == "data":
         assert args is not None
