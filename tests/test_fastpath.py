@@ -344,3 +344,24 @@ def test_the_chapters_layer_shapes_are_bit_equal_to_autograd() -> None:
         optimizer.step()
     for p, q in zip(model.parameters(), other.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9], ids=["sgd", "momentum"])
+def test_a_mixed_stack_with_non_zero_biases_matches_autograd(momentum: float) -> None:
+    """Each layer its own activation (every one the fast path knows, PReLU and RReLU
+    included) and biases far from zero, as autoinit writes for non-zero-mean activations:
+    the fast path takes it, with autograd's losses and weights after 100 steps."""
+    names = [n for n in ACTIVATIONS if n != "linear"] + ["logistic", "swish"]
+    torch.manual_seed(5)
+    hidden = [sp.Dense(32, name, kernel_initializer=sp.init.MATCHING[name]) for name in names]
+    model = sp.Sequential(
+        [sp.layers.Flatten(), *hidden, sp.Dense(10, "softmax")], input_shape=(8, 8)
+    )
+    with torch.no_grad():
+        for layer in hidden:
+            layer.bias.uniform_(-0.5, 0.5)
+    fast_model, slow_model, fast, slow = train_both(model, momentum)
+    assert fast["path"].startswith("fast") and slow["path"].startswith("autograd")
+    torch.testing.assert_close(fast["loss"], slow["loss"], rtol=1e-5, atol=0)
+    for p, q in zip(fast_model.parameters(), slow_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

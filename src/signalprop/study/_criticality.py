@@ -26,14 +26,22 @@ import numpy as np
 
 from signalprop import meanfield as _meanfield
 from signalprop.study._runner import CHANCE, final_accuracy
-from signalprop.study._spec import describe_autoinit
+from signalprop.study._spec import activation_key, describe_autoinit
 
 __all__ = ["depth_scan_section", "initializations_section"]
 
 #: Accuracy thresholds reported besides the primary one, to show how the agreement depends on it.
 SENSITIVITY = (0.2, 0.3, 0.4, 0.5, 0.6)
 #: The order activations are listed in (the chapter's rule of thumb, best first).
-ORDER = ("selu", "elu", "leaky_relu", "rrelu", "prelu", "relu", "gelu", "silu", "tanh", "sigmoid")
+ORDER = (
+    "selu", "elu", "leaky_relu", "rrelu", "prelu", "relu", "gelu", "silu", "mish", "softplus",
+    "tanh", "sigmoid",
+)  # fmt: skip
+
+
+def _activation_key(config: dict[str, Any]) -> str:
+    """A row of the tables: the activation's name, or a cycle's label."""
+    return activation_key(config["activation"])
 
 
 def _shown(value: float) -> str:
@@ -50,13 +58,13 @@ def _shown(value: float) -> str:
 def _is_depth_scan(configs: list[dict[str, Any]]) -> bool:
     if not configs:
         return False
-    if len({c["activation"] for c in configs}) != 1 or {c["init"] for c in configs} != {
+    if len({_activation_key(c) for c in configs}) != 1 or {c["init"] for c in configs} != {
         "variance_scaling"
     }:
         return False
     if any(c.get("init_args", {}).get("mode", "fan_in") != "fan_in" for c in configs):
         return False
-    if any(c.get("autoinit") for c in configs):
+    if any(c.get("autoinit") is not None for c in configs):
         return False
     scales = {c["init_args"].get("scale") for c in configs}
     depths = {len(c["hidden"]) for c in configs}
@@ -216,7 +224,7 @@ def _column(config: dict[str, Any]) -> str:
         )
     if isinstance(auto, str):
         return f"autoinit variance ({auto})"
-    return f"autoinit {describe_autoinit(auto)}"
+    return f"autoinit {describe_autoinit(auto)}"  # {}: "autoinit defaults"
 
 
 def _baseline(columns: list[str]) -> str:
@@ -225,8 +233,14 @@ def _baseline(columns: list[str]) -> str:
 
 
 def _phase_of(record: dict[str, Any]) -> tuple[str, float, bool] | None:
-    """The phase and χ₁ the run's hidden layers start in, from the weights diagnose saw."""
+    """The phase and χ₁ the run's hidden layers start in, from the weights diagnose saw.
+
+    None when there is no single answer: a cycle of activations has no one phase of
+    its own activation (the caller says "mixed").
+    """
     config = record["config"]
+    if not isinstance(config["activation"], str):
+        return None
     scales = record.get("layers", {}).get("start", {}).get("weight_scale_fan_in") or []
     hidden = [s for s in scales[2:-1] if s is not None]  # past the Flatten and the first layer
     if not hidden:
@@ -244,8 +258,14 @@ def _phase_of(record: dict[str, Any]) -> tuple[str, float, bool] | None:
     return mf.phase, mf.chi_1, mf.q_stable
 
 
-def initializations_section(results: list[dict[str, Any]]) -> list[str]:
-    """Mean ± std per activation × initialization; empty unless the study compares them."""
+def initializations_section(
+    results: list[dict[str, Any]], goals: dict[str, Any] | None = None
+) -> list[str]:
+    """Mean ± std per activation × initialization; empty unless the study compares them.
+
+    With ``goals`` (the specification's, see :mod:`signalprop.study._spec`), each
+    autoinit column gets a column saying, row by row, whether its goal is met.
+    """
     configs = [r["config"] for r in results]
     if not configs or len({len(c["hidden"]) for c in configs}) != 1:
         return []
@@ -254,17 +274,24 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
         {_column(c) for c in configs},
         key=lambda c: (c.startswith("autoinit"), "critical" in c, c),
     )
-    if len(columns) < 2 or not any(c.get("autoinit") for c in configs):
+    if len(columns) < 2 or not any(c.get("autoinit") is not None for c in configs):
         return []
     cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in results:
         config = record["config"]
-        cells[(config["activation"], _column(config))].append(record)
+        cells[(_activation_key(config), _column(config))].append(record)
+    cycles = {_activation_key(c) for c in configs if not isinstance(c["activation"], str)}
     activations = sorted(
-        {c["activation"] for c in configs},
-        key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER),
+        {_activation_key(c) for c in configs},
+        key=lambda a: (a in cycles, ORDER.index(a) if a in ORDER else len(ORDER), a),
     )
     depth = len(configs[0]["hidden"])
+    autoinit_columns = [c for c in columns if c.startswith("autoinit")]
+    goal_columns = (
+        [f"goal ({c})" if len(autoinit_columns) > 1 else "goal" for c in autoinit_columns]
+        if goals
+        else []
+    )
     lines = [
         f"## Initializations compared ({depth} hidden layers)",
         "",
@@ -278,10 +305,13 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
             else " As drawn: the initializer named, before autoinit."
         ),
         "",
-        "| activation | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
+        *_defaults_ran_as(results),
+        *_goals_stated(goals, columns),
+        "| activation | " + " | ".join(columns + goal_columns) + " |",
+        "|---|" + "---|" * (len(columns) + len(goal_columns)),
     ]
     summary: dict[tuple[str, str], tuple[float, float, int]] = {}
+    met = {True: 0, False: 0}
     for activation in activations:
         row = []
         for column in columns:
@@ -299,12 +329,87 @@ def initializations_section(results: list[dict[str, Any]]) -> list[str]:
             text = (f"{mean:.4f} ± {std:.4f}" if len(scores) > 1 else f"{mean:.4f} (1 seed)") + (
                 " †" * diverged
             )
-            if phase is not None:
+            if activation in cycles:
+                text += "<br>mixed"
+            elif phase is not None:
                 text += f"<br>{phase[0]}, χ₁ {phase[1]:.2f}" + ("" if phase[2] else ", q* unstable")
             row.append(text)
+        if goals:
+            for column in autoinit_columns:
+                verdict = _goal_met(summary, activation, column, _baseline(columns), goals)
+                row.append(verdict)
+                if verdict != "—":
+                    met[verdict == "met"] += 1
         lines.append(f"| {activation} | " + " | ".join(row) + " |")
+    if goals:
+        lines += ["", f"**Goals met: {met[True]} of {met[True] + met[False]} cells.**"]
     lines += ["", *_goals(summary, activations, columns), ""]
     return lines
+
+
+def _defaults_ran_as(results: list[dict[str, Any]]) -> list[str]:
+    """What autoinit's defaults were when the ``{}`` runs trained, from their records."""
+    ran = sorted(
+        {
+            describe_autoinit(
+                {k: r["autoinit"].get(k) for k in ("mode", "criterion", "distribution")}
+            )
+            for r in results
+            if r["config"].get("autoinit") == {} and r.get("autoinit")
+        }
+    )
+    if not ran:
+        return []
+    return [
+        f"Autoinit defaults: called with no arguments but the model and a batch; it ran as "
+        f"{' / '.join(ran)} (criterion, then what differs from truncated normal, analytic).",
+        "",
+    ]
+
+
+def _goals_stated(goals: dict[str, Any] | None, columns: list[str]) -> list[str]:
+    if not goals:
+        return []
+    parts = []
+    if "accuracy" in goals:
+        parts.append(f"a final accuracy of at least {goals['accuracy']:.2f}")
+    for name, threshold in sorted(goals.get("accuracy_of", {}).items()):
+        parts.append(f"{threshold:.2f} for {name}")
+    if goals.get("not_below_baseline"):
+        baseline = _baseline(columns)
+        shown = "the textbook pairing" if baseline == "textbook" else f"the init {baseline}"
+        parts.append(f"not below {shown} by more than the seeds' spread (the larger std)")
+    return [
+        f"Goal of each autoinit cell (mean over seeds, a diverged run at chance): "
+        f"{'; '.join(parts)}.",
+        "",
+    ]
+
+
+def _goal_met(
+    summary: dict[tuple[str, str], tuple[float, float, int]],
+    activation: str,
+    column: str,
+    baseline: str,
+    goals: dict[str, Any],
+) -> str:
+    """``"met"``, ``"not met: why"``, or ``"—"`` when the cell has no runs yet."""
+    ours = summary.get((activation, column))
+    if ours is None:
+        return "—"
+    misses = []
+    threshold = goals.get("accuracy_of", {}).get(activation, goals.get("accuracy"))
+    if threshold is not None and ours[0] < threshold:
+        misses.append(f"{ours[0]:.4f} < {threshold:.2f}")
+    base = summary.get((activation, baseline))
+    if goals.get("not_below_baseline"):
+        if base is None:
+            misses.append(f"no {baseline} run to compare with")
+        else:
+            spread = max(ours[1], base[1])
+            if ours[0] - base[0] < -spread:
+                misses.append(f"{ours[0] - base[0]:+.4f} vs {baseline}, spread {spread:.4f}")
+    return "met" if not misses else "not met: " + "; ".join(misses)
 
 
 def _goals(

@@ -18,7 +18,7 @@ import numpy as np
 
 from signalprop.study._criticality import depth_scan_section, initializations_section
 from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
-from signalprop.study._spec import describe_autoinit
+from signalprop.study._spec import activation_key, describe_activation, describe_autoinit
 
 __all__ = ["RULE_OF_THUMB", "write_report"]
 
@@ -51,6 +51,16 @@ def _shown(activation: str) -> str:
     return NAMES.get(activation, activation)
 
 
+def _activation(config: dict[str, Any]) -> str:
+    """The run's activation as the report shows it: a name with its arguments, or a cycle."""
+    return describe_activation(config["activation"], config.get("activation_args"), _shown)
+
+
+def _key(group: _Group) -> str:
+    """The order of activations in tables and figures: by name, cycles by their label."""
+    return activation_key(group.config["activation"])
+
+
 def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
     """Runs that differ only in their seed."""
     identity = {k: v for k, v in config.items() if k not in ("seed", "label", "reference")}
@@ -58,13 +68,12 @@ def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:
-    args = ", ".join(f"{k} {v}" for k, v in sorted(config["activation_args"].items()))
-    activation = _shown(config["activation"]) + (f" ({args})" if args else "")
+    activation = _activation(config)
     init_args = ", ".join(f"{k}={v}" for k, v in sorted(config.get("init_args", {}).items()))
     text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
     if config.get("bias_var"):
         text += f", σ_b² {config['bias_var']:g}"
-    if config.get("autoinit"):
+    if config.get("autoinit") is not None:
         text += f" + autoinit ({describe_autoinit(config['autoinit'])})"
     return f"{text}, {len(config['hidden'])} hidden" if depth else text
 
@@ -201,8 +210,19 @@ def _rank_of(activation: str) -> int | None:
 
 
 def _ranking(groups: list[_Group]) -> list[str]:
-    """The measured order at each depth (matching initializers) against the rule of thumb."""
-    matching = [g for g in groups if g.records[0]["config"].get("init_choice") == "matching"]
+    """The measured order at each depth (matching initializers) against the rule of thumb.
+
+    Only the textbook runs count: one activation, its matching initializer as drawn.
+    A run that autoinit re-initialized is another initialization of the same
+    activation, and would stand in the order under the activation's bare name.
+    """
+    matching = [
+        g
+        for g in groups
+        if g.config.get("init_choice") == "matching"
+        and g.config.get("autoinit") is None
+        and isinstance(g.config["activation"], str)
+    ]
     depths = sorted({g.depth for g in matching})
     ranked = [g for g in matching if _rank_of(g.config["activation"]) is not None]
     if len({g.config["activation"] for g in ranked}) < 3:
@@ -211,8 +231,9 @@ def _ranking(groups: list[_Group]) -> list[str]:
         "## Measured ranking against the rule of thumb",
         "",
         "Rule of thumb (the chapter): SELU > ELU > leaky ReLU and its variants (RReLU, PReLU) > "
-        "ReLU > tanh > logistic. Measured: each activation with its matching initializer, "
-        "ordered by mean final validation accuracy over seeds, a run that diverged (non-finite "
+        "ReLU > tanh > logistic. Measured: each activation with its matching initializer "
+        "(the textbook runs; runs re-initialized by autoinit are left out), ordered by mean "
+        "final validation accuracy over seeds, a run that diverged (non-finite "
         "loss) counting at chance, 0.10. A pair counts as *clearly* ordered when the means "
         "differ by more than twice the standard error of their difference (from the seeds' "
         "spread); otherwise it is *within noise*.",
@@ -276,7 +297,7 @@ def _findings_table(groups: list[_Group]) -> list[str]:
         "| configuration | hidden layers | at initialization | after training |",
         "|---|---|---|---|",
     ]
-    for group in sorted(groups, key=lambda g: (g.depth, g.config["activation"], g.config["init"])):
+    for group in sorted(groups, key=lambda g: (g.depth, _key(g), g.config["init"])):
         record = group.records[0]
 
         def kinds(when: str, record: dict[str, Any] = record) -> str:
@@ -288,6 +309,21 @@ def _findings_table(groups: list[_Group]) -> list[str]:
             f"| {kinds('end')} |"
         )
     return [*lines, ""]
+
+
+#: Above this many activations at one depth, an autoinit study's learning curves get one
+#: panel per initialization.
+SPLIT_ABOVE = 8
+
+
+def _palette(count: int) -> list[Any]:
+    """A colour per activation: matplotlib's ten cycle colours, or twenty tab20 ones."""
+    if count <= 10:
+        return [f"C{i}" for i in range(count)]
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"]
+    return [tab20(i % 20) for i in range(count)]
 
 
 def _figures(groups: list[_Group], directory: Path) -> list[str]:
@@ -302,23 +338,31 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
     panels: dict[str, dict[str, Any]] = {}
     styles: dict[str, str] = {}
     colors: dict[str, Any] = {}
-    palette = [f"C{i}" for i in range(10)]
-    activations = sorted({g.config["activation"] for g in groups})
-    for group in sorted(groups, key=lambda g: (g.config["activation"], g.config["init"])):
+    activations = sorted({_key(g) for g in groups})
+    palette = _palette(len(activations))
+    autoinit_study = any(g.config.get("autoinit") is not None for g in groups)
+    # Many activations at one depth: one panel per initialization, or the curves are a knot.
+    split = autoinit_study and len(depths) == 1 and len(activations) > SPLIT_ABOVE
+    for group in sorted(groups, key=lambda g: (_key(g), g.config["init"])):
         title = f"{group.depth} hidden layers"
+        if split:
+            auto = group.config.get("autoinit")
+            title += ", " + (
+                f"autoinit ({describe_autoinit(auto)})" if auto is not None else "as drawn"
+            )
         label = _label(group.config, depth=False)
         glorot = (
             group.records[0]["config"].get("init_choice") != "matching"
             and len({g.config["init"] for g in groups}) > 1
         )
-        if any(g.config.get("autoinit") for g in groups):  # dashed: as drawn, solid: autoinit
-            styles[label] = "-" if group.config.get("autoinit") else "--"
+        if autoinit_study:  # dashed: as drawn, solid: autoinit
+            styles[label] = "-" if group.config.get("autoinit") is not None else "--"
         else:  # dashed: Glorot uniform where the activation has its own initializer
             styles[label] = "--" if glorot else "-"
-        colors[label] = palette[activations.index(group.config["activation"]) % len(palette)]
+        colors[label] = palette[activations.index(_key(group))]
         panels.setdefault(title, {})[label] = group.curve()
     plot_learning_curves(
-        dict(sorted(panels.items(), key=lambda kv: int(kv[0].split()[0]))),
+        dict(sorted(panels.items(), key=lambda kv: (int(kv[0].split()[0]), kv[0]))),
         styles=styles,
         colors=colors,
     ).savefig(directory / "learning_curves.png", dpi=100)
@@ -358,7 +402,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
         "at initialization": {},
         "after training": {},
     }
-    for group in sorted(groups, key=lambda g: g.config["activation"]):
+    for group in sorted(groups, key=_key):
         if group.depth != deepest:
             continue
         record = group.records[0]
@@ -479,7 +523,7 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         lines += scan
     else:
         lines += [
-            *initializations_section(results),
+            *initializations_section(results, spec.get("goals")),
             "## Final validation accuracy",
             "",
             *_accuracy_table(groups),

@@ -62,16 +62,29 @@ _DATA_CACHE: dict[tuple[str | None, int, bool], Any] = {}
 
 
 def build_model(config: RunConfig) -> Sequential:
-    """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense."""
+    """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense.
+
+    Hidden layer i has the activation :meth:`RunConfig.hidden_activations` gives it
+    (a cycle's entries in turn) and the initializer
+    :meth:`RunConfig.hidden_initializers` gives it (with a cycle's ``"matching"``,
+    its own activation's).
+    """
     layers: list[nn.Module] = [Flatten()]
-    initializer = _init.create(config.init, **config.init_args)
+    initializers: dict[str, Any] = {}
+    for name, args in config.hidden_initializers():
+        key = json.dumps([name, args], sort_keys=True)
+        if key not in initializers:  # one object per distinct initializer, as before cycles
+            initializers[key] = _init.create(name, **args)
     biases: Any = (
         "zeros"
         if config.bias_var == 0
         else _init.RandomNormal(mean=0.0, stddev=math.sqrt(config.bias_var))
     )
-    for width in config.hidden:
-        activation = _activations.create(config.activation, **config.activation_args)
+    for width, (name, args), (init_name, init_args) in zip(
+        config.hidden, config.hidden_activations(), config.hidden_initializers(), strict=True
+    ):
+        activation = _activations.create(name, **args)
+        initializer = initializers[json.dumps([init_name, init_args], sort_keys=True)]
         layers.append(
             Dense(width, activation, kernel_initializer=initializer, bias_initializer=biases)
         )

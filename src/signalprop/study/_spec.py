@@ -5,16 +5,22 @@ shared by every run), and ``runs`` (explicit runs) and/or ``grid`` (lists of
 values whose product gives runs). A run's settings:
 
 =================  ===========================================================
-``activation``     activation name (see ``signalprop.activations.names()``)
-``activation_args``  its arguments, e.g. ``{"alpha": 0.2}``
-``init``           initializer name, or ``"matching"`` for the activation's own
+``activation``     activation name (see ``signalprop.activations.names()``), or a
+                   cycle of them: ``{"cycle": ["gelu", "tanh", {"name": "leaky_relu",
+                   "alpha": 0.1}]}``, hidden layer i taking entry i mod its length (an
+                   entry is a name, or an object of a name and its arguments)
+``activation_args``  its arguments, e.g. ``{"alpha": 0.2}`` (a cycle's are in its entries)
+``init``           initializer name, or ``"matching"`` for the activation's own (for a
+                   cycle: each layer its own activation's, kept as ``"matching"``)
 ``init_args``      its arguments, e.g. ``{"scale": 2.0, "mode": "fan_avg"}``
 ``bias_var``       biases drawn from N(0, bias_var) instead of zeros (σ_b²), default 0
 ``autoinit``       run :func:`signalprop.autoinit` after drawing: ``"analytic"`` or
                    ``"data"`` (the variance criterion, as before criteria existed), or
                    an object of its arguments, e.g. ``{"criterion": "critical",
-                   "distribution": "orthogonal"}`` (``mode`` analytic unless given; data
-                   mode on the first 1,024 training images)
+                   "distribution": "orthogonal"}`` (``mode`` analytic unless given, the
+                   other defaults written in; data mode on the first 1,024 training
+                   images); ``{}`` calls it with no arguments: its defaults when the run
+                   trains, which the result records
 ``depth``          hidden layers: 300 units, then ``depth - 1`` of 100 (the chapter's)
 ``hidden``         or the hidden widths themselves, e.g. ``[300, 100]``
 ``epochs``         epochs of training
@@ -33,7 +39,13 @@ values whose product gives runs). A run's settings:
 Runs of a grid with identical settings are run once (the logistic's and
 tanh's matching initializer is ``glorot_uniform``, so ``init: ["matching",
 "glorot_uniform"]`` names their runs twice); two identical explicit runs
-are an error. A top-level ``seeds`` list repeats every run with each seed.
+are an error. A top-level ``seeds`` list repeats every run with each seed, as
+the grid's last (innermost) setting; name ``seed`` first in the grid to run one
+seed of every configuration before the next. A top-level ``goals`` object
+states what each autoinit cell should reach, for the report to check:
+``{"accuracy": 0.8, "accuracy_of": {"sigmoid": 0.75}, "not_below_baseline":
+true}`` (final accuracy at least ``accuracy``, or the activation's own
+threshold; not below the textbook pairing by more than the seeds' spread).
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,11 +64,22 @@ from signalprop import init as _init
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 from signalprop.train import OPTIMIZERS
 
-__all__ = ["PRESET_NAMES", "RunConfig", "StudySpec", "expand", "load_spec"]
+__all__ = [
+    "PRESET_NAMES",
+    "RunConfig",
+    "StudySpec",
+    "activation_key",
+    "cycle_of",
+    "describe_activation",
+    "expand",
+    "layer_activations",
+    "load_spec",
+]
 
 PRESET_NAMES = (
     "autoinit",
     "autoinit-100",
+    "autoinit-zoo",
     "chapter11",
     "he-vs-glorot",
     "quick",
@@ -81,12 +105,81 @@ DEFAULTS: dict[str, Any] = {
 }
 KEYS = {"activation", "init", "depth", "hidden", "epochs", *DEFAULTS}
 
+#: The key of the object form of ``activation``: hidden layer i takes entry i mod its length.
+CYCLE = "cycle"
+#: The ``init`` of a cycle whose layers each take their own activation's matching initializer.
+MATCHING = "matching"
+
+#: A run's activation: a name, or ``{"cycle": [entry, ...]}`` with each entry a name or
+#: ``{"name": ..., **arguments}``.
+Activation = str | dict[str, Any]
+
+
+def cycle_of(activation: Activation) -> list[tuple[str, dict[str, Any]]] | None:
+    """A cycle's entries as ``(name, arguments)``; None for a single activation.
+
+    Example:
+        >>> cycle_of({"cycle": ["relu", {"name": "leaky_relu", "alpha": 0.1}]})
+        [('relu', {}), ('leaky_relu', {'alpha': 0.1})]
+    """
+    if isinstance(activation, str):
+        return None
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for entry in activation[CYCLE]:
+        if isinstance(entry, str):
+            entries.append((entry, {}))
+        else:
+            entries.append((entry["name"], {k: v for k, v in entry.items() if k != "name"}))
+    return entries
+
+
+def activation_key(activation: Activation) -> str:
+    """A string that tells runs' activations apart and sorts them: a name as it is, a
+    cycle by its label (see :func:`describe_activation`)."""
+    return activation if isinstance(activation, str) else describe_activation(activation)
+
+
+def layer_activations(
+    activation: Activation, activation_args: dict[str, Any], depth: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each hidden layer's activation as ``(name, arguments)``, a cycle's in turn."""
+    cycle = cycle_of(activation)
+    if cycle is None:
+        assert isinstance(activation, str)
+        return [(activation, dict(activation_args))] * depth
+    return [cycle[i % len(cycle)] for i in range(depth)]
+
+
+def describe_activation(
+    activation: Activation,
+    activation_args: dict[str, Any] | None = None,
+    shown: Callable[[str], str] = str,
+) -> str:
+    """A label: ``"elu (alpha 0.5)"``, or ``"cycle(gelu, tanh, leaky_relu 0.1)"`` (an
+    entry's one argument by its value alone); ``shown`` turns a name into its display.
+    """
+    cycle = cycle_of(activation)
+    if cycle is None:
+        assert isinstance(activation, str)
+        args = ", ".join(f"{k} {v}" for k, v in sorted((activation_args or {}).items()))
+        return shown(activation) + (f" ({args})" if args else "")
+    parts = []
+    for name, entry_args in cycle:
+        if len(entry_args) == 1:  # "leaky_relu 0.1"
+            parts.append(f"{shown(name)} {next(iter(entry_args.values()))}")
+        elif entry_args:
+            pairs = ", ".join(f"{k} {v}" for k, v in sorted(entry_args.items()))
+            parts.append(f"{shown(name)} ({pairs})")
+        else:
+            parts.append(shown(name))
+    return f"cycle({', '.join(parts)})"
+
 
 @dataclass(frozen=True)
 class RunConfig:
     """One training run of a study, fully specified."""
 
-    activation: str
+    activation: Activation
     init: str
     hidden: tuple[int, ...]
     epochs: int
@@ -130,9 +223,19 @@ class RunConfig:
     @property
     def name(self) -> str:
         """A readable one-line name."""
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.activation_args.items()))
-        activation = f"{self.activation}({args})" if args else self.activation
+        activation = describe_activation(self.activation, self.activation_args)
         return f"{activation} + {self.init}, {self.depth} hidden, seed {self.seed}"
+
+    def hidden_activations(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each hidden layer's activation as ``(name, arguments)``."""
+        return layer_activations(self.activation, self.activation_args, self.depth)
+
+    def hidden_initializers(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each hidden layer's initializer as ``(name, arguments)``: with ``"matching"``
+        (a cycle's), its own activation's textbook initializer."""
+        if self.init != MATCHING:
+            return [(self.init, dict(self.init_args))] * self.depth
+        return [(_init.MATCHING[name], {}) for name, _ in self.hidden_activations()]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -142,18 +245,19 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A named list of runs."""
+    """A named list of runs, and the goals its report checks (if any)."""
 
     name: str
     description: str
     runs: list[RunConfig]
+    goals: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "runs": [{"run_id": run.run_id, **run.to_dict()} for run in self.runs],
-        }
+        data: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.goals is not None:
+            data["goals"] = self.goals
+        data["runs"] = [{"run_id": run.run_id, **run.to_dict()} for run in self.runs]
+        return data
 
 
 def _fail(source: str, message: str) -> ValueError:
@@ -190,6 +294,8 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
         raise invalid_parameter(
             "autoinit", caller, "null, 'analytic', 'data' or an object of arguments", value
         )
+    if not value:
+        return {}  # autoinit's own defaults, whatever they are when the run trains
     from signalprop.autoinit import (
         CRITERIA,
         DEFAULT_CRITERION,
@@ -221,15 +327,101 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
 
 def describe_autoinit(autoinit: str | dict[str, Any]) -> str:
     """``"critical, orthogonal"``: the criterion, then what differs from the defaults of
-    the object form (truncated normal, analytic); the string form as it is."""
+    the object form (truncated normal, analytic); the string form as it is; ``{}``
+    (autoinit's own defaults) ``"defaults"``."""
     if isinstance(autoinit, str):
         return autoinit
+    if not autoinit:
+        return "defaults"
     parts = [str(autoinit.get("criterion", "variance"))]
     if autoinit.get("distribution", "truncated_normal") != "truncated_normal":
         parts.append(str(autoinit["distribution"]))
     if autoinit.get("mode", "analytic") != "analytic":
         parts.append(str(autoinit["mode"]))
     return ", ".join(parts)
+
+
+def _checked_activation(value: Any, merged: dict[str, Any], caller: str, source: str) -> Activation:
+    """A name as it is, or a checked cycle in its one form: ``{"cycle": [entry, ...]}``,
+    each entry a name, or ``{"name": ..., **arguments}`` when it has arguments."""
+    if isinstance(value, str):
+        return value
+    expected = (
+        "an activation name or {'cycle': [...]} of activation names or objects of a name "
+        "and its arguments"
+    )
+    if (
+        not isinstance(value, dict)
+        or set(value) != {CYCLE}
+        or not isinstance(value[CYCLE], list)
+        or not value[CYCLE]
+    ):
+        raise invalid_parameter("activation", caller, expected, value)
+    if merged["activation_args"]:
+        raise _fail(
+            source,
+            "'activation_args' is for one activation: give a cycle entry's arguments in the "
+            "entry, e.g. {'name': 'leaky_relu', 'alpha': 0.1}",
+        )
+    entries: list[str | dict[str, Any]] = []
+    for entry in value[CYCLE]:
+        if isinstance(entry, str):
+            name, args = entry, {}
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            name, args = entry["name"], {k: v for k, v in entry.items() if k != "name"}
+        else:
+            raise invalid_parameter(
+                "activation.cycle",
+                caller,
+                "activation names or objects of a name and its arguments",
+                entry,
+            )
+        try:
+            _activations.create(name, **args)
+        except (TypeError, ValueError) as error:
+            raise _fail(source, f"activation cycle entry {name!r}: {error}") from None
+        entries.append({"name": name, **args} if args else name)
+    return {CYCLE: entries}
+
+
+#: Keys of a specification's ``goals`` object (see the module's docstring).
+GOAL_KEYS = ("accuracy", "accuracy_of", "not_below_baseline")
+
+
+def _goals(value: Any, source: str) -> dict[str, Any] | None:
+    """The ``goals`` object, checked: thresholds in [0, 1], activation names known."""
+    if value is None:
+        return None
+    caller = source
+    if not isinstance(value, dict) or set(value) - set(GOAL_KEYS):
+        raise invalid_parameter(
+            "goals", caller, f"an object with keys among {list(GOAL_KEYS)}", value
+        )
+    goals: dict[str, Any] = {}
+    if "accuracy" in value:
+        goals["accuracy"] = check_real(
+            value["accuracy"], param="goals.accuracy", caller=caller, low=0, high=1
+        )
+    of = value.get("accuracy_of", {})
+    if not isinstance(of, dict):
+        raise invalid_parameter(
+            "goals.accuracy_of", caller, "an object of activation names and accuracies", of
+        )
+    for name, threshold in of.items():
+        if name not in _activations.names():
+            raise invalid_parameter(
+                "goals.accuracy_of", caller, f"keys among {_activations.names()}", name
+            )
+        goals.setdefault("accuracy_of", {})[name] = check_real(
+            threshold, param="goals.accuracy_of", caller=caller, low=0, high=1
+        )
+    if "not_below_baseline" in value:
+        if not isinstance(value["not_below_baseline"], bool):
+            raise invalid_parameter(
+                "goals.not_below_baseline", caller, "true or false", value["not_below_baseline"]
+            )
+        goals["not_below_baseline"] = value["not_below_baseline"]
+    return goals
 
 
 def _run(settings: dict[str, Any], source: str) -> RunConfig:
@@ -243,15 +435,41 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
             raise _fail(source, f"a run needs {required!r}")
     if ("depth" in merged) == ("hidden" in merged):
         raise _fail(source, "a run needs exactly one of 'depth' and 'hidden'")
-    activation = merged["activation"]
-    if not isinstance(activation, str):
-        raise invalid_parameter("activation", caller, "an activation name", activation)
-    args = _built(_activations.create, "activation", activation, merged, source)
+    activation = _checked_activation(merged["activation"], merged, caller, source)
+    if isinstance(activation, str):
+        args = _built(_activations.create, "activation", activation, merged, source)
+    else:
+        args = {}
     init_choice = merged["init"]
-    init_name = _init.MATCHING.get(activation, "") if init_choice == "matching" else init_choice
-    if not isinstance(init_name, str) or not init_name:
-        raise invalid_parameter("init", caller, "an initializer name or 'matching'", init_choice)
-    init_args = _built(_init.create, "init", init_name, merged, source)
+    cycle = cycle_of(activation)
+    if cycle is not None and init_choice == MATCHING:
+        unmatched = sorted({name for name, _ in cycle} - set(_init.MATCHING))
+        if unmatched:
+            raise invalid_parameter(
+                "activation",
+                caller,
+                f"a cycle of activations with a matching initializer {sorted(_init.MATCHING)} "
+                "when init is 'matching'",
+                unmatched,
+            )
+        if merged["init_args"]:
+            raise _fail(
+                source,
+                "'init_args' cannot go with init 'matching' on a cycle: each layer takes its "
+                "own activation's initializer as it is",
+            )
+        init_name, init_args = MATCHING, {}
+    else:
+        init_name = (
+            _init.MATCHING.get(activation, "")
+            if init_choice == MATCHING and isinstance(activation, str)
+            else init_choice
+        )
+        if not isinstance(init_name, str) or not init_name:
+            raise invalid_parameter(
+                "init", caller, "an initializer name or 'matching'", init_choice
+            )
+        init_args = _built(_init.create, "init", init_name, merged, source)
     auto = _autoinit_setting(merged["autoinit"], caller)
     if "depth" in merged:
         depth = check_int(merged["depth"], param="depth", caller=caller, low=1)
@@ -298,7 +516,7 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
     """
     if not isinstance(raw, dict):
         raise _fail(source, "a study file must hold a JSON object")
-    allowed = {"name", "description", "defaults", "runs", "grid", "seeds"}
+    allowed = {"name", "description", "defaults", "runs", "grid", "seeds", "goals"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(source, f"unknown key(s) {unknown}; valid: {sorted(allowed)}")
@@ -338,7 +556,10 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
     if len(unique) < len(runs) and explicit and grid is None:
         raise _fail(source, "two runs have identical settings")
     return StudySpec(
-        name=str(name), description=str(raw.get("description", "")), runs=list(unique.values())
+        name=str(name),
+        description=str(raw.get("description", "")),
+        runs=list(unique.values()),
+        goals=_goals(raw.get("goals"), source),
     )
 
 
