@@ -201,7 +201,11 @@ def a_regular_file(tmp_path: Path) -> str:
 
 ERRORS = [
     ("unknown activation", ["--activation", "tanhh"], ["'--activation'", "Did you mean 'tanh'?"]),
-    ("softmax", ["--activation", "softmax"], ["softmax", "not elementwise"]),
+    (
+        "softmax",
+        ["--activation", "softmax"],
+        ["must be an elementwise activation", "Got 'softmax'"],
+    ),
     ("width 0", ["--activation", "tanh", "--width", "0"], ["'--width'", ">= 1"]),
     ("width not a number", ["--activation", "tanh", "--width", "wide"], ["--width", "'wide'"]),
     ("resolution 1", ["--activation", "tanh", "--resolution", "1"], ["'--resolution'"]),
