@@ -863,6 +863,34 @@ def _phase_numbers(
     return diagram, marks, notes, rows, levels, line
 
 
+#: The critical line of ``signalprop phase`` is drawn from this many σ_b² spread over the
+#: grid, plus ``PHASE_LINE_EDGE`` more between the two σ_b² around each end of the line:
+#: near a threshold (SiLU's at σ_b² ≈ 0.556) the grid's rows alone draw a staircase.
+PHASE_LINE_POINTS = 300
+PHASE_LINE_EDGE = 40
+
+
+def _phase_line(name: str, params: dict[str, float], bias_vars: Any) -> tuple[Any, Any]:
+    """(σ_b², σ_w²) of the critical line, sampled finely, most finely around its ends."""
+    import numpy as np
+
+    from signalprop import meanfield
+
+    b = np.linspace(bias_vars[0], bias_vars[-1], PHASE_LINE_POINTS)
+    w = meanfield.critical_line(name, b, **params)
+    exists = np.isfinite(w)
+    ends = np.flatnonzero(exists[1:] != exists[:-1])
+    if len(ends):
+        extra = np.concatenate(
+            [np.linspace(b[i], b[i + 1], PHASE_LINE_EDGE + 2)[1:-1] for i in ends]
+        )
+        b = np.concatenate([b, extra])
+        w = np.concatenate([w, meanfield.critical_line(name, extra, **params)])
+        order = np.argsort(b)
+        b, w = b[order], w[order]
+    return b, w
+
+
 def _run_phase(options: dict[str, Any]) -> int:
     import numpy as np
     import torch
@@ -879,10 +907,11 @@ def _run_phase(options: dict[str, Any]) -> int:
         diagram, marks, notes, rows, levels, line = _phase_numbers(
             name, params, width, options["resolution"]
         )
+        fine = _phase_line(name, params, diagram.bias_vars)
     finally:
         torch.set_num_threads(threads)
 
-    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS)
+    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS, critical_line=fine)
     figure.savefig(directory / "phase.png", dpi=110)
 
     title = f"{diagram.activation}: mean-field phase diagram, dense layers of width {width}"
