@@ -1060,3 +1060,86 @@ def test_boundary_values_are_accepted() -> None:
 def test_get_instantiates_module_classes() -> None:
     assert type(A.get(torch.nn.ReLU)) is torch.nn.ReLU
     assert type(A.get(A.ELU)) is A.ELU
+
+
+# ------------------------------------------------- the one elementwise rule
+
+
+def test_is_elementwise_refuses_softmax_in_every_form() -> None:
+    for softmax in ("softmax", A.Softmax, A.Softmax(), nn.Softmax(dim=-1), nn.LogSoftmax(-1)):
+        assert not A.is_elementwise(softmax), softmax
+    for function in (A.softmax, F.softmax, torch.softmax, F.log_softmax):
+        assert not A.is_elementwise(function), function
+    assert not A.is_elementwise("tanhh")  # unknown: nothing is known about it
+    for tanh in ("tanh", A.Tanh, A.Tanh(), nn.Tanh(), torch.tanh, lambda x: torch.tanh(x)):
+        assert A.is_elementwise(tanh), tanh
+    assert A.elementwise_names() == sorted(set(A.names()) - {"softmax"})
+
+
+ELEMENTWISE_LIST = re.escape(str(sorted(set(A.names()) - {"softmax"})))
+
+
+@pytest.mark.parametrize("softmax", ["softmax", nn.Softmax(dim=-1), F.softmax])
+def test_check_elementwise_words_the_refusal_one_way(softmax: object) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"^The 'activation' parameter of propagate must be an elementwise activation "
+        rf"\(one of {ELEMENTWISE_LIST}\)\. Got {re.escape(repr(softmax))} instead\.$",
+    ):
+        A.check_elementwise(softmax, caller="propagate")
+    A.check_elementwise("tanh", caller="propagate")  # accepted: no error
+
+
+def test_an_unknown_name_gets_the_same_words_and_the_closest_name() -> None:
+    with pytest.raises(ValueError, match=r"elementwise activation .* Did you mean 'tanh'\?$"):
+        A.check_elementwise("tanhh", caller="propagate")
+
+
+def refusal(caller: str, param: str = "activation") -> str:
+    """The one refusal of softmax as a hidden activation, as ``caller`` words it."""
+    return (
+        f"The {param!r} parameter of {caller} must be an elementwise activation "
+        f"(one of {sorted(set(A.names()) - {'softmax'})}). Got 'softmax' instead."
+    )
+
+
+def test_every_api_entry_point_follows_the_rule() -> None:
+    import signalprop as sp
+    from signalprop import meanfield
+
+    entries: dict[str, Callable[[str], object]] = {
+        "propagate": lambda a: sp.propagate(a, "glorot_uniform", depth=2, width=4, batch=3),
+        "moments": lambda a: sp.gain(a),
+        "meanfield.analyze": lambda a: meanfield.analyze(a, 1.0),
+        "meanfield.phase_diagram": lambda a: meanfield.phase_diagram(a, [1.0, 2.0], [0.0]),
+    }
+    for caller, call in entries.items():
+        with pytest.raises(ValueError) as refused:
+            call("softmax")
+        assert str(refused.value) == refusal(caller), caller
+        call("tanh")  # accepted
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["propagate", "--activation", "softmax"], refusal("signalprop propagate", "--activation")),
+        (["gain", "softmax"], refusal("signalprop gain")),
+        (
+            ["phase", "--activation", "softmax", "--out", "OUT"],
+            refusal("signalprop phase", "--activation"),
+        ),
+    ],
+    ids=["propagate", "gain", "phase"],
+)
+def test_every_command_follows_the_rule_in_one_line_with_status_2(
+    argv: list[str], message: str, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signalprop.cli import main
+
+    argv = [str(tmp_path) if a == "OUT" else a for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"signalprop: error: {message}\n"
+    assert not list(tmp_path.iterdir())  # refused before anything is written

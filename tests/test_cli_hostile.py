@@ -17,7 +17,7 @@ from signalprop.propagate import memory_needed, physical_memory
         (["gain", "leaky_relu", "--param", "=0.2"], ["--param must be NAME=NUMBER"]),
         (["gain", "leaky_relu", "--param", "alpha"], ["--param must be NAME=NUMBER"]),
         (["gain", "leaky_relu", "--param", "alpha=-1"], ["--param does not fit leaky_relu"]),
-        (["gain", "softmax"], ["softmax is not elementwise"]),
+        (["gain", "softmax"], ["must be an elementwise activation", "Got 'softmax' instead."]),
         (["gain", "relux"], ["Did you mean 'relu'?"]),
         (["propagate", "--depth", "100000000"], ["--depth 100000000", "GB"]),
         (["propagate", "--width", "10000000"], ["--width 10000000", "GB"]),

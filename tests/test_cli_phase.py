@@ -201,7 +201,11 @@ def a_regular_file(tmp_path: Path) -> str:
 
 ERRORS = [
     ("unknown activation", ["--activation", "tanhh"], ["'--activation'", "Did you mean 'tanh'?"]),
-    ("softmax", ["--activation", "softmax"], ["softmax", "not elementwise"]),
+    (
+        "softmax",
+        ["--activation", "softmax"],
+        ["must be an elementwise activation", "Got 'softmax'"],
+    ),
     ("width 0", ["--activation", "tanh", "--width", "0"], ["'--width'", ">= 1"]),
     ("width not a number", ["--activation", "tanh", "--width", "wide"], ["--width", "'wide'"]),
     ("resolution 1", ["--activation", "tanh", "--resolution", "1"], ["'--resolution'"]),
@@ -356,3 +360,100 @@ def test_autoinit_command_takes_a_criterion_and_a_distribution(capsys) -> None:
     assert main(["autoinit", "--preset", "torch-default-tanh", "--criterion", "edge"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--criterion" in err
+
+
+# ------------------------------------------- the legend, the labels, the line
+
+
+def legend_matches_the_drawing(axis: Any) -> list[str]:
+    """Each legend entry's artist is drawn with something to see; returns the entries.
+
+    A line entry needs two neighbouring finite points (a visible piece of line); a
+    marker entry needs one finite point inside or on the edge of the axes.
+    """
+    entries = [text.get_text() for text in axis.get_legend().get_texts()]
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    (x0, x1), (y0, y1) = axis.get_xlim(), axis.get_ylim()
+    for entry in entries:
+        if entry == "q* = ∞ (signal grows)":
+            continue  # the hatched patch, checked against q* elsewhere
+        line = lines[entry]
+        x = np.asarray(line.get_xdata(), dtype=float)
+        y = np.asarray(line.get_ydata(), dtype=float)
+        seen = np.isfinite(x) & np.isfinite(y) & (x0 <= x) & (x <= x1) & (y0 <= y) & (y <= y1)
+        if line.get_linestyle() not in ("None", "none", ""):
+            assert (seen[1:] & seen[:-1]).any(), f"{entry!r} is listed but no line is drawn"
+        else:
+            assert line.get_marker() not in ("None", "none", "") and seen.any(), entry
+    return entries
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_an_activation_critical_at_one_point_lists_a_point_not_a_line(activation: str) -> None:
+    w = np.linspace(0.5, 3.0, 6)
+    b = np.linspace(0.0, 0.5, 6)
+    diagram = meanfield.phase_diagram(activation, w, b)  # critical at σ_b² = 0 only
+    figure = plot_phase_diagram(diagram, {"He": (2.0, 0.0)})
+    entries = legend_matches_the_drawing(figure.axes[0])
+    assert not any(entry.startswith("critical line") for entry in entries)
+    assert "critical point (χ₁ = 1)" in entries
+
+
+def test_no_critical_entry_without_a_critical_point() -> None:
+    diagram = replace(synthetic_diagram(), critical=np.full(5, np.nan))
+    entries = legend_matches_the_drawing(plot_phase_diagram(diagram, MARKS).axes[0])
+    assert not any(entry.startswith("critical") for entry in entries)
+
+
+def test_the_synthetic_legend_matches_the_drawing() -> None:
+    entries = legend_matches_the_drawing(plot_phase_diagram(synthetic_diagram(), MARKS).axes[0])
+    assert entries[0] == "critical line (χ₁ = 1)"
+
+
+@pytest.mark.parametrize("activation", ["linear", "tanh", "silu"])
+def test_contour_labels_do_not_overlap(activation: str) -> None:
+    """Every 6ξ_c label's box, as rendered, is clear of every other label's."""
+    w = np.linspace(0.05, 4.0, 40)
+    b = np.linspace(0.0, 1.5 if activation == "silu" else 0.5, 30)
+    diagram = meanfield.phase_diagram(activation, w, b)
+    figure = plot_phase_diagram(diagram, {"He": (2.0, 0.0)})
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    boxes = [
+        text.get_window_extent(renderer)
+        for text in figure.axes[0].texts
+        if "xi_c" in text.get_text()
+    ]
+    assert len(boxes) >= 2  # labelled at all
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1 :]:
+            assert not first.overlaps(second), (first, second)
+
+
+SILU_THRESHOLD = 0.5554  # the smallest σ_b² with a stable critical point, to 4 digits
+
+
+def test_silu_s_critical_line_is_drawn_from_many_points_near_its_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[Any] = []
+
+    def recording(diagram: meanfield.PhaseDiagram, marks: Any, **kwargs: Any) -> Figure:
+        figure = plot_phase_diagram(diagram, marks, **kwargs)
+        drawn.append((diagram, figure))
+        return figure
+
+    monkeypatch.setattr(plots, "plot_phase_diagram", recording)
+    run_phase(["--activation", "silu", "--out", str(tmp_path)], capsys)  # an 8 × 8 grid
+    ((diagram, figure),) = drawn
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    line = lines["critical line (χ₁ = 1)"]
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    on = np.isfinite(x)
+    assert y[on].min() == pytest.approx(SILU_THRESHOLD, abs=5e-4)  # it starts there
+    assert (on & (np.abs(y - SILU_THRESHOLD) < 0.01)).sum() >= 10
+    assert on.sum() > 10 * len(diagram.bias_vars)  # far finer than the grid's rows
+    np.testing.assert_allclose(x[on], meanfield.critical_line("silu", y[on]), rtol=1e-9)

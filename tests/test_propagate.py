@@ -115,6 +115,8 @@ BAD_ARGUMENTS: list[tuple[str, dict[str, Any]]] = [
     ("seed", {"seed": -1}),
     ("dtype", {"dtype": "float16"}),
     ("activation", {"activation": "selux"}),
+    ("activation", {"activation": "softmax"}),  # not elementwise: no hidden layer's
+    ("activation", {"activation": torch.nn.Softmax(dim=-1)}),
     ("identifier", {"init": "lecun_normall"}),
 ]
 

@@ -50,13 +50,19 @@ def _closest(value: Any, options: Iterable[str]) -> str:
     return f"Did you mean {matches[0]!r}?" if matches else ""
 
 
-def check_option(value: Any, options: Iterable[str], *, param: str, caller: str) -> str:
-    """Return ``value`` if it is one of ``options``; otherwise raise listing them."""
+def check_option(
+    value: Any, options: Iterable[str], *, param: str, caller: str, what: str = ""
+) -> str:
+    """Return ``value`` if it is one of ``options``; otherwise raise listing them.
+
+    ``what`` names the kind of value expected, before the list: with
+    ``what="an elementwise activation"`` the message says *must be an elementwise
+    activation (one of [...])*.
+    """
     valid = sorted(options)
     if not isinstance(value, str) or value not in valid:
-        raise invalid_parameter(
-            param, caller, f"one of {valid}", value, hint=_closest(value, valid)
-        )
+        expected = f"{what} (one of {valid})" if what else f"one of {valid}"
+        raise invalid_parameter(param, caller, expected, value, hint=_closest(value, valid))
     return value
 
 

@@ -71,11 +71,14 @@ __all__ = [
     "Softplus",
     "Swish",
     "Tanh",
+    "check_elementwise",
     "create",
     "curves",
+    "elementwise_names",
     "elu",
     "gelu",
     "get",
+    "is_elementwise",
     "leaky_relu",
     "linear",
     "mish",
@@ -534,6 +537,68 @@ def name_of(module: nn.Module) -> str | None:
         if torch_cls is not nn.Module and type(module) is torch_cls:
             return name
     return None
+
+
+#: Activations that are not elementwise: each output depends on every unit of its row
+#: (softmax normalizes over them), so they belong on an output layer, never a hidden one.
+_NOT_ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    nn.Softmax,
+    nn.Softmin,
+    nn.LogSoftmax,
+    nn.Softmax2d,
+)
+_NOT_ELEMENTWISE_FUNCTIONS: tuple[Callable[..., Any], ...] = (
+    softmax,
+    F.softmax,
+    F.softmin,
+    F.log_softmax,
+    torch.softmax,
+    torch.log_softmax,
+)
+
+
+def is_elementwise(activation: str | nn.Module | type | Callable[..., Any]) -> bool:
+    """Whether ``activation`` acts on each unit alone, as a hidden layer's activation must.
+
+    The one rule every entry point that takes a hidden activation follows
+    (propagate, gains and the mean-field theory, the command line, studies).
+    Softmax and its relatives are not elementwise; every other registry name,
+    module, module class or function is taken to be (a user's callable is
+    trusted). An unknown name is not.
+
+    Example:
+        >>> is_elementwise("tanh"), is_elementwise("softmax"), is_elementwise(nn.Softmax(-1))
+        (True, False, False)
+    """
+    if isinstance(activation, str):
+        cls = _REGISTRY.get(activation)
+        return cls is not None and not issubclass(cls, _NOT_ELEMENTWISE)
+    if isinstance(activation, nn.Module):
+        return not isinstance(activation, _NOT_ELEMENTWISE)
+    if isinstance(activation, type):
+        return not issubclass(activation, _NOT_ELEMENTWISE)
+    return not any(activation is f for f in _NOT_ELEMENTWISE_FUNCTIONS)
+
+
+def elementwise_names() -> list[str]:
+    """The names :func:`is_elementwise` accepts, sorted: every name but softmax."""
+    return [name for name in names() if is_elementwise(name)]
+
+
+def check_elementwise(activation: Any, *, param: str = "activation", caller: str) -> None:
+    """Refuse, in the one wording, an activation that cannot be a hidden layer's.
+
+    Raises:
+        ValueError: *The 'activation' parameter of propagate must be an elementwise
+            activation (one of [...]). Got 'softmax' instead.* An unknown name is
+            refused in the same words, with the closest elementwise name.
+    """
+    if is_elementwise(activation):
+        return
+    expected = "an elementwise activation"
+    if isinstance(activation, str) and activation not in _REGISTRY:
+        check_option(activation, elementwise_names(), param=param, caller=caller, what=expected)
+    raise invalid_parameter(param, caller, f"{expected} (one of {elementwise_names()})", activation)
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument(
         "--activation",
         default="selu",
-        help=f"activation, one of {', '.join(_activations.names())} (default selu)",
+        help=f"elementwise activation, one of {', '.join(_activations.elementwise_names())} "
+        "(default selu)",
     )
     prop.add_argument(
         "--init",
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     phase.add_argument(
         "--activation",
         required=True,
-        help=f"elementwise activation: one of {_phase_activations()}",
+        help=f"elementwise activation: one of {_activations.elementwise_names()}",
     )
     phase.add_argument("--out", metavar="DIR", required=True, help="directory for the files")
     phase.add_argument(
@@ -281,16 +282,6 @@ def _parse_params(pairs: list[str], command: str = "gain") -> dict[str, float]:
     return params
 
 
-def _elementwise_activation(name: str, command: str, param: str, what: str) -> None:
-    """A known activation name that is elementwise (softmax is not), in the CLI's words."""
-    if name == "softmax":
-        raise UsageError(
-            f"{command}: {param + ' ' if param.startswith('--') else ''}softmax is not "
-            f"elementwise (each output depends on every unit), so it has no {what}"
-        )
-    check_option(name, _phase_activations(), param=param, caller=f"{PROG} {command}")
-
-
 def _check_params(activation: str, params: dict[str, float], command: str) -> None:
     """The activation's arguments, refused in the command line's own words."""
     try:
@@ -307,11 +298,6 @@ def _check_params(activation: str, params: dict[str, float], command: str) -> No
 
 #: Grid points per axis of ``signalprop phase`` (100 × 100: a few seconds).
 PHASE_RESOLUTION = 100
-
-
-def _phase_activations() -> list[str]:
-    """The activations with a mean-field theory: every elementwise one."""
-    return [name for name in _activations.names() if name != "softmax"]
 
 
 def _fitting_batch(batch: int, preset: str, command: str, low: int = 2) -> int:
@@ -359,8 +345,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Check parsed arguments and return a :class:`Config`; raises ``ValueError`` on mistakes."""
     command = args.command
     if command == "propagate":
-        check_option(
-            args.activation, _activations.names(), param="--activation", caller=f"{PROG} propagate"
+        _activations.check_elementwise(
+            args.activation, param="--activation", caller=f"{PROG} propagate"
         )
         check_option(args.init, _init.names(), param="--init", caller=f"{PROG} propagate")
         options = {
@@ -435,7 +421,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if args.activation is None and params:
             raise UsageError("gain: --param needs an activation name")
         if args.activation is not None:
-            _elementwise_activation(args.activation, "gain", "ACTIVATION", "gain")
+            _activations.check_elementwise(args.activation, caller=f"{PROG} gain")
             _check_params(args.activation, params, "gain")
         return Config(command, {"activation": args.activation, "params": params})
     if command == "autoinit":
@@ -454,9 +440,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
     if command == "phase":
         caller = f"{PROG} phase"
-        _elementwise_activation(
-            args.activation, "phase", "--activation", "mean-field phase diagram"
-        )
+        _activations.check_elementwise(args.activation, param="--activation", caller=caller)
         params = _parse_params(args.param, "phase")
         _check_params(args.activation, params, "phase")
         return Config(
@@ -687,7 +671,7 @@ def _run_gain(options: dict[str, Any]) -> int:
     names = (
         [options["activation"]]
         if options["activation"]
-        else [n for n in _activations.names() if n not in ("softmax", "logistic", "swish")]
+        else [n for n in _activations.elementwise_names() if n not in ("logistic", "swish")]
     )
     # Every number first, so that an error is never printed below a table's header.
     table = [(name, moments(name, **options["params"])) for name in names]
@@ -879,6 +863,34 @@ def _phase_numbers(
     return diagram, marks, notes, rows, levels, line
 
 
+#: The critical line of ``signalprop phase`` is drawn from this many σ_b² spread over the
+#: grid, plus ``PHASE_LINE_EDGE`` more between the two σ_b² around each end of the line:
+#: near a threshold (SiLU's at σ_b² ≈ 0.556) the grid's rows alone draw a staircase.
+PHASE_LINE_POINTS = 300
+PHASE_LINE_EDGE = 40
+
+
+def _phase_line(name: str, params: dict[str, float], bias_vars: Any) -> tuple[Any, Any]:
+    """(σ_b², σ_w²) of the critical line, sampled finely, most finely around its ends."""
+    import numpy as np
+
+    from signalprop import meanfield
+
+    b = np.linspace(bias_vars[0], bias_vars[-1], PHASE_LINE_POINTS)
+    w = meanfield.critical_line(name, b, **params)
+    exists = np.isfinite(w)
+    ends = np.flatnonzero(exists[1:] != exists[:-1])
+    if len(ends):
+        extra = np.concatenate(
+            [np.linspace(b[i], b[i + 1], PHASE_LINE_EDGE + 2)[1:-1] for i in ends]
+        )
+        b = np.concatenate([b, extra])
+        w = np.concatenate([w, meanfield.critical_line(name, extra, **params)])
+        order = np.argsort(b)
+        b, w = b[order], w[order]
+    return b, w
+
+
 def _run_phase(options: dict[str, Any]) -> int:
     import numpy as np
     import torch
@@ -895,10 +907,11 @@ def _run_phase(options: dict[str, Any]) -> int:
         diagram, marks, notes, rows, levels, line = _phase_numbers(
             name, params, width, options["resolution"]
         )
+        fine = _phase_line(name, params, diagram.bias_vars)
     finally:
         torch.set_num_threads(threads)
 
-    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS)
+    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS, critical_line=fine)
     figure.savefig(directory / "phase.png", dpi=110)
 
     title = f"{diagram.activation}: mean-field phase diagram, dense layers of width {width}"

@@ -91,6 +91,7 @@ class Moments:
 def _as_function(
     activation: Any, params: dict[str, Any], caller: str
 ) -> Callable[[Tensor], Tensor]:
+    _activations.check_elementwise(activation, caller=caller)
     if isinstance(activation, str):
         module = _activations.create(activation, **params)
     elif params:
@@ -104,10 +105,6 @@ def _as_function(
     else:
         raise invalid_parameter(
             "activation", caller, "an activation name, module or callable", activation
-        )
-    if isinstance(module, nn.Softmax):
-        raise invalid_parameter(
-            "activation", caller, "an elementwise activation (softmax is not)", module
         )
     if isinstance(module, nn.PReLU) and module.weight.numel() > 1:
         slopes = module.weight.detach().double()

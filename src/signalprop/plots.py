@@ -336,8 +336,65 @@ def plot_gradient_profiles(
 
 #: Marker shapes and fills for :func:`plot_phase_diagram`, in the order the marks are
 #: given; light colours with black edges read on both ends of the colour map.
-_MARKERS = ("o", "s", "D", "^", "v", "*", "P", "X")
+_MARKS = ("o", "s", "D", "^", "v", "*", "P", "X")
 _MARK_COLORS = ("deepskyblue", "orange", "lime", "red", "violet", "white", "gold", "pink")
+#: Closest two contour labels may be (points, centre to centre), and how close one may
+#: come to a mark, so that no label covers another or a mark.
+_LABEL_GAP = 70.0
+_LABEL_MARK_GAP = 22.0
+#: Candidate spots for a contour's label, as fractions of its length, best first.
+_LABEL_SPOTS = (0.5, 0.3, 0.7, 0.15, 0.85)
+
+
+def _label_spots(
+    axis: Axes, contour_sets: Sequence[Any], taken: list[np.ndarray], figure: Figure
+) -> list[list[tuple[float, float]]]:
+    """Where to label each set's contours: at most two spots a level, far from each other.
+
+    Spots are tried level by level (first one a level, then a second), at
+    ``_LABEL_SPOTS`` along each level's two longest pieces, and kept only if
+    their centre is ``_LABEL_GAP`` points from every kept label and
+    ``_LABEL_MARK_GAP`` from every mark (``taken``, in display pixels), inside
+    the axes. Points are display pixels × 72 / dpi.
+    """
+    to_points = 72.0 / figure.dpi
+    box = axis.get_window_extent()
+    margin = 25.0 / to_points
+    candidates: list[tuple[int, list[np.ndarray]]] = []
+    for index, contours in enumerate(contour_sets):
+        for level in range(len(contours.levels)):
+            pieces = sorted(
+                (axis.transData.transform(seg) for seg in contours.allsegs[level] if len(seg) > 1),
+                key=lambda xy: -float(np.hypot(*np.diff(xy, axis=0).T).sum()),
+            )
+            mine = []
+            for xy in pieces[:2]:
+                along = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+                if along[-1] * to_points >= 40:  # long enough to hold a label
+                    mine += [xy[np.searchsorted(along, f * along[-1])] for f in _LABEL_SPOTS]
+            candidates.append((index, mine))
+    placed: list[np.ndarray] = []
+    counts = [0] * len(candidates)
+    spots: list[list[tuple[float, float]]] = [[] for _ in contour_sets]
+    inverse = axis.transData.inverted()
+    for rank in range(2):  # one label a level first, then a second where there is room
+        for n, (index, mine) in enumerate(candidates):
+            if counts[n] > rank:
+                continue
+            for spot in mine:
+                inside = (
+                    box.x0 + margin < spot[0] < box.x1 - margin
+                    and box.y0 + margin < spot[1] < box.y1 - margin
+                )
+                far = all(np.hypot(*(spot - p)) * to_points >= _LABEL_GAP for p in placed)
+                clear = all(np.hypot(*(spot - m)) * to_points >= _LABEL_MARK_GAP for m in taken)
+                if inside and far and clear:
+                    placed.append(spot)
+                    counts[n] += 1
+                    x, y = inverse.transform(spot)
+                    spots[index].append((float(x), float(y)))
+                    break
+    return spots
 
 
 def plot_phase_diagram(
@@ -346,22 +403,29 @@ def plot_phase_diagram(
     *,
     depths: Sequence[float] = (20, 50, 100, 200),
     xi_range: tuple[float, float] = (1.0, 1e3),
+    critical_line: tuple[Sequence[float], Sequence[float]] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """The correlation depth scale ξ_c over (σ_w², σ_b²), the critical line and marked points.
 
     The heatmap is ``diagram.xi_c`` on a log colour scale clipped to
-    ``xi_range`` (ξ_c is infinite on the critical line); the critical line is
-    ``diagram.critical`` against ``diagram.bias_vars`` (a point where it exists
-    at one σ_b² only, as for the ReLU family). Solid contours are where the
-    trainable depth 6 ξ_c (Schoenholz et al. 2017) equals each of ``depths``.
-    The σ_w² axis is logarithmic when the grid is geometric.
+    ``xi_range`` (ξ_c is infinite on the critical line). The critical line is
+    ``critical_line`` when given, else ``diagram.critical`` against
+    ``diagram.bias_vars``; where it exists at isolated σ_b² only (the ReLU
+    family and linear, at σ_b² = 0) it is drawn, and listed, as a critical
+    point. The legend lists only what is drawn. Solid contours are where the
+    trainable depth 6 ξ_c (Schoenholz et al. 2017) equals each of ``depths``,
+    labelled at spots far enough apart not to overlap. The σ_w² axis is
+    logarithmic when the grid is geometric.
 
     Args:
         diagram: From :func:`signalprop.meanfield.phase_diagram`.
         marks: ``label -> (σ_w², σ_b²)``, e.g. where initializations put a layer.
         depths: Trainable depths to draw as contours (those the grid reaches).
         xi_range: ξ_c at the ends of the colour scale.
+        critical_line: ``(σ_b², σ_w²)`` of the critical line sampled more finely
+            than the grid (from :func:`signalprop.meanfield.critical_line`), so
+            that it is smooth where the grid is coarse, as near SiLU's threshold.
         ax: Axes to draw on; new ones if ``None``.
 
     Returns:
@@ -379,6 +443,10 @@ def plot_phase_diagram(
     w, b = diagram.weight_vars, diagram.bias_vars
     steps = np.log(w[1:] / w[:-1]) if len(w) > 1 and w[0] > 0 else np.array([])
     geometric = steps.size > 1 and np.allclose(steps, steps[0]) and w[-1] / w[0] > 10
+    if geometric:
+        axis.set_xscale("log")
+    axis.set_xlim(w[0], w[-1])
+    axis.set_ylim(b[0], b[-1])
     low, high = xi_range
     shown = np.clip(diagram.xi_c, low, high)  # NaN stays blank
     mesh = axis.pcolormesh(
@@ -387,36 +455,30 @@ def plot_phase_diagram(
     bar = figure.colorbar(mesh, ax=axis, extend="both")
     bar.set_label(r"$\xi_c$: correlation depth scale (layers)")
 
-    # Contours of the trainable depth on ξ_c itself, with ∞ (the critical line) above all levels.
-    xi = np.where(np.isinf(diagram.xi_c), 1e12 * high, diagram.xi_c)
-    finite = xi[np.isfinite(xi)]
-    levels = [
-        d
-        for d in sorted(depths)
-        if finite.size and finite.min() < d / TRAINABLE_DEPTH_FACTOR < finite.max()
-    ]
-    if levels and min(len(w), len(b)) > 1:
-        contours = axis.contour(
-            w,
-            b,
-            xi,
-            levels=[d / TRAINABLE_DEPTH_FACTOR for d in levels],
-            colors="0.85",
-            linewidths=0.9,
-        )
-        axis.clabel(
-            contours,
-            fmt={d / TRAINABLE_DEPTH_FACTOR: rf"$6\xi_c$={d:g}" for d in levels},
-            fontsize=7,
-        )
-
-    critical = diagram.critical
-    exists = np.isfinite(critical)
-    line_label = "critical line (χ₁ = 1)" if exists.any() else "critical line (χ₁ = 1): none"
-    axis.plot(critical, b, "-", color="tab:cyan", lw=2, label=line_label)
-    alone = exists & ~np.convolve(exists, [1, 0, 1], mode="same").astype(bool)
+    if critical_line is None:
+        line_b, line_w = b, diagram.critical
+    else:
+        line_b, line_w = (np.asarray(v, dtype=np.float64) for v in critical_line)
+    exists = np.isfinite(line_w)
+    # A piece of line needs two neighbours on it; a lone point is a critical point.
+    joined = exists[1:] & exists[:-1]
+    alone = exists & ~np.concatenate([[False], joined]) & ~np.concatenate([joined, [False]])
+    if joined.any():
+        axis.plot(line_w, line_b, "-", color="tab:cyan", lw=2, label="critical line (χ₁ = 1)")
     if alone.any():
-        axis.plot(critical[alone], b[alone], "o", color="tab:cyan", ms=5, clip_on=False)
+        axis.plot(
+            line_w[alone],
+            line_b[alone],
+            "o",
+            ms=17,
+            mfc="none",
+            mec="tab:cyan",
+            mew=2.5,
+            ls="none",
+            clip_on=False,
+            zorder=4,  # a ring around the marks that sit on it
+            label=None if joined.any() else "critical point (χ₁ = 1)",
+        )
 
     unbounded = np.isinf(diagram.q_star)
     if unbounded.any() and min(len(w), len(b)) > 1:
@@ -432,7 +494,7 @@ def plot_phase_diagram(
         axis.plot(
             x,
             y,
-            _MARKERS[i % len(_MARKERS)],
+            _MARKS[i % len(_MARKS)],
             ms=13 - 3.5 * min(under, 2),
             mfc=_MARK_COLORS[i % len(_MARK_COLORS)],
             mec="black",
@@ -443,10 +505,32 @@ def plot_phase_diagram(
             zorder=3,
         )
 
-    if geometric:
-        axis.set_xscale("log")
-    axis.set_xlim(w[0], w[-1])
-    axis.set_ylim(b[0], b[-1])
+    # Contours of the trainable depth on ξ_c itself, with ∞ (the critical line) above all
+    # levels; drawn apart on either side of the edge of the region where q* = ∞, where ξ_c
+    # jumps (its meaning changes there), so that no contour runs along that edge.
+    xi = np.where(np.isinf(diagram.xi_c), 1e12 * high, diagram.xi_c)
+    finite = xi[np.isfinite(xi)]
+    levels = [
+        d
+        for d in sorted(depths)
+        if finite.size and finite.min() < d / TRAINABLE_DEPTH_FACTOR < finite.max()
+    ]
+    contour_sets = []
+    if levels and min(len(w), len(b)) > 1:
+        for region in (~unbounded, unbounded):
+            if region.sum() < 4:  # no contour fits in fewer than four grid points
+                continue
+            contour_sets.append(
+                axis.contour(
+                    w,
+                    b,
+                    np.ma.masked_where(~region | ~np.isfinite(xi), xi),
+                    levels=[d / TRAINABLE_DEPTH_FACTOR for d in levels],
+                    colors="0.85",
+                    linewidths=0.9,
+                )
+            )
+
     # The phases, named just above the plot on either side of the critical line's top
     # end (read off the top row), clear of the contours' labels.
     left, right = str(diagram.phase[-1, 0]), str(diagram.phase[-1, -1])
@@ -456,7 +540,7 @@ def plot_phase_diagram(
         for name, side in ((f"← {left}", -1), (f"{right} →", 1)):
             axis.annotate(
                 name,
-                (critical[top], b[-1]),
+                (line_w[top], b[-1]),
                 xytext=(6 * side, 3),
                 textcoords="offset points",
                 ha="left" if side > 0 else "right",
@@ -476,6 +560,21 @@ def plot_phase_diagram(
     axis.legend(
         handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8
     )
+    if contour_sets:
+        # Labels are placed in display space, so the layout (legend, colour bar) is settled
+        # first.
+        figure.draw_without_rendering()
+        taken = [axis.transData.transform(point) for point in drawn]
+        spots = _label_spots(axis, contour_sets, taken, figure)
+        for contours, manual in zip(contour_sets, spots, strict=True):
+            if manual:
+                axis.clabel(
+                    contours,
+                    fmt={d / TRAINABLE_DEPTH_FACTOR: rf"$6\xi_c$={d:g}" for d in levels},
+                    fontsize=7,
+                    inline_spacing=4,
+                    manual=manual,
+                )
     return figure
 
 

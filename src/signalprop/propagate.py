@@ -139,7 +139,8 @@ def propagate(
     """Run the data-free depth experiment and return per-layer statistics.
 
     Args:
-        activation: Activation name or module (see :func:`signalprop.activations.get`).
+        activation: An elementwise activation's name or module (see
+            :func:`signalprop.activations.get`); softmax is refused.
         init: Initializer name or object (see :func:`signalprop.init.get`).
         depth: Number of layers, ≥ 1.
         width: Units per layer, ≥ 1.
@@ -160,6 +161,7 @@ def propagate(
         True
     """
     caller = "propagate"
+    _activations.check_elementwise(activation, caller=caller)
     module = _activations.get(activation).eval()
     initializer = _init.get(init)
     depth = check_int(depth, param="depth", caller=caller, low=1)
