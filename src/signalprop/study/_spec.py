@@ -438,6 +438,8 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     activation = _checked_activation(merged["activation"], merged, caller, source)
     if isinstance(activation, str):
         args = _built(_activations.create, "activation", activation, merged, source)
+        # A hidden layer's activation: softmax would make a deep net train to chance.
+        _activations.check_elementwise(activation, caller=caller)
     else:
         args = {}
     init_choice = merged["init"]
