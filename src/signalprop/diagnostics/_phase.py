@@ -8,15 +8,25 @@ phase, χ₁, ξ_c and the trainable depth ≈ 6 ξ_c (Schoenholz et al. 2017),
 which is set against the net's own depth. A net deeper than that gets a
 finding of kind ``ordered`` or ``chaotic`` whose fix names the critical
 initialization.
+
+Biases are split into the part that cancels the layer's input mean,
+``−m·W𝟙`` (autoinit's centring of the logistic and softplus), and the rest,
+whose mean square is σ_b²: a stack whose biases cancel the mean is analyzed
+as the centred activation. A stack whose hidden activations differ is
+analyzed as a chain (:func:`signalprop.meanfield.chain`): per layer the
+gradient factor at the variance that arrives, and the verdict from the
+product of the factors, Σ ln χ against ±6 (the bound 6ξ_c puts on a
+homogeneous stack).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from signalprop import meanfield as _meanfield
 from signalprop._model import (
@@ -66,17 +76,33 @@ class MeanFieldVerdict:
     trainable_depth: float
     critical_weight_var: float | None
     critical_bias_var: float | None
+    centred: bool = False
+    chain: _meanfield.Chain | None = field(default=None, compare=False)
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the hidden activations differ from layer to layer (a chain)."""
+        return self.chain is not None
 
     @property
     def trainable(self) -> bool:
         """Whether the net is no deeper than its predicted trainable depth."""
+        if self.chain is not None:
+            return self.chain.trainable
         return self.depth <= self.trainable_depth
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("chain", None)
+        return data
 
     def summary(self) -> str:
         """One line for the report."""
+        if self.chain is not None:
+            return (
+                f"mean field: a chain of {self.activation}: {self.chain.summary()}; "
+                f"{'within' if self.trainable else 'beyond'} the e⁶ a trainable net allows"
+            )
         limit = _number(self.trainable_depth)
         relation = "≥" if self.trainable else "<"
         return (
@@ -113,6 +139,27 @@ def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]
     return {name: (s["weight_scale_fan_in"], s["bias_var"]) for name, s in scales.items()}
 
 
+def bias_split(module: nn.Module) -> tuple[float, float]:
+    """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
+    squares) and the mean square of the rest ``r``. (0, 0) without a bias."""
+    bias = getattr(module, "bias", None)
+    weight = getattr(module, "weight", None)
+    if not isinstance(bias, Tensor) or not isinstance(weight, Tensor) or weight.dim() < 2:
+        return 0.0, 0.0
+    with torch.no_grad():
+        b = bias.detach().double().reshape(-1)
+        sums = weight.detach().double().flatten(1).sum(dim=1)
+        if sums.shape != b.shape:
+            return 0.0, float(b.pow(2).mean())
+        norm = float(sums.pow(2).sum())
+        m = -float(b @ sums) / norm if norm > 0 else 0.0
+        rest = b + m * sums
+        # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
+        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
+            return 0.0, float(b.pow(2).mean())
+        return m, float(rest.pow(2).mean())
+
+
 def verdict(
     model: nn.Module, measured: dict[str, tuple[float, float]] | None = None
 ) -> MeanFieldVerdict | None:
@@ -144,23 +191,31 @@ def verdict(
     activation = hidden[0].consumer
     assert activation is not None
     key = activation_key(activation)
+    measured = measured or {}
+    if not all(layer.name in measured for layer in hidden):
+        measured = {**measured, **_read_variances(hidden)}
+    splits = {layer.name: bias_split(layer.module) for layer in view.layers}
     if any(
         activation_key(side) != key  # type: ignore[arg-type]
         for layer in hidden
         for side in (layer.consumer, layer.producer)
     ):
-        return None
-    measured = measured or {}
-    if not all(layer.name in measured for layer in hidden):
-        measured = {**measured, **_read_variances(hidden)}
+        return _chain_verdict(view.layers, measured, splits)
     weight_vars = [measured[layer.name][0] for layer in hidden]
-    bias_vars = [measured[layer.name][1] for layer in hidden]
+    offsets = [splits[layer.name][0] for layer in hidden]
+    bias_vars = [splits[layer.name][1] for layer in hidden]
     weight_var = sum(weight_vars) / len(weight_vars)
     bias_var = sum(bias_vars) / len(bias_vars)
     if not (math.isfinite(weight_var) and math.isfinite(bias_var)) or weight_var <= 0:
         return None
     try:
-        mf = _meanfield.analyze(activation, weight_var, bias_var)
+        # Biases that cancel about the activation's own mean: the centred activation.
+        mean = _meanfield.activation_mean(activation, 1.0)
+        offset = sorted(offsets)[len(offsets) // 2]
+        centred = abs(mean) > 1e-6 and abs(offset - mean) < 0.5 * abs(mean)
+        if not centred:
+            bias_var = sum(measured[layer.name][1] for layer in hidden) / len(hidden)
+        mf = _meanfield.analyze(activation, weight_var, bias_var, centred=centred)
         critical_weight_var = critical_bias_var = None
         if mf.trainable_depth < len(view.layers):  # the fix needs the critical point
             point = _critical_point(activation)
@@ -182,7 +237,63 @@ def verdict(
         trainable_depth=mf.trainable_depth,
         critical_weight_var=critical_weight_var,
         critical_bias_var=critical_bias_var,
+        centred=centred,
     )
+
+
+def _chain_verdict(
+    layers: list[WeightLayer],
+    measured: dict[str, tuple[float, float]],
+    splits: dict[str, tuple[float, float]],
+) -> MeanFieldVerdict | None:
+    """The verdict of a plain chain whose hidden activations differ."""
+    specs = []
+    for layer in layers:
+        if layer.name in measured:
+            weight_var = measured[layer.name][0]
+        else:
+            weight_var = weight_scales(layer.module)["weight_scale_fan_in"]
+        producer = None if layer.reads_data else layer.producer
+        consumer = layer.consumer if _elementwise(layer.consumer) else None
+        offset, bias_var = splits[layer.name]
+        if producer is None and not layer.reads_data:
+            return None
+        specs.append((producer, consumer, weight_var, bias_var, offset))
+    try:
+        chain = _meanfield.chain(specs)
+    except ValueError:
+        return None
+    names: list[str] = []
+    for layer in layers:
+        if _elementwise(layer.consumer):
+            name = _display(layer.consumer)  # type: ignore[arg-type]
+            if name not in names:
+                names.append(name)
+    hidden = [layer for layer in chain.layers if layer.chi is not None and layer.feeds != "output"]
+    log_chi = math.log(chain.chi_mean) if chain.chi_mean > 0 else -math.inf
+    scale = 1.0 / abs(log_chi) if log_chi else math.inf
+    return MeanFieldVerdict(
+        activation=", ".join(names),
+        weight_var=sum(layer.weight_var for layer in hidden) / max(len(hidden), 1),
+        bias_var=sum(layer.bias_var for layer in hidden) / max(len(hidden), 1),
+        depth=len(layers),
+        phase=chain.phase,
+        chi_1=chain.chi_mean,
+        q_star=chain.layers[-2].q if len(chain.layers) > 1 else math.nan,
+        c_star=math.nan,
+        xi_c=scale,
+        trainable_depth=_meanfield.CHAIN_LOG_LIMIT * scale,
+        critical_weight_var=None,
+        critical_bias_var=None,
+        chain=chain,
+    )
+
+
+def _display(activation: Activation) -> str:
+    if isinstance(activation, nn.Module):
+        kind = activation_kind(activation)
+        return kind if kind and kind != "other" else type(activation).__name__
+    return str(getattr(activation, "__name__", activation))
 
 
 def finding(result: MeanFieldVerdict, all_names: list[str]) -> Finding | None:
@@ -190,6 +301,29 @@ def finding(result: MeanFieldVerdict, all_names: list[str]) -> Finding | None:
     if result.trainable:
         return None
     kind = "chaotic" if result.chi_1 > 1 else "ordered"
+    if result.chain is not None:
+        chain = result.chain
+        worst = sorted(
+            (layer for layer in chain.layers if layer.chi is not None and layer.feeds != "output"),
+            key=lambda layer: abs(math.log(layer.chi)) if layer.chi else math.inf,
+            reverse=True,
+        )[:3]
+        shown = ", ".join(f"{w.reads} → {w.feeds} χ = {w.chi:.3g}" for w in worst)
+        return Finding(
+            kind=kind,
+            layers=list(all_names),
+            severity="error",
+            message=(
+                f"a chain of {result.depth} layers ({result.activation}): {chain.summary()}, "
+                f"beyond the e⁶ ≈ 403× a trainable net allows; the layers furthest from χ = 1: "
+                f"{shown}"
+            ),
+            fix=(
+                "initialize each layer for the activation it reads and the one it feeds: "
+                "sp.autoinit(model) puts every layer of a chain at χ = 1 "
+                "(sp.meanfield.init_chain shows the plan)"
+            ),
+        )
     if kind == "chaotic":
         effect = (
             f"gradients grow ≈{result.chi_1:.3g}× per layer toward the input and inputs "
