@@ -837,3 +837,42 @@ def test_init_point_variance_criterion_keeps_unit_variance():
     second = expect(lambda x: math.tanh(x) ** 2)
     assert point.weight_var == pytest.approx(1 / second, rel=QUAD)
     assert (point.criterion, point.bias_var, point.q_star) == ("variance", 0.0, 1.0)
+
+
+# ------------------------------------------------------------------ numerics: hard cases
+
+
+def _mish(x: float) -> float:
+    return x * math.tanh(math.log1p(math.exp(x)) if x < 30 else x)
+
+
+def _mish_derivative(x: float) -> float:
+    # d/dx x tanh(sp(x)) = tanh(sp) + x sech²(sp) σ(x), sp = softplus.
+    sp = math.log1p(math.exp(x)) if x < 30 else x
+    return math.tanh(sp) + x * (1 - math.tanh(sp) ** 2) * special.expit(x)
+
+
+@pytest.mark.parametrize("weight_var", [2.0, 2.006])
+def test_mish_fixed_point_between_two_close_roots_is_found(weight_var):
+    # At σ_b² = 0.1 the gap g(q) = σ_w² E[mish(√q z)²] + σ_b² − q is positive at q = 1,
+    # negative at 2 and positive again by q = 10 (σ_w² = 2.006: already by q = 3.2, both
+    # roots inside one factor √10 of q = 1). The forward pass from q = 1
+    # stops at the first root, a stable one. A bracketing that only compares the signs
+    # at its trials sees g > 0 at both ends and reported q* = ∞ (and "critical").
+    bias_var = 0.1
+
+    def gap(q: float) -> float:
+        return weight_var * expect(lambda x: _mish(x) ** 2, q) + bias_var - q
+
+    assert gap(1.0) > 0 > gap(2.0) and gap(10.0) > 0
+    if weight_var > 2:
+        assert gap(3.2) > 0
+    q = optimize.brentq(gap, 1.0, 2.0, xtol=1e-14, rtol=1e-14)
+    chi_1 = weight_var * expect(lambda x: _mish_derivative(x) ** 2, q)
+    mf = meanfield.analyze("mish", weight_var, bias_var)
+    assert mf.q_star == pytest.approx(q, rel=QUAD)
+    assert mf.q_stable and mf.q_slope < 1
+    assert mf.chi_1 == pytest.approx(chi_1, rel=QUAD)
+    assert mf.chi_1 < 1 and mf.c_star == 1.0
+    # The same point seen from the critical line: σ_w² is left of it at this σ_b².
+    assert meanfield.critical_weight_var("mish", bias_var=bias_var) > weight_var

@@ -45,8 +45,9 @@ Numerics:
 * ``q*`` is the fixed point the forward pass reaches from the input variance
   (1 by default): the variance map is increasing, so iterates move
   monotonically to the nearest root of ``V(q) − q`` in the direction of
-  ``V(q₀) − q₀``; it is bracketed by factors of 10 and solved by safeguarded
-  Newton steps to relative 1e-12. A variance that falls below 1e-12 is
+  ``V(q₀) − q₀``; it is bracketed by factors of √10 (a pair of roots between two
+  trials shows as a turn of the gap's slope, and the gap at the turn is checked)
+  and solved by safeguarded Newton steps to relative 1e-12. A variance that falls below 1e-12 is
   ``q* = 0``; one that passes 1e8 is ``q* = ∞`` (no fixed point: the ReLU
   family above He's variance).
 
@@ -245,6 +246,27 @@ def _display_name(activation: Activation, params: dict[str, Any]) -> str:
 # ------------------------------------------------------------- the variance map
 
 
+#: Factor between the trials that bracket the variance fixed point.
+_Q_STEP = math.sqrt(10.0)
+
+
+def _turning_point(
+    phi: _Phi, weight_var: np.ndarray, low: np.ndarray, high: np.ndarray, minimum: np.ndarray
+) -> np.ndarray:
+    """Where σ_w² V′(q) = 1 between exp(low) and exp(high), by bisection in log q.
+
+    ``minimum``: g′ = σ_w² V′ − 1 goes from − to + (a minimum of g); else from + to −.
+    """
+    for _ in range(50):  # a bracket of ln √10 ≈ 1.15 to 1e-15
+        mid = (low + high) / 2
+        _, ds, _ = phi.variance_terms(np.exp(mid))
+        right = (weight_var * ds - 1 > 0) == minimum  # the turn is left of mid
+        high = np.where(right, mid, high)
+        low = np.where(right, low, mid)
+    result: np.ndarray = np.exp((low + high) / 2)
+    return result
+
+
 def _fixed_q(
     phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, q0: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,12 +276,17 @@ def _fixed_q(
     the slope is ∞ and E[φ′²] its value at Q_MAX.
     """
     n = weight_var.shape[0]
-    g0 = weight_var * phi.second(np.full(n, q0)) + bias_var - q0
+    s0, ds0, _ = phi.variance_terms(np.full(n, q0))
+    g0 = weight_var * s0 + bias_var - q0
     up = g0 > 0
-    # Bracket the nearest root in the direction the iterates move, by factors of 10:
-    # ``edge`` is the last point on q0's side of it.
+    # Bracket the nearest root in the direction the iterates move, by factors of √10:
+    # ``edge`` is the last point on q0's side of it. Two roots between consecutive trials
+    # (mish at σ_w² = 2, σ_b² = 0.1: q* = 1.22 and 4.6, both between 1 and 10) leave g's
+    # sign unchanged; they show as a turn of g′ = σ_w² V′ − 1 between the trials (g has an
+    # extremum there), whose value is then checked.
     active = np.abs(g0) > 1e-14 * max(q0, 1.0)
     edge = np.full(n, q0)
+    edge_slope = weight_var * ds0 - 1
     lo = np.full(n, q0)
     hi = np.full(n, q0)
     zero = np.zeros(n, dtype=bool)
@@ -268,12 +295,32 @@ def _fixed_q(
     while searching.any():
         index = np.flatnonzero(searching)
         rising = up[index]
-        trial = np.where(rising, edge[index] * 10, edge[index] / 10)
-        g = weight_var[index] * phi.second(trial) + bias_var[index] - trial
+        trial = np.where(rising, edge[index] * _Q_STEP, edge[index] / _Q_STEP)
+        s, ds, _ = phi.variance_terms(trial)
+        g = weight_var[index] * s + bias_var[index] - trial
+        dg = weight_var[index] * ds - 1
         crossed = np.where(rising, g <= 0, g >= 0)
-        lo[index] = np.where(rising, edge[index], trial)
-        hi[index] = np.where(rising, trial, edge[index])
+        lower = np.where(rising, edge[index], trial)
+        upper = np.where(rising, trial, edge[index])
+        # g′ < 0 at ``edge`` and > 0 at ``trial``: rising, a minimum of g between them;
+        # falling (``trial`` below ``edge``), a maximum.
+        turns = ~crossed & (edge_slope[index] < 0) & (dg > 0)
+        if turns.any():
+            sub = index[turns]
+            extremum = _turning_point(
+                phi, weight_var[sub], np.log(lower[turns]), np.log(upper[turns]), rising[turns]
+            )
+            s, _, _ = phi.variance_terms(extremum)
+            g_extremum = weight_var[sub] * s + bias_var[sub] - extremum
+            inside = np.where(rising[turns], g_extremum <= 0, g_extremum >= 0)
+            # The first root lies between ``edge`` and the extremum.
+            trial[turns] = np.where(inside, extremum, trial[turns])
+            crossed[turns] = inside
+            lower = np.where(rising, edge[index], trial)
+            upper = np.where(rising, trial, edge[index])
+        lo[index], hi[index] = lower, upper
         edge[index] = trial
+        edge_slope[index] = dg
         infinite[index] |= rising & ~crossed & (trial >= Q_MAX)
         zero[index] |= ~rising & ~crossed & (trial <= Q_MIN)
         searching[index] = ~crossed & (trial < Q_MAX) & (trial > Q_MIN)
