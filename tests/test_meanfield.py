@@ -876,3 +876,69 @@ def test_mish_fixed_point_between_two_close_roots_is_found(weight_var):
     assert mf.chi_1 < 1 and mf.c_star == 1.0
     # The same point seen from the critical line: σ_w² is left of it at this σ_b².
     assert meanfield.critical_weight_var("mish", bias_var=bias_var) > weight_var
+
+
+def _gelu(x: float) -> float:
+    return x * special.ndtr(x)
+
+
+def _gelu_derivative(x: float) -> float:
+    return special.ndtr(x) + x * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _silu(x: float) -> float:
+    return x * special.expit(x)
+
+
+def _silu_derivative(x: float) -> float:
+    s = special.expit(x)
+    return s + x * s * (1 - s)
+
+
+SMOOTH = {"gelu": (_gelu, _gelu_derivative), "silu": (_silu, _silu_derivative)}
+
+
+def critical_line_by_q(name: str, q: float) -> tuple[float, float, float]:
+    """(σ_b², σ_w², slope of the variance map) of the critical point with q* = q, by quad.
+
+    χ₁ = σ_w² E[φ′²] = 1 and q = σ_w² E[φ²] + σ_b² give σ_w² = 1/E[φ′²] and σ_b² = q − σ_w²
+    E[φ²]; the slope is σ_w² dE[φ(√q z)²]/dq = σ_w² E[φ φ′(u) u]/q, u ~ N(0, q).
+    """
+    f, df = SMOOTH[name]
+    weight_var = 1 / expect(lambda x: df(x) ** 2, q)
+    bias_var = q - weight_var * expect(lambda x: f(x) ** 2, q)
+    slope = weight_var * expect(lambda x: f(x) * df(x) * x, q) / q
+    return bias_var, weight_var, slope
+
+
+@pytest.mark.parametrize(
+    "name, bracket, threshold", [("gelu", (2.0, 20.0), 0.173), ("silu", (5.0, 60.0), 0.555)]
+)
+def test_default_bias_var_is_just_above_the_smallest_stable_critical_point(
+    name, bracket, threshold
+):
+    # Along the critical line (parametrized by q*) the variance map's slope falls through 1
+    # where the stable critical point is born (the smallest σ_b² that has one) and through
+    # 0.99 a little above, where the library puts its default (ξ_q ≤ 100 layers).
+    def slope_minus(target: float) -> float:
+        q = optimize.brentq(
+            lambda q: critical_line_by_q(name, q)[2] - target, *bracket, xtol=1e-13, rtol=1e-13
+        )
+        return critical_line_by_q(name, q)[0]
+
+    born = slope_minus(1.0)
+    default = slope_minus(0.99)
+    assert born == pytest.approx(threshold, abs=1e-3)  # the numbers quoted in the docstring
+    # The true threshold, not a grid point: none just below it, one just above it.
+    assert meanfield.critical_weight_var(name, bias_var=born * 0.99) is None
+    above = meanfield.critical_weight_var(name, bias_var=born * 1.01)
+    assert above is not None
+    assert meanfield.analyze(name, above, born * 1.01).q_stable
+    # The default is bisected from above, over a bracket of at most 0.5 cut 17-fold four
+    # times (6e-6); quad's 1e-9 moves the reference far less.
+    got = meanfield.default_bias_var(name)
+    assert 0 <= got - default <= 1e-5, (got, default)
+    point = meanfield.init_point(name)
+    assert point.bias_var == got
+    mf = meanfield.analyze(name, point.weight_var, point.bias_var)
+    assert mf.q_stable and mf.q_slope <= 0.99 + 1e-6 and mf.chi_1 == pytest.approx(1, abs=1e-8)

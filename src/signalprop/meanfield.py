@@ -842,19 +842,60 @@ def critical_line(
     return _critical(_Phi(activation, params, caller), b)[0]
 
 
-#: σ_b² tried in turn when σ_b² = 0 has no critical point that keeps a signal.
+#: σ_b² tried in turn when σ_b² = 0 has no critical point that keeps a signal: the
+#: first that has one bounds the search for the smallest σ_b² that does.
 BIAS_VARS_TRIED = (DEFAULT_BIAS_VAR, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: A default critical point keeps q* above this (below it the signal has all but faded).
+_USABLE_Q = 1e-3
+#: The variance map's slope a default critical point may have at q* at most. The
+#: smallest σ_b² with a stable critical point (GELU ≈ 0.173, SiLU ≈ 0.555, mish ≈ 0.07)
+#: has slope 1 there: the stable root is born tangent to the diagonal, q* is only
+#: half-stable and attracts as 1/depth, and a finite-width fluctuation to the wrong side
+#: sends the variance away. Slope ≤ 0.99 gives ξ_q ≤ 100 layers at a σ_b² a little above
+#: the threshold (GELU ≈ 0.21, SiLU ≈ 0.63).
+_DEFAULT_MAX_SLOPE = 0.99
+
+
+def _usable(phi: _Phi, bias_vars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, σ_w², q*) per σ_b²: a critical point with q* > _USABLE_Q and slope ≤ 0.99."""
+    weight_vars, q_stars = _critical(phi, bias_vars)
+    usable = ~np.isnan(weight_vars) & (q_stars > _USABLE_Q)
+    if usable.any():
+        _, slope, _ = phi.variance_terms(np.where(usable, q_stars, 1.0))
+        usable &= weight_vars * slope <= _DEFAULT_MAX_SLOPE
+    return usable, weight_vars, q_stars
 
 
 def _default_point(phi: _Phi) -> tuple[float, float, float]:
-    """(σ_b², σ_w², q*) of the default edge of chaos; σ_w² and q* NaN where there is none."""
-    candidates = np.array([0.0, *BIAS_VARS_TRIED])
-    weight_vars, q_stars = _critical(phi, candidates)
-    usable = ~np.isnan(weight_vars) & (q_stars > 1e-3)
+    """(σ_b², σ_w², q*) of the default edge of chaos; σ_w² and q* NaN where there is none.
+
+    σ_b² = 0 when its critical point keeps a signal (the ReLU family, where every q is
+    critical, is taken as it is); else :data:`DEFAULT_BIAS_VAR` when its critical point is
+    usable (see :func:`_usable`); else the smallest usable σ_b², bisected between the last
+    of :data:`BIAS_VARS_TRIED` without one and the first with one, to relative 1e-5.
+    """
+    weight_vars, q_stars = _critical(phi, np.array([0.0]))
+    if not np.isnan(weight_vars[0]) and q_stars[0] > _USABLE_Q:
+        return 0.0, float(weight_vars[0]), float(q_stars[0])
+    candidates = np.array(BIAS_VARS_TRIED)
+    usable, weight_vars, q_stars = _usable(phi, candidates)
     if not usable.any():
         return DEFAULT_BIAS_VAR, math.nan, math.nan
     first = int(np.argmax(usable))
-    return float(candidates[first]), float(weight_vars[first]), float(q_stars[first])
+    if first == 0:
+        return float(candidates[0]), float(weight_vars[0]), float(q_stars[0])
+    lo, hi = float(candidates[first - 1]), float(candidates[first])
+    point = (hi, float(weight_vars[first]), float(q_stars[first]))
+    for _ in range(4):  # 16 σ_b² at once (one vectorized scan): relative 1e-5 after 4
+        grid = np.linspace(lo, hi, 18)[1:-1]
+        ok, w, q = _usable(phi, grid)
+        if ok.any():
+            at = int(np.argmax(ok))
+            lo, hi = (lo if at == 0 else float(grid[at - 1])), float(grid[at])
+            point = (hi, float(w[at]), float(q[at]))
+        else:
+            lo = float(grid[-1])
+    return point
 
 
 def _critical_point(phi: _Phi, bias_var: float | None, caller: str) -> tuple[float, float, float]:
@@ -870,10 +911,15 @@ def default_bias_var(activation: Activation, **params: Any) -> float:
     """The σ_b² signalprop initializes at the edge of chaos with, when none is given.
 
     0 where the critical point at σ_b² = 0 keeps a signal (the ReLU family:
-    He's variance, q* = 1; the logistic). Otherwise the first of
-    :data:`BIAS_VARS_TRIED` with a critical point: at σ_b² = 0 the critical
-    point of tanh, ELU and SELU has q* = 0 (the signal fades with depth), and
-    GELU and SiLU have no *stable* critical point below σ_b² = 0.2 and 1.0.
+    He's variance, q* = 1; the logistic). Otherwise :data:`DEFAULT_BIAS_VAR`
+    (0.05, where Schoenholz et al. train tanh) if it has a critical point with
+    q* > 1e-3 at which the variance map's slope is at most 0.99: at σ_b² = 0
+    the critical point of tanh, ELU and SELU has q* = 0 (the signal fades with
+    depth). Otherwise the smallest σ_b² with such a point, found by bisection:
+    GELU, SiLU and mish have no *stable* critical point below σ_b² ≈ 0.173,
+    0.555 and 0.07, where it is born with slope 1 (half-stable, attracting only
+    as 1/depth), so the default sits a little above (≈ 0.21, 0.63 and 0.11),
+    where the variance settles within ξ_q ≤ 100 layers.
     :data:`DEFAULT_BIAS_VAR` when there is none at all (softplus).
 
     Example:
