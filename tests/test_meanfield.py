@@ -942,3 +942,19 @@ def test_default_bias_var_is_just_above_the_smallest_stable_critical_point(
     assert point.bias_var == got
     mf = meanfield.analyze(name, point.weight_var, point.bias_var)
     assert mf.q_stable and mf.q_slope <= 0.99 + 1e-6 and mf.chi_1 == pytest.approx(1, abs=1e-8)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_variance_criterion_lands_on_a_stable_fixed_point(name):
+    # With zero biases, σ_w² = 1/E[φ(z)²] makes q = 1 a fixed point with slope
+    # E[φ φ′(z) z]/E[φ(z)²] > 1 (unstable) for GELU and SiLU: the variance runs away.
+    f, df = SMOOTH[name]
+    second = expect(lambda x: f(x) ** 2)
+    mixed = expect(lambda x: f(x) * df(x) * x)  # dE[φ(√q z)²]/dq at q = 1
+    assert mixed / second > 1.1
+    point = meanfield.init_point(name, "variance")
+    assert "unstable" in point.note
+    # The point returned keeps q = 1 a fixed point and attracts (slope < 1), by quad.
+    assert point.weight_var * second + point.bias_var == pytest.approx(1.0, abs=QUAD)
+    assert point.weight_var * mixed == pytest.approx(0.99, abs=QUAD)
+    assert point.bias_var > 0 and point.q_star == 1.0

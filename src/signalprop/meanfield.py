@@ -945,7 +945,8 @@ class InitPoint:
         q_star: The pre-activations' variance the criterion keeps (1 for
             ``"variance"``).
         note: Why this point, when it is not the plain rule (SELU's fixed
-            point; no critical point).
+            point; no critical point; a variance point that needs a bias to
+            be stable).
         fallback: True when the critical criterion found no critical point
             and this is the variance point instead.
     """
@@ -959,6 +960,34 @@ class InitPoint:
     fallback: bool = False
 
 
+def _variance_point(phi: _Phi) -> InitPoint:
+    """q* = 1 at a stable fixed point: σ_w² = 1/E[φ(z)²] with zero biases where that is stable.
+
+    The variance map's slope at q = 1 is σ_w² V′(1) = V′(1)/V(1) with zero biases. Above 1
+    (GELU 1.14, SiLU 1.17, mish 1.08: their V(q)/q grows at every q, so no σ_w² gives
+    them a stable fixed point without a bias) the pre-activations' variance runs away
+    from 1 with depth. Then σ_w² = 0.99/V′(1) and σ_b² = 1 − σ_w² V(1) keep q* = 1 with
+    slope 0.99 (:data:`_DEFAULT_MAX_SLOPE`: deviations decay within ξ_q ≈ 100 layers).
+    """
+    second, slope, _ = phi.variance_terms(np.array([1.0]))
+    weight_var = 1.0 / float(second[0])
+    unstable = weight_var * float(slope[0])
+    if unstable <= 1 + _MARGINAL:
+        return InitPoint(phi.name, "variance", weight_var, 0.0, 1.0)
+    stable_weight_var = _DEFAULT_MAX_SLOPE / float(slope[0])
+    bias_var = 1.0 - stable_weight_var * float(second[0])
+    return InitPoint(
+        phi.name,
+        "variance",
+        stable_weight_var,
+        bias_var,
+        1.0,
+        note=f"σ_w² = 1/E[φ(z)²] = {weight_var:.4g} makes q = 1 unstable (variance-map "
+        f"slope {unstable:.3g} > 1): σ_w² = {stable_weight_var:.4g} with "
+        f"σ_b² = {bias_var:.3g} keeps q* = 1 at slope {_DEFAULT_MAX_SLOPE}",
+    )
+
+
 def init_point(
     activation: Activation,
     criterion: str = "critical",
@@ -968,7 +997,10 @@ def init_point(
     """The (σ_w², σ_b²) a criterion gives a layer whose output feeds ``activation``.
 
     * ``"variance"``: keep the pre-activations' variance at 1 with zero biases,
-      σ_w² = 1 / E[φ(z)²] (He et al. 2015; the forward gain squared).
+      σ_w² = 1 / E[φ(z)²] (He et al. 2015; the forward gain squared), where
+      that fixed point is stable. Where it is not (GELU, SiLU, mish: the
+      variance would run away with depth), a smaller σ_w² and a bias variance
+      keep q* = 1 with the variance map's slope 0.99, and ``note`` says so.
     * ``"critical"``: the edge of chaos, χ₁ = 1 at a stable q*, at ``bias_var``
       (default :func:`default_bias_var`): He's variance 2/(1+α²) for the ReLU
       family, σ_w² ≈ 1.761 at σ_b² = 0.05 for tanh. SELU keeps its own fixed
@@ -988,8 +1020,7 @@ def init_point(
     caller = "meanfield.init_point"
     check_option(criterion, CRITERIA, param="criterion", caller=caller)
     phi = _Phi(activation, params, caller)
-    second = float(phi.second(np.array([1.0]))[0])
-    variance = InitPoint(phi.name, "variance", 1.0 / second, 0.0, 1.0)
+    variance = _variance_point(phi)
     if criterion == "variance":
         return variance
     name = _activations.name_of(activation) if isinstance(activation, nn.Module) else activation
@@ -1010,9 +1041,10 @@ def init_point(
             phi.name,
             "critical",
             variance.weight_var,
-            0.0,
+            variance.bias_var,
             1.0,
-            note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead",
+            note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead"
+            + (f" ({variance.note})" if variance.note else ""),
             fallback=True,
         )
     return InitPoint(phi.name, "critical", weight_var, bias_var, q_star)
