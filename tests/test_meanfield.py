@@ -21,6 +21,7 @@ more than 1e-3).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import optimize, special
+from scipy import integrate, optimize, special
 from torch import nn
 
 from _quad import normal_expectation
@@ -958,3 +959,104 @@ def test_variance_criterion_lands_on_a_stable_fixed_point(name):
     assert point.weight_var * second + point.bias_var == pytest.approx(1.0, abs=QUAD)
     assert point.weight_var * mixed == pytest.approx(0.99, abs=QUAD)
     assert point.bias_var > 0 and point.q_star == 1.0
+
+
+# ------------------------------------------------------------------ kinks away from 0
+
+
+def expect_split(g: Callable[[float], float], q: float, kinks: tuple[float, ...]) -> float:
+    """E[g(u)], u ~ N(0, q), by quad on pieces split at 0 and at g's kinks (in u)."""
+
+    cuts = [-math.inf, *sorted({0.0, *kinks}), math.inf]
+    scale = math.sqrt(q)
+
+    def integrand(u: float) -> float:
+        return g(u) * math.exp(-0.5 * u * u / q) / (scale * math.sqrt(2 * math.pi))
+
+    total = 0.0
+    for low, high in itertools.pairwise(cuts):
+        value, error = integrate.quad(integrand, low, high, epsabs=1e-14, epsrel=1e-13, limit=200)
+        assert error < 1e-11  # the reference itself is trustworthy
+        total += value
+    return total
+
+
+def _clip(low: float, high: float) -> Callable[[float], float]:
+    return lambda x: min(max(x, low), high)
+
+
+def _step(low: float, high: float) -> Callable[[float], float]:
+    return lambda x: 1.0 if low < x < high else 0.0
+
+
+KINKED = {
+    "Hardtanh": (nn.Hardtanh(), _clip(-1, 1), _step(-1, 1), (-1.0, 1.0)),
+    "F.hardtanh": (F.hardtanh, _clip(-1, 1), _step(-1, 1), (-1.0, 1.0)),
+    "Hardtanh(-0.5, 2)": (nn.Hardtanh(-0.5, 2.0), _clip(-0.5, 2), _step(-0.5, 2), (-0.5, 2.0)),
+    "ReLU6": (nn.ReLU6(), _clip(0, 6), _step(0, 6), (0.0, 6.0)),
+    "Hardsigmoid": (
+        nn.Hardsigmoid(),
+        lambda x: min(max(x / 6 + 0.5, 0.0), 1.0),
+        # PyTorch's backward of hardsigmoid uses 1/6 rounded to float32 (1/6 + 5e-9), even
+        # in float64: the library differentiates what PyTorch computes.
+        lambda x: float(np.float32(1 / 6)) if -3 < x < 3 else 0.0,
+        (-3.0, 3.0),
+    ),
+    "Hardswish": (
+        nn.Hardswish(),
+        lambda x: x * min(max(x + 3, 0.0), 6.0) / 6,
+        lambda x: 0.0 if x < -3 else (1.0 if x > 3 else (2 * x + 3) / 6),
+        (-3.0, 3.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(KINKED))
+@pytest.mark.parametrize("q", [0.3, 1.7, 40.0])
+def test_kinked_activation_moments_are_exact(key, q):
+    # Kinks at φ's argument ±1 (±3, 6, ...) sit at z = kink/√q, inside a panel of the
+    # library's rule for most q: without a panel edge there its error was ~1e-3 relative.
+    # Both sides are now exact to ~1e-13 (quad reports less; the rule is round-off).
+    activation, f, df, kinks = KINKED[key]
+    second, derivative = meanfield.second_moments(activation, q)
+    assert second == pytest.approx(expect_split(lambda x: f(x) ** 2, q, kinks), abs=1e-12)
+    assert derivative == pytest.approx(expect_split(lambda x: df(x) ** 2, q, kinks), abs=1e-12)
+
+
+def test_hardtanh_critical_point_is_exact():
+    # Closed forms with a = 1/√q: E[hardtanh′(u)²] = P(|z| < a) = erf(a/√2) and
+    # E[hardtanh(u)²] = q (erf(a/√2) − 2a ϕ(a)) + erfc(a/√2). On the critical line
+    # σ_w² = 1/E[φ′²] and σ_b² = q − σ_w² E[φ²]: solve σ_b² = 0.05 for q.
+    def point(q: float) -> tuple[float, float]:
+        a = 1 / math.sqrt(q)
+        inside = special.erf(a / math.sqrt(2))
+        density = math.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        second = q * (inside - 2 * a * density) + special.erfc(a / math.sqrt(2))
+        weight_var = 1 / inside
+        return weight_var, q - weight_var * second
+
+    q = optimize.brentq(lambda q: point(q)[1] - 0.05, 0.06, 10.0, xtol=1e-15, rtol=1e-15)
+    expected = point(q)[0]
+    assert expected == pytest.approx(1.165545, abs=1e-6)  # the value the brief quotes
+    # χ₁ is bisected to round-off; 1e-10 covers the fixed point's relative 1e-12.
+    got = meanfield.critical_weight_var(nn.Hardtanh(), bias_var=0.05)
+    assert got == pytest.approx(expected, rel=1e-10)
+    mf = meanfield.analyze(nn.Hardtanh(), got, 0.05)
+    assert mf.q_star == pytest.approx(q, rel=1e-9) and mf.q_stable
+
+
+@pytest.mark.parametrize("q", [0.3, 1.7])
+def test_kinked_kernel_near_zero_correlation_is_exact(q):
+    # Mehler: E[φ(u₁)φ(u₂)] = a₀² + a₁² c + O(c²) with a₀ = E[φ(√q z)] and, by Stein,
+    # a₁ = E[φ(√q z) z] = √q E[φ′(√q z)]: the Hermite coefficients from a rule split at the
+    # kinks (−0.5 and 2 lie inside panels at these q). The central difference with h = 1e-4
+    # errs by h² Σₖ₌₃ k(k−1)(k−2)/6 aₖ² ≤ 1e-8 E[φ′²]-sized terms; 1e-7 covers it, and the
+    # tail bound T (≤ 1e-6 here) enters only the value.
+    activation, f, df, kinks = KINKED["Hardtanh(-0.5, 2)"]
+    mean = expect_split(f, q, kinks)
+    slope = q * expect_split(df, q, kinks) ** 2
+    values = meanfield.kernel(activation, q, [-1e-4, 0.0, 1e-4])
+    second = expect_split(lambda x: f(x) ** 2, q, kinks)
+    tail = hermite_tail(activation, q, second)
+    assert values[1] == pytest.approx(mean**2, abs=tail + ROUND_OFF)
+    assert (values[2] - values[0]) / 2e-4 == pytest.approx(slope, abs=1e-7)

@@ -29,7 +29,10 @@ Numerics:
 * One-dimensional expectations use the composite Gauss–Legendre rule of
   :mod:`signalprop.gains` (16 nodes per panel of width 1/4 on [−12, 12]):
   exact to round-off for smooth activations and for kinks at 0 (the ReLU
-  family, ELU, SELU), since 0 is a panel edge.
+  family, ELU, SELU), since 0 is a panel edge. PyTorch's activations with
+  kinks elsewhere (hardtanh at min_val/max_val, relu6 at 6, hardsigmoid and
+  hardswish at ±3, hardshrink/softshrink, threshold; as modules or functions)
+  get, per q, the panel holding each kink k/√q split there: exact too.
 * The two-dimensional expectation is Mehler's formula,
   ``E[φ(u₁)φ(u₂)] = Σₖ aₖ² cᵏ`` with ``aₖ = E[φ(√q z) Heₖ(z)] / √k!`` (the
   Hermite coefficients of ``φ(√q ·)``), so the correlation map is a power
@@ -70,10 +73,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from signalprop import activations as _activations
 from signalprop._validation import check_option, check_real, invalid_parameter
-from signalprop.gains import _NODES, _WEIGHTS, _as_function
+from signalprop.gains import _NODES, _WEIGHTS, NODES, PANEL, RANGE, _as_function
 
 __all__ = [
     "CRITERIA",
@@ -130,7 +134,28 @@ def _hermite_basis(terms: int) -> np.ndarray:
 
 
 _BASIS_T = torch.from_numpy(_hermite_basis(HERMITE_TERMS).T.copy())
-_ZW = _NODES * _WEIGHTS
+
+
+def _hermite_per_row(y: Tensor, nodes: Tensor, weights: Tensor) -> np.ndarray:
+    """E[y Heₖ(z)/√k!] per row for a kinked rule (see :func:`_kinked_rule`).
+
+    The shared nodes (with the kinks' panels zeroed) go through the precomputed basis;
+    only the few nodes of the split panels get their own recursion.
+    """
+    shared = len(_Z)
+    mask = weights[:, :shared] / _WEIGHTS
+    out = (y[:, :shared] * mask) @ _BASIS_T
+    z, yw = nodes[:, shared:], y[:, shared:] * weights[:, shared:]
+    previous, current = torch.ones_like(z), z.clone()
+    out[:, 0] += yw.sum(-1)
+    out[:, 1] += (yw * current).sum(-1)
+    for k in range(1, HERMITE_TERMS):
+        previous, current = current, (z * current - math.sqrt(k) * previous) / math.sqrt(k + 1)
+        out[:, k + 1] += (yw * current).sum(-1)
+    result: np.ndarray = out.numpy()
+    return result
+
+
 _DEGREES = np.arange(HERMITE_TERMS + 1, dtype=np.float64)
 #: Correlations scanned for the correlation map's fixed point, and their powers.
 _C_GRID = np.linspace(-1.0, 1.0, 401)
@@ -140,6 +165,79 @@ Activation = str | nn.Module | Callable[[Tensor], Tensor]
 
 
 # ------------------------------------------------------------------ evaluation
+
+#: Where PyTorch's piecewise activations (as functions) have kinks or jumps, in φ's argument.
+_FUNCTION_KINKS: dict[Any, tuple[float, ...]] = {
+    F.hardtanh: (-1.0, 1.0),
+    F.relu6: (0.0, 6.0),
+    F.hardsigmoid: (-3.0, 3.0),
+    F.hardswish: (-3.0, 3.0),
+}
+
+
+def _kinks(activation: Any) -> tuple[float, ...]:
+    """Known kinks of φ away from 0 (0 is a panel edge at every q), in φ's argument."""
+    activation = getattr(activation, "fn", activation)  # signalprop's Lambda wrapper
+    if isinstance(activation, nn.Hardtanh):  # ReLU6 too
+        points: tuple[float, ...] = (activation.min_val, activation.max_val)
+    elif isinstance(activation, nn.Hardsigmoid | nn.Hardswish):
+        points = (-3.0, 3.0)
+    elif isinstance(activation, nn.Hardshrink | nn.Softshrink):
+        points = (-activation.lambd, activation.lambd)
+    elif isinstance(activation, nn.Threshold):
+        points = (activation.threshold,)
+    else:
+        try:
+            points = _FUNCTION_KINKS.get(activation, ())
+        except TypeError:  # an unhashable callable
+            points = ()
+    return tuple(sorted({float(p) for p in points if p != 0 and math.isfinite(p)}))
+
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(NODES)
+_EDGES = np.arange(-RANGE, RANGE + PANEL / 2, PANEL)
+
+
+def _kinked_rule(kinks: np.ndarray, q: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Nodes and weights (rows × nodes) of the library's rule split at each kink.
+
+    A kink at φ's argument k is at z = k/√q (clipped to ±12). The panel holding it is
+    dropped from the shared rule (its weights zeroed) and replaced by two panels that end
+    at the kink (two kinks in one panel share the piece between them; the second copy is
+    empty), so every panel's integrand is smooth and the rule is exact to round-off, as it
+    is for kinks at 0. Rows are the shared 1,536 nodes followed by 32 nodes per kink.
+    """
+    n = len(q)
+    with np.errstate(divide="ignore"):
+        at = np.clip(kinks[None, :] / np.sqrt(np.maximum(q, 0.0))[:, None], -RANGE, RANGE)
+    panels = len(_EDGES) - 1
+    panel = np.clip(np.floor((at + RANGE) / PANEL), 0, panels - 1).astype(np.int64)
+    start = _EDGES[panel]
+    same_as_previous = np.zeros_like(at, dtype=bool)
+    same_as_previous[:, 1:] = panel[:, 1:] == panel[:, :-1]
+    same_as_next = np.zeros_like(at, dtype=bool)
+    same_as_next[:, :-1] = same_as_previous[:, 1:]
+    previous = np.concatenate([start[:, :1], at[:, :-1]], axis=1)
+    left = np.where(same_as_previous, previous, start)
+    right = np.where(same_as_next, at, start + PANEL)
+    low = np.stack([left, at], axis=2).reshape(n, -1, 1)
+    width = np.stack([at - left, right - at], axis=2).reshape(n, -1, 1)
+    extra = (low + (_GL_X + 1) / 2 * width).reshape(n, -1)
+    extra_weights = (_GL_W * width / 2).reshape(n, -1) * np.exp(-(extra**2) / 2)
+    shared = np.broadcast_to(_WEIGHTS.numpy(), (n, len(_Z))).copy()
+    rows = np.repeat(np.arange(n), panel.shape[1])
+    for offset in range(NODES):
+        shared[rows, (panel * NODES + offset).ravel()] = 0.0
+    nodes = np.concatenate([np.broadcast_to(_Z, (n, len(_Z))), extra], axis=1)
+    weights = np.concatenate([shared, extra_weights / math.sqrt(2 * math.pi)], axis=1)
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
+
+
+def _integrate(values: Tensor, weights: Tensor) -> Tensor:
+    """Σ values × weights per row: one shared rule (1 row of weights) or one rule per row."""
+    if weights.shape[0] == 1:
+        return values @ weights[0]
+    return (values * weights).sum(dim=-1)
 
 
 class _Phi:
@@ -156,15 +254,24 @@ class _Phi:
         self.function = _as_function(activation, params, caller)
         self.name = _display_name(activation, params)
         self.caller = caller
+        self.kinks = np.array(_kinks(activation))
         # Fails early on activations without finite values.
         self.variance_terms(np.ones(1))
 
+    def _rule(self, q: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Nodes and weights for rows of variances ``q``: one shared row without kinks."""
+        if not len(self.kinks):
+            return _NODES[None, :], _WEIGHTS[None, :]
+        return _kinked_rule(self.kinks, np.asarray(q, dtype=np.float64).reshape(-1))
+
     def _chunks(self, q: np.ndarray, derivative: bool) -> Any:
         """Yield (rows, φ(√q z), φ′(√q z) or None) for chunks of the flattened ``q``."""
-        flat = np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
+        variances = np.asarray(q, dtype=np.float64).reshape(-1)
+        flat = np.sqrt(variances)
         for start in range(0, len(flat), CHUNK):
             scale = torch.from_numpy(flat[start : start + CHUNK])
-            u = scale[:, None] * _NODES[None, :]
+            nodes, _ = self._rule(variances[start : start + CHUNK])
+            u = scale[:, None] * nodes
             if derivative:
                 u.requires_grad_(True)
             with torch.enable_grad() if derivative else torch.no_grad():
@@ -204,18 +311,22 @@ class _Phi:
     def second(self, q: np.ndarray) -> np.ndarray:
         """E[φ(√q z)²] for each q."""
         out = np.empty(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, _ in self._chunks(q, derivative=False):
-            out[rows] = (y * y) @ _WEIGHTS
+            _, weights = self._rule(flat[rows])
+            out[rows] = _integrate(y * y, weights)
         self._finite(out)
         return out.reshape(np.shape(q))
 
     def variance_terms(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """E[φ(√q z)²], its derivative in q, and E[φ′(√q z)²]."""
         second, mixed, derivative = (np.empty(np.size(q)) for _ in range(3))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, dy in self._chunks(q, derivative=True):
-            second[rows] = (y * y) @ _WEIGHTS
-            mixed[rows] = (y * dy) @ _ZW
-            derivative[rows] = (dy * dy) @ _WEIGHTS
+            nodes, weights = self._rule(flat[rows])
+            second[rows] = _integrate(y * y, weights)
+            mixed[rows] = _integrate(y * dy, nodes * weights)
+            derivative[rows] = _integrate(dy * dy, weights)
         self._finite(second, mixed, derivative)
         # dV/dq = E[φ φ′ z] / √q (= E[φ′² + φ φ″] by Stein's lemma, without φ″).
         slope = mixed / np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
@@ -226,10 +337,15 @@ class _Phi:
         """Hermite coefficients of φ(√q ·), E[φ(√q z)²] and E[φ′(√q z)²], per q."""
         coefficients = np.empty((np.size(q), HERMITE_TERMS + 1))
         second, derivative = np.empty(np.size(q)), np.empty(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, dy in self._chunks(q, derivative=True):
-            coefficients[rows] = (y @ _BASIS_T).numpy()
-            second[rows] = (y * y) @ _WEIGHTS
-            derivative[rows] = (dy * dy) @ _WEIGHTS
+            nodes, weights = self._rule(flat[rows])
+            if not len(self.kinks):
+                coefficients[rows] = (y @ _BASIS_T).numpy()
+            else:
+                coefficients[rows] = _hermite_per_row(y, nodes, weights)
+            second[rows] = _integrate(y * y, weights)
+            derivative[rows] = _integrate(dy * dy, weights)
         self._finite(coefficients, second, derivative)
         return coefficients, second, derivative
 
