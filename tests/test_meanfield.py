@@ -1060,3 +1060,79 @@ def test_kinked_kernel_near_zero_correlation_is_exact(q):
     tail = hermite_tail(activation, q, second)
     assert values[1] == pytest.approx(mean**2, abs=tail + ROUND_OFF)
     assert (values[2] - values[0]) / 2e-4 == pytest.approx(slope, abs=1e-7)
+
+
+# ------------------------------------------------------------------ c* with a bias
+
+
+def _tanh_array_derivative(x: np.ndarray) -> np.ndarray:
+    return 1 - np.tanh(x) ** 2
+
+
+def _logistic_derivative(x: np.ndarray) -> np.ndarray:
+    s = special.expit(x)
+    return s * (1 - s)
+
+
+@pytest.mark.parametrize(
+    "name, weight_var, bias_var",
+    [("tanh", 4.0, 0.5), ("sigmoid", 150.0, 0.5)],
+)
+def test_chaotic_c_star_with_bias_against_two_dimensional_quadrature(name, weight_var, bias_var):
+    # With σ_b² > 0 the bias enters C(c) = (σ_w² E[φ(u₁)φ(u₂)] + σ_b²)/q*: c* > 0 even
+    # for tanh. Reference: q* by brentq on the 1-D rule, C by the product rule (exact to
+    # ~1e-15, see gauss_legendre_normal), c* by brentq on C(c) − c over [0, 0.999]
+    # (C(0) > 0 and C − c < 0 just below 1 since χ₁ > 1), χ_c = σ_w² E[φ′(u₁)φ′(u₂)].
+    f, df = (
+        (np.tanh, _tanh_array_derivative) if name == "tanh" else (_logistic, _logistic_derivative)
+    )
+    z, w = gauss_legendre_normal()
+
+    def gap(q: float) -> float:
+        return weight_var * float(w @ f(math.sqrt(q) * z) ** 2) + bias_var - q
+
+    q = optimize.brentq(gap, 1e-3, 1e4, xtol=1e-14, rtol=1e-14)
+
+    def h(c: float) -> float:
+        return (weight_var * two_dimensional_kernel(f, q, c) + bias_var) / q - c
+
+    assert h(0.0) > 0 > h(0.999)
+    c_star = optimize.brentq(h, 0.0, 0.999, xtol=1e-14, rtol=1e-14)
+    chi_c = weight_var * two_dimensional_kernel(df, q, c_star)
+    mf = meanfield.analyze(name, weight_var, bias_var)
+    assert mf.phase == "chaotic"
+    assert mf.q_star == pytest.approx(q, rel=1e-10)
+    # The library's map errs by at most ε = correlation_error for c ≥ 0 (1e-6 for the
+    # logistic at q* = 68, far less for tanh), so c* moves by at most ε/(1 − χ_c). Its
+    # slope misses the tail term's, σ_w²/q* κ T c*^(κ−1) with κ ≥ 257, which is below ε
+    # for c* < 0.97; 1e-9 covers round-off and q*'s relative 1e-12.
+    bound = mf.correlation_error / (1 - chi_c) + 1e-9
+    assert mf.c_star == pytest.approx(c_star, abs=bound)
+    assert c_star < 0.97
+    assert mf.chi_c == pytest.approx(chi_c, abs=bound)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "mish"])
+def test_no_critical_point_without_bias_for_gelu_silu_mish(name):
+    # At σ_b² = 0 a fixed point q needs σ_w² = q/E[φ(√q z)²], where the variance map's
+    # slope is the elasticity q V′(q)/V(q); it exceeds 1 for these activations (checked
+    # by quad at q = 0.1, 1, 10; their V(q)/q increases), so every such fixed point is
+    # unstable and the critical line has no point: χ₁ = 1 crossings exist but must not
+    # count.
+    f, df = SMOOTH.get(name, (_mish, _mish_derivative))
+    for q in (0.1, 1.0, 10.0):
+        elasticity = expect(lambda x: f(x) * df(x) * x, q) / expect(lambda x: f(x) ** 2, q)
+        assert elasticity > 1
+    assert meanfield.critical_weight_var(name, bias_var=0.0) is None
+    assert np.isnan(meanfield.critical_line(name, [0.0])).all()
+
+
+@pytest.mark.parametrize("q", [0.3, 1.0, 4.0])
+def test_relu_kernel_tail_sign_at_minus_one(q):
+    # relu(x) = x/2 + |x|/2: past degree 1 its Hermite series has only even terms, so the
+    # missing tail is even and the tail term's sign for c < 0 must be (+1) there: the
+    # arc-cosine kernel's value at c = −1 (0: relu(u) relu(−u) = 0) is then met to
+    # round-off, not only within the documented 2T (T ≈ 1e-5 q here).
+    tail = hermite_tail("relu", q, second=q / 2)
+    assert tail > 1e-6 * q
+    assert abs(float(meanfield.kernel("relu", q, -1.0))) <= ROUND_OFF * q
