@@ -21,6 +21,7 @@ more than 1e-3).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import optimize, special
+from scipy import integrate, optimize, special
 from torch import nn
 
 from _quad import normal_expectation
@@ -837,3 +838,301 @@ def test_init_point_variance_criterion_keeps_unit_variance():
     second = expect(lambda x: math.tanh(x) ** 2)
     assert point.weight_var == pytest.approx(1 / second, rel=QUAD)
     assert (point.criterion, point.bias_var, point.q_star) == ("variance", 0.0, 1.0)
+
+
+# ------------------------------------------------------------------ numerics: hard cases
+
+
+def _mish(x: float) -> float:
+    return x * math.tanh(math.log1p(math.exp(x)) if x < 30 else x)
+
+
+def _mish_derivative(x: float) -> float:
+    # d/dx x tanh(sp(x)) = tanh(sp) + x sech²(sp) σ(x), sp = softplus.
+    sp = math.log1p(math.exp(x)) if x < 30 else x
+    return math.tanh(sp) + x * (1 - math.tanh(sp) ** 2) * special.expit(x)
+
+
+@pytest.mark.parametrize("weight_var", [2.0, 2.006])
+def test_mish_fixed_point_between_two_close_roots_is_found(weight_var):
+    # At σ_b² = 0.1 the gap g(q) = σ_w² E[mish(√q z)²] + σ_b² − q is positive at q = 1,
+    # negative at 2 and positive again by q = 10 (σ_w² = 2.006: already by q = 3.2, both
+    # roots inside one factor √10 of q = 1). The forward pass from q = 1
+    # stops at the first root, a stable one. A bracketing that only compares the signs
+    # at its trials sees g > 0 at both ends and reported q* = ∞ (and "critical").
+    bias_var = 0.1
+
+    def gap(q: float) -> float:
+        return weight_var * expect(lambda x: _mish(x) ** 2, q) + bias_var - q
+
+    assert gap(1.0) > 0 > gap(2.0) and gap(10.0) > 0
+    if weight_var > 2:
+        assert gap(3.2) > 0
+    q = optimize.brentq(gap, 1.0, 2.0, xtol=1e-14, rtol=1e-14)
+    chi_1 = weight_var * expect(lambda x: _mish_derivative(x) ** 2, q)
+    mf = meanfield.analyze("mish", weight_var, bias_var)
+    assert mf.q_star == pytest.approx(q, rel=QUAD)
+    assert mf.q_stable and mf.q_slope < 1
+    assert mf.chi_1 == pytest.approx(chi_1, rel=QUAD)
+    assert mf.chi_1 < 1 and mf.c_star == 1.0
+    # The same point seen from the critical line: σ_w² is left of it at this σ_b².
+    assert meanfield.critical_weight_var("mish", bias_var=bias_var) > weight_var
+
+
+def _gelu(x: float) -> float:
+    return x * special.ndtr(x)
+
+
+def _gelu_derivative(x: float) -> float:
+    return special.ndtr(x) + x * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _silu(x: float) -> float:
+    return x * special.expit(x)
+
+
+def _silu_derivative(x: float) -> float:
+    s = special.expit(x)
+    return s + x * s * (1 - s)
+
+
+SMOOTH = {"gelu": (_gelu, _gelu_derivative), "silu": (_silu, _silu_derivative)}
+
+
+def critical_line_by_q(name: str, q: float) -> tuple[float, float, float]:
+    """(σ_b², σ_w², slope of the variance map) of the critical point with q* = q, by quad.
+
+    χ₁ = σ_w² E[φ′²] = 1 and q = σ_w² E[φ²] + σ_b² give σ_w² = 1/E[φ′²] and σ_b² = q − σ_w²
+    E[φ²]; the slope is σ_w² dE[φ(√q z)²]/dq = σ_w² E[φ φ′(u) u]/q, u ~ N(0, q).
+    """
+    f, df = SMOOTH[name]
+    weight_var = 1 / expect(lambda x: df(x) ** 2, q)
+    bias_var = q - weight_var * expect(lambda x: f(x) ** 2, q)
+    slope = weight_var * expect(lambda x: f(x) * df(x) * x, q) / q
+    return bias_var, weight_var, slope
+
+
+@pytest.mark.parametrize(
+    "name, bracket, threshold", [("gelu", (2.0, 20.0), 0.173), ("silu", (5.0, 60.0), 0.555)]
+)
+def test_default_bias_var_is_just_above_the_smallest_stable_critical_point(
+    name, bracket, threshold
+):
+    # Along the critical line (parametrized by q*) the variance map's slope falls through 1
+    # where the stable critical point is born (the smallest σ_b² that has one) and through
+    # 0.99 a little above, where the library puts its default (ξ_q ≤ 100 layers).
+    def slope_minus(target: float) -> float:
+        q = optimize.brentq(
+            lambda q: critical_line_by_q(name, q)[2] - target, *bracket, xtol=1e-13, rtol=1e-13
+        )
+        return critical_line_by_q(name, q)[0]
+
+    born = slope_minus(1.0)
+    default = slope_minus(0.99)
+    assert born == pytest.approx(threshold, abs=1e-3)  # the numbers quoted in the docstring
+    # The true threshold, not a grid point: none just below it, one just above it.
+    assert meanfield.critical_weight_var(name, bias_var=born * 0.99) is None
+    above = meanfield.critical_weight_var(name, bias_var=born * 1.01)
+    assert above is not None
+    assert meanfield.analyze(name, above, born * 1.01).q_stable
+    # The default is bisected from above, over a bracket of at most 0.5 cut 17-fold four
+    # times (6e-6); quad's 1e-9 moves the reference far less.
+    got = meanfield.default_bias_var(name)
+    assert 0 <= got - default <= 1e-5, (got, default)
+    point = meanfield.init_point(name)
+    assert point.bias_var == got
+    mf = meanfield.analyze(name, point.weight_var, point.bias_var)
+    assert mf.q_stable and mf.q_slope <= 0.99 + 1e-6 and mf.chi_1 == pytest.approx(1, abs=1e-8)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_variance_criterion_lands_on_a_stable_fixed_point(name):
+    # With zero biases, σ_w² = 1/E[φ(z)²] makes q = 1 a fixed point with slope
+    # E[φ φ′(z) z]/E[φ(z)²] > 1 (unstable) for GELU and SiLU: the variance runs away.
+    f, df = SMOOTH[name]
+    second = expect(lambda x: f(x) ** 2)
+    mixed = expect(lambda x: f(x) * df(x) * x)  # dE[φ(√q z)²]/dq at q = 1
+    assert mixed / second > 1.1
+    point = meanfield.init_point(name, "variance")
+    assert "unstable" in point.note
+    # The point returned keeps q = 1 a fixed point and attracts (slope < 1), by quad.
+    assert point.weight_var * second + point.bias_var == pytest.approx(1.0, abs=QUAD)
+    assert point.weight_var * mixed == pytest.approx(0.99, abs=QUAD)
+    assert point.bias_var > 0 and point.q_star == 1.0
+
+
+# ------------------------------------------------------------------ kinks away from 0
+
+
+def expect_split(g: Callable[[float], float], q: float, kinks: tuple[float, ...]) -> float:
+    """E[g(u)], u ~ N(0, q), by quad on pieces split at 0 and at g's kinks (in u)."""
+
+    cuts = [-math.inf, *sorted({0.0, *kinks}), math.inf]
+    scale = math.sqrt(q)
+
+    def integrand(u: float) -> float:
+        return g(u) * math.exp(-0.5 * u * u / q) / (scale * math.sqrt(2 * math.pi))
+
+    total = 0.0
+    for low, high in itertools.pairwise(cuts):
+        value, error = integrate.quad(integrand, low, high, epsabs=1e-14, epsrel=1e-13, limit=200)
+        assert error < 1e-11  # the reference itself is trustworthy
+        total += value
+    return total
+
+
+def _clip(low: float, high: float) -> Callable[[float], float]:
+    return lambda x: min(max(x, low), high)
+
+
+def _step(low: float, high: float) -> Callable[[float], float]:
+    return lambda x: 1.0 if low < x < high else 0.0
+
+
+KINKED = {
+    "Hardtanh": (nn.Hardtanh(), _clip(-1, 1), _step(-1, 1), (-1.0, 1.0)),
+    "F.hardtanh": (F.hardtanh, _clip(-1, 1), _step(-1, 1), (-1.0, 1.0)),
+    "Hardtanh(-0.5, 2)": (nn.Hardtanh(-0.5, 2.0), _clip(-0.5, 2), _step(-0.5, 2), (-0.5, 2.0)),
+    "ReLU6": (nn.ReLU6(), _clip(0, 6), _step(0, 6), (0.0, 6.0)),
+    "Hardsigmoid": (
+        nn.Hardsigmoid(),
+        lambda x: min(max(x / 6 + 0.5, 0.0), 1.0),
+        # PyTorch's backward of hardsigmoid uses 1/6 rounded to float32 (1/6 + 5e-9), even
+        # in float64: the library differentiates what PyTorch computes.
+        lambda x: float(np.float32(1 / 6)) if -3 < x < 3 else 0.0,
+        (-3.0, 3.0),
+    ),
+    "Hardswish": (
+        nn.Hardswish(),
+        lambda x: x * min(max(x + 3, 0.0), 6.0) / 6,
+        lambda x: 0.0 if x < -3 else (1.0 if x > 3 else (2 * x + 3) / 6),
+        (-3.0, 3.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("key", list(KINKED))
+@pytest.mark.parametrize("q", [0.3, 1.7, 40.0])
+def test_kinked_activation_moments_are_exact(key, q):
+    # Kinks at φ's argument ±1 (±3, 6, ...) sit at z = kink/√q, inside a panel of the
+    # library's rule for most q: without a panel edge there its error was ~1e-3 relative.
+    # Both sides are now exact to ~1e-13 (quad reports less; the rule is round-off).
+    activation, f, df, kinks = KINKED[key]
+    second, derivative = meanfield.second_moments(activation, q)
+    assert second == pytest.approx(expect_split(lambda x: f(x) ** 2, q, kinks), abs=1e-12)
+    assert derivative == pytest.approx(expect_split(lambda x: df(x) ** 2, q, kinks), abs=1e-12)
+
+
+def test_hardtanh_critical_point_is_exact():
+    # Closed forms with a = 1/√q: E[hardtanh′(u)²] = P(|z| < a) = erf(a/√2) and
+    # E[hardtanh(u)²] = q (erf(a/√2) − 2a ϕ(a)) + erfc(a/√2). On the critical line
+    # σ_w² = 1/E[φ′²] and σ_b² = q − σ_w² E[φ²]: solve σ_b² = 0.05 for q.
+    def point(q: float) -> tuple[float, float]:
+        a = 1 / math.sqrt(q)
+        inside = special.erf(a / math.sqrt(2))
+        density = math.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        second = q * (inside - 2 * a * density) + special.erfc(a / math.sqrt(2))
+        weight_var = 1 / inside
+        return weight_var, q - weight_var * second
+
+    q = optimize.brentq(lambda q: point(q)[1] - 0.05, 0.06, 10.0, xtol=1e-15, rtol=1e-15)
+    expected = point(q)[0]
+    assert expected == pytest.approx(1.165545, abs=1e-6)  # the value the brief quotes
+    # χ₁ is bisected to round-off; 1e-10 covers the fixed point's relative 1e-12.
+    got = meanfield.critical_weight_var(nn.Hardtanh(), bias_var=0.05)
+    assert got == pytest.approx(expected, rel=1e-10)
+    mf = meanfield.analyze(nn.Hardtanh(), got, 0.05)
+    assert mf.q_star == pytest.approx(q, rel=1e-9) and mf.q_stable
+
+
+@pytest.mark.parametrize("q", [0.3, 1.7])
+def test_kinked_kernel_near_zero_correlation_is_exact(q):
+    # Mehler: E[φ(u₁)φ(u₂)] = a₀² + a₁² c + O(c²) with a₀ = E[φ(√q z)] and, by Stein,
+    # a₁ = E[φ(√q z) z] = √q E[φ′(√q z)]: the Hermite coefficients from a rule split at the
+    # kinks (−0.5 and 2 lie inside panels at these q). The central difference with h = 1e-4
+    # errs by h² Σₖ₌₃ k(k−1)(k−2)/6 aₖ² ≤ 1e-8 E[φ′²]-sized terms; 1e-7 covers it, and the
+    # tail bound T (≤ 1e-6 here) enters only the value.
+    activation, f, df, kinks = KINKED["Hardtanh(-0.5, 2)"]
+    mean = expect_split(f, q, kinks)
+    slope = q * expect_split(df, q, kinks) ** 2
+    values = meanfield.kernel(activation, q, [-1e-4, 0.0, 1e-4])
+    second = expect_split(lambda x: f(x) ** 2, q, kinks)
+    tail = hermite_tail(activation, q, second)
+    assert values[1] == pytest.approx(mean**2, abs=tail + ROUND_OFF)
+    assert (values[2] - values[0]) / 2e-4 == pytest.approx(slope, abs=1e-7)
+
+
+# ------------------------------------------------------------------ c* with a bias
+
+
+def _tanh_array_derivative(x: np.ndarray) -> np.ndarray:
+    return 1 - np.tanh(x) ** 2
+
+
+def _logistic_derivative(x: np.ndarray) -> np.ndarray:
+    s = special.expit(x)
+    return s * (1 - s)
+
+
+@pytest.mark.parametrize(
+    "name, weight_var, bias_var",
+    [("tanh", 4.0, 0.5), ("sigmoid", 150.0, 0.5)],
+)
+def test_chaotic_c_star_with_bias_against_two_dimensional_quadrature(name, weight_var, bias_var):
+    # With σ_b² > 0 the bias enters C(c) = (σ_w² E[φ(u₁)φ(u₂)] + σ_b²)/q*: c* > 0 even
+    # for tanh. Reference: q* by brentq on the 1-D rule, C by the product rule (exact to
+    # ~1e-15, see gauss_legendre_normal), c* by brentq on C(c) − c over [0, 0.999]
+    # (C(0) > 0 and C − c < 0 just below 1 since χ₁ > 1), χ_c = σ_w² E[φ′(u₁)φ′(u₂)].
+    f, df = (
+        (np.tanh, _tanh_array_derivative) if name == "tanh" else (_logistic, _logistic_derivative)
+    )
+    z, w = gauss_legendre_normal()
+
+    def gap(q: float) -> float:
+        return weight_var * float(w @ f(math.sqrt(q) * z) ** 2) + bias_var - q
+
+    q = optimize.brentq(gap, 1e-3, 1e4, xtol=1e-14, rtol=1e-14)
+
+    def h(c: float) -> float:
+        return (weight_var * two_dimensional_kernel(f, q, c) + bias_var) / q - c
+
+    assert h(0.0) > 0 > h(0.999)
+    c_star = optimize.brentq(h, 0.0, 0.999, xtol=1e-14, rtol=1e-14)
+    chi_c = weight_var * two_dimensional_kernel(df, q, c_star)
+    mf = meanfield.analyze(name, weight_var, bias_var)
+    assert mf.phase == "chaotic"
+    assert mf.q_star == pytest.approx(q, rel=1e-10)
+    # The library's map errs by at most ε = correlation_error for c ≥ 0 (1e-6 for the
+    # logistic at q* = 68, far less for tanh), so c* moves by at most ε/(1 − χ_c). Its
+    # slope misses the tail term's, σ_w²/q* κ T c*^(κ−1) with κ ≥ 257, which is below ε
+    # for c* < 0.97; 1e-9 covers round-off and q*'s relative 1e-12.
+    bound = mf.correlation_error / (1 - chi_c) + 1e-9
+    assert mf.c_star == pytest.approx(c_star, abs=bound)
+    assert c_star < 0.97
+    assert mf.chi_c == pytest.approx(chi_c, abs=bound)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "mish"])
+def test_no_critical_point_without_bias_for_gelu_silu_mish(name):
+    # At σ_b² = 0 a fixed point q needs σ_w² = q/E[φ(√q z)²], where the variance map's
+    # slope is the elasticity q V′(q)/V(q); it exceeds 1 for these activations (checked
+    # by quad at q = 0.1, 1, 10; their V(q)/q increases), so every such fixed point is
+    # unstable and the critical line has no point: χ₁ = 1 crossings exist but must not
+    # count.
+    f, df = SMOOTH.get(name, (_mish, _mish_derivative))
+    for q in (0.1, 1.0, 10.0):
+        elasticity = expect(lambda x: f(x) * df(x) * x, q) / expect(lambda x: f(x) ** 2, q)
+        assert elasticity > 1
+    assert meanfield.critical_weight_var(name, bias_var=0.0) is None
+    assert np.isnan(meanfield.critical_line(name, [0.0])).all()
+
+
+@pytest.mark.parametrize("q", [0.3, 1.0, 4.0])
+def test_relu_kernel_tail_sign_at_minus_one(q):
+    # relu(x) = x/2 + |x|/2: past degree 1 its Hermite series has only even terms, so the
+    # missing tail is even and the tail term's sign for c < 0 must be (+1) there: the
+    # arc-cosine kernel's value at c = −1 (0: relu(u) relu(−u) = 0) is then met to
+    # round-off, not only within the documented 2T (T ≈ 1e-5 q here).
+    tail = hermite_tail("relu", q, second=q / 2)
+    assert tail > 1e-6 * q
+    assert abs(float(meanfield.kernel("relu", q, -1.0))) <= ROUND_OFF * q

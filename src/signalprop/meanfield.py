@@ -29,7 +29,10 @@ Numerics:
 * One-dimensional expectations use the composite Gauss–Legendre rule of
   :mod:`signalprop.gains` (16 nodes per panel of width 1/4 on [−12, 12]):
   exact to round-off for smooth activations and for kinks at 0 (the ReLU
-  family, ELU, SELU), since 0 is a panel edge.
+  family, ELU, SELU), since 0 is a panel edge. PyTorch's activations with
+  kinks elsewhere (hardtanh at min_val/max_val, relu6 at 6, hardsigmoid and
+  hardswish at ±3, hardshrink/softshrink, threshold; as modules or functions)
+  get, per q, the panel holding each kink k/√q split there: exact too.
 * The two-dimensional expectation is Mehler's formula,
   ``E[φ(u₁)φ(u₂)] = Σₖ aₖ² cᵏ`` with ``aₖ = E[φ(√q z) Heₖ(z)] / √k!`` (the
   Hermite coefficients of ``φ(√q ·)``), so the correlation map is a power
@@ -45,8 +48,9 @@ Numerics:
 * ``q*`` is the fixed point the forward pass reaches from the input variance
   (1 by default): the variance map is increasing, so iterates move
   monotonically to the nearest root of ``V(q) − q`` in the direction of
-  ``V(q₀) − q₀``; it is bracketed by factors of 10 and solved by safeguarded
-  Newton steps to relative 1e-12. A variance that falls below 1e-12 is
+  ``V(q₀) − q₀``; it is bracketed by factors of √10 (a pair of roots between two
+  trials shows as a turn of the gap's slope, and the gap at the turn is checked)
+  and solved by safeguarded Newton steps to relative 1e-12. A variance that falls below 1e-12 is
   ``q* = 0``; one that passes 1e8 is ``q* = ∞`` (no fixed point: the ReLU
   family above He's variance).
 
@@ -69,10 +73,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from signalprop import activations as _activations
 from signalprop._validation import check_option, check_real, invalid_parameter
-from signalprop.gains import _NODES, _WEIGHTS, _as_function
+from signalprop.gains import _NODES, _WEIGHTS, NODES, PANEL, RANGE, _as_function
 
 __all__ = [
     "CRITERIA",
@@ -131,7 +136,28 @@ def _hermite_basis(terms: int) -> np.ndarray:
 
 
 _BASIS_T = torch.from_numpy(_hermite_basis(HERMITE_TERMS).T.copy())
-_ZW = _NODES * _WEIGHTS
+
+
+def _hermite_per_row(y: Tensor, nodes: Tensor, weights: Tensor) -> np.ndarray:
+    """E[y Heₖ(z)/√k!] per row for a kinked rule (see :func:`_kinked_rule`).
+
+    The shared nodes (with the kinks' panels zeroed) go through the precomputed basis;
+    only the few nodes of the split panels get their own recursion.
+    """
+    shared = len(_Z)
+    mask = weights[:, :shared] / _WEIGHTS
+    out = (y[:, :shared] * mask) @ _BASIS_T
+    z, yw = nodes[:, shared:], y[:, shared:] * weights[:, shared:]
+    previous, current = torch.ones_like(z), z.clone()
+    out[:, 0] += yw.sum(-1)
+    out[:, 1] += (yw * current).sum(-1)
+    for k in range(1, HERMITE_TERMS):
+        previous, current = current, (z * current - math.sqrt(k) * previous) / math.sqrt(k + 1)
+        out[:, k + 1] += (yw * current).sum(-1)
+    result: np.ndarray = out.numpy()
+    return result
+
+
 _DEGREES = np.arange(HERMITE_TERMS + 1, dtype=np.float64)
 #: Correlations scanned for the correlation map's fixed point, and their powers.
 _C_GRID = np.linspace(-1.0, 1.0, 401)
@@ -141,6 +167,79 @@ Activation = str | nn.Module | Callable[[Tensor], Tensor]
 
 
 # ------------------------------------------------------------------ evaluation
+
+#: Where PyTorch's piecewise activations (as functions) have kinks or jumps, in φ's argument.
+_FUNCTION_KINKS: dict[Any, tuple[float, ...]] = {
+    F.hardtanh: (-1.0, 1.0),
+    F.relu6: (0.0, 6.0),
+    F.hardsigmoid: (-3.0, 3.0),
+    F.hardswish: (-3.0, 3.0),
+}
+
+
+def _kinks(activation: Any) -> tuple[float, ...]:
+    """Known kinks of φ away from 0 (0 is a panel edge at every q), in φ's argument."""
+    activation = getattr(activation, "fn", activation)  # signalprop's Lambda wrapper
+    if isinstance(activation, nn.Hardtanh):  # ReLU6 too
+        points: tuple[float, ...] = (activation.min_val, activation.max_val)
+    elif isinstance(activation, nn.Hardsigmoid | nn.Hardswish):
+        points = (-3.0, 3.0)
+    elif isinstance(activation, nn.Hardshrink | nn.Softshrink):
+        points = (-activation.lambd, activation.lambd)
+    elif isinstance(activation, nn.Threshold):
+        points = (activation.threshold,)
+    else:
+        try:
+            points = _FUNCTION_KINKS.get(activation, ())
+        except TypeError:  # an unhashable callable
+            points = ()
+    return tuple(sorted({float(p) for p in points if p != 0 and math.isfinite(p)}))
+
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(NODES)
+_EDGES = np.arange(-RANGE, RANGE + PANEL / 2, PANEL)
+
+
+def _kinked_rule(kinks: np.ndarray, q: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Nodes and weights (rows × nodes) of the library's rule split at each kink.
+
+    A kink at φ's argument k is at z = k/√q (clipped to ±12). The panel holding it is
+    dropped from the shared rule (its weights zeroed) and replaced by two panels that end
+    at the kink (two kinks in one panel share the piece between them; the second copy is
+    empty), so every panel's integrand is smooth and the rule is exact to round-off, as it
+    is for kinks at 0. Rows are the shared 1,536 nodes followed by 32 nodes per kink.
+    """
+    n = len(q)
+    with np.errstate(divide="ignore"):
+        at = np.clip(kinks[None, :] / np.sqrt(np.maximum(q, 0.0))[:, None], -RANGE, RANGE)
+    panels = len(_EDGES) - 1
+    panel = np.clip(np.floor((at + RANGE) / PANEL), 0, panels - 1).astype(np.int64)
+    start = _EDGES[panel]
+    same_as_previous = np.zeros_like(at, dtype=bool)
+    same_as_previous[:, 1:] = panel[:, 1:] == panel[:, :-1]
+    same_as_next = np.zeros_like(at, dtype=bool)
+    same_as_next[:, :-1] = same_as_previous[:, 1:]
+    previous = np.concatenate([start[:, :1], at[:, :-1]], axis=1)
+    left = np.where(same_as_previous, previous, start)
+    right = np.where(same_as_next, at, start + PANEL)
+    low = np.stack([left, at], axis=2).reshape(n, -1, 1)
+    width = np.stack([at - left, right - at], axis=2).reshape(n, -1, 1)
+    extra = (low + (_GL_X + 1) / 2 * width).reshape(n, -1)
+    extra_weights = (_GL_W * width / 2).reshape(n, -1) * np.exp(-(extra**2) / 2)
+    shared = np.broadcast_to(_WEIGHTS.numpy(), (n, len(_Z))).copy()
+    rows = np.repeat(np.arange(n), panel.shape[1])
+    for offset in range(NODES):
+        shared[rows, (panel * NODES + offset).ravel()] = 0.0
+    nodes = np.concatenate([np.broadcast_to(_Z, (n, len(_Z))), extra], axis=1)
+    weights = np.concatenate([shared, extra_weights / math.sqrt(2 * math.pi)], axis=1)
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
+
+
+def _integrate(values: Tensor, weights: Tensor) -> Tensor:
+    """Σ values × weights per row: one shared rule (1 row of weights) or one rule per row."""
+    if weights.shape[0] == 1:
+        return values @ weights[0]
+    return (values * weights).sum(dim=-1)
 
 
 class _Phi:
@@ -164,15 +263,24 @@ class _Phi:
         self.centred = bool(centred)
         self.name = _display_name(activation, params) + (" − E[·]" if self.centred else "")
         self.caller = caller
+        self.kinks = np.array(_kinks(activation))
         # Fails early on activations without finite values.
         self.variance_terms(np.ones(1))
 
+    def _rule(self, q: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Nodes and weights for rows of variances ``q``: one shared row without kinks."""
+        if not len(self.kinks):
+            return _NODES[None, :], _WEIGHTS[None, :]
+        return _kinked_rule(self.kinks, np.asarray(q, dtype=np.float64).reshape(-1))
+
     def _chunks(self, q: np.ndarray, derivative: bool) -> Any:
         """Yield (rows, φ(√q z), φ′(√q z) or None) for chunks of the flattened ``q``."""
-        flat = np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
+        variances = np.asarray(q, dtype=np.float64).reshape(-1)
+        flat = np.sqrt(variances)
         for start in range(0, len(flat), CHUNK):
             scale = torch.from_numpy(flat[start : start + CHUNK])
-            u = scale[:, None] * _NODES[None, :]
+            nodes, _ = self._rule(variances[start : start + CHUNK])
+            u = scale[:, None] * nodes
             if derivative:
                 u.requires_grad_(True)
             with torch.enable_grad() if derivative else torch.no_grad():
@@ -212,8 +320,10 @@ class _Phi:
     def mean(self, q: np.ndarray) -> np.ndarray:
         """E[φ(√q z)] for each q, of the activation itself (centred or not)."""
         out = np.empty(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, _ in self._chunks(q, derivative=False):
-            out[rows] = y @ _WEIGHTS
+            _, weights = self._rule(flat[rows])
+            out[rows] = _integrate(y, weights)
         self._finite(out)
         return out.reshape(np.shape(q))
 
@@ -221,10 +331,12 @@ class _Phi:
         """E[φ(√q z)²] for each q (for a centred φ: its variance)."""
         out = np.empty(np.size(q))
         mean = np.zeros(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, _ in self._chunks(q, derivative=False):
-            out[rows] = (y * y) @ _WEIGHTS
+            _, weights = self._rule(flat[rows])
+            out[rows] = _integrate(y * y, weights)
             if self.centred:
-                mean[rows] = y @ _WEIGHTS
+                mean[rows] = _integrate(y, weights)
         self._finite(out, mean)
         return (out - mean**2).reshape(np.shape(q))
 
@@ -232,18 +344,20 @@ class _Phi:
         """E[φ(√q z)²], its derivative in q, and E[φ′(√q z)²]."""
         second, mixed, derivative = (np.empty(np.size(q)) for _ in range(3))
         mean, mean_mixed = np.zeros(np.size(q)), np.zeros(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, dy in self._chunks(q, derivative=True):
-            second[rows] = (y * y) @ _WEIGHTS
-            mixed[rows] = (y * dy) @ _ZW
-            derivative[rows] = (dy * dy) @ _WEIGHTS
+            nodes, weights = self._rule(flat[rows])
+            second[rows] = _integrate(y * y, weights)
+            mixed[rows] = _integrate(y * dy, nodes * weights)
+            derivative[rows] = _integrate(dy * dy, weights)
             if self.centred:
-                mean[rows] = y @ _WEIGHTS
-                mean_mixed[rows] = dy @ _ZW
+                mean[rows] = _integrate(y, weights)
+                mean_mixed[rows] = _integrate(dy, nodes * weights)
         self._finite(second, mixed, derivative, mean, mean_mixed)
         # dV/dq = E[φ φ′ z] / √q (= E[φ′² + φ φ″] by Stein's lemma, without φ″); centred,
         # V = E[φ²] − μ² with dμ/dq = E[φ′ z] / (2√q), so dV/dq loses 2μ dμ/dq = μ E[φ′ z] / √q.
         second = second - mean**2
-        slope = (mixed - mean * mean_mixed) / np.sqrt(np.asarray(q, dtype=np.float64)).reshape(-1)
+        slope = (mixed - mean * mean_mixed) / np.sqrt(flat)
         shape = np.shape(q)
         return second.reshape(shape), slope.reshape(shape), derivative.reshape(shape)
 
@@ -251,10 +365,15 @@ class _Phi:
         """Hermite coefficients of φ(√q ·), E[φ(√q z)²] and E[φ′(√q z)²], per q."""
         coefficients = np.empty((np.size(q), HERMITE_TERMS + 1))
         second, derivative = np.empty(np.size(q)), np.empty(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
         for rows, y, dy in self._chunks(q, derivative=True):
-            coefficients[rows] = (y @ _BASIS_T).numpy()
-            second[rows] = (y * y) @ _WEIGHTS
-            derivative[rows] = (dy * dy) @ _WEIGHTS
+            nodes, weights = self._rule(flat[rows])
+            if not len(self.kinks):
+                coefficients[rows] = (y @ _BASIS_T).numpy()
+            else:
+                coefficients[rows] = _hermite_per_row(y, nodes, weights)
+            second[rows] = _integrate(y * y, weights)
+            derivative[rows] = _integrate(dy * dy, weights)
         self._finite(coefficients, second, derivative)
         if self.centred:  # φ − E[φ] has no constant Hermite term: a₀ = E[φ] is removed
             second = second - coefficients[:, 0] ** 2
@@ -274,6 +393,27 @@ def _display_name(activation: Activation, params: dict[str, Any]) -> str:
 # ------------------------------------------------------------- the variance map
 
 
+#: Factor between the trials that bracket the variance fixed point.
+_Q_STEP = math.sqrt(10.0)
+
+
+def _turning_point(
+    phi: _Phi, weight_var: np.ndarray, low: np.ndarray, high: np.ndarray, minimum: np.ndarray
+) -> np.ndarray:
+    """Where σ_w² V′(q) = 1 between exp(low) and exp(high), by bisection in log q.
+
+    ``minimum``: g′ = σ_w² V′ − 1 goes from − to + (a minimum of g); else from + to −.
+    """
+    for _ in range(50):  # a bracket of ln √10 ≈ 1.15 to 1e-15
+        mid = (low + high) / 2
+        _, ds, _ = phi.variance_terms(np.exp(mid))
+        right = (weight_var * ds - 1 > 0) == minimum  # the turn is left of mid
+        high = np.where(right, mid, high)
+        low = np.where(right, low, mid)
+    result: np.ndarray = np.exp((low + high) / 2)
+    return result
+
+
 def _fixed_q(
     phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, q0: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,12 +423,17 @@ def _fixed_q(
     the slope is ∞ and E[φ′²] its value at Q_MAX.
     """
     n = weight_var.shape[0]
-    g0 = weight_var * phi.second(np.full(n, q0)) + bias_var - q0
+    s0, ds0, _ = phi.variance_terms(np.full(n, q0))
+    g0 = weight_var * s0 + bias_var - q0
     up = g0 > 0
-    # Bracket the nearest root in the direction the iterates move, by factors of 10:
-    # ``edge`` is the last point on q0's side of it.
+    # Bracket the nearest root in the direction the iterates move, by factors of √10:
+    # ``edge`` is the last point on q0's side of it. Two roots between consecutive trials
+    # (mish at σ_w² = 2, σ_b² = 0.1: q* = 1.22 and 4.6, both between 1 and 10) leave g's
+    # sign unchanged; they show as a turn of g′ = σ_w² V′ − 1 between the trials (g has an
+    # extremum there), whose value is then checked.
     active = np.abs(g0) > 1e-14 * max(q0, 1.0)
     edge = np.full(n, q0)
+    edge_slope = weight_var * ds0 - 1
     lo = np.full(n, q0)
     hi = np.full(n, q0)
     zero = np.zeros(n, dtype=bool)
@@ -297,12 +442,32 @@ def _fixed_q(
     while searching.any():
         index = np.flatnonzero(searching)
         rising = up[index]
-        trial = np.where(rising, edge[index] * 10, edge[index] / 10)
-        g = weight_var[index] * phi.second(trial) + bias_var[index] - trial
+        trial = np.where(rising, edge[index] * _Q_STEP, edge[index] / _Q_STEP)
+        s, ds, _ = phi.variance_terms(trial)
+        g = weight_var[index] * s + bias_var[index] - trial
+        dg = weight_var[index] * ds - 1
         crossed = np.where(rising, g <= 0, g >= 0)
-        lo[index] = np.where(rising, edge[index], trial)
-        hi[index] = np.where(rising, trial, edge[index])
+        lower = np.where(rising, edge[index], trial)
+        upper = np.where(rising, trial, edge[index])
+        # g′ < 0 at ``edge`` and > 0 at ``trial``: rising, a minimum of g between them;
+        # falling (``trial`` below ``edge``), a maximum.
+        turns = ~crossed & (edge_slope[index] < 0) & (dg > 0)
+        if turns.any():
+            sub = index[turns]
+            extremum = _turning_point(
+                phi, weight_var[sub], np.log(lower[turns]), np.log(upper[turns]), rising[turns]
+            )
+            s, _, _ = phi.variance_terms(extremum)
+            g_extremum = weight_var[sub] * s + bias_var[sub] - extremum
+            inside = np.where(rising[turns], g_extremum <= 0, g_extremum >= 0)
+            # The first root lies between ``edge`` and the extremum.
+            trial[turns] = np.where(inside, extremum, trial[turns])
+            crossed[turns] = inside
+            lower = np.where(rising, edge[index], trial)
+            upper = np.where(rising, trial, edge[index])
+        lo[index], hi[index] = lower, upper
         edge[index] = trial
+        edge_slope[index] = dg
         infinite[index] |= rising & ~crossed & (trial >= Q_MAX)
         zero[index] |= ~rising & ~crossed & (trial <= Q_MIN)
         searching[index] = ~crossed & (trial < Q_MAX) & (trial > Q_MIN)
@@ -854,19 +1019,60 @@ def critical_line(
     return _critical(_Phi(activation, params, caller, centred), b)[0]
 
 
-#: σ_b² tried in turn when σ_b² = 0 has no critical point that keeps a signal.
+#: σ_b² tried in turn when σ_b² = 0 has no critical point that keeps a signal: the
+#: first that has one bounds the search for the smallest σ_b² that does.
 BIAS_VARS_TRIED = (DEFAULT_BIAS_VAR, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: A default critical point keeps q* above this (below it the signal has all but faded).
+_USABLE_Q = 1e-3
+#: The variance map's slope a default critical point may have at q* at most. The
+#: smallest σ_b² with a stable critical point (GELU ≈ 0.173, SiLU ≈ 0.555, mish ≈ 0.07)
+#: has slope 1 there: the stable root is born tangent to the diagonal, q* is only
+#: half-stable and attracts as 1/depth, and a finite-width fluctuation to the wrong side
+#: sends the variance away. Slope ≤ 0.99 gives ξ_q ≤ 100 layers at a σ_b² a little above
+#: the threshold (GELU ≈ 0.21, SiLU ≈ 0.63).
+_DEFAULT_MAX_SLOPE = 0.99
+
+
+def _usable(phi: _Phi, bias_vars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(usable, σ_w², q*) per σ_b²: a critical point with q* > _USABLE_Q and slope ≤ 0.99."""
+    weight_vars, q_stars = _critical(phi, bias_vars)
+    usable = ~np.isnan(weight_vars) & (q_stars > _USABLE_Q)
+    if usable.any():
+        _, slope, _ = phi.variance_terms(np.where(usable, q_stars, 1.0))
+        usable &= weight_vars * slope <= _DEFAULT_MAX_SLOPE
+    return usable, weight_vars, q_stars
 
 
 def _default_point(phi: _Phi) -> tuple[float, float, float]:
-    """(σ_b², σ_w², q*) of the default edge of chaos; σ_w² and q* NaN where there is none."""
-    candidates = np.array([0.0, *BIAS_VARS_TRIED])
-    weight_vars, q_stars = _critical(phi, candidates)
-    usable = ~np.isnan(weight_vars) & (q_stars > 1e-3)
+    """(σ_b², σ_w², q*) of the default edge of chaos; σ_w² and q* NaN where there is none.
+
+    σ_b² = 0 when its critical point keeps a signal (the ReLU family, where every q is
+    critical, is taken as it is); else :data:`DEFAULT_BIAS_VAR` when its critical point is
+    usable (see :func:`_usable`); else the smallest usable σ_b², bisected between the last
+    of :data:`BIAS_VARS_TRIED` without one and the first with one, to relative 1e-5.
+    """
+    weight_vars, q_stars = _critical(phi, np.array([0.0]))
+    if not np.isnan(weight_vars[0]) and q_stars[0] > _USABLE_Q:
+        return 0.0, float(weight_vars[0]), float(q_stars[0])
+    candidates = np.array(BIAS_VARS_TRIED)
+    usable, weight_vars, q_stars = _usable(phi, candidates)
     if not usable.any():
         return DEFAULT_BIAS_VAR, math.nan, math.nan
     first = int(np.argmax(usable))
-    return float(candidates[first]), float(weight_vars[first]), float(q_stars[first])
+    if first == 0:
+        return float(candidates[0]), float(weight_vars[0]), float(q_stars[0])
+    lo, hi = float(candidates[first - 1]), float(candidates[first])
+    point = (hi, float(weight_vars[first]), float(q_stars[first]))
+    for _ in range(4):  # 16 σ_b² at once (one vectorized scan): relative 1e-5 after 4
+        grid = np.linspace(lo, hi, 18)[1:-1]
+        ok, w, q = _usable(phi, grid)
+        if ok.any():
+            at = int(np.argmax(ok))
+            lo, hi = (lo if at == 0 else float(grid[at - 1])), float(grid[at])
+            point = (hi, float(w[at]), float(q[at]))
+        else:
+            lo = float(grid[-1])
+    return point
 
 
 def _critical_point(phi: _Phi, bias_var: float | None, caller: str) -> tuple[float, float, float]:
@@ -882,10 +1088,15 @@ def default_bias_var(activation: Activation, *, centred: bool = False, **params:
     """The σ_b² signalprop initializes at the edge of chaos with, when none is given.
 
     0 where the critical point at σ_b² = 0 keeps a signal (the ReLU family:
-    He's variance, q* = 1; the logistic). Otherwise the first of
-    :data:`BIAS_VARS_TRIED` with a critical point: at σ_b² = 0 the critical
-    point of tanh, ELU and SELU has q* = 0 (the signal fades with depth), and
-    GELU and SiLU have no *stable* critical point below σ_b² = 0.2 and 1.0.
+    He's variance, q* = 1; the logistic). Otherwise :data:`DEFAULT_BIAS_VAR`
+    (0.05, where Schoenholz et al. train tanh) if it has a critical point with
+    q* > 1e-3 at which the variance map's slope is at most 0.99: at σ_b² = 0
+    the critical point of tanh, ELU and SELU has q* = 0 (the signal fades with
+    depth). Otherwise the smallest σ_b² with such a point, found by bisection:
+    GELU, SiLU and mish have no *stable* critical point below σ_b² ≈ 0.173,
+    0.555 and 0.07, where it is born with slope 1 (half-stable, attracting only
+    as 1/depth), so the default sits a little above (≈ 0.21, 0.63 and 0.11),
+    where the variance settles within ξ_q ≤ 100 layers.
     :data:`DEFAULT_BIAS_VAR` when there is none at all (softplus).
 
     Example:
@@ -911,7 +1122,8 @@ class InitPoint:
         q_star: The pre-activations' variance the criterion keeps (1 for
             ``"variance"``).
         note: Why this point, when it is not the plain rule (SELU's fixed
-            point; no critical point).
+            point; no critical point; a variance point that needs a bias to
+            be stable).
         fallback: True when the critical criterion found no critical point
             and this is the variance point instead.
         centred: Whether the point is that of the centred activation
@@ -980,6 +1192,34 @@ def activation_mean(activation: Activation, q: float, **params: Any) -> float:
     return float(_Phi(activation, params, caller).mean(np.array([max(q, Q_MIN)]))[0])
 
 
+def _variance_point(phi: _Phi) -> InitPoint:
+    """q* = 1 at a stable fixed point: σ_w² = 1/E[φ(z)²] with zero biases where that is stable.
+
+    The variance map's slope at q = 1 is σ_w² V′(1) = V′(1)/V(1) with zero biases. Above 1
+    (GELU 1.14, SiLU 1.17, mish 1.08: their V(q)/q grows at every q, so no σ_w² gives
+    them a stable fixed point without a bias) the pre-activations' variance runs away
+    from 1 with depth. Then σ_w² = 0.99/V′(1) and σ_b² = 1 − σ_w² V(1) keep q* = 1 with
+    slope 0.99 (:data:`_DEFAULT_MAX_SLOPE`: deviations decay within ξ_q ≈ 100 layers).
+    """
+    second, slope, _ = phi.variance_terms(np.array([1.0]))
+    weight_var = 1.0 / float(second[0])
+    unstable = weight_var * float(slope[0])
+    if unstable <= 1 + _MARGINAL:
+        return InitPoint(phi.name, "variance", weight_var, 0.0, 1.0)
+    stable_weight_var = _DEFAULT_MAX_SLOPE / float(slope[0])
+    bias_var = 1.0 - stable_weight_var * float(second[0])
+    return InitPoint(
+        phi.name,
+        "variance",
+        stable_weight_var,
+        bias_var,
+        1.0,
+        note=f"σ_w² = 1/E[φ(z)²] = {weight_var:.4g} makes q = 1 unstable (variance-map "
+        f"slope {unstable:.3g} > 1): σ_w² = {stable_weight_var:.4g} with "
+        f"σ_b² = {bias_var:.3g} keeps q* = 1 at slope {_DEFAULT_MAX_SLOPE}",
+    )
+
+
 def init_point(
     activation: Activation,
     criterion: str = "critical",
@@ -991,7 +1231,10 @@ def init_point(
     """The (σ_w², σ_b²) a criterion gives a layer whose output feeds ``activation``.
 
     * ``"variance"``: keep the pre-activations' variance at 1 with zero biases,
-      σ_w² = 1 / E[φ(z)²] (He et al. 2015; the forward gain squared).
+      σ_w² = 1 / E[φ(z)²] (He et al. 2015; the forward gain squared), where
+      that fixed point is stable. Where it is not (GELU, SiLU, mish: the
+      variance would run away with depth), a smaller σ_w² and a bias variance
+      keep q* = 1 with the variance map's slope 0.99, and ``note`` says so.
     * ``"critical"``: the edge of chaos, χ₁ = 1 at a stable q*, at ``bias_var``
       (default :func:`default_bias_var`): He's variance 2/(1+α²) for the ReLU
       family, σ_w² ≈ 1.761 at σ_b² = 0.05 for tanh. SELU keeps its own fixed
@@ -1016,16 +1259,13 @@ def init_point(
     check_option(criterion, CRITERIA, param="criterion", caller=caller)
     if centred is None:
         centred = criterion == "critical" and centres(activation, **params)
-    phi = _Phi(activation, params, caller, centred)
-    raw = _Phi(activation, params, caller) if centred else phi
+    raw = _Phi(activation, params, caller)
+    phi = _Phi(activation, params, caller, True) if centred else raw
 
     def mean(q: float) -> float:
         return float(raw.mean(np.array([max(q, Q_MIN)]))[0]) if centred else 0.0
 
-    second = float(phi.second(np.array([1.0]))[0])
-    variance = InitPoint(
-        raw.name, "variance", 1.0 / second, 0.0, 1.0, centred=centred, mean=mean(1)
-    )
+    variance = _variance_point(raw)
     if criterion == "variance":
         return variance
     name = _activations.name_of(activation) if isinstance(activation, nn.Module) else activation
@@ -1049,9 +1289,10 @@ def init_point(
             raw.name,
             "critical",
             variance.weight_var,
-            0.0,
+            variance.bias_var,
             1.0,
-            note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead",
+            note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead"
+            + (f" ({variance.note})" if variance.note else ""),
             fallback=True,
             centred=centred,
             mean=mean(1.0),
