@@ -60,7 +60,7 @@ from signalprop import init as _init
 from signalprop import meanfield as _meanfield
 from signalprop._model import (
     Activation,
-    activation_key,
+    activation_kind,
     is_weight_layer,
     read_model,
     reads_keras,
@@ -202,6 +202,19 @@ def _name(activation: Activation | None) -> str:
     if isinstance(activation, nn.Module):
         return type(activation).__name__
     return str(getattr(activation, "__name__", repr(activation)))
+
+
+#: Weight layers from which a stack with ReLU layers is deep enough for dead units at init.
+DEEP_RELU = 20
+
+
+def _is_relu(activation: Activation | None) -> bool:
+    """Plain ReLU (the units that can die): ``nn.ReLU``, ``F.relu``, ``"relu"``."""
+    if activation is None:
+        return False
+    if isinstance(activation, nn.Module):
+        return activation_kind(activation) == "relu"
+    return activation in ("relu", torch.relu, torch.nn.functional.relu)
 
 
 def _known(activation: Activation | None) -> Activation:
@@ -457,11 +470,24 @@ def autoinit(
         if flag and producer[0] is not None:
             point = _meanfield.init_point(producer[0], criterion, bias_var)
             notes.setdefault(_name(producer[0]), point.note)
+    kinds = {_name(consumer) for _, consumer in pairs if consumer is not None}
     for _, consumer in pairs:
-        if consumer is not None:
+        if consumer is not None and len(kinds) == 1:  # the homogeneous point's own note
             point = _meanfield.init_point(consumer, criterion, bias_var)
             if point.note and not point.centred:
                 notes.setdefault(_name(consumer), point.note)
+    relu_layers = [
+        step for (_, consumer), step in zip(pairs, plan, strict=True) if _is_relu(consumer)
+    ]
+    if relu_layers and len(plan) >= DEEP_RELU:
+        notes.setdefault(
+            "dead_units",
+            f"{len(relu_layers)} ReLU layer(s) in a {len(plan)}-layer stack: at χ = 1 the "
+            "examples' pre-activations still become alike with depth (c → 1 as a power of "
+            "depth), so diagnose will find ReLU units that are 0 on a whole batch "
+            "(dead_units); no initialization avoids that: use leaky_relu, ELU or SELU, "
+            "normalization, or residual connections",
+        )
     result.notes += [f"{name}: {note}" for name, note in notes.items()]
 
     if mode == "data":

@@ -728,7 +728,7 @@ def _run_autoinit(options: dict[str, Any]) -> int:
 
 
 def _phase_marks(
-    activation: str, params: dict[str, float], width: int
+    activation: str, params: dict[str, Any], width: int
 ) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
     """Where each initialization puts a square layer of ``width`` units feeding ``activation``.
 
@@ -835,7 +835,7 @@ PHASE_READING = (  # {depths} is filled in with PHASE_DEPTHS
 
 
 def _phase_numbers(
-    name: str, params: dict[str, float], width: int, resolution: int
+    name: str, params: dict[str, Any], width: int, resolution: int
 ) -> tuple[Any, dict[str, tuple[float, float]], dict[str, str], list[list[str]], list[float], Any]:
     """The diagram, the marks and notes, the table's rows and the critical line at a few σ_b²."""
     from signalprop import meanfield
@@ -870,7 +870,7 @@ PHASE_LINE_POINTS = 300
 PHASE_LINE_EDGE = 40
 
 
-def _phase_line(name: str, params: dict[str, float], bias_vars: Any) -> tuple[Any, Any]:
+def _phase_line(name: str, params: dict[str, Any], bias_vars: Any) -> tuple[Any, Any]:
     """(σ_b², σ_w²) of the critical line, sampled finely, most finely around its ends."""
     import numpy as np
 

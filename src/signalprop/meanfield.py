@@ -65,6 +65,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -844,7 +845,9 @@ def kernel(
     centred: bool = False,
     **params: Any,
 ) -> np.ndarray:
-    """``E[φ(u₁)φ(u₂)]`` (``centred``: their covariance) for unit-free ``(u₁, u₂)`` of variance ``q`` and correlation ``c``.
+    """``E[φ(u₁)φ(u₂)]`` (``centred``: their covariance) for ``(u₁, u₂)``.
+
+    The two have variance ``q`` and correlation ``c``.
 
     Computed by Mehler's series (see the module's notes); exact at ``c = 1``.
 
@@ -1524,9 +1527,7 @@ class _Moments:
             mean = float(raw.mean(np.array([q]))[0])
             second, slope, derivative = (float(v[0]) for v in raw.variance_terms(np.array([q])))
             centred.centred = True
-            variance, variance_slope, _ = (
-                float(v[0]) for v in centred.variance_terms(np.array([q]))
-            )
+            _, variance_slope, _ = (float(v[0]) for v in centred.variance_terms(np.array([q])))
             # Var' = E[φ²]' − 2μ μ'  ⇒  μ' = (E[φ²]' − Var') / (2μ)
             mean_slope = (slope - variance_slope) / (2 * mean) if mean else 0.0
             self._cache[q] = (mean, mean_slope, second, slope, derivative)
@@ -1745,7 +1746,7 @@ def init_chain(
             centred = is_centred(index + 1, consumer)
             key = (_moments_key(consumer), centred, plans[index], plans[index + 1])
             if key not in _PLANS:
-                _PLANS[key] = _plan(lambda q: ratio(consumer, centred, q), *key[2:])
+                _PLANS[key] = _plan(functools.partial(ratio, consumer, centred), *key[2:])
             plans[index] = _PLANS[key]
 
     records: list[ChainLayer] = []
@@ -1771,6 +1772,7 @@ def init_chain(
         note = ""
         same = (
             target is not None
+            and consumer is not None
             and _moments_key(producer) == _moments_key(consumer)
             and abs(q - target.q_star) <= 1e-6 * max(target.q_star, 1e-12)
             and abs(q_t - target.q_star) <= 1e-6 * max(target.q_star, 1e-12)
@@ -1784,18 +1786,19 @@ def init_chain(
             weight_var, b = (q_t - b_t) / max(seen, 1e-300), b_t
         else:
             weight_var = 1.0 / derivative
-            ratio = seen * weight_var
-            if ratio <= q_t:
-                b = q_t - ratio
-            elif ratio <= USEFUL_RANGE * q_t:
+            needed = seen * weight_var
+            if needed <= q_t:
+                b = q_t - needed
+            elif needed <= USEFUL_RANGE * q_t:
                 b = 0.0
             else:
                 b = 0.0
                 weight_var = USEFUL_RANGE * q_t / seen
                 note = (
                     f"no σ_b² ≥ 0 gives χ = 1 with q within {USEFUL_RANGE:g}× {feeds}'s "
-                    f"target {q_t:.3g}: {name} at q = {q:.3g} needs q ≥ {ratio:.3g}"
+                    f"target {q_t:.3g}: {name} at q = {q:.3g} needs q ≥ {needed:.3g}"
                 )
+        b = b if b > 1e-12 * max(q_t, 1.0) else 0.0  # round-off of q_t − r at r = q_t
         record, q = _layer(m, name, feeds, q, weight_var, b, offset, note)
         records.append(record)
     return _finish(records)

@@ -6,6 +6,7 @@ returns :class:`Finding` records whose ``fix`` names signalprop's remedies.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from dataclasses import dataclass
@@ -282,8 +283,21 @@ def _dead_units(
 
 
 def _mean_shift(
-    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str]
+    hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str], layers: list[LayerStats]
 ) -> list[Finding]:
+    """Activations whose mean shifts the next layer's input, unless that layer's biases
+    cancel it (its pre-activations are then centred: autoinit's centring)."""
+    following = {}
+    weighted = [r for r in layers if r.has_weight]
+    for before, after in itertools.pairwise(weighted):
+        following[before.name] = after
+
+    def cancelled(r: LayerStats) -> bool:
+        after = following.get(r.name)
+        if after is None or after.pre_mean is None or after.pre_std is None:
+            return False
+        return abs(after.pre_mean) <= thresholds.mean_shift * max(after.pre_std, 1e-12) / 4
+
     flagged = [
         r
         for r in hidden
@@ -291,6 +305,7 @@ def _mean_shift(
         and r.act_std is not None
         and r.activation not in ("softmax", None)
         and abs(r.act_mean) > thresholds.mean_shift * max(r.act_std, 1e-12)
+        and not cancelled(r)
     ]
     if not flagged:
         return []
@@ -323,11 +338,17 @@ def _off_scale(hidden: list[LayerStats], all_names: list[str]) -> list[Finding]:
     ``random_normal`` among ``lecun_normal`` layers), which a self-normalizing or
     otherwise forgiving net hides from the signal and gradient detectors."""
     findings = []
-    by_activation: dict[str, list[LayerStats]] = {}
-    for row in hidden:
-        if row.has_weight and row.activation in MATCHING:
-            by_activation.setdefault(row.activation, []).append(row)
-    for activation, rows in by_activation.items():
+    # Layers are compared with those that read and feed the same activations: the first
+    # layer reads the data, and in a mixed stack each pair has its own scale (autoinit
+    # sets σ_w² from the activation a layer reads as well as the one it feeds).
+    by_pair: dict[tuple[str | None, str], list[LayerStats]] = {}
+    producer: str | None = None
+    for index, row in enumerate(hidden):
+        if row.has_weight and row.activation in MATCHING and index > 0:
+            by_pair.setdefault((producer, row.activation), []).append(row)
+        if row.has_weight:
+            producer = row.activation
+    for (_, activation), rows in by_pair.items():
         init_name = MATCHING[activation]
         scale, mode, _, _ = PRESETS[init_name]
         attr = "weight_scale_fan_avg" if mode == "fan_avg" else "weight_scale_fan_in"
@@ -408,7 +429,7 @@ def find(
         findings += _dead_units(hidden, thresholds, all_names)
     elif any(r.dead is not None for r in hidden):
         notes.append(f"dead units not judged: batch {batch_size} < {thresholds.min_batch_for_dead}")
-    findings += _mean_shift(hidden, thresholds, all_names)
+    findings += _mean_shift(hidden, thresholds, all_names, layers)
     findings += _off_scale(hidden, all_names)
     if not any(r.activation for r in layers) and layers:
         notes.append(

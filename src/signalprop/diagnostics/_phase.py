@@ -210,12 +210,15 @@ def verdict(
         return None
     try:
         # Biases that cancel about the activation's own mean: the centred activation.
-        mean = _meanfield.activation_mean(activation, 1.0)
         offset = sorted(offsets)[len(offsets) // 2]
-        centred = abs(mean) > 1e-6 and abs(offset - mean) < 0.5 * abs(mean)
+        centred = False
+        if offset:
+            mf = _meanfield.analyze(activation, weight_var, bias_var, centred=True)
+            mean = _meanfield.activation_mean(activation, min(mf.q_star, 1e8))
+            centred = abs(offset - mean) <= 0.25 * abs(mean)
         if not centred:
             bias_var = sum(measured[layer.name][1] for layer in hidden) / len(hidden)
-        mf = _meanfield.analyze(activation, weight_var, bias_var, centred=centred)
+            mf = _meanfield.analyze(activation, weight_var, bias_var)
         critical_weight_var = critical_bias_var = None
         if mf.trainable_depth < len(view.layers):  # the fix needs the critical point
             point = _critical_point(activation)
