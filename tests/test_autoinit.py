@@ -757,3 +757,95 @@ def test_no_critical_point_falls_back_to_variance_and_says_so():
 def test_bad_criterion_distribution_or_bias_var_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sp.autoinit(nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)), **kwargs)
+
+
+# ------------------------------------------------------------ the closed loop
+
+CLOSED_LOOP_DEPTH, CLOSED_LOOP_WIDTH, CLOSED_LOOP_BATCH = 60, 100, 256
+
+
+class _Calls(nn.Module):
+    """A stack whose activation is a function called in forward (read by the fx trace)."""
+
+    def __init__(self, function: Callable[[Tensor], Tensor], depth: int, width: int) -> None:
+        super().__init__()
+        self.function = function
+        self.layers = nn.ModuleList(
+            [nn.Linear(32, width)]
+            + [nn.Linear(width, width) for _ in range(depth - 1)]
+            + [nn.Linear(width, 10)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            x = self.function(layer(x))
+        out: Tensor = self.layers[-1](x)
+        return out
+
+
+def _stack(factories: list[Callable[[], nn.Module]]) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(32, CLOSED_LOOP_WIDTH)]
+    for index in range(CLOSED_LOOP_DEPTH):
+        layers.append(factories[index % len(factories)]())
+        last = index == CLOSED_LOOP_DEPTH - 1
+        layers.append(nn.Linear(CLOSED_LOOP_WIDTH, 10 if last else CLOSED_LOOP_WIDTH))
+    return nn.Sequential(*layers)
+
+
+REGISTRY_CASES = sorted(set(sp.activations.names()) - {"linear", "softmax", "logistic", "swish"})
+CLOSED_LOOP = {
+    **{
+        name: (lambda name=name: _stack([lambda: sp.activations.create(name)]))
+        for name in REGISTRY_CASES
+    },
+    "nn.Hardtanh": lambda: _stack([nn.Hardtanh]),
+    "nn.Hardsigmoid": lambda: _stack([nn.Hardsigmoid]),
+    "nn.Hardswish": lambda: _stack([nn.Hardswish]),
+    "F.silu called in forward": lambda: _Calls(F.silu, CLOSED_LOOP_DEPTH, CLOSED_LOOP_WIDTH),
+    "torch.sigmoid called in forward": lambda: _Calls(
+        torch.sigmoid, CLOSED_LOOP_DEPTH, CLOSED_LOOP_WIDTH
+    ),
+    "cycle of eight": lambda: _stack(
+        [
+            nn.GELU,
+            nn.Tanh,
+            lambda: nn.LeakyReLU(0.1),
+            nn.SELU,
+            nn.SiLU,
+            nn.ELU,
+            nn.Sigmoid,
+            nn.ReLU,
+        ]
+    ),
+    "relu, tanh": lambda: _stack([nn.ReLU, nn.Tanh]),
+    "sigmoid, softplus, elu, gelu": lambda: _stack([nn.Sigmoid, nn.Softplus, nn.ELU, nn.GELU]),
+}
+
+
+@pytest.mark.parametrize("case", list(CLOSED_LOOP))
+def test_diagnose_accepts_what_autoinit_wrote(case):
+    """After sp.autoinit(model) with default arguments, diagnose finds nothing the
+    initialization caused. The one finding no initialization avoids, dead ReLU units in a
+    deep stack (inputs become alike with depth even at χ = 1), is announced by autoinit's
+    result, and no finding's fix is the call that was just made."""
+    torch.manual_seed(0)
+    model = CLOSED_LOOP[case]()
+    result = sp.autoinit(model)
+    x = torch.randn(CLOSED_LOOP_BATCH, 32)
+    y = torch.randint(0, 10, (CLOSED_LOOP_BATCH,))
+    report = sp.diagnose(model, x, y)
+    kinds = {finding.kind for finding in report.findings}
+    assert kinds <= {"dead_units"}, [f"{f.kind}: {f.message[:200]}" for f in report.findings]
+    if kinds:
+        assert any(note.startswith("dead_units") for note in result.notes), result.notes
+    for finding in report.findings:
+        assert "autoinit" not in finding.fix, finding.fix
+    hidden = result.layers[1:-1]
+    # SELU keeps its fixed point (χ₁ 1.072), near-critical for any net under 6ξ_c ≈ 200.
+    expected = {"near-critical"} if case == "selu" else {"critical"}
+    assert {layer.phase for layer in hidden} == expected, str(result)
+    assert result.layers[-1].phase == "output"
+    if report.meanfield is not None:
+        assert report.meanfield.trainable, report.meanfield.summary()
+        if case != "selu":
+            assert report.meanfield.phase == "critical", report.meanfield.summary()

@@ -1136,3 +1136,251 @@ def test_relu_kernel_tail_sign_at_minus_one(q):
     tail = hermite_tail("relu", q, second=q / 2)
     assert tail > 1e-6 * q
     assert abs(float(meanfield.kernel("relu", q, -1.0))) <= ROUND_OFF * q
+
+
+# ------------------------------------------------------------ centred activations
+
+
+def _logistic_scalar(x: float) -> float:
+    return float(special.expit(x))
+
+
+def test_centred_logistic_is_tanh_at_a_quarter_of_the_variances():
+    """σ(x) − ½ = tanh(x/2)/2: the centred logistic at (σ_w², σ_b²) is tanh at
+    (σ_w²/16, σ_b²/4) in the variable h/2, so its critical σ_w² is 16 × tanh's."""
+    for bias_var in (0.0, 0.05, 0.2):
+        expected = 16 * (1.0 if bias_var == 0 else tanh_critical_weight_var(bias_var / 4))
+        got = meanfield.critical_weight_var("sigmoid", bias_var, centred=True)
+        assert got == pytest.approx(expected, rel=1e-6 if bias_var == 0 else QUAD)
+
+
+def _expect_wide(g: Callable[[float], float], q: float) -> float:
+    """E[g(√q z)] by scipy's quad on [−14√q, 14√q] split at 0 (softplus² grows as x²,
+    where _quad's 1e-11 error bound is just missed: 1.2e-11 here)."""
+    scale = math.sqrt(q)
+    total = 0.0
+    for low, high in ((-14.0, 0.0), (0.0, 14.0)):
+        value, error = integrate.quad(
+            lambda z: g(scale * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi),
+            low,
+            high,
+            epsabs=1e-13,
+            epsrel=1e-13,
+            limit=200,
+        )
+        assert error < 1e-10
+        total += value
+    return total
+
+
+def _centred_critical_point(function, derivative, bias_var: float) -> tuple[float, float]:
+    """(σ_w², q*) of φ − E[φ] from scipy quad: σ_w² = 1/E[φ′²] and q = σ_w² Var[φ] + σ_b²,
+    the first root in q of r(q) + σ_b² − q with r = Var[φ]/E[φ′²], where the centred
+    variance map is stable (slope < 1, checked by a finite difference)."""
+
+    def moments(q: float) -> tuple[float, float, float]:
+        mean = _expect_wide(function, q)
+        variance = _expect_wide(lambda x: function(x) ** 2, q) - mean**2
+        return mean, variance, _expect_wide(lambda x: derivative(x) ** 2, q)
+
+    def gap(log_q: float) -> float:
+        q = math.exp(log_q)
+        _, variance, slope2 = moments(q)
+        return variance / slope2 + bias_var - q
+
+    grid = np.linspace(math.log(1e-3), math.log(1e3), 61)
+    values = [gap(g) for g in grid]
+    for lo, hi, a, b in zip(grid[:-1], grid[1:], values[:-1], values[1:], strict=True):
+        if a * b < 0:
+            q = math.exp(optimize.brentq(gap, lo, hi, xtol=1e-14, rtol=1e-13))
+            weight_var = 1 / moments(q)[2]
+            step = 1e-5 * q
+            slope = weight_var * (moments(q + step)[1] - moments(q - step)[1]) / (2 * step)
+            if slope < 1:
+                return weight_var, q
+    return math.nan, math.nan
+
+
+@pytest.mark.parametrize("bias_var", [0.05, 2.0])
+def test_centred_softplus_critical_point_against_quadrature(bias_var):
+    weight_var, q_star = _centred_critical_point(
+        lambda x: float(np.logaddexp(0.0, x)), _logistic_scalar, bias_var
+    )
+    point = meanfield.init_point("softplus", bias_var=bias_var, centred=True)
+    assert point.weight_var == pytest.approx(weight_var, rel=1e-8)
+    assert point.q_star == pytest.approx(q_star, rel=1e-8)
+    assert point.mean == pytest.approx(
+        _expect_wide(lambda x: float(np.logaddexp(0.0, x)), q_star), rel=1e-8
+    )
+
+
+def test_centred_logistic_critical_point_against_quadrature():
+    weight_var, q_star = _centred_critical_point(
+        _logistic_scalar, lambda x: _logistic_scalar(x) * (1 - _logistic_scalar(x)), 0.05
+    )
+    point = meanfield.init_point("sigmoid", bias_var=0.05, centred=True)
+    assert (point.weight_var, point.q_star) == pytest.approx((weight_var, q_star), rel=1e-8)
+    assert point.mean == 0.5
+
+
+def test_centred_softplus_has_no_critical_point_at_zero_bias():
+    """Near q = 0, softplus − E ≈ x/2 + (x² − q)/8: at σ_w² = 4 (χ₁ → 1) the variance map
+    is q + q²/8 > q, so no stable fixed point with χ₁ = 1."""
+    assert meanfield.critical_weight_var("softplus", 0.0, centred=True) is None
+    assert _centred_critical_point(
+        lambda x: float(np.logaddexp(0.0, x)), _logistic_scalar, 1e-12
+    ) == pytest.approx((math.nan, math.nan), nan_ok=True)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus", "gelu", "elu"])
+def test_centred_variance_map_and_its_slope_against_quadrature(activation):
+    function = {
+        "sigmoid": _logistic_scalar,
+        "softplus": lambda x: float(np.logaddexp(0.0, x)),
+        "gelu": lambda x: x * 0.5 * (1 + math.erf(x / math.sqrt(2))),
+        "elu": lambda x: x if x > 0 else math.expm1(x),
+    }[activation]
+    weight_var, bias_var, q = 1.7, 0.1, 0.8
+
+    def centred_map(q: float) -> float:
+        return weight_var * centred_map_at(function, q) + bias_var
+
+    got = float(meanfield.variance_map(activation, weight_var, bias_var, q, centred=True))
+    assert got == pytest.approx(centred_map(q), rel=QUAD)
+    raw = float(meanfield.variance_map(activation, weight_var, bias_var, q))
+    assert raw - got == pytest.approx(weight_var * _expect_wide(function, q) ** 2, rel=1e-8)
+    mf = meanfield.analyze(activation, 2.2, 0.3, centred=True)
+    step = 1e-5 * mf.q_star
+    slope = 2.2 * (
+        (centred_map_at(function, mf.q_star + step) - centred_map_at(function, mf.q_star - step))
+        / (2 * step)
+    )
+    assert mf.q_slope == pytest.approx(slope, rel=1e-6)
+
+
+def centred_map_at(function, q: float) -> float:
+    mean = _expect_wide(function, q)
+    return _expect_wide(lambda x: function(x) ** 2, q) - mean**2
+
+
+def test_centring_is_on_by_default_only_where_the_mean_dominates():
+    assert [meanfield.centres(a) for a in ("sigmoid", "softplus")] == [True, True]
+    assert not any(meanfield.centres(a) for a in ("tanh", "selu", "relu", "elu", "gelu"))
+    assert meanfield.init_point("sigmoid").centred
+    assert not meanfield.init_point("sigmoid", centred=False).centred
+
+
+# ------------------------------------------------------------ heterogeneous chains
+
+CYCLE = (
+    nn.GELU(),
+    nn.Tanh(),
+    nn.LeakyReLU(0.1),
+    nn.SELU(),
+    nn.SiLU(),
+    nn.ELU(),
+    nn.Sigmoid(),
+    nn.ReLU(),
+)
+
+
+def _cycle_layers(depth: int) -> list:
+    acts = [CYCLE[i % len(CYCLE)] for i in range(depth)]
+    return (
+        [(None, acts[0])] + [(acts[i - 1], acts[i]) for i in range(1, depth)] + [(acts[-1], None)]
+    )
+
+
+def test_init_chain_puts_every_hidden_layer_of_a_mixed_cycle_at_chi_one():
+    plan = meanfield.init_chain(_cycle_layers(24))
+    hidden = plan.layers[1:-1]
+    assert all(layer.chi == pytest.approx(1.0, abs=1e-9) for layer in hidden)
+    assert [layer.phase for layer in plan.layers[:2]] == ["input", "critical"]
+    assert plan.layers[-1].phase == "output"
+    assert plan.phase == "critical" and plan.trainable
+    # Every pre-activation within the useful range of the activation it feeds.
+    for layer, (_, consumer) in zip(plan.layers[:-1], _cycle_layers(24)[:-1], strict=True):
+        own = meanfield.init_point(consumer).q_star
+        assert layer.q <= meanfield.USEFUL_RANGE * own * (1 + 1e-9), (layer, own)
+    # The logistic is read centred: its layers' offset is its mean, ½.
+    assert {layer.offset for layer in hidden if layer.reads.startswith("sigmoid")} == pytest.approx(
+        {0.5}
+    )
+
+
+def test_init_chain_of_one_activation_is_its_critical_point():
+    for name in ("tanh", "relu", "sigmoid", "elu"):
+        plan = meanfield.init_chain([(None, name)] + [(name, name)] * 5 + [(name, None)])
+        point = meanfield.init_point(name)
+        assert {(layer.weight_var, layer.bias_var) for layer in plan.layers[1:-1]} == {
+            (point.weight_var, point.bias_var)
+        }
+
+
+def test_chain_cumulative_factor_is_the_product_of_the_factors_above():
+    plan = meanfield.init_chain(_cycle_layers(10))
+    chis = [layer.chi for layer in plan.layers]
+    for index, layer in enumerate(plan.layers):
+        above = [c for c in chis[index + 1 :] if c is not None]
+        assert layer.cumulative == pytest.approx(math.prod(above), rel=1e-12)
+
+
+CHAIN_WIDTH, CHAIN_NETS, CHAIN_DEPTH, CHAIN_BATCH = 400, 8, 16, 48
+
+
+@pytest.fixture(scope="module")
+def chain_simulated():
+    """CHAIN_NETS random nets of the mixed cycle, Gaussian weights N(0, σ_w²/n) and biases
+    N(0, σ_b²) − m·W𝟙 as init_chain plans them: per net, each layer's mean h² and the mean
+    squared gradient at each layer's pre-activations over the logits' (a N(0, 1) gradient
+    put at the logits), by autograd through the very weights."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    layers = _cycle_layers(CHAIN_DEPTH)
+    plan = meanfield.init_chain(layers)
+    generator = torch.Generator().manual_seed(7)
+    q = np.empty((CHAIN_NETS, len(layers)))
+    grad = np.empty((CHAIN_NETS, len(layers)))
+    try:
+        for net in range(CHAIN_NETS):
+            x = torch.randn(CHAIN_BATCH, CHAIN_WIDTH, dtype=torch.float64, generator=generator)
+            h, pre = x.requires_grad_(True), []
+            for index, step in enumerate(plan.layers):
+                if index:
+                    h = layers[index][0](h)
+                n = h.shape[1]
+                w = torch.randn(CHAIN_WIDTH, n, dtype=torch.float64, generator=generator)
+                w = w * math.sqrt(step.weight_var / n)
+                b = torch.randn(CHAIN_WIDTH, dtype=torch.float64, generator=generator)
+                b = b * math.sqrt(step.bias_var) - step.offset * w.sum(dim=1)
+                h = h @ w.T + b
+                h.retain_grad()
+                pre.append(h)
+            delta = torch.randn(h.shape, dtype=torch.float64, generator=generator)
+            h.backward(delta)
+            for index, p in enumerate(pre):
+                q[net, index] = float((p.detach() ** 2).mean())
+                grad[net, index] = float((p.grad**2).mean() / (delta**2).mean())
+    finally:
+        torch.set_num_threads(threads)
+    return plan, q, grad
+
+
+def test_chain_variances_and_gradients_agree_with_wide_random_nets(chain_simulated):
+    """Tolerance: 6 standard errors over CHAIN_NETS = 8 nets (Student t, 7 degrees of
+    freedom: P(|t| > 6) = 5e-4 per comparison, 3 % over the 2 × 17 layers by the union
+    bound) plus 15/n for the O(1/n) finite-width corrections the maps leave out and
+    that accumulate over 17 layers."""
+    plan, q, grad = chain_simulated
+    predicted_q = np.array([layer.q for layer in plan.layers])
+    predicted_grad = np.array([layer.cumulative for layer in plan.layers])
+    for samples, predicted in ((q, predicted_q), (grad, predicted_grad)):
+        se = samples.std(axis=0, ddof=1) / math.sqrt(CHAIN_NETS)
+        tolerance = 6 * se + 15 / CHAIN_WIDTH * predicted
+        error = np.abs(samples.mean(axis=0) - predicted)
+        assert (error <= tolerance).all(), (error / tolerance).round(2)
+    # Sharp enough to see a wrong offset: without the logistic's centring the layer after
+    # each logistic has a larger q by σ_w² × ¼ (≈ 5), far outside the tolerance.
+    after_logistic = [i for i, layer in enumerate(plan.layers) if layer.reads.startswith("sigmoid")]
+    for i in after_logistic:
+        assert abs(q[:, i].mean() - (predicted_q[i] + plan.layers[i].weight_var / 4)) > 1

@@ -411,7 +411,7 @@ def autoinit(
         producer is not None
         and bias
         and criterion == "critical"
-        and _meanfield.init_point(producer, criterion, bias_var).centred
+        and _meanfield.cached_point(producer, criterion, bias_var).centred
         for (producer, _), bias in zip(pairs, has_bias, strict=True)
     ]
     data_second = [input_square.get(layer.module, 1.0) for layer in view.layers]
@@ -468,12 +468,12 @@ def autoinit(
         )
     for producer, flag in zip(pairs, centring, strict=True):
         if flag and producer[0] is not None:
-            point = _meanfield.init_point(producer[0], criterion, bias_var)
+            point = _meanfield.cached_point(producer[0], criterion, bias_var)
             notes.setdefault(_name(producer[0]), point.note)
     kinds = {_name(consumer) for _, consumer in pairs if consumer is not None}
     for _, consumer in pairs:
         if consumer is not None and len(kinds) == 1:  # the homogeneous point's own note
-            point = _meanfield.init_point(consumer, criterion, bias_var)
+            point = _meanfield.cached_point(consumer, criterion, bias_var)
             if point.note and not point.centred:
                 notes.setdefault(_name(consumer), point.note)
     relu_layers = [

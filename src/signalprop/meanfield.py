@@ -1450,6 +1450,7 @@ class ChainLayer:
     cumulative: float
     q_slope: float | None
     note: str = ""
+    label: str = ""
 
     @property
     def phase(self) -> str:
@@ -1461,6 +1462,8 @@ class ChainLayer:
             return "input"
         if self.feeds == "output":
             return "output"
+        if self.label:
+            return self.label
         assert self.chi is not None
         phase = phase_of(self.chi)
         return {"ordered": "contracting", "chaotic": "expanding"}.get(phase, phase)
@@ -1715,10 +1718,7 @@ def init_chain(
     moments: dict[Any, _Moments] = {}
 
     def point(activation: Activation) -> InitPoint:
-        key = (_moments_key(activation), criterion, bias_var)
-        if key not in _POINTS:
-            _POINTS[key] = init_point(activation, criterion, bias_var)
-        return _POINTS[key]
+        return cached_point(activation, criterion, bias_var)
 
     def moments_of(activation: Activation) -> _Moments:
         key = _moments_key(activation)
@@ -1769,7 +1769,7 @@ def init_chain(
         offset = mean if centred else 0.0
         seen = second - mean**2 if centred else second
         name = _display_name(producer, {}) + (" − E[·]" if centred else "")
-        note = ""
+        note = label = ""
         same = (
             target is not None
             and consumer is not None
@@ -1782,6 +1782,10 @@ def init_chain(
             weight_var, b = 1.0 / max(seen, 1e-300), 0.0
         elif same:
             weight_var, b = target.weight_var, b_t
+            depth = _homogeneous_depth(producer, target)
+            if abs(math.log(weight_var * derivative)) > CRITICAL_TOLERANCE and depth >= len(layers):
+                # SELU's fixed point (χ₁ 1.072): chaotic only beyond 6ξ_c ≈ 200 layers.
+                label = "near-critical"
         elif criterion == "variance" or derivative <= 0:
             weight_var, b = (q_t - b_t) / max(seen, 1e-300), b_t
         else:
@@ -1800,12 +1804,36 @@ def init_chain(
                 )
         b = b if b > 1e-12 * max(q_t, 1.0) else 0.0  # round-off of q_t − r at r = q_t
         record, q = _layer(m, name, feeds, q, weight_var, b, offset, note)
-        records.append(record)
+        records.append(ChainLayer(**{**asdict(record), "label": label}) if label else record)
     return _finish(records)
+
+
+_DEPTHS: dict[Any, float] = {}
+
+
+def _homogeneous_depth(activation: Activation, point: InitPoint) -> float:
+    """6ξ_c of a homogeneous stack of ``activation`` at ``point``."""
+    key = (_moments_key(activation), point.weight_var, point.bias_var, point.centred)
+    if key not in _DEPTHS:
+        _DEPTHS[key] = analyze(
+            activation, point.weight_var, point.bias_var, centred=point.centred
+        ).trainable_depth
+    return _DEPTHS[key]
 
 
 #: Criterion points and planned variances already solved, across calls.
 _POINTS: dict[Any, InitPoint] = {}
+
+
+def cached_point(
+    activation: Activation, criterion: str = "critical", bias_var: float | None = None
+) -> InitPoint:
+    """:func:`init_point` with default centring, solved once per process for each
+    activation (a module by its class, arguments and parameters), criterion and σ_b²."""
+    key = (_moments_key(activation), criterion, bias_var)
+    if key not in _POINTS:
+        _POINTS[key] = init_point(activation, criterion, bias_var)
+    return _POINTS[key]
 _PLANS: dict[Any, float] = {}
 
 

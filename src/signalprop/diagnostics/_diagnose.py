@@ -14,7 +14,15 @@ from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import verdict
-from signalprop.diagnostics._record import Recorder, Row, mean_std, norm_of, rms, weight_scales
+from signalprop.diagnostics._record import (
+    Recorder,
+    Row,
+    bias_split,
+    mean_std,
+    norm_of,
+    rms,
+    weight_scales,
+)
 from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
@@ -88,6 +96,7 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
     if row.module is not None and isinstance(weight, Tensor):
         for key, value in weight_scales(row.module).items():
             setattr(layer, key, value)
+        layer.input_offset = bias_split(row.module)[0]
         grad = weight_grads.get(id(weight))
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))

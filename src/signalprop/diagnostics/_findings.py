@@ -294,9 +294,9 @@ def _mean_shift(
 
     def cancelled(r: LayerStats) -> bool:
         after = following.get(r.name)
-        if after is None or after.pre_mean is None or after.pre_std is None:
+        if after is None or after.input_offset is None or r.act_mean is None:
             return False
-        return abs(after.pre_mean) <= thresholds.mean_shift * max(after.pre_std, 1e-12) / 4
+        return abs(after.input_offset - r.act_mean) <= 0.25 * abs(r.act_mean)
 
     flagged = [
         r

@@ -25,8 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from signalprop import meanfield as _meanfield
 from signalprop._model import (
@@ -37,7 +36,7 @@ from signalprop._model import (
     is_dense,
     read_model,
 )
-from signalprop.diagnostics._record import weight_scales
+from signalprop.diagnostics._record import bias_split, weight_scales
 from signalprop.diagnostics._report import Finding
 
 __all__ = ["MeanFieldVerdict", "finding", "verdict"]
@@ -105,9 +104,14 @@ class MeanFieldVerdict:
             )
         limit = _number(self.trainable_depth)
         relation = "≥" if self.trainable else "<"
+        phase = self.phase
+        if phase != "critical" and self.trainable:
+            # True at this depth: within 6ξ_c the net behaves as at the edge of chaos.
+            phase = f"near-critical for {self.depth} layers ({self.phase} beyond ≈ 6ξ_c)"
+        centred = ", centred by its biases" if self.centred else ""
         return (
-            f"mean field: {self.activation} with σ_w² = {self.weight_var:.3g}, "
-            f"σ_b² = {self.bias_var:.3g}: {self.phase} (χ₁ = {self.chi_1:.3g}), "
+            f"mean field: {self.activation}{centred} with σ_w² = {self.weight_var:.3g}, "
+            f"σ_b² = {self.bias_var:.3g}: {phase} (χ₁ = {self.chi_1:.3g}), "
             f"ξ_c = {_number(self.xi_c)}, trainable depth ≈ 6ξ_c = {limit} {relation} "
             f"{self.depth} layers"
         )
@@ -130,34 +134,13 @@ def _critical_point(activation: Activation) -> _meanfield.InitPoint:
     """The activation's edge-of-chaos point, computed once per distinct activation."""
     key = activation_key(activation)
     if key not in _CRITICAL:
-        _CRITICAL[key] = _meanfield.init_point(activation, "critical")
+        _CRITICAL[key] = _meanfield.cached_point(activation, "critical")
     return _CRITICAL[key]
 
 
 def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]:
     scales = {layer.name: weight_scales(layer.module) for layer in hidden}
     return {name: (s["weight_scale_fan_in"], s["bias_var"]) for name, s in scales.items()}
-
-
-def bias_split(module: nn.Module) -> tuple[float, float]:
-    """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
-    squares) and the mean square of the rest ``r``. (0, 0) without a bias."""
-    bias = getattr(module, "bias", None)
-    weight = getattr(module, "weight", None)
-    if not isinstance(bias, Tensor) or not isinstance(weight, Tensor) or weight.dim() < 2:
-        return 0.0, 0.0
-    with torch.no_grad():
-        b = bias.detach().double().reshape(-1)
-        sums = weight.detach().double().flatten(1).sum(dim=1)
-        if sums.shape != b.shape:
-            return 0.0, float(b.pow(2).mean())
-        norm = float(sums.pow(2).sum())
-        m = -float(b @ sums) / norm if norm > 0 else 0.0
-        rest = b + m * sums
-        # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
-        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
-            return 0.0, float(b.pow(2).mean())
-        return m, float(rest.pow(2).mean())
 
 
 def verdict(

@@ -319,3 +319,24 @@ def weight_scales(module: nn.Module) -> dict[str, float]:
         "fan_out": float(fan_out),
         "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
     }
+
+
+def bias_split(module: nn.Module) -> tuple[float, float]:
+    """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
+    squares) and the mean square of the rest ``r``. (0, 0) without a bias."""
+    bias = getattr(module, "bias", None)
+    weight = getattr(module, "weight", None)
+    if not isinstance(bias, Tensor) or not isinstance(weight, Tensor) or weight.dim() < 2:
+        return 0.0, 0.0
+    with torch.no_grad():
+        b = bias.detach().double().reshape(-1)
+        sums = weight.detach().double().flatten(1).sum(dim=1)
+        if sums.shape != b.shape:
+            return 0.0, float(b.pow(2).mean())
+        norm = float(sums.pow(2).sum())
+        m = -float(b @ sums) / norm if norm > 0 else 0.0
+        rest = b + m * sums
+        # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
+        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
+            return 0.0, float(b.pow(2).mean())
+        return m, float(rest.pow(2).mean())

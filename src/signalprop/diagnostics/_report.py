@@ -107,6 +107,8 @@ class LayerStats:
         weight_scale_fan_avg: ``weight_var · fan_avg`` (1 Glorot).
         fan_in, fan_out: The weight's fans.
         bias_var: Mean square of the bias (0 without one): σ_b².
+        input_offset: The input mean ``m`` its biases cancel (``b = −m·W𝟙 + r``:
+            autoinit's centring of the logistic and softplus; 0 for plain biases).
         finite: Whether every forward value of the layer was finite.
     """
 
@@ -129,6 +131,7 @@ class LayerStats:
     fan_in: float | None = None
     fan_out: float | None = None
     bias_var: float | None = None
+    input_offset: float | None = None
     finite: bool = True
 
     @property
