@@ -49,7 +49,7 @@ def test_autoinit_command_prints_what_the_api_does(capsys):
     for row, layer in zip(printed, result.layers, strict=True):
         assert float(row[4]) == pytest.approx(layer.weight_var, rel=1e-3)  # σ_w², 4 digits
         assert float(row[5]) == pytest.approx(layer.bias_var, abs=1e-3)
-        assert row[8] == (layer.phase or "-")
+        assert row[10] == (layer.phase or "input")
 
 
 @needs_data

@@ -129,7 +129,6 @@ class _Residual(nn.Module):
     "model",
     [
         _Residual(),
-        nn.Sequential(nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)),
         nn.Sequential(
             nn.Linear(32, 32),
             nn.Tanh(),
@@ -140,12 +139,38 @@ class _Residual(nn.Module):
         ),
         nn.Sequential(nn.Linear(32, 2)),
     ],
-    ids=["residual", "mixed activations", "normalization", "one layer"],
+    ids=["residual", "normalization", "one layer"],
 )
 def test_no_verdict_outside_plain_dense_stacks(model):
     report = sp.diagnose(model, inputs(64, 32))
     assert report.meanfield is None
     assert "mean field" not in report.summary()
+
+
+def test_mixed_stack_gets_a_chain_verdict_from_the_layers_factors():
+    """A stack of differing activations is read as a chain: χ_l = σ_w² E[φ_{l−1}′²] at
+    the variance that arrives (here PyTorch's default U(±1/√n), σ_w² = 1/3, deep in the
+    ordered phase), the verdict from Σ ln χ; after autoinit every factor is 1."""
+    layers: list[nn.Module] = [nn.Linear(32, 64)]
+    for index in range(30):
+        width = 2 if index == 29 else 64
+        layers += [(nn.Tanh, nn.ReLU, nn.Sigmoid)[index % 3](), nn.Linear(64, width)]
+    model = nn.Sequential(*layers)
+    report = sp.diagnose(model, inputs(128, 32))
+    verdict = report.meanfield
+    assert verdict is not None and verdict.mixed
+    assert verdict.phase == "ordered" and not verdict.trainable
+    assert report.findings_of("ordered")
+    assert "sp.autoinit(model)" in report.findings_of("ordered")[0].fix
+    chain = verdict.chain
+    assert chain is not None
+    assert chain.log_gradient == pytest.approx(
+        sum(math.log(layer.chi) for layer in chain.layers[1:-1] if layer.chi), rel=1e-12
+    )
+    sp.autoinit(model)
+    after = sp.diagnose(model, inputs(128, 32))
+    assert after.meanfield is not None and after.meanfield.phase == "critical"
+    assert not after.findings_of("ordered") and not after.findings_of("chaotic")
 
 
 def test_plain_torch_stack_gets_a_verdict_and_it_is_serialized():

@@ -1297,8 +1297,6 @@ def init_point(
             note=f"no critical point at σ_b² = {bias_var:g}: variance-preserving instead"
             + (f" ({variance.note})" if variance.note else ""),
             fallback=True,
-            centred=centred,
-            mean=mean(1.0),
         )
     note = f"centred (its mean {mean(q_star):.3g} cancelled by the next layer's biases)"
     return InitPoint(
@@ -1834,6 +1832,8 @@ def cached_point(
     if key not in _POINTS:
         _POINTS[key] = init_point(activation, criterion, bias_var)
     return _POINTS[key]
+
+
 _PLANS: dict[Any, float] = {}
 
 
@@ -1844,6 +1844,8 @@ def _plan(ratio: Callable[[float], float], own: float, following: float) -> floa
     if ratio(own) <= USEFUL_RANGE * following:
         return own
     lo, hi = math.log(max(own, 1e-8)) - 30, math.log(max(own, 1e-8))
+    if ratio(math.exp(lo)) > following:  # no q below gives it (softplus: r(0) = 4 ln² 2)
+        return own
     for _ in range(50):
         mid = (lo + hi) / 2
         if ratio(math.exp(mid)) > following:
