@@ -343,8 +343,8 @@ def _off_scale(hidden: list[LayerStats], all_names: list[str]) -> list[Finding]:
     # sets σ_w² from the activation a layer reads as well as the one it feeds).
     by_pair: dict[tuple[str | None, str], list[LayerStats]] = {}
     producer: str | None = None
-    for index, row in enumerate(hidden):
-        if row.has_weight and row.activation in MATCHING and index > 0:
+    for row in hidden:
+        if row.has_weight and row.activation in MATCHING:
             by_pair.setdefault((producer, row.activation), []).append(row)
         if row.has_weight:
             producer = row.activation
