@@ -246,3 +246,11 @@ def test_a_tiny_mixed_study_with_autoinit_defaults_runs_and_reports(tmp_path: Pa
     assert "| cycle(sigmoid, softplus, elu, gelu) |" in text
     assert "Goals met:" in text
     assert_png(tmp_path / "learning_curves.png")
+
+
+@pytest.mark.parametrize("activation", ["softmax", {"cycle": ["tanh", "softmax"]}])
+def test_softmax_is_refused_as_a_hidden_activation_alone_or_in_a_cycle(activation):
+    raw = {"name": "g", "defaults": {"epochs": 1, "depth": 3}, "grid": {"activation": [activation]}}
+    raw["grid"]["init"] = ["matching"]
+    with pytest.raises(ValueError, match=r"must be an elementwise activation .*Got 'softmax'"):
+        expand(raw, "g")

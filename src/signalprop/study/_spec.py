@@ -380,6 +380,7 @@ def _checked_activation(value: Any, merged: dict[str, Any], caller: str, source:
             _activations.create(name, **args)
         except (TypeError, ValueError) as error:
             raise _fail(source, f"activation cycle entry {name!r}: {error}") from None
+        _activations.check_elementwise(name, param="activation.cycle", caller=caller)
         entries.append({"name": name, **args} if args else name)
     return {CYCLE: entries}
 
