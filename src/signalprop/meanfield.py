@@ -20,9 +20,14 @@ transient chaos"; Schoenholz et al. 2017, "Deep information propagation"):
   stable fixed point ``c*``. Networks train while their depth is below about
   ``6 ξ_c`` (Schoenholz et al. 2017, measured on MNIST and CIFAR-10).
 
-The activation's mean is not removed anywhere: ``E[φ²]`` is the raw second
+By default the activation's mean is kept: ``E[φ²]`` is the raw second
 moment and the correlation map keeps ``E[φ]²``, so non-centred activations
-(the logistic) are handled as they propagate.
+(the logistic) are handled as they propagate. With ``centred=True`` every map
+is that of ``φ − E[φ(√q z)]``, what a layer sees when its biases also hold
+``−W·E[φ]𝟙`` (:func:`centres`, :func:`init_point`). Stacks whose activations
+differ from layer to layer are chains (:func:`chain`, :func:`init_chain`):
+each layer's gradient factor is its producer's derivative at the variance
+that actually arrives there.
 
 Numerics:
 
