@@ -35,9 +35,11 @@ def headless(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def expected_points(activation: str, width: int) -> dict[str, tuple[float, float]]:
-    """(σ_w², σ_b²) from the papers, for a square layer: σ_w² = Var(w) · fan_in."""
+    """(σ_w², σ_b²) from the papers, for a square layer: σ_w² = Var(w) · fan_in; autoinit's
+    critical point is labelled centred where autoinit centres the activation."""
     variance = meanfield.init_point(activation, "variance")
     critical = meanfield.init_point(activation, "critical")
+    centred = ", centred" if meanfield.centres(activation) else ""
     return {
         "Glorot": (2 / (width + width) * width, 0.0),  # Var = 2 / (fan_in + fan_out)
         "He": (2.0, 0.0),  # Var = 2 / fan_in
@@ -45,7 +47,7 @@ def expected_points(activation: str, width: int) -> dict[str, tuple[float, float
         # U(±1/√fan_in) for weights and biases: Var = (1/√fan_in)² / 3.
         "PyTorch default": (1 / 3, 1 / (3 * width)),
         "autoinit (variance)": (variance.weight_var, variance.bias_var),
-        "autoinit (critical)": (critical.weight_var, critical.bias_var),
+        f"autoinit (critical{centred})": (critical.weight_var, critical.bias_var),
     }
 
 
@@ -133,11 +135,17 @@ def test_the_critical_line_table(tmp_path: Path, capsys: pytest.CaptureFixture[s
     run_phase(["--activation", "relu", "--out", str(tmp_path)], capsys)
     markdown = (tmp_path / "phase.md").read_text()
     (header,) = [line for line in markdown.splitlines() if line.startswith("| σ_b² |")]
-    (row,) = markdown_rows(markdown, "σ_b²")
+    row, centred = markdown_rows(markdown, "σ_b²")
     bias_vars = [float(b) for b in header.strip("|").split("|")[1:]]
     assert bias_vars[0] == 0 and bias_vars == sorted(bias_vars) and bias_vars[-1] <= 0.5
     # ReLU is critical at He's variance with zero biases and nowhere else (SPEC).
     assert row == ["critical σ_w²", "2", *["none"] * (len(bias_vars) - 1)]
+    # Centred (E[ReLU] ≠ 0), it is critical at σ_w² = 2 at every σ_b² > 0, and not at 0.
+    assert centred[0] == "critical σ_w², centred"
+    expected = meanfield.critical_line("relu", bias_vars, centred=True)
+    assert centred[1] == "none" and np.isnan(expected[0])
+    for cell, value in zip(centred[2:], expected[1:], strict=True):
+        assert agrees(cell, value) and value == pytest.approx(2.0)
 
 
 def test_autoinit_s_note_is_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
