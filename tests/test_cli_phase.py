@@ -465,3 +465,141 @@ def test_silu_s_critical_line_is_drawn_from_many_points_near_its_threshold(
     assert (on & (np.abs(y - SILU_THRESHOLD) < 0.01)).sum() >= 10
     assert on.sum() > 10 * len(diagram.bias_vars)  # far finer than the grid's rows
     np.testing.assert_allclose(x[on], meanfield.critical_line("silu", y[on]), rtol=1e-9)
+
+
+# ------------------------------------------- the centred activation's critical line
+
+CENTRED_LINE = "critical line, centred (biases −W·E[φ]𝟙)"
+
+
+def recorded_phase(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[meanfield.PhaseDiagram, dict[str, Any], Figure]:
+    drawn: list[Any] = []
+
+    def recording(diagram: meanfield.PhaseDiagram, marks: Any, **kwargs: Any) -> Figure:
+        figure = plot_phase_diagram(diagram, marks, **kwargs)
+        drawn.append((diagram, dict(marks), figure))
+        return figure
+
+    monkeypatch.setattr(plots, "plot_phase_diagram", recording)
+    run_phase([*argv, "--out", str(tmp_path)], capsys)
+    ((diagram, marks, figure),) = drawn
+    return diagram, marks, figure
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus"])
+def test_the_centred_critical_line_is_drawn_where_the_mean_is_not_zero(
+    activation: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, marks, figure = recorded_phase(["--activation", activation], tmp_path, capsys, monkeypatch)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert CENTRED_LINE in entries
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    line = lines[CENTRED_LINE]
+    assert line.get_linestyle() == "--"
+    if "critical line (χ₁ = 1)" in lines:  # softplus has none uncentred
+        assert line.get_color() != lines["critical line (χ₁ = 1)"].get_color()
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    on = np.isfinite(x)
+    assert on.sum() > 100
+    np.testing.assert_allclose(
+        x[on], meanfield.critical_line(activation, y[on], centred=True), rtol=1e-9
+    )
+    # autoinit centres both: its critical point is marked, labelled centred, on that line.
+    point = meanfield.init_point(activation)
+    assert point.centred
+    weight_var, bias_var = marks["autoinit (critical, centred)"]
+    assert (weight_var, bias_var) == pytest.approx((point.weight_var, point.bias_var))
+    on_line = meanfield.critical_weight_var(activation, bias_var, centred=True)
+    assert weight_var == pytest.approx(on_line, rel=1e-6)
+    rows = markdown_rows((tmp_path / "phase.md").read_text(), "σ_b²")
+    assert [row[0] for row in rows] == ["critical σ_w²", "critical σ_w², centred"]
+
+
+def test_the_logistic_centred_is_critical_like_tanh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """σ(x) − ½ = tanh(x/2)/2: critical at σ_w² = 4² = 16 with zero biases."""
+    _, _, figure = recorded_phase(["--activation", "sigmoid"], tmp_path, capsys, monkeypatch)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    line = lines[CENTRED_LINE]
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert y[0] == 0 and x[0] == pytest.approx(16.0, rel=1e-6)
+    # ... and the uncentred line (σ_w² ≈ 103) is on the axes beside it.
+    uncentred = np.asarray(lines["critical line (χ₁ = 1)"].get_xdata(), dtype=float)
+    assert uncentred[0] == pytest.approx(103.0, rel=1e-3)
+    assert uncentred[0] < figure.axes[0].get_xlim()[1]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear"])
+def test_no_centred_line_where_the_mean_is_zero(
+    activation: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, marks, figure = recorded_phase(["--activation", activation], tmp_path, capsys, monkeypatch)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert not any("centred" in entry for entry in entries)
+    assert not any("centred" in str(line.get_label()) for line in axis.get_lines())
+    assert "autoinit (critical)" in marks
+    markdown = (tmp_path / "phase.md").read_text()
+    assert len(markdown_rows(markdown, "σ_b²")) == 1 and "centred" not in markdown
+
+
+def test_centred_flag_draws_the_centred_activation_s_own_diagram(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diagram, marks, figure = recorded_phase(
+        ["--activation", "sigmoid", "--centred"], tmp_path, capsys, monkeypatch
+    )
+    expected = meanfield.phase_diagram(
+        "sigmoid", diagram.weight_vars, diagram.bias_vars, centred=True
+    )
+    assert diagram.activation == expected.activation == "sigmoid − E[·]"
+    np.testing.assert_allclose(diagram.chi_1, expected.chi_1, rtol=1e-9)
+    np.testing.assert_allclose(diagram.critical, expected.critical, rtol=1e-9)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert "critical line (χ₁ = 1)" in entries and CENTRED_LINE not in entries
+    line = {line.get_label(): line for line in axis.get_lines()}["critical line (χ₁ = 1)"]
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert y[0] == 0 and x[0] == pytest.approx(16.0, rel=1e-6)
+    # Every row is read on the centred activation.
+    rows = {
+        row[0]: row for row in markdown_rows((tmp_path / "phase.md").read_text(), "initialization")
+    }
+    for label, (weight_var, bias_var) in marks.items():
+        mf = meanfield.analyze("sigmoid", weight_var, bias_var, centred=True)
+        assert agrees(rows[label][4], mf.chi_1), label
+    assert rows["autoinit (critical, centred)"][5] == "critical"
+    assert (tmp_path / "phase.md").read_text().startswith("# sigmoid − E[·]: mean-field")
+
+
+def test_plot_phase_diagram_draws_the_centred_line_it_is_given() -> None:
+    diagram = synthetic_diagram()
+    centred = (diagram.bias_vars, np.array([1.5, 1.6, np.nan, 1.8, 1.9]))
+    axis = plot_phase_diagram(diagram, MARKS, centred_line=centred).axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert entries[:2] == ["critical line (χ₁ = 1)", CENTRED_LINE]
+    line = {line.get_label(): line for line in axis.get_lines()}[CENTRED_LINE]
+    np.testing.assert_array_equal(line.get_xdata(), centred[1])
+    np.testing.assert_array_equal(line.get_ydata(), centred[0])
+    # A centred line with nothing on it is not listed.
+    none = (diagram.bias_vars, np.full(5, np.nan))
+    entries = legend_matches_the_drawing(
+        plot_phase_diagram(diagram, MARKS, centred_line=none).axes[0]
+    )
+    assert not any("centred" in entry for entry in entries)
