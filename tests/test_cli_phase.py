@@ -35,9 +35,11 @@ def headless(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def expected_points(activation: str, width: int) -> dict[str, tuple[float, float]]:
-    """(σ_w², σ_b²) from the papers, for a square layer: σ_w² = Var(w) · fan_in."""
+    """(σ_w², σ_b²) from the papers, for a square layer: σ_w² = Var(w) · fan_in; autoinit's
+    critical point is labelled centred where autoinit centres the activation."""
     variance = meanfield.init_point(activation, "variance")
     critical = meanfield.init_point(activation, "critical")
+    centred = ", centred" if meanfield.centres(activation) else ""
     return {
         "Glorot": (2 / (width + width) * width, 0.0),  # Var = 2 / (fan_in + fan_out)
         "He": (2.0, 0.0),  # Var = 2 / fan_in
@@ -45,7 +47,7 @@ def expected_points(activation: str, width: int) -> dict[str, tuple[float, float
         # U(±1/√fan_in) for weights and biases: Var = (1/√fan_in)² / 3.
         "PyTorch default": (1 / 3, 1 / (3 * width)),
         "autoinit (variance)": (variance.weight_var, variance.bias_var),
-        "autoinit (critical)": (critical.weight_var, critical.bias_var),
+        f"autoinit (critical{centred})": (critical.weight_var, critical.bias_var),
     }
 
 
@@ -133,11 +135,17 @@ def test_the_critical_line_table(tmp_path: Path, capsys: pytest.CaptureFixture[s
     run_phase(["--activation", "relu", "--out", str(tmp_path)], capsys)
     markdown = (tmp_path / "phase.md").read_text()
     (header,) = [line for line in markdown.splitlines() if line.startswith("| σ_b² |")]
-    (row,) = markdown_rows(markdown, "σ_b²")
+    row, centred = markdown_rows(markdown, "σ_b²")
     bias_vars = [float(b) for b in header.strip("|").split("|")[1:]]
     assert bias_vars[0] == 0 and bias_vars == sorted(bias_vars) and bias_vars[-1] <= 0.5
     # ReLU is critical at He's variance with zero biases and nowhere else (SPEC).
     assert row == ["critical σ_w²", "2", *["none"] * (len(bias_vars) - 1)]
+    # Centred (E[ReLU] ≠ 0), it is critical at σ_w² = 2 at every σ_b² > 0, and not at 0.
+    assert centred[0] == "critical σ_w², centred"
+    expected = meanfield.critical_line("relu", bias_vars, centred=True)
+    assert centred[1] == "none" and np.isnan(expected[0])
+    for cell, value in zip(centred[2:], expected[1:], strict=True):
+        assert agrees(cell, value) and value == pytest.approx(2.0)
 
 
 def test_autoinit_s_note_is_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -457,3 +465,141 @@ def test_silu_s_critical_line_is_drawn_from_many_points_near_its_threshold(
     assert (on & (np.abs(y - SILU_THRESHOLD) < 0.01)).sum() >= 10
     assert on.sum() > 10 * len(diagram.bias_vars)  # far finer than the grid's rows
     np.testing.assert_allclose(x[on], meanfield.critical_line("silu", y[on]), rtol=1e-9)
+
+
+# ------------------------------------------- the centred activation's critical line
+
+CENTRED_LINE = "critical line, centred (biases −W·E[φ]𝟙)"
+
+
+def recorded_phase(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[meanfield.PhaseDiagram, dict[str, Any], Figure]:
+    drawn: list[Any] = []
+
+    def recording(diagram: meanfield.PhaseDiagram, marks: Any, **kwargs: Any) -> Figure:
+        figure = plot_phase_diagram(diagram, marks, **kwargs)
+        drawn.append((diagram, dict(marks), figure))
+        return figure
+
+    monkeypatch.setattr(plots, "plot_phase_diagram", recording)
+    run_phase([*argv, "--out", str(tmp_path)], capsys)
+    ((diagram, marks, figure),) = drawn
+    return diagram, marks, figure
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus"])
+def test_the_centred_critical_line_is_drawn_where_the_mean_is_not_zero(
+    activation: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, marks, figure = recorded_phase(["--activation", activation], tmp_path, capsys, monkeypatch)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert CENTRED_LINE in entries
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    line = lines[CENTRED_LINE]
+    assert line.get_linestyle() == "--"
+    if "critical line (χ₁ = 1)" in lines:  # softplus has none uncentred
+        assert line.get_color() != lines["critical line (χ₁ = 1)"].get_color()
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    on = np.isfinite(x)
+    assert on.sum() > 100
+    np.testing.assert_allclose(
+        x[on], meanfield.critical_line(activation, y[on], centred=True), rtol=1e-9
+    )
+    # autoinit centres both: its critical point is marked, labelled centred, on that line.
+    point = meanfield.init_point(activation)
+    assert point.centred
+    weight_var, bias_var = marks["autoinit (critical, centred)"]
+    assert (weight_var, bias_var) == pytest.approx((point.weight_var, point.bias_var))
+    on_line = meanfield.critical_weight_var(activation, bias_var, centred=True)
+    assert weight_var == pytest.approx(on_line, rel=1e-6)
+    rows = markdown_rows((tmp_path / "phase.md").read_text(), "σ_b²")
+    assert [row[0] for row in rows] == ["critical σ_w²", "critical σ_w², centred"]
+
+
+def test_the_logistic_centred_is_critical_like_tanh(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """σ(x) − ½ = tanh(x/2)/2: critical at σ_w² = 4² = 16 with zero biases."""
+    _, _, figure = recorded_phase(["--activation", "sigmoid"], tmp_path, capsys, monkeypatch)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    line = lines[CENTRED_LINE]
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert y[0] == 0 and x[0] == pytest.approx(16.0, rel=1e-6)
+    # ... and the uncentred line (σ_w² ≈ 103) is on the axes beside it.
+    uncentred = np.asarray(lines["critical line (χ₁ = 1)"].get_xdata(), dtype=float)
+    assert uncentred[0] == pytest.approx(103.0, rel=1e-3)
+    assert uncentred[0] < figure.axes[0].get_xlim()[1]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear"])
+def test_no_centred_line_where_the_mean_is_zero(
+    activation: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, marks, figure = recorded_phase(["--activation", activation], tmp_path, capsys, monkeypatch)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert not any("centred" in entry for entry in entries)
+    assert not any("centred" in str(line.get_label()) for line in axis.get_lines())
+    assert "autoinit (critical)" in marks
+    markdown = (tmp_path / "phase.md").read_text()
+    assert len(markdown_rows(markdown, "σ_b²")) == 1 and "centred" not in markdown
+
+
+def test_centred_flag_draws_the_centred_activation_s_own_diagram(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    diagram, marks, figure = recorded_phase(
+        ["--activation", "sigmoid", "--centred"], tmp_path, capsys, monkeypatch
+    )
+    expected = meanfield.phase_diagram(
+        "sigmoid", diagram.weight_vars, diagram.bias_vars, centred=True
+    )
+    assert diagram.activation == expected.activation == "sigmoid − E[·]"
+    np.testing.assert_allclose(diagram.chi_1, expected.chi_1, rtol=1e-9)
+    np.testing.assert_allclose(diagram.critical, expected.critical, rtol=1e-9)
+    axis = figure.axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert "critical line (χ₁ = 1)" in entries and CENTRED_LINE not in entries
+    line = {line.get_label(): line for line in axis.get_lines()}["critical line (χ₁ = 1)"]
+    x = np.asarray(line.get_xdata(), dtype=float)
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert y[0] == 0 and x[0] == pytest.approx(16.0, rel=1e-6)
+    # Every row is read on the centred activation.
+    rows = {
+        row[0]: row for row in markdown_rows((tmp_path / "phase.md").read_text(), "initialization")
+    }
+    for label, (weight_var, bias_var) in marks.items():
+        mf = meanfield.analyze("sigmoid", weight_var, bias_var, centred=True)
+        assert agrees(rows[label][4], mf.chi_1), label
+    assert rows["autoinit (critical, centred)"][5] == "critical"
+    assert (tmp_path / "phase.md").read_text().startswith("# sigmoid − E[·]: mean-field")
+
+
+def test_plot_phase_diagram_draws_the_centred_line_it_is_given() -> None:
+    diagram = synthetic_diagram()
+    centred = (diagram.bias_vars, np.array([1.5, 1.6, np.nan, 1.8, 1.9]))
+    axis = plot_phase_diagram(diagram, MARKS, centred_line=centred).axes[0]
+    entries = legend_matches_the_drawing(axis)
+    assert entries[:2] == ["critical line (χ₁ = 1)", CENTRED_LINE]
+    line = {line.get_label(): line for line in axis.get_lines()}[CENTRED_LINE]
+    np.testing.assert_array_equal(line.get_xdata(), centred[1])
+    np.testing.assert_array_equal(line.get_ydata(), centred[0])
+    # A centred line with nothing on it is not listed.
+    none = (diagram.bias_vars, np.full(5, np.nan))
+    entries = legend_matches_the_drawing(
+        plot_phase_diagram(diagram, MARKS, centred_line=none).axes[0]
+    )
+    assert not any("centred" in entry for entry in entries)

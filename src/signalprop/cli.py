@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the mean-field phase diagram of an activation, with where initializations sit",
         description="Draw ξ_c over (σ_w², σ_b²) with the critical line, mark where Glorot, "
         "He, LeCun, PyTorch's default and autoinit put a layer that feeds the activation, "
-        "and write DIR/phase.png and DIR/phase.md.",
+        "and write DIR/phase.png and DIR/phase.md. For an activation whose mean is not "
+        "zero, the centred activation's critical line (each layer's biases also cancel the "
+        "mean) is drawn beside it.",
     )
     phase.add_argument(
         "--activation",
@@ -256,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=PHASE_RESOLUTION,
         help=f"grid points per axis (default {PHASE_RESOLUTION})",
+    )
+    phase.add_argument(
+        "--centred",
+        action="store_true",
+        help="the diagram of the centred activation φ − E[φ]: each layer's biases also "
+        "hold −W·E[φ]𝟙",
     )
 
     report = commands.add_parser("report", help="write the Markdown report of a study")
@@ -453,6 +461,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "resolution": check_int(
                     args.resolution, param="--resolution", caller=caller, low=5
                 ),
+                "centred": bool(args.centred),
             },
         )
     if command == "report":
@@ -728,11 +737,14 @@ def _run_autoinit(options: dict[str, Any]) -> int:
 
 
 def _phase_marks(
-    activation: str, params: dict[str, Any], width: int
-) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    activation: str, params: dict[str, Any], width: int, centred: bool = False
+) -> tuple[dict[str, tuple[float, float]], dict[str, str], set[str]]:
     """Where each initialization puts a square layer of ``width`` units feeding ``activation``.
 
-    Returns ``label -> (σ_w², σ_b²)`` and ``label -> note`` (autoinit's, when it has one).
+    autoinit's critical point is the one it uses (centred where :func:`meanfield.centres`
+    says so), or, with ``centred``, the centred activation's own. Returns
+    ``label -> (σ_w², σ_b²)``, ``label -> note`` (autoinit's, when it has one) and the
+    labels of centred points (their label says so).
     """
     from signalprop.meanfield import init_point
 
@@ -750,12 +762,16 @@ def _phase_marks(
         "PyTorch default": (preset("pytorch_default"), 1.0 / (3.0 * width)),
     }
     notes = {}
+    centred_marks = set()
     for criterion in ("variance", "critical"):
-        point = init_point(activation, criterion, **params)
-        marks[f"autoinit ({criterion})"] = (point.weight_var, point.bias_var)
+        point = init_point(activation, criterion, centred=True if centred else None, **params)
+        label = f"autoinit ({criterion}, centred)" if point.centred else f"autoinit ({criterion})"
+        marks[label] = (point.weight_var, point.bias_var)
         if point.note:
-            notes[f"autoinit ({criterion})"] = point.note
-    return marks, notes
+            notes[label] = point.note
+        if point.centred:
+            centred_marks.add(label)
+    return marks, notes, centred_marks
 
 
 def _phase_grid(points: list[tuple[float, float]], resolution: int) -> tuple[Any, Any]:
@@ -834,18 +850,46 @@ PHASE_READING = (  # {depths} is filled in with PHASE_DEPTHS
 )
 
 
+PHASE_CENTRED = (
+    "The dashed line is the critical line of the centred activation φ − E[φ]: each layer's "
+    "biases also hold −W·E[φ(√q* z)]𝟙, which cancels the mean φ adds to every unit of the "
+    "next layer (a shared component no σ_w² removes), so that layer sees φ − E[φ]. "
+    "autoinit does this where meanfield.centres says so (the logistic, softplus); a mark "
+    "labelled centred is read on that line. Centred, the logistic is critical like tanh "
+    "(σ(x) − ½ = tanh(x/2)/2: σ_w² = 16 at σ_b² = 0), and softplus, which has no critical "
+    "point uncentred, has one (σ_w² ≈ 3.49 at σ_b² = 0.05)."
+)
+PHASE_CENTRED_ONLY = (
+    "This is the diagram of the centred activation φ − E[φ]: each layer's biases also hold "
+    "−W·E[φ(√q* z)]𝟙, cancelling the mean φ adds to every unit of the next layer, and every "
+    "row of the table is read on it."
+)
+
+
 def _phase_numbers(
-    name: str, params: dict[str, Any], width: int, resolution: int
-) -> tuple[Any, dict[str, tuple[float, float]], dict[str, str], list[list[str]], list[float], Any]:
-    """The diagram, the marks and notes, the table's rows and the critical line at a few σ_b²."""
+    name: str, params: dict[str, Any], width: int, resolution: int, centred: bool = False
+) -> tuple[
+    Any, dict[str, tuple[float, float]], dict[str, str], list[list[str]], list[float], Any, Any
+]:
+    """The diagram (of the centred activation with ``centred``), the marks and notes, the
+    table's rows, and the critical line at a few σ_b², with the centred activation's
+    beside it (``None`` with ``centred``, or where it is the same line: E[φ] = 0)."""
+    import numpy as np
+
     from signalprop import meanfield
 
-    marks, notes = _phase_marks(name, params, width)
-    weight_vars, bias_vars = _phase_grid(list(marks.values()), resolution)
-    diagram = meanfield.phase_diagram(name, weight_vars, bias_vars, **params)
+    marks, notes, centred_marks = _phase_marks(name, params, width, centred)
+    (critical,) = [point for label, point in marks.items() if label.startswith("autoinit (crit")]
+    # A centred autoinit point is off the diagram's own critical line: the grid holds both.
+    own = meanfield.critical_weight_var(name, critical[1], centred=centred, **params)
+    held = [*marks.values(), *([(own, critical[1])] if own is not None else [])]
+    weight_vars, bias_vars = _phase_grid(held, resolution)
+    diagram = meanfield.phase_diagram(name, weight_vars, bias_vars, centred=centred, **params)
     rows = []
     for label, (weight_var, bias_var) in marks.items():
-        mf = meanfield.analyze(name, weight_var, bias_var, **params)
+        # A centred point is read on the centred activation, where autoinit puts it.
+        on_centred = centred or label in centred_marks
+        mf = meanfield.analyze(name, weight_var, bias_var, centred=on_centred, **params)
         values = (mf.weight_var, mf.bias_var, mf.q_star, mf.chi_1)
         rows.append(
             [
@@ -856,11 +900,15 @@ def _phase_numbers(
             ]
         )
     levels = sorted(
-        {b for b in (0.0, *meanfield.BIAS_VARS_TRIED) if b <= bias_vars[-1]}
-        | {marks["autoinit (critical)"][1]}
+        {b for b in (0.0, *meanfield.BIAS_VARS_TRIED) if b <= bias_vars[-1]} | {critical[1]}
     )
-    line = meanfield.critical_line(name, levels, **params)
-    return diagram, marks, notes, rows, levels, line
+    line = meanfield.critical_line(name, levels, centred=centred, **params)
+    centred_line = None
+    if not centred:
+        centred_line = meanfield.critical_line(name, levels, centred=True, **params)
+        if np.allclose(centred_line, line, rtol=1e-6, equal_nan=True):
+            centred_line = None  # E[φ] = 0 (tanh): centring changes nothing
+    return diagram, marks, notes, rows, levels, line, centred_line
 
 
 #: The critical line of ``signalprop phase`` is drawn from this many σ_b² spread over the
@@ -870,14 +918,16 @@ PHASE_LINE_POINTS = 300
 PHASE_LINE_EDGE = 40
 
 
-def _phase_line(name: str, params: dict[str, Any], bias_vars: Any) -> tuple[Any, Any]:
+def _phase_line(
+    name: str, params: dict[str, Any], bias_vars: Any, centred: bool = False
+) -> tuple[Any, Any]:
     """(σ_b², σ_w²) of the critical line, sampled finely, most finely around its ends."""
     import numpy as np
 
     from signalprop import meanfield
 
     b = np.linspace(bias_vars[0], bias_vars[-1], PHASE_LINE_POINTS)
-    w = meanfield.critical_line(name, b, **params)
+    w = meanfield.critical_line(name, b, centred=centred, **params)
     exists = np.isfinite(w)
     ends = np.flatnonzero(exists[1:] != exists[:-1])
     if len(ends):
@@ -885,7 +935,7 @@ def _phase_line(name: str, params: dict[str, Any], bias_vars: Any) -> tuple[Any,
             [np.linspace(b[i], b[i + 1], PHASE_LINE_EDGE + 2)[1:-1] for i in ends]
         )
         b = np.concatenate([b, extra])
-        w = np.concatenate([w, meanfield.critical_line(name, extra, **params)])
+        w = np.concatenate([w, meanfield.critical_line(name, extra, centred=centred, **params)])
         order = np.argsort(b)
         b, w = b[order], w[order]
     return b, w
@@ -899,19 +949,25 @@ def _run_phase(options: dict[str, Any]) -> int:
 
     directory = _writable_directory(options["out"], "--out")
     name, params, width = options["activation"], options["params"], options["width"]
+    centred = options.get("centred", False)
     # One torch thread: the tensors are small, and on a shared 2-core machine a second
     # spinning thread made phase_diagram 2-3x slower (tests/conftest.py does the same).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        diagram, marks, notes, rows, levels, line = _phase_numbers(
-            name, params, width, options["resolution"]
+        diagram, marks, notes, rows, levels, line, centred_line = _phase_numbers(
+            name, params, width, options["resolution"], centred
         )
-        fine = _phase_line(name, params, diagram.bias_vars)
+        fine = _phase_line(name, params, diagram.bias_vars, centred)
+        fine_centred = None
+        if centred_line is not None:
+            fine_centred = _phase_line(name, params, diagram.bias_vars, centred=True)
     finally:
         torch.set_num_threads(threads)
 
-    figure = plot_phase_diagram(diagram, marks, depths=PHASE_DEPTHS, critical_line=fine)
+    figure = plot_phase_diagram(
+        diagram, marks, depths=PHASE_DEPTHS, critical_line=fine, centred_line=fine_centred
+    )
     figure.savefig(directory / "phase.png", dpi=110)
 
     title = f"{diagram.activation}: mean-field phase diagram, dense layers of width {width}"
@@ -921,16 +977,25 @@ def _run_phase(options: dict[str, Any]) -> int:
         f"biases from U(±1/√fan_in), σ_b² = 1/(3·{width}). autoinit's points come from "
         "meanfield.init_point."
     )
-    line_cells = [_shown(w) if np.isfinite(w) else "none" for w in line]
+
+    def cells(values: Any) -> list[str]:
+        return [_shown(w) if np.isfinite(w) else "none" for w in values]
+
+    line_cells = cells(line)
+    line_rows = [["critical σ_w²", *line_cells]]
+    if centred_line is not None:
+        line_rows.append(["critical σ_w², centred", *cells(centred_line)])
     markdown = "\n\n".join(
         [
             f"# {title}",
             preamble,
+            *([PHASE_CENTRED_ONLY] if centred else []),
             "![phase diagram](phase.png)",
             "## Where initializations put a layer",
             _markdown_table(list(PHASE_COLUMNS), rows),
             "## The critical line",
-            _markdown_table(["σ_b²", *map(_shown, levels)], [["critical σ_w²", *line_cells]]),
+            _markdown_table(["σ_b²", *map(_shown, levels)], line_rows),
+            *([PHASE_CENTRED] if centred_line is not None else []),
             *(
                 ["Notes:\n\n" + "\n".join(f"- {k}: {note}" for k, note in notes.items())]
                 if notes
@@ -950,6 +1015,14 @@ def _run_phase(options: dict[str, Any]) -> int:
         "critical σ_w²: "
         + ", ".join(f"{w} at σ_b² = {_shown(b)}" for b, w in zip(levels, line_cells, strict=True))
     )
+    if centred_line is not None:
+        print(
+            "centred (biases −W·E[φ]𝟙): "
+            + ", ".join(
+                f"{w} at σ_b² = {_shown(b)}"
+                for b, w in zip(levels, cells(centred_line), strict=True)
+            )
+        )
     for label, note in notes.items():
         print(f"note: {label}: {note}")
     print(f"\nwrote {directory}/phase.png and {directory}/phase.md")

@@ -346,6 +346,45 @@ _LABEL_MARK_GAP = 22.0
 _LABEL_SPOTS = (0.5, 0.3, 0.7, 0.15, 0.85)
 
 
+#: The centred activation's critical line: its colour and what the legend calls it.
+_CENTRED_COLOR = "springgreen"
+_CENTRED = ", centred (biases −W·E[φ]𝟙)"
+
+
+def _draw_critical(
+    axis: Axes, line_b: np.ndarray, line_w: np.ndarray, color: str, style: str, kind: str
+) -> np.ndarray:
+    """Draw a critical line (pieces of two finite neighbours or more) and its lone points;
+    the legend names a line, or a point where there is no piece, followed by ``kind``.
+
+    A lone point is a ring where there is no piece (the ReLU family's critical point),
+    and a dot beside a piece (a σ_b² near the line's end whose neighbours have none),
+    which would otherwise not show. Returns where the line exists."""
+    exists: np.ndarray = np.isfinite(line_w)
+    # A piece of line needs two neighbours on it; a lone point is a critical point.
+    joined = exists[1:] & exists[:-1]
+    alone = exists & ~np.concatenate([[False], joined]) & ~np.concatenate([joined, [False]])
+    if joined.any():
+        axis.plot(line_w, line_b, style, color=color, lw=2, label=f"critical line{kind}")
+    if alone.any() and joined.any():
+        axis.plot(line_w[alone], line_b[alone], ".", color=color, ms=4, ls="none")
+    elif alone.any():
+        axis.plot(
+            line_w[alone],
+            line_b[alone],
+            "o",
+            ms=17,
+            mfc="none",
+            mec=color,
+            mew=2.5,
+            ls="none",
+            clip_on=False,
+            zorder=4,  # a ring around the marks that sit on it
+            label=f"critical point{kind}",
+        )
+    return exists
+
+
 def _label_spots(
     axis: Axes, contour_sets: Sequence[Any], taken: list[np.ndarray], figure: Figure
 ) -> list[list[tuple[float, float]]]:
@@ -404,6 +443,7 @@ def plot_phase_diagram(
     depths: Sequence[float] = (20, 50, 100, 200),
     xi_range: tuple[float, float] = (1.0, 1e3),
     critical_line: tuple[Sequence[float], Sequence[float]] | None = None,
+    centred_line: tuple[Sequence[float], Sequence[float]] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
     """The correlation depth scale ξ_c over (σ_w², σ_b²), the critical line and marked points.
@@ -426,6 +466,10 @@ def plot_phase_diagram(
         critical_line: ``(σ_b², σ_w²)`` of the critical line sampled more finely
             than the grid (from :func:`signalprop.meanfield.critical_line`), so
             that it is smooth where the grid is coarse, as near SiLU's threshold.
+        centred_line: ``(σ_b², σ_w²)`` of the centred activation's critical line
+            (``critical_line(..., centred=True)``: each layer's biases also hold
+            −W·E[φ]𝟙), drawn dashed beside the diagram's own; ``None`` draws
+            none (pass it only where it differs, i.e. where E[φ] ≠ 0).
         ax: Axes to draw on; new ones if ``None``.
 
     Returns:
@@ -459,26 +503,10 @@ def plot_phase_diagram(
         line_b, line_w = b, diagram.critical
     else:
         line_b, line_w = (np.asarray(v, dtype=np.float64) for v in critical_line)
-    exists = np.isfinite(line_w)
-    # A piece of line needs two neighbours on it; a lone point is a critical point.
-    joined = exists[1:] & exists[:-1]
-    alone = exists & ~np.concatenate([[False], joined]) & ~np.concatenate([joined, [False]])
-    if joined.any():
-        axis.plot(line_w, line_b, "-", color="tab:cyan", lw=2, label="critical line (χ₁ = 1)")
-    if alone.any():
-        axis.plot(
-            line_w[alone],
-            line_b[alone],
-            "o",
-            ms=17,
-            mfc="none",
-            mec="tab:cyan",
-            mew=2.5,
-            ls="none",
-            clip_on=False,
-            zorder=4,  # a ring around the marks that sit on it
-            label=None if joined.any() else "critical point (χ₁ = 1)",
-        )
+    exists = _draw_critical(axis, line_b, line_w, "tab:cyan", "-", " (χ₁ = 1)")
+    if centred_line is not None:
+        centred_b, centred_w = (np.asarray(v, dtype=np.float64) for v in centred_line)
+        _draw_critical(axis, centred_b, centred_w, _CENTRED_COLOR, "--", _CENTRED)
 
     unbounded = np.isinf(diagram.q_star)
     if unbounded.any() and min(len(w), len(b)) > 1:
@@ -557,8 +585,10 @@ def plot_phase_diagram(
     if unbounded.any():
         handles.append(Patch(facecolor="none", edgecolor="black", hatch="//"))
         labels.append("q* = ∞ (signal grows)")
+    # Two columns hold the centred line's long entry without squeezing the axes.
+    columns = 2 if centred_line is not None else 3
     axis.legend(
-        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=columns, fontsize=8
     )
     if contour_sets:
         # Labels are placed in display space, so the layout (legend, colour bar) is settled
