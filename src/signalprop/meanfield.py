@@ -1174,8 +1174,9 @@ def centres(activation: Activation, **params: Any) -> bool:
     of the identity from q* to 10 q*, so that at width 100 the variance drifts
     away from q* (measured: 0.3 to 6e8 over 100 GELU layers).
 
-    Zero-mean activations (tanh, SELU) are unchanged by centring, and the
-    ReLU family keeps He's point, its uncentred edge of chaos at σ_b² = 0.
+    An odd activation (tanh) is unchanged by centring; SELU's mean is zero at
+    q = 1, its own fixed point, and it is not centred; the ReLU family keeps
+    He's point, its uncentred edge of chaos at σ_b² = 0.
 
     Example:
         >>> centres("sigmoid"), centres("tanh"), centres("relu")
