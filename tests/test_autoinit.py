@@ -862,17 +862,25 @@ def test_diagnose_accepts_what_autoinit_wrote(case):
     y = torch.randint(0, 10, (CLOSED_LOOP_BATCH,))
     report = sp.diagnose(model, x, y)
     kinds = {finding.kind for finding in report.findings}
-    assert kinds <= {"dead_units"}, [f"{f.kind}: {f.message[:200]}" for f in report.findings]
-    if kinds:
-        assert any(note.startswith("dead_units") for note in result.notes), result.notes
+    # Announced by autoinit: dead units (deep ReLU), and an activation without any
+    # critical point (softplus) that is ordered whatever its initialization.
+    announced = {"dead_units"} if any(n.startswith("dead_units") for n in result.notes) else set()
+    if any("(ordered)" in note for note in result.notes):
+        announced |= {"ordered", "vanishing_gradients", "mean_shift"}
+    assert kinds <= announced, [f"{f.kind}: {f.message[:200]}" for f in report.findings]
     for finding in report.findings:
         assert "autoinit" not in finding.fix, finding.fix
     hidden = result.layers[1:-1]
     # SELU keeps its fixed point (χ₁ 1.072), near-critical for any net under 6ξ_c ≈ 200.
+    # Every hidden layer at χ = 1, or autoinit says why not: SELU keeps its fixed point
+    # (near-critical for any net under 6ξ_c ≈ 200), softplus has no critical point at all
+    # (announced above), and a layer whose input no σ_b² ≥ 0 can bring to its target
+    # carries a note.
     expected = {"near-critical"} if case == "selu" else {"critical"}
-    assert {layer.phase for layer in hidden} == expected, str(result)
+    for layer in hidden:
+        assert layer.phase in expected or layer.note or "ordered" in announced, str(result)
     assert result.layers[-1].phase == "output"
-    if report.meanfield is not None:
+    if report.meanfield is not None and "ordered" not in announced:
         assert report.meanfield.trainable, report.meanfield.summary()
         if case != "selu":
             assert report.meanfield.phase == "critical", report.meanfield.summary()

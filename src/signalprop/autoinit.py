@@ -470,6 +470,14 @@ def autoinit(
         if flag and producer[0] is not None:
             point = _meanfield.cached_point(producer[0], criterion, bias_var)
             notes.setdefault(_name(producer[0]), point.note)
+    for _, consumer in pairs:
+        if consumer is not None and _meanfield.cached_point(consumer, criterion, bias_var).fallback:
+            notes.setdefault(
+                f"{_name(consumer)} (ordered)",
+                "no initialization puts a deep stack of it at the edge of chaos, so diagnose "
+                "will find it ordered, with vanishing_gradients (and mean_shift where its mean "
+                "is not zero): use ELU, SELU or tanh, normalization, or residual connections",
+            )
     kinds = {_name(consumer) for _, consumer in pairs if consumer is not None}
     for _, consumer in pairs:
         if consumer is not None and len(kinds) == 1:  # the homogeneous point's own note

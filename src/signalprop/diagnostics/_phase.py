@@ -77,6 +77,7 @@ class MeanFieldVerdict:
     critical_bias_var: float | None
     centred: bool = False
     chain: _meanfield.Chain | None = field(default=None, compare=False)
+    plan_trainable: bool | None = None
 
     @property
     def mixed(self) -> bool:
@@ -247,6 +248,8 @@ def _chain_verdict(
         specs.append((producer, consumer, weight_var, bias_var, offset))
     try:
         chain = _meanfield.chain(specs)
+        # What autoinit would make of it: the fix names autoinit only where that helps.
+        plan = _meanfield.init_chain([(p, c) for p, c, *_ in specs])
     except ValueError:
         return None
     names: list[str] = []
@@ -272,6 +275,7 @@ def _chain_verdict(
         critical_weight_var=None,
         critical_bias_var=None,
         chain=chain,
+        plan_trainable=plan.trainable,
     )
 
 
@@ -308,6 +312,11 @@ def finding(result: MeanFieldVerdict, all_names: list[str]) -> Finding | None:
                 "initialize each layer for the activation it reads and the one it feeds: "
                 "sp.autoinit(model) puts every layer of a chain at χ = 1 "
                 "(sp.meanfield.init_chain shows the plan)"
+                if result.plan_trainable
+                else "no initialization puts every layer of this chain at χ = 1 (see "
+                "sp.meanfield.init_chain's notes): replace the activations without a critical "
+                "point (softplus) by ELU, SELU or tanh, or add normalization or residual "
+                "connections"
             ),
         )
     if kind == "chaotic":
