@@ -287,6 +287,57 @@ def test_tanh_chaotic_point_against_quadrature():
     assert mf.trainable_depth == pytest.approx(6 * mf.xi_c, rel=1e-15)
 
 
+def _narrow_expectation(f: Callable[[float], float], q: float) -> float:
+    """E[f(√q z)] for an even f that changes over |u| ≲ a few (φ′ of tanh), at any q.
+
+    Over |z| ≤ 12 by quad, split where u = √q z is 1, 4, 16, 64 and 256: each piece holds
+    one scale of f, whatever q (the library's plain rule, panels of 1/4, does not).
+    """
+    scale = math.sqrt(q)
+
+    def integrand(z: float) -> float:
+        return f(scale * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    edges = sorted({0.0, 12.0, *(min(u / scale, 12.0) for u in (1, 4, 16, 64, 256))})
+    total = 0.0
+    for low, high in itertools.pairwise(edges):
+        value, error = integrate.quad(integrand, low, high, epsabs=1e-15, epsrel=1e-13)
+        assert error < 1e-12
+        total += value
+    return 2 * total  # f is even
+
+
+def _sech2(u: float) -> float:
+    return 1 / math.cosh(u) ** 2 if abs(u) < 350 else 0.0
+
+
+@pytest.mark.parametrize("weight_var", [1e5, 1e6, 1e8])
+def test_tanh_at_huge_weight_variance_against_quadrature(weight_var):
+    # q* ≈ σ_w²: tanh′(√q* z)² lives on |z| ≲ 3/√q* (3e-4 at σ_w² = 1e8), far inside
+    # one panel of the library's plain rule, which gave χ₁ 194 and 165 instead of 168
+    # and 532, and 4e-17 ("ordered") at 1e8. Reference: q = σ_w² (1 − E[sech²(√q z)])
+    # by brentq (tanh² = 1 − sech², no cancellation) and χ₁ = σ_w² E[sech⁴(√q* z)].
+    def gap(q: float) -> float:
+        return weight_var * (1 - _narrow_expectation(_sech2, q)) - q
+
+    q = optimize.brentq(gap, weight_var / 2, weight_var, xtol=1e-14, rtol=1e-14)
+    chi_1 = weight_var * _narrow_expectation(lambda u: _sech2(u) ** 2, q)
+    mf = meanfield.analyze("tanh", weight_var)
+    assert mf.q_star == pytest.approx(q, rel=1e-9)
+    assert mf.chi_1 == pytest.approx(chi_1, rel=1e-9)
+    assert mf.phase == "chaotic"
+
+
+def test_a_fixed_point_beyond_the_engines_range_is_refused_not_called_infinite():
+    # tanh at σ_w² = 1e9 has q* ≈ 1e9, beyond Q_MAX = 1e8: not unbounded (ReLU above He's
+    # variance is), and out of range: refused by name.
+    with pytest.raises(ValueError, match=r"'weight_var' parameter of meanfield\.analyze"):
+        meanfield.analyze("tanh", 1e9)
+    with pytest.raises(ValueError, match=r"'weight_vars' parameter of meanfield\.phase_diagram"):
+        meanfield.phase_diagram("tanh", [1.0, 1e9], [0.0])
+    assert meanfield.analyze("relu", 3.0).q_star == math.inf
+
+
 @pytest.mark.parametrize("weight_var", [1.0, 1.5, 1.99])
 def test_relu_below_he_variance_fades_to_zero_and_is_ordered(weight_var):
     mf = meanfield.analyze("relu", weight_var)
