@@ -1163,6 +1163,78 @@ def test_chaotic_c_star_with_bias_against_two_dimensional_quadrature(name, weigh
     assert mf.chi_c == pytest.approx(chi_c, abs=bound)
 
 
+# ------------------------------------------------------- c* at a large variance fixed point
+
+
+def _gelu_array(u: np.ndarray) -> np.ndarray:
+    return u * special.ndtr(u)
+
+
+def _gelu_array_derivative(u: np.ndarray) -> np.ndarray:
+    return special.ndtr(u) + u * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+
+def _silu_array(u: np.ndarray) -> np.ndarray:
+    return u * special.expit(u)
+
+
+def _silu_array_derivative(u: np.ndarray) -> np.ndarray:
+    s = special.expit(u)
+    return s * (1 + u * (1 - s))
+
+
+def _graded_normal_rule(fine: float, reach: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """E[g(z)] by 16-node Gauss–Legendre on panels of ``fine`` over ±reach, 1/4 beyond (to ±9)."""
+    x, w = np.polynomial.legendre.leggauss(16)
+    edges = np.unique(
+        np.concatenate([np.arange(-9, -reach, 0.25), np.arange(-reach, reach + fine / 2, fine)])
+    )
+    edges = np.unique(np.concatenate([edges, -edges]))
+    left, width = edges[:-1, None], np.diff(edges)[:, None]
+    z = (left + (x + 1) / 2 * width).ravel()
+    weights = (w * width / 2).ravel() * np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
+    return z, weights
+
+
+@pytest.mark.parametrize("name, weight_var, bias_var", [("gelu", 1.99, 1.0), ("silu", 1.99, 1.5)])
+def test_c_star_at_a_large_variance_against_two_dimensional_quadrature(name, weight_var, bias_var):
+    # q* ≈ 195 (GELU) and 269 (SiLU): c* ≈ 0.999, where Mehler's series, 256 terms
+    # and a tail term, left c* off by 3e-5 and 1.6e-5 and ξ_c 1 % and 0.6 % low.
+    # Reference, not Mehler: u₁ = √q z₁, u₂ = √q (c z₁ + √(1−c²) z₂), the inner
+    # expectation over z₂ on a plain rule (φ(u₂) changes over z₂ ~ 1/(√q √(1−c²)) ≈ 2)
+    # and the outer over z₁ on panels of 1/50 within ±0.6 (φ(u₁) changes over 1/√q ≈
+    # 0.07, the inner expectation over √(1−c²) ≈ 0.04); halving those panels moves c*
+    # by less than 1e-12. q* by brentq on the outer rule, c* by brentq on C(c) − c.
+    f, df = {
+        "gelu": (_gelu_array, _gelu_array_derivative),
+        "silu": (_silu_array, _silu_array_derivative),
+    }[name]
+    z1, w1 = _graded_normal_rule(1 / 50)
+    z2, w2 = gauss_legendre_normal(panel=0.5, nodes=16)
+
+    def gap(q: float) -> float:
+        return weight_var * float(w1 @ f(math.sqrt(q) * z1) ** 2) + bias_var - q
+
+    q = optimize.brentq(gap, 10.0, 1e4, xtol=1e-13, rtol=1e-15)
+
+    def kernel(g, c: float) -> float:
+        u1 = math.sqrt(q) * z1
+        u2 = math.sqrt(q) * (c * z1[:, None] + math.sqrt(1 - c * c) * z2[None, :])
+        return float(w1 @ (g(u1) * (g(u2) @ w2)))
+
+    def h(c: float) -> float:
+        return (weight_var * kernel(f, c) + bias_var) / q - c
+
+    c_star = optimize.brentq(h, 0.99, 0.9999, xtol=1e-14, rtol=1e-15)
+    chi_c = weight_var * kernel(df, c_star)
+    mf = meanfield.analyze(name, weight_var, bias_var)
+    assert mf.chi_1 > 1  # by 0.3 %: "critical" by name, c* < 1 all the same
+    assert mf.q_star == pytest.approx(q, rel=1e-10)
+    assert mf.c_star == pytest.approx(c_star, abs=1e-9)
+    assert mf.chi_c == pytest.approx(chi_c, abs=1e-10)
+    assert mf.xi_c == pytest.approx(-1 / math.log(chi_c), rel=1e-6)
+
+
 @pytest.mark.parametrize("name", ["gelu", "silu", "mish"])
 def test_no_critical_point_without_bias_for_gelu_silu_mish(name):
     # At σ_b² = 0 a fixed point q needs σ_w² = q/E[φ(√q z)²], where the variance map's
