@@ -287,6 +287,57 @@ def test_tanh_chaotic_point_against_quadrature():
     assert mf.trainable_depth == pytest.approx(6 * mf.xi_c, rel=1e-15)
 
 
+def _narrow_expectation(f: Callable[[float], float], q: float) -> float:
+    """E[f(√q z)] for an even f that changes over |u| ≲ a few (φ′ of tanh), at any q.
+
+    Over |z| ≤ 12 by quad, split where u = √q z is 1, 4, 16, 64 and 256: each piece holds
+    one scale of f, whatever q (the library's plain rule, panels of 1/4, does not).
+    """
+    scale = math.sqrt(q)
+
+    def integrand(z: float) -> float:
+        return f(scale * z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    edges = sorted({0.0, 12.0, *(min(u / scale, 12.0) for u in (1, 4, 16, 64, 256))})
+    total = 0.0
+    for low, high in itertools.pairwise(edges):
+        value, error = integrate.quad(integrand, low, high, epsabs=1e-15, epsrel=1e-13)
+        assert error < 1e-12
+        total += value
+    return 2 * total  # f is even
+
+
+def _sech2(u: float) -> float:
+    return 1 / math.cosh(u) ** 2 if abs(u) < 350 else 0.0
+
+
+@pytest.mark.parametrize("weight_var", [1e5, 1e6, 1e8])
+def test_tanh_at_huge_weight_variance_against_quadrature(weight_var):
+    # q* ≈ σ_w²: tanh′(√q* z)² lives on |z| ≲ 3/√q* (3e-4 at σ_w² = 1e8), far inside
+    # one panel of the library's plain rule, which gave χ₁ 194 and 165 instead of 168
+    # and 532, and 4e-17 ("ordered") at 1e8. Reference: q = σ_w² (1 − E[sech²(√q z)])
+    # by brentq (tanh² = 1 − sech², no cancellation) and χ₁ = σ_w² E[sech⁴(√q* z)].
+    def gap(q: float) -> float:
+        return weight_var * (1 - _narrow_expectation(_sech2, q)) - q
+
+    q = optimize.brentq(gap, weight_var / 2, weight_var, xtol=1e-14, rtol=1e-14)
+    chi_1 = weight_var * _narrow_expectation(lambda u: _sech2(u) ** 2, q)
+    mf = meanfield.analyze("tanh", weight_var)
+    assert mf.q_star == pytest.approx(q, rel=1e-9)
+    assert mf.chi_1 == pytest.approx(chi_1, rel=1e-9)
+    assert mf.phase == "chaotic"
+
+
+def test_a_fixed_point_beyond_the_engines_range_is_refused_not_called_infinite():
+    # tanh at σ_w² = 1e9 has q* ≈ 1e9, beyond Q_MAX = 1e8: not unbounded (ReLU above He's
+    # variance is), and out of range: refused by name.
+    with pytest.raises(ValueError, match=r"'weight_var' parameter of meanfield\.analyze"):
+        meanfield.analyze("tanh", 1e9)
+    with pytest.raises(ValueError, match=r"'weight_vars' parameter of meanfield\.phase_diagram"):
+        meanfield.phase_diagram("tanh", [1.0, 1e9], [0.0])
+    assert meanfield.analyze("relu", 3.0).q_star == math.inf
+
+
 @pytest.mark.parametrize("weight_var", [1.0, 1.5, 1.99])
 def test_relu_below_he_variance_fades_to_zero_and_is_ordered(weight_var):
     mf = meanfield.analyze("relu", weight_var)
@@ -1110,6 +1161,78 @@ def test_chaotic_c_star_with_bias_against_two_dimensional_quadrature(name, weigh
     assert mf.c_star == pytest.approx(c_star, abs=bound)
     assert c_star < 0.97
     assert mf.chi_c == pytest.approx(chi_c, abs=bound)
+
+
+# ------------------------------------------------------- c* at a large variance fixed point
+
+
+def _gelu_array(u: np.ndarray) -> np.ndarray:
+    return u * special.ndtr(u)
+
+
+def _gelu_array_derivative(u: np.ndarray) -> np.ndarray:
+    return special.ndtr(u) + u * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+
+def _silu_array(u: np.ndarray) -> np.ndarray:
+    return u * special.expit(u)
+
+
+def _silu_array_derivative(u: np.ndarray) -> np.ndarray:
+    s = special.expit(u)
+    return s * (1 + u * (1 - s))
+
+
+def _graded_normal_rule(fine: float, reach: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """E[g(z)] by 16-node Gauss–Legendre on panels of ``fine`` over ±reach, 1/4 beyond (to ±9)."""
+    x, w = np.polynomial.legendre.leggauss(16)
+    edges = np.unique(
+        np.concatenate([np.arange(-9, -reach, 0.25), np.arange(-reach, reach + fine / 2, fine)])
+    )
+    edges = np.unique(np.concatenate([edges, -edges]))
+    left, width = edges[:-1, None], np.diff(edges)[:, None]
+    z = (left + (x + 1) / 2 * width).ravel()
+    weights = (w * width / 2).ravel() * np.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
+    return z, weights
+
+
+@pytest.mark.parametrize("name, weight_var, bias_var", [("gelu", 1.99, 1.0), ("silu", 1.99, 1.5)])
+def test_c_star_at_a_large_variance_against_two_dimensional_quadrature(name, weight_var, bias_var):
+    # q* ≈ 195 (GELU) and 269 (SiLU): c* ≈ 0.999, where Mehler's series, 256 terms
+    # and a tail term, left c* off by 3e-5 and 1.6e-5 and ξ_c 1 % and 0.6 % low.
+    # Reference, not Mehler: u₁ = √q z₁, u₂ = √q (c z₁ + √(1−c²) z₂), the inner
+    # expectation over z₂ on a plain rule (φ(u₂) changes over z₂ ~ 1/(√q √(1−c²)) ≈ 2)
+    # and the outer over z₁ on panels of 1/50 within ±0.6 (φ(u₁) changes over 1/√q ≈
+    # 0.07, the inner expectation over √(1−c²) ≈ 0.04); halving those panels moves c*
+    # by less than 1e-12. q* by brentq on the outer rule, c* by brentq on C(c) − c.
+    f, df = {
+        "gelu": (_gelu_array, _gelu_array_derivative),
+        "silu": (_silu_array, _silu_array_derivative),
+    }[name]
+    z1, w1 = _graded_normal_rule(1 / 50)
+    z2, w2 = gauss_legendre_normal(panel=0.5, nodes=16)
+
+    def gap(q: float) -> float:
+        return weight_var * float(w1 @ f(math.sqrt(q) * z1) ** 2) + bias_var - q
+
+    q = optimize.brentq(gap, 10.0, 1e4, xtol=1e-13, rtol=1e-15)
+
+    def kernel(g, c: float) -> float:
+        u1 = math.sqrt(q) * z1
+        u2 = math.sqrt(q) * (c * z1[:, None] + math.sqrt(1 - c * c) * z2[None, :])
+        return float(w1 @ (g(u1) * (g(u2) @ w2)))
+
+    def h(c: float) -> float:
+        return (weight_var * kernel(f, c) + bias_var) / q - c
+
+    c_star = optimize.brentq(h, 0.99, 0.9999, xtol=1e-14, rtol=1e-15)
+    chi_c = weight_var * kernel(df, c_star)
+    mf = meanfield.analyze(name, weight_var, bias_var)
+    assert mf.chi_1 > 1  # by 0.3 %: "critical" by name, c* < 1 all the same
+    assert mf.q_star == pytest.approx(q, rel=1e-10)
+    assert mf.c_star == pytest.approx(c_star, abs=1e-9)
+    assert mf.chi_c == pytest.approx(chi_c, abs=1e-10)
+    assert mf.xi_c == pytest.approx(-1 / math.log(chi_c), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["gelu", "silu", "mish"])

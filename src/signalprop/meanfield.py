@@ -37,7 +37,13 @@ Numerics:
   family, ELU, SELU), since 0 is a panel edge. PyTorch's activations with
   kinks elsewhere (hardtanh at min_val/max_val, relu6 at 6, hardsigmoid and
   hardswish at ±3, hardshrink/softshrink, threshold; as modules or functions)
-  get, per q, the panel holding each kink k/√q split there: exact too.
+  get, per q, the panel holding each kink k/√q split there: exact too. Above
+  q = 25 (:data:`Q_REFINE`) φ(√q z) changes over |z| ≲ 1/√q, inside one panel
+  (tanh′² alone: relative error 1e-6 at q = 1e3, 0.15 at 1e5); the panels
+  around 0 are then replaced by ones growing geometrically from 1/(2√q) to 1/4,
+  which keeps the rule exact to round-off up to q = Q_MAX for activations whose
+  changes sit at 0 or at known kinks (tanh, the logistic, GELU, SiLU, ELU, …).
+  An activation changing fast elsewhere (tanh(u − 5) at q = 1e6) is not resolved.
 * The two-dimensional expectation is Mehler's formula,
   ``E[φ(u₁)φ(u₂)] = Σₖ aₖ² cᵏ`` with ``aₖ = E[φ(√q z) Heₖ(z)] / √k!`` (the
   Hermite coefficients of ``φ(√q ·)``), so the correlation map is a power
@@ -50,14 +56,25 @@ Numerics:
   tanh, 5e-6 for SELU; tested against the closed forms of ReLU's arc-cosine
   and erf's arcsine kernels). For ``c < 0`` the tail term's sign is a guess
   and the bound is ``2T`` (reached at ``c = −1`` by hardtanh, odd with kinks).
+* That bound is weak where ``c*`` is near 1 and q* large (GELU at σ_w² = 1.99,
+  σ_b² = 1: q* = 195, c* = 0.9993, where ``c²⁵⁶ ≈ 0.8``; the series left c* off
+  by 3e-5 and ξ_c 1 % low). On [0, 1] the missing terms and their slope lie in
+  ``[0, T cᴷ⁺¹]`` and ``[0, S cᴷ]`` (S: the missing ``Σ k aₖ²``); where these
+  move c* by more than 1e-10 or ξ_c by more than 1e-8 relative, c* and χ_c are
+  solved again on the exact map, a product rule (:func:`_kernel_2d`): the inner
+  expectation over ``u₂`` given ``u₁`` on the 1-D rule split at φ's kinks and
+  refined where ``φ(u₂)`` changes, the outer one refined around 0 and the kinks.
+  About three such evaluations (0.1–0.3 s each) per point.
 * ``q*`` is the fixed point the forward pass reaches from the input variance
   (1 by default): the variance map is increasing, so iterates move
   monotonically to the nearest root of ``V(q) − q`` in the direction of
   ``V(q₀) − q₀``; it is bracketed by factors of √10 (a pair of roots between two
   trials shows as a turn of the gap's slope, and the gap at the turn is checked)
   and solved by safeguarded Newton steps to relative 1e-12. A variance that falls below 1e-12 is
-  ``q* = 0``; one that passes 1e8 is ``q* = ∞`` (no fixed point: the ReLU
-  family above He's variance).
+  ``q* = 0``; one that passes 1e8 (:data:`Q_MAX`) growing faster than q is
+  ``q* = ∞`` (no fixed point: the ReLU family above He's variance). One that
+  passes it while the gap ``V(q) − q`` shrinks has a fixed point beyond the
+  engine's range (tanh at σ_w² > 1e8): refused, not called ∞.
 
 Example:
     >>> import signalprop as sp
@@ -206,44 +223,91 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(NODES)
 _EDGES = np.arange(-RANGE, RANGE + PANEL / 2, PANEL)
 
 
-def _kinked_rule(kinks: np.ndarray, q: np.ndarray) -> tuple[Tensor, Tensor]:
-    """Nodes and weights (rows × nodes) of the library's rule split at each kink.
+#: Variances above which the rule is refined around 0: φ(√q z) changes over |z| ≲ 1/√q,
+#: narrower than the panels (the rule's error for tanh′² is 3e-14 at q = 100, 0.15 at 1e5).
+Q_REFINE = 25.0
+#: Graded panels on each side of a refined point, from width/2 up to one panel (ratio ≤ 3
+#: up to width/2 = PANEL / 3⁸ ≈ 4e-5, i.e. q ≈ 1.5e8 > Q_MAX).
+_GRADES = 9
 
-    A kink at φ's argument k is at z = k/√q (clipped to ±12). The panel holding it is
-    dropped from the shared rule (its weights zeroed) and replaced by two panels that end
-    at the kink (two kinks in one panel share the piece between them; the second copy is
-    empty), so every panel's integrand is smooth and the rule is exact to round-off, as it
-    is for kinks at 0. Rows are the shared 1,536 nodes followed by 32 nodes per kink.
+
+@dataclass(frozen=True)
+class _Base:
+    """A composite Gauss–Legendre rule for E[g(z)]: panels of ``panel`` on ±``reach``."""
+
+    panel: float
+    reach: float
+
+    @functools.cached_property
+    def edges(self) -> np.ndarray:
+        return np.arange(-self.reach, self.reach + self.panel / 2, self.panel)
+
+    @functools.cached_property
+    def rule(self) -> tuple[np.ndarray, np.ndarray]:
+        left = self.edges[:-1, None]
+        z = (left + (_GL_X + 1) * self.panel / 2).ravel()
+        w = np.tile(_GL_W * self.panel / 2, len(left)) * np.exp(-(z**2) / 2)
+        return z, w / math.sqrt(2 * math.pi)
+
+
+#: The library's rule (that of :mod:`signalprop.gains`), and a coarser one for the 2-D
+#: kernel: the mass beyond ±9 is 2e-19, and panels of 1/2 still resolve the Gaussian.
+_LIBRARY = _Base(PANEL, RANGE)
+_COARSE = _Base(2 * PANEL, 9.0)
+
+
+def _split_rule(
+    points: np.ndarray, centres: np.ndarray, widths: np.ndarray, base: _Base = _LIBRARY
+) -> tuple[Tensor, Tensor]:
+    """Nodes and weights (rows × nodes) of a composite rule, split and refined per row.
+
+    ``points`` (rows × P): kinks of the integrand in z, where panels are split.
+    ``centres`` and ``widths`` (rows × C): places where the integrand changes over a
+    width narrower than the panels (tanh′(√q z) at 0, over 1/√q). Around each, edges at
+    ±width/2 · rʲ grow geometrically (r ≤ 3, at most :data:`_GRADES` of them) up to one
+    panel, so every piece is at least its distance from the centre away from the
+    integrand's singularities (tanh's poles at z = ±iπ/(2√q)) and Gauss–Legendre
+    converges like (2 + √3)^(−32) ≈ 1e-18 per piece whatever the width; a width of two
+    panels or more leaves the centre as a plain split. The panels of ``base`` holding a
+    new edge are dropped (their weights zeroed) and replaced by the pieces between the
+    edges, so the rows are the shared nodes of ``base`` (the library's 1,536) followed
+    by 16 nodes per piece (empty pieces have no weight).
     """
-    n = len(q)
-    with np.errstate(divide="ignore"):
-        at = np.clip(kinks[None, :] / np.sqrt(np.maximum(q, 0.0))[:, None], -RANGE, RANGE)
-    panels = len(_EDGES) - 1
-    panel = np.clip(np.floor((at + RANGE) / PANEL), 0, panels - 1).astype(np.int64)
-    start = _EDGES[panel]
-    same_as_previous = np.zeros_like(at, dtype=bool)
-    same_as_previous[:, 1:] = panel[:, 1:] == panel[:, :-1]
-    same_as_next = np.zeros_like(at, dtype=bool)
-    same_as_next[:, :-1] = same_as_previous[:, 1:]
-    previous = np.concatenate([start[:, :1], at[:, :-1]], axis=1)
-    left = np.where(same_as_previous, previous, start)
-    right = np.where(same_as_next, at, start + PANEL)
-    low = np.stack([left, at], axis=2).reshape(n, -1, 1)
-    width = np.stack([at - left, right - at], axis=2).reshape(n, -1, 1)
-    extra = (low + (_GL_X + 1) / 2 * width).reshape(n, -1)
+    panel, reach = base.panel, base.reach
+    z_base, w_base = base.rule
+    n = points.shape[0]
+    half = np.minimum(widths, 2 * panel)[:, :, None] / 2
+    if (half < panel).any():
+        grades = math.ceil(math.log(panel / half.min()) / math.log(3.0)) + 1
+        grades = min(max(grades, 2), _GRADES)
+        steps = half * (panel / half) ** (np.arange(grades) / (grades - 1))
+        steps = np.minimum(steps, panel)
+        graded = centres[:, :, None] + np.concatenate([-steps, np.zeros_like(half), steps], 2)
+    else:
+        graded = centres
+    special = np.concatenate([points, graded.reshape(n, -1)], axis=1)
+    special = np.clip(special, -reach, reach)
+    panels = len(base.edges) - 1
+    touched = np.clip(np.floor((special + reach) / panel), 0, panels - 1).astype(np.int64)
+    edges = base.edges
+    edges = np.sort(np.concatenate([special, edges[touched], edges[touched + 1]], axis=1))
+    left, right = edges[:, :-1], edges[:, 1:]
+    middle = np.clip(np.floor(((left + right) / 2 + reach) / panel), 0, panels - 1)
+    keep = (middle[:, :, None] == touched[:, None, :]).any(axis=2)
+    width = np.where(keep, right - left, 0.0)[:, :, None]
+    extra = (left[:, :, None] + (_GL_X + 1) / 2 * width).reshape(n, -1)
     extra_weights = (_GL_W * width / 2).reshape(n, -1) * np.exp(-(extra**2) / 2)
-    shared = np.broadcast_to(_WEIGHTS.numpy(), (n, len(_Z))).copy()
-    rows = np.repeat(np.arange(n), panel.shape[1])
-    for offset in range(NODES):
-        shared[rows, (panel * NODES + offset).ravel()] = 0.0
-    nodes = np.concatenate([np.broadcast_to(_Z, (n, len(_Z))), extra], axis=1)
+    mask = np.ones((n, panels))
+    np.put_along_axis(mask, touched, 0.0, axis=1)
+    shared = w_base[None, :] * np.repeat(mask, NODES, axis=1)
+    nodes = np.concatenate([np.broadcast_to(z_base, shared.shape), extra], axis=1)
     weights = np.concatenate([shared, extra_weights / math.sqrt(2 * math.pi)], axis=1)
     return torch.from_numpy(nodes), torch.from_numpy(weights)
 
 
 def _integrate(values: Tensor, weights: Tensor) -> Tensor:
     """Σ values × weights per row: one shared rule (1 row of weights) or one rule per row."""
-    if weights.shape[0] == 1:
+    if weights.shape[0] == 1 and values.shape[0] != 1:
         return values @ weights[0]
     return (values * weights).sum(dim=-1)
 
@@ -274,43 +338,56 @@ class _Phi:
         self.variance_terms(np.ones(1))
 
     def _rule(self, q: np.ndarray) -> tuple[Tensor, Tensor]:
-        """Nodes and weights for rows of variances ``q``: one shared row without kinks."""
-        if not len(self.kinks):
+        """Nodes and weights for rows of variances ``q``: one shared row without kinks,
+        below :data:`Q_REFINE`; else each row split at its kinks k/√q and refined around 0."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1)
+        if not len(self.kinks) and not (q > Q_REFINE).any():
             return _NODES[None, :], _WEIGHTS[None, :]
-        return _kinked_rule(self.kinks, np.asarray(q, dtype=np.float64).reshape(-1))
+        root = np.sqrt(np.maximum(q, 0.0))[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            points = self.kinks[None, :] / root
+            widths = np.where(root > math.sqrt(Q_REFINE), 1.0 / root, np.inf)
+        return _split_rule(np.nan_to_num(points), np.zeros_like(widths), widths)
 
     def _chunks(self, q: np.ndarray, derivative: bool) -> Any:
-        """Yield (rows, φ(√q z), φ′(√q z) or None) for chunks of the flattened ``q``."""
+        """Yield (rows, nodes, weights, φ(√q z), φ′(√q z) or None) for chunks of the
+        flattened ``q``; the rows that share the plain rule come apart from the others."""
         variances = np.asarray(q, dtype=np.float64).reshape(-1)
         flat = np.sqrt(variances)
-        for start in range(0, len(flat), CHUNK):
-            scale = torch.from_numpy(flat[start : start + CHUNK])
-            nodes, _ = self._rule(variances[start : start + CHUNK])
-            u = scale[:, None] * nodes
+        own = (variances > Q_REFINE) | bool(len(self.kinks))
+        for group in (np.flatnonzero(~own), np.flatnonzero(own)):
+            for start in range(0, len(group), CHUNK):
+                rows = group[start : start + CHUNK]
+                scale = torch.from_numpy(flat[rows])
+                nodes, weights = self._rule(variances[rows])
+                y, dy = self._evaluate(scale[:, None] * nodes, derivative)
+                yield rows, nodes, weights, y, dy
+
+    def _evaluate(self, u: Tensor, derivative: bool) -> tuple[Tensor, Tensor | None]:
+        """φ(u) and, if asked, φ′(u) (float64), refusing what is not an elementwise function."""
+        if derivative:
+            u.requires_grad_(True)
+        with torch.enable_grad() if derivative else torch.no_grad():
+            try:
+                y = self.function(u)
+            except Exception as error:
+                raise invalid_parameter(
+                    "activation",
+                    self.caller,
+                    "a function of a float64 tensor",
+                    self.name,
+                    hint=str(error),
+                ) from None
+            if not isinstance(y, Tensor) or y.shape != u.shape:
+                raise invalid_parameter(
+                    "activation", self.caller, "an elementwise function", self.name
+                )
+            y = y.double()
+            dy = None
             if derivative:
-                u.requires_grad_(True)
-            with torch.enable_grad() if derivative else torch.no_grad():
-                try:
-                    y = self.function(u)
-                except Exception as error:
-                    raise invalid_parameter(
-                        "activation",
-                        self.caller,
-                        "a function of a float64 tensor",
-                        self.name,
-                        hint=str(error),
-                    ) from None
-                if not isinstance(y, Tensor) or y.shape != u.shape:
-                    raise invalid_parameter(
-                        "activation", self.caller, "an elementwise function", self.name
-                    )
-                y = y.double()
-                dy = None
-                if derivative:
-                    (dy,) = torch.autograd.grad(y.sum(), u, allow_unused=True)
-                    dy = torch.zeros_like(u) if dy is None else dy
-            y = y.detach()
-            yield slice(start, start + len(scale)), y, dy
+                (dy,) = torch.autograd.grad(y.sum(), u, allow_unused=True)
+                dy = torch.zeros_like(u) if dy is None else dy
+        return y.detach(), dy
 
     def _finite(self, *results: np.ndarray) -> None:
         """A NaN or Inf anywhere in φ or φ′ reaches the reductions: refuse it there."""
@@ -326,9 +403,7 @@ class _Phi:
     def mean(self, q: np.ndarray) -> np.ndarray:
         """E[φ(√q z)] for each q, of the activation itself (centred or not)."""
         out = np.empty(np.size(q))
-        flat = np.asarray(q, dtype=np.float64).reshape(-1)
-        for rows, y, _ in self._chunks(q, derivative=False):
-            _, weights = self._rule(flat[rows])
+        for rows, _, weights, y, _ in self._chunks(q, derivative=False):
             out[rows] = _integrate(y, weights)
         self._finite(out)
         return out.reshape(np.shape(q))
@@ -337,9 +412,7 @@ class _Phi:
         """E[φ(√q z)²] for each q (for a centred φ: its variance)."""
         out = np.empty(np.size(q))
         mean = np.zeros(np.size(q))
-        flat = np.asarray(q, dtype=np.float64).reshape(-1)
-        for rows, y, _ in self._chunks(q, derivative=False):
-            _, weights = self._rule(flat[rows])
+        for rows, _, weights, y, _ in self._chunks(q, derivative=False):
             out[rows] = _integrate(y * y, weights)
             if self.centred:
                 mean[rows] = _integrate(y, weights)
@@ -351,8 +424,7 @@ class _Phi:
         second, mixed, derivative = (np.empty(np.size(q)) for _ in range(3))
         mean, mean_mixed = np.zeros(np.size(q)), np.zeros(np.size(q))
         flat = np.asarray(q, dtype=np.float64).reshape(-1)
-        for rows, y, dy in self._chunks(q, derivative=True):
-            nodes, weights = self._rule(flat[rows])
+        for rows, nodes, weights, y, dy in self._chunks(q, derivative=True):
             second[rows] = _integrate(y * y, weights)
             mixed[rows] = _integrate(y * dy, nodes * weights)
             derivative[rows] = _integrate(dy * dy, weights)
@@ -371,10 +443,8 @@ class _Phi:
         """Hermite coefficients of φ(√q ·), E[φ(√q z)²] and E[φ′(√q z)²], per q."""
         coefficients = np.empty((np.size(q), HERMITE_TERMS + 1))
         second, derivative = np.empty(np.size(q)), np.empty(np.size(q))
-        flat = np.asarray(q, dtype=np.float64).reshape(-1)
-        for rows, y, dy in self._chunks(q, derivative=True):
-            nodes, weights = self._rule(flat[rows])
-            if not len(self.kinks):
+        for rows, nodes, weights, y, dy in self._chunks(q, derivative=True):
+            if nodes.shape[1] == len(_Z):  # the shared rule
                 coefficients[rows] = (y @ _BASIS_T).numpy()
             else:
                 coefficients[rows] = _hermite_per_row(y, nodes, weights)
@@ -422,11 +492,14 @@ def _turning_point(
 
 def _fixed_q(
     phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, q0: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """q* reached from q0, the variance map's slope there and E[φ′(√q* z)²], vectorized.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """q* reached from q0, the variance map's slope there, E[φ′(√q* z)²], and where q* lies
+    beyond the engine's range, vectorized.
 
     At q* = 0 the slope and E[φ′²] are their limits (taken at Q_MIN); at q* = ∞
-    the slope is ∞ and E[φ′²] its value at Q_MAX.
+    the slope is ∞ and E[φ′²] its value at Q_MAX. A variance that passes Q_MAX while
+    the gap V(q) − q shrinks there (σ_w² V′ < 1: tanh at σ_w² > 1e8, whose q* ≈ σ_w²) is
+    not unbounded but has its fixed point beyond Q_MAX: flagged, not called ∞.
     """
     n = weight_var.shape[0]
     s0, ds0, _ = phi.variance_terms(np.full(n, q0))
@@ -444,6 +517,7 @@ def _fixed_q(
     hi = np.full(n, q0)
     zero = np.zeros(n, dtype=bool)
     infinite = np.zeros(n, dtype=bool)
+    beyond = np.zeros(n, dtype=bool)
     searching = active.copy()
     while searching.any():
         index = np.flatnonzero(searching)
@@ -475,6 +549,7 @@ def _fixed_q(
         edge[index] = trial
         edge_slope[index] = dg
         infinite[index] |= rising & ~crossed & (trial >= Q_MAX)
+        beyond[index] |= rising & ~crossed & (trial >= Q_MAX) & (dg < 0)
         zero[index] |= ~rising & ~crossed & (trial <= Q_MIN)
         searching[index] = ~crossed & (trial < Q_MAX) & (trial > Q_MIN)
     # Safeguarded Newton inside [lo, hi] (g(lo) ≥ 0 ≥ g(hi)).
@@ -500,7 +575,7 @@ def _fixed_q(
     at = np.clip(q, Q_MIN, Q_MAX)
     _, slope, derivative = phi.variance_terms(at)
     slope = np.where(infinite, np.inf, weight_var * slope)
-    return q, slope, derivative
+    return q, slope, derivative, beyond
 
 
 # ---------------------------------------------------------- the correlation map
@@ -604,6 +679,140 @@ def _fixed_c(
     return c, slope + 1
 
 
+#: The series' c* is kept when its error bound is below this, and χ_c when its bound
+#: moves ξ_c by less than this relative amount; else both come from :func:`_kernel_2d`.
+C_TOLERANCE = 1e-10
+XI_TOLERANCE = 1e-8
+#: Outer nodes per block of the 2-D rule (block × inner nodes values at once).
+_BLOCK_2D = 192
+
+
+def _kernel_2d(phi: _Phi, q: float, c: float) -> tuple[float, float]:
+    """E[φ(u₁)φ(u₂)] and E[φ′(u₁)φ′(u₂)] (centred: their covariances) by a product rule.
+
+    ``u₁ = √q z₁``, ``u₂ = m + σ t`` with ``m = √q c z₁`` and ``σ = √q √(1−c²)``: for
+    each outer node z₁ the inner expectation over t is a 1-D one, on the library's rule
+    split at the kinks (k − m)/σ and refined around −m/σ over 1/σ, where φ(m + σ t)
+    changes. The outer rule is split at the kinks k/√q and refined around them and 0 over
+    the narrower of 1/√q (φ's changes) and √(1−c²) (those of the inner expectation, φ
+    smoothed over σ). Exact to round-off wherever the 1-D rule is, whatever q and c.
+    """
+    root = math.sqrt(q)
+    spread = root * math.sqrt(max(1.0 - c * c, 0.0))
+    kinks = phi.kinks
+    centres = np.concatenate([[0.0], kinks / root])[None, :]
+    width = min(1.0 / root, math.sqrt(max(1.0 - c * c, 0.0)) / max(abs(c), 1e-300))
+    outer, outer_weights = _split_rule(
+        kinks[None, :] / root, centres, np.full_like(centres, width), _COARSE
+    )
+    used = outer_weights[0] > 0
+    z, w = outer[0, used], outer_weights[0, used]
+    value = slope = 0.0
+    places = np.concatenate([[0.0], kinks])
+    for start in range(0, len(z), _BLOCK_2D):
+        z1, w1 = z[start : start + _BLOCK_2D], w[start : start + _BLOCK_2D]
+        mean = root * c * z1.numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = (places[None, :] - mean[:, None]) / spread
+        at = np.nan_to_num(at, nan=0.0, posinf=RANGE, neginf=-RANGE)
+        inner, inner_weights = _split_rule(
+            at[:, 1:], at, np.full_like(at, 1.0 / max(spread, 1e-300)), _COARSE
+        )
+        y, dy = phi._evaluate(torch.from_numpy(mean)[:, None] + spread * inner, True)
+        assert dy is not None
+        g = _integrate(y, inner_weights)
+        dg = _integrate(dy, inner_weights)
+        y1, dy1 = phi._evaluate(root * z1, True)
+        assert dy1 is not None
+        phi._finite(y.numpy(), dy.numpy(), y1.numpy(), dy1.numpy())
+        value += float((w1 * y1 * g).sum())
+        slope += float((w1 * dy1 * dg).sum())
+    if phi.centred:
+        value -= float(phi.mean(np.array([q]))[0]) ** 2
+    return value, slope
+
+
+def _series_error(
+    tail: np.ndarray,
+    degree: np.ndarray,
+    weight_var: np.ndarray,
+    q: np.ndarray,
+    c: np.ndarray,
+    chi_c: np.ndarray,
+    chi_1: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on the series' errors in c* and in ξ_c (relative), for 0 ≤ c* < 1.
+
+    The missing terms Σ_{k>K} aₖ² cᵏ and their slope Σ k aₖ² cᵏ⁻¹ lie in [0, T cᴷ⁺¹] and
+    [0, S cᴷ] (T, S: the missing mass and slope, known exactly at c = 1), as does the
+    tail term put in their place; so the map errs by at most ε = σ_w² T cᴷ⁺¹ / q* and
+    its slope by σ_w² S cᴷ / q*. c* moves by ε / (1 − χ_c), and χ_c also by C″ times that,
+    with C″(c*) ≤ (χ₁ − χ_c) / (1 − c*) (C′ is convex on [0, 1]).
+    """
+    c = np.clip(c, 0.0, 1.0)
+    power = c**HERMITE_TERMS
+    value = weight_var * tail * power * c / q
+    slope = weight_var * tail * degree * power / q
+    gap = np.maximum(1 - chi_c, 1e-300)
+    c_error = value / gap
+    chi_error = slope + (chi_1 - chi_c) / np.maximum(1 - c, 1e-300) * c_error
+    with np.errstate(divide="ignore"):
+        xi_error = chi_error / np.abs(chi_c * np.log(np.maximum(chi_c, 1e-300)))
+    return c_error, xi_error
+
+
+def _refine_c(
+    phi: _Phi,
+    coefficients: np.ndarray,
+    tail: np.ndarray,
+    degree: np.ndarray,
+    weight_var: float,
+    bias_var: float,
+    q: float,
+    c: float,
+) -> tuple[float, float]:
+    """c* and χ_c on the exact map (:func:`_kernel_2d`), from the series' c*.
+
+    The series' map S is off by a small, slowly varying amount (its missing high
+    terms): each step evaluates the exact map h = C − c and its slope at x, and solves
+    S(c) − c + δ + δ′ (c − x) = 0, with δ, δ′ the gap to the series at x. The gap's
+    curvature is far below C's (near c = 1, C″ ≈ 300 at GELU's q* = 195), so this
+    converges in about three exact evaluations where Newton steps on h take six.
+    """
+    weights, biases = np.array([weight_var]), np.array([bias_var])
+
+    def series(x: float) -> tuple[float, float]:
+        value, slope = _series(coefficients, tail, degree, np.array([x]), per_row=True)
+        return (
+            float((weights * value + biases)[0] / q - x),
+            float(weights[0] * slope[0] / q - 1),
+        )
+
+    x = c
+    slope = math.nan
+    for _ in range(8):
+        value, slope = _kernel_2d(phi, q, x)
+        h, dh = (weight_var * value + bias_var) / q - x, weight_var * slope - 1
+        s, ds = series(x)
+        gap, gap_slope = h - s, dh - ds
+        target = x
+        for _ in range(60):  # Newton on the model, a convex function left of its minimum
+            s, ds = series(target)
+            model = s + gap + gap_slope * (target - x)
+            model_slope = ds + gap_slope
+            if model_slope >= 0:
+                break
+            step = -model / model_slope
+            target = min(max(target + step, 0.0), 1.0)
+            if abs(step) <= 1e-16:
+                break
+        moved = abs(target - x)
+        x = target
+        if moved <= 1e-12:
+            break
+    return x, weight_var * slope
+
+
 # ------------------------------------------------------------------- results
 
 
@@ -699,7 +908,7 @@ def _solve(
     phi: _Phi, weight_var: np.ndarray, bias_var: np.ndarray, input_var: float
 ) -> dict[str, np.ndarray]:
     """Every mean-field quantity for flat arrays of (σ_w², σ_b²)."""
-    q, q_slope, derivative = _fixed_q(phi, weight_var, bias_var, input_var)
+    q, q_slope, derivative, beyond = _fixed_q(phi, weight_var, bias_var, input_var)
     chi_1 = weight_var * derivative
     n = len(q)
     c_star = np.ones(n)
@@ -722,6 +931,22 @@ def _solve(
                 q[sub],
             )
             c_star[sub], chi_c[sub] = c, slope
+            c_error, xi_error = _series_error(
+                tail[chaotic], degree[chaotic], weight_var[sub], q[sub], c, slope, chi_1[sub]
+            )
+            loose = np.flatnonzero((c_error > C_TOLERANCE) | (xi_error > XI_TOLERANCE))
+            for at in loose:
+                row, keep = sub[at], slice(at, at + 1)
+                c_star[row], chi_c[row] = _refine_c(
+                    phi,
+                    coefficients[chaotic][keep],
+                    tail[chaotic][keep],
+                    degree[chaotic][keep],
+                    weight_var[row],
+                    bias_var[row],
+                    q[row],
+                    c[at],
+                )
     unbounded = np.isinf(q)
     c_star[unbounded] = np.nan
     xi_c = _depth_scale(chi_c)
@@ -742,7 +967,21 @@ def _solve(
         "xi_c": xi_c,
         "phase": _phase(chi_1),
         "correlation_error": error,
+        "beyond": beyond,
     }
+
+
+def _refuse_beyond(beyond: np.ndarray, weight_var: Any, param: str, caller: str) -> None:
+    """Refuse points whose variance fixed point lies beyond :data:`Q_MAX`."""
+    if beyond.any():
+        raise invalid_parameter(
+            param,
+            caller,
+            f"a point whose variance fixed point q* is at most Q_MAX = {Q_MAX:g} (or unbounded)",
+            weight_var,
+            hint="The variance map still crosses the diagonal beyond it: q* is finite but "
+            "out of the engine's range.",
+        )
 
 
 def _check_variances(weight_var: Any, bias_var: Any, caller: str) -> tuple[float, float]:
@@ -789,6 +1028,7 @@ def analyze(
     input_var = check_real(input_var, param="input_var", caller=caller, low=0, low_inclusive=False)
     phi = _Phi(activation, params, caller, centred)
     solved = _solve(phi, np.array([weight_var]), np.array([bias_var]), input_var)
+    _refuse_beyond(solved.pop("beyond"), weight_var, "weight_var", caller)
     values = {key: value[0].item() for key, value in solved.items()}
     return MeanField(
         activation=phi.name,
@@ -1405,6 +1645,10 @@ def phase_diagram(
     phi = _Phi(activation, params, caller, centred)
     grid_w, grid_b = np.meshgrid(w, b)
     solved = _solve(phi, grid_w.ravel(), grid_b.ravel(), 1.0)
+    beyond = solved.pop("beyond")
+    _refuse_beyond(
+        beyond, w[np.unique(np.flatnonzero(beyond) % len(w))].tolist(), "weight_vars", caller
+    )
     shape = grid_w.shape
     return PhaseDiagram(
         activation=phi.name,
