@@ -1296,13 +1296,15 @@ def _expect_wide(g: Callable[[float], float], q: float) -> float:
     return total
 
 
-def _centred_critical_point(function, derivative, bias_var: float) -> tuple[float, float]:
+def _centred_critical_point(
+    function, derivative, bias_var: float, centred: bool = True
+) -> tuple[float, float]:
     """(σ_w², q*) of φ − E[φ] from scipy quad: σ_w² = 1/E[φ′²] and q = σ_w² Var[φ] + σ_b²,
     the first root in q of r(q) + σ_b² − q with r = Var[φ]/E[φ′²], where the centred
     variance map is stable (slope < 1, checked by a finite difference)."""
 
     def moments(q: float) -> tuple[float, float, float]:
-        mean = _expect_wide(function, q)
+        mean = _expect_wide(function, q) if centred else 0.0
         variance = _expect_wide(lambda x: function(x) ** 2, q) - mean**2
         return mean, variance, _expect_wide(lambda x: derivative(x) ** 2, q)
 
@@ -1509,3 +1511,64 @@ def test_chain_variances_and_gradients_agree_with_wide_random_nets(chain_simulat
     after_logistic = [i for i, layer in enumerate(plan.layers) if layer.reads.startswith("sigmoid")]
     for i in after_logistic:
         assert abs(q[:, i].mean() - (predicted_q[i] + plan.layers[i].weight_var / 4)) > 1
+
+
+def _selu_scalar(x: float) -> float:
+    alpha, scale = 1.6732632423543772848, 1.0507009873554804934
+    return scale * (x if x > 0 else alpha * math.expm1(x))
+
+
+def _selu_derivative(x: float) -> float:
+    alpha, scale = 1.6732632423543772848, 1.0507009873554804934
+    return scale * (1.0 if x > 0 else alpha * math.exp(x))
+
+
+def _gelu_scalar(x: float) -> float:
+    return x * 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def _gelu_derivative(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2))) + x * math.exp(-x * x / 2) / math.sqrt(
+        2 * math.pi
+    )
+
+
+@pytest.mark.parametrize(
+    ("activation", "function", "derivative", "bias_var"),
+    [
+        (
+            "elu",
+            lambda x: x if x > 0 else math.expm1(x),
+            lambda x: 1.0 if x > 0 else math.exp(x),
+            0.05,
+        ),
+        (
+            "elu",
+            lambda x: x if x > 0 else math.expm1(x),
+            lambda x: 1.0 if x > 0 else math.exp(x),
+            0.5,
+        ),
+        ("selu", _selu_scalar, _selu_derivative, 0.05),
+        ("gelu", _gelu_scalar, _gelu_derivative, 0.5),
+        (
+            "sigmoid",
+            _logistic_scalar,
+            lambda x: _logistic_scalar(x) * (1 - _logistic_scalar(x)),
+            0.05,
+        ),
+    ],
+)
+def test_uncentred_critical_points_against_quadrature(activation, function, derivative, bias_var):
+    """The first stable root of r(q) + σ_b² = q, r = E[φ²]/E[φ′²], by scipy quad and brentq
+    (the logistic's at q* ≈ 45.6, past the scan's upper end: checked against the fixed point
+    instead)."""
+    got = meanfield.critical_weight_var(activation, bias_var, centred=False)
+    assert got is not None
+    if activation == "sigmoid":
+        q_star = meanfield.analyze(activation, got, bias_var).q_star
+        chi = got * _expect_wide(lambda x: derivative(x) ** 2, q_star)
+        mapped = got * _expect_wide(lambda x: function(x) ** 2, q_star) + bias_var
+        assert (chi, mapped) == pytest.approx((1.0, q_star), rel=1e-8)
+        return
+    weight_var, _ = _centred_critical_point(function, derivative, bias_var, centred=False)
+    assert got == pytest.approx(weight_var, rel=1e-8)
