@@ -549,7 +549,10 @@ def _fixed_q(
         edge[index] = trial
         edge_slope[index] = dg
         infinite[index] |= rising & ~crossed & (trial >= Q_MAX)
-        beyond[index] |= rising & ~crossed & (trial >= Q_MAX) & (dg < 0)
+        # Clearly contracting there (σ_w² V′ < ½: tanh, V′ → 0), the crossing is near; a
+        # gap that only levels off (softplus at σ_w² = 2: g ≈ C/√q → 0⁺, σ_w² V′ → 1⁻)
+        # never crosses: q* = ∞, as for ReLU above He's variance.
+        beyond[index] |= rising & ~crossed & (trial >= Q_MAX) & (dg < -0.5)
         zero[index] |= ~rising & ~crossed & (trial <= Q_MIN)
         searching[index] = ~crossed & (trial < Q_MAX) & (trial > Q_MIN)
     # Safeguarded Newton inside [lo, hi] (g(lo) ≥ 0 ≥ g(hi)).
