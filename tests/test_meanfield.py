@@ -1572,3 +1572,13 @@ def test_uncentred_critical_points_against_quadrature(activation, function, deri
         return
     weight_var, _ = _centred_critical_point(function, derivative, bias_var, centred=False)
     assert got == pytest.approx(weight_var, rel=1e-8)
+
+
+@pytest.mark.parametrize("weight_var", [1.5337183780352726, 1.5337183865471524])
+def test_just_above_the_critical_line_the_depth_scale_is_huge_not_nan(weight_var):
+    """ELU at σ_b² = 0.05 with σ_w² a hair above its critical 1.53371833 (autoinit's
+    weights as read back from a trained run's record): χ₁ − 1 ≈ 1e-8, so ξ_c is at
+    least 1/(χ₁ − 1)-ish — huge, finite or ∞, never NaN (the report's phase column)."""
+    mf = meanfield.analyze("elu", weight_var, 0.05)
+    assert mf.phase == "critical"
+    assert mf.xi_c > 1e6 and not math.isnan(mf.trainable_depth)

@@ -276,6 +276,9 @@ def _split_rule(
     panel, reach = base.panel, base.reach
     z_base, w_base = base.rule
     n = points.shape[0]
+    # A zero width (a correlation of 1: the conditional variable is a point) needs no
+    # refinement: it is a plain split at its centre.
+    widths = np.where(widths > 0, widths, 2 * panel)
     half = np.minimum(widths, 2 * panel)[:, :, None] / 2
     if (half < panel).any():
         grades = math.ceil(math.log(panel / half.min()) / math.log(3.0)) + 1
@@ -940,7 +943,7 @@ def _solve(
             loose = np.flatnonzero((c_error > C_TOLERANCE) | (xi_error > XI_TOLERANCE))
             for at in loose:
                 row, keep = sub[at], slice(at, at + 1)
-                c_star[row], chi_c[row] = _refine_c(
+                refined_c, refined_chi = _refine_c(
                     phi,
                     coefficients[chaotic][keep],
                     tail[chaotic][keep],
@@ -950,9 +953,16 @@ def _solve(
                     q[row],
                     c[at],
                 )
+                # Just above χ₁ = 1, c* is within round-off of 1 and the 2-D rule cannot
+                # tell it from 1 (its slope there is χ₁ > 1): the series' c* is kept.
+                if refined_c < 1 - 1e-12 and refined_chi < 1:
+                    c_star[row], chi_c[row] = refined_c, refined_chi
     unbounded = np.isinf(q)
     c_star[unbounded] = np.nan
     xi_c = _depth_scale(chi_c)
+    # χ₁ within ~1e-8 above 1: c* is within round-off of 1, where the map's slope is χ₁;
+    # the depth scale diverges there as at the critical line (not NaN).
+    xi_c = np.where((c_star > 1 - 1e-9) & (chi_c > 1) & (chi_1 < 1 + 1e-6), np.inf, xi_c)
     with np.errstate(divide="ignore"):
         gradient_scale = np.where(
             np.abs(np.log(chi_1)) > 1e-12, 1.0 / np.abs(np.log(chi_1)), np.inf
