@@ -243,3 +243,22 @@ def test_a_critical_orthogonal_run_with_biases_trains_and_is_recorded(tmp_path: 
     assert auto["bias_vars"][1:-1] == [0.05, 0.05]
     assert auto["phases"][1:-1] == ["critical", "critical"]
     assert all(0 <= r["history"]["val_accuracy"][-1] <= 1 for r in records)
+
+
+def test_a_centred_run_is_judged_as_the_centred_activation():
+    """autoinit's logistic runs cancel the mean ½ in their biases: at σ_w² 23.35,
+    σ_b² 0.05 the centred logistic is critical, the uncentred one deep in the ordered
+    phase (χ₁ ≈ 0.48), which is what the report used to print for them."""
+    from signalprop.study._criticality import _phase_of
+
+    scales = [None, 1.155] + [23.351194] * 20 + [1.0]
+    record = {
+        "config": {"activation": "sigmoid", "autoinit": {}},
+        "layers": {"start": {"weight_scale_fan_in": [None, *scales]}},
+        "autoinit": {"bias_vars": [0.05] * 22 + [0.0], "offsets": [0.0] + [0.5] * 22},
+    }
+    phase = _phase_of(record)
+    assert phase is not None and phase[0] == "critical"
+    record["autoinit"]["offsets"] = [0.0] * 23
+    phase = _phase_of(record)
+    assert phase is not None and phase[0] == "ordered"

@@ -249,9 +249,18 @@ def _phase_of(record: dict[str, Any]) -> tuple[str, float, bool] | None:
     auto = record.get("autoinit") or {}
     bias_vars = [b for b in (auto.get("bias_vars") or [])[1:-1] if b is not None]
     bias_var = statistics.fmean(bias_vars) if bias_vars else float(config.get("bias_var", 0.0))
+    # Biases that cancel the activation's mean (autoinit's centring of the logistic): the
+    # centred activation's phase. Records before "offsets" was kept say so in their notes.
+    centred = any(auto.get("offsets") or []) or any(
+        "centred (its mean" in note for note in auto.get("notes") or []
+    )
     try:
         mf = _meanfield.analyze(
-            config["activation"], weight_var, bias_var, **config.get("activation_args", {})
+            config["activation"],
+            weight_var,
+            bias_var,
+            centred=centred,
+            **config.get("activation_args", {}),
         )
     except ValueError:
         return None

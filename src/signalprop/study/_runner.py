@@ -245,6 +245,7 @@ def execute(
             "not_converged": autoinit_result.not_converged,
             "gains": [layer.gain for layer in autoinit_result.layers],
             "bias_vars": [layer.bias_var for layer in autoinit_result.layers],
+            "offsets": [layer.offset for layer in autoinit_result.layers],
             "phases": [layer.phase for layer in autoinit_result.layers],
             "notes": autoinit_result.notes,
         },
