@@ -870,6 +870,8 @@ def test_diagnose_accepts_what_autoinit_wrote(case):
     assert kinds <= announced, [f"{f.kind}: {f.message[:200]}" for f in report.findings]
     for finding in report.findings:
         assert "autoinit" not in finding.fix, finding.fix
+        if "ordered" in announced:  # nor a textbook re-initialization that fails as well
+            assert "re-initialize" not in finding.fix, finding.fix
     hidden = result.layers[1:-1]
     # SELU keeps its fixed point (χ₁ 1.072), near-critical for any net under 6ξ_c ≈ 200.
     # Every hidden layer at χ = 1, or autoinit says why not: SELU keeps its fixed point

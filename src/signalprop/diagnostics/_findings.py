@@ -67,9 +67,20 @@ class _Weights:
         return "the weights are not the cause" + REMEDIES.get(self.activation, DEFAULT_REMEDY)
 
 
+#: Activations for which no initialization puts a deep stack at the edge of chaos
+#: (no critical point, centred or not, that survives training: signalprop.meanfield).
+NO_CRITICAL_POINT = {"softplus"}
+
+
 def _weights(rows: list[LayerStats]) -> _Weights:
     activation = statistics.mode([r.activation or "linear" for r in rows])
     shown = SATURATING_NAMES.get(activation, activation)
+    if activation in NO_CRITICAL_POINT:
+        advice = (
+            f"no initialization makes a deep {shown} stack trainable (it has no critical "
+            "point): use ELU, SELU or tanh, normalization, or residual connections"
+        )
+        return _Weights(activation, shown, advice, False, None)
     init_name = MATCHING.get(activation)
     weighted = [r for r in rows if r.has_weight and r.activation == activation]
     if init_name is None or not weighted:
