@@ -261,7 +261,12 @@ def plot_learning_curves(
     """
     from matplotlib.ticker import MaxNLocator
 
-    figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
+    # More curves than a legend inside a panel holds: the legend goes below the panel,
+    # one entry a line, and the panel grows to make room for it.
+    entries = max((len(series) for series in panels.values()), default=0)
+    below = entries > LEGEND_INSIDE
+    size = (7.0, 4.0 + 0.19 * entries) if below else (6.0, 4.0)
+    figure, panel_axes = _grid(len(panels), axes, size)
     for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
         _draw_bands(ax, series, styles, colors)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -269,8 +274,15 @@ def plot_learning_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        _legend(ax)
+        if below and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=1, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        else:
+            _legend(ax)
     return figure
+
+
+#: Curves per panel up to which the legend sits inside the panel.
+LEGEND_INSIDE = 8
 
 
 def plot_accuracy_vs_depth(
