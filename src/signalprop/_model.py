@@ -83,6 +83,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: The Keras reader (:func:`signalprop._keras_twin.twin`), registered by that module,
+#: which sits above this one: the model reader imports nothing above itself.
+_KERAS_READER: Callable[[Any], Any] | None = None
+
+
+def register_keras_reader(reader: Callable[[Any], Any]) -> None:
+    """Set the function that reads a Keras model into its PyTorch twin."""
+    global _KERAS_READER
+    _KERAS_READER = reader
+
+
 def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Let a tool that takes a torch model take a Keras 3 model too.
 
@@ -96,9 +107,9 @@ def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Calla
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             if not args or not is_keras(args[0]):
                 return tool(*args, **kwargs)
-            from signalprop.keras import twin
-
-            read = twin(args[0])
+            if _KERAS_READER is None:  # signalprop's __init__ imports the reader
+                raise RuntimeError("import signalprop first: it registers the Keras reader")
+            read = _KERAS_READER(args[0])
             result = tool(read.model, *args[1:], **kwargs)  # type: ignore[arg-type]
             if write_back:
                 read.write_back()
