@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from signalprop import activations as _activations
+from signalprop.activations import activation_key
 
 __all__ = [
     "TRANSPARENT",
@@ -52,22 +53,6 @@ SHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
 SHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous"}
 
 Activation = nn.Module | Callable[[Tensor], Tensor]
-
-
-def activation_key(activation: Activation) -> Any:
-    """A hashable identity: two activations with equal keys compute the same function.
-
-    A module's key is its class, its repr (its arguments) and the values of its
-    parameters and buffers, so that two PReLUs with different learned slopes
-    differ; a function is its own key.
-    """
-    if not isinstance(activation, nn.Module):
-        return activation
-    state = tuple(
-        tuple(t.detach().flatten().tolist())
-        for t in (*activation.parameters(), *activation.buffers())
-    )
-    return type(activation), repr(activation), state
 
 
 def is_keras(model: object) -> bool:

@@ -675,3 +675,19 @@ def curves(
         with torch.no_grad():
             result[name] = (z.numpy().copy(), module.double()(z).numpy().copy())
     return result
+
+
+def activation_key(activation: Any) -> Any:
+    """A hashable identity: two activations with equal keys compute the same function.
+
+    A module's key is its class, its repr (its arguments) and the values of its
+    parameters and buffers, so that two PReLUs with different learned slopes
+    differ; a function is its own key.
+    """
+    if not isinstance(activation, nn.Module):
+        return activation
+    state = tuple(
+        tuple(t.detach().flatten().tolist())
+        for t in (*activation.parameters(), *activation.buffers())
+    )
+    return type(activation), repr(activation), state

@@ -411,6 +411,17 @@ class _Phi:
         self._finite(out)
         return out.reshape(np.shape(q))
 
+    def mean_terms(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """E[φ(√q z)] and its derivative in q, E[φ′(√q z) z] / (2√q), for each q."""
+        mean, mixed = np.empty(np.size(q)), np.empty(np.size(q))
+        flat = np.asarray(q, dtype=np.float64).reshape(-1)
+        for rows, nodes, weights, y, dy in self._chunks(q, derivative=True):
+            mean[rows] = _integrate(y, weights)
+            mixed[rows] = _integrate(dy, nodes * weights)
+        self._finite(mean, mixed)
+        shape = np.shape(q)
+        return mean.reshape(shape), (mixed / (2 * np.sqrt(flat))).reshape(shape)
+
     def second(self, q: np.ndarray) -> np.ndarray:
         """E[φ(√q z)²] for each q (for a centred φ: its variance)."""
         out = np.empty(np.size(q))
@@ -1798,15 +1809,10 @@ class _Moments:
         """(μ, dμ/dq, E[φ²], dE[φ²]/dq, E[φ′²]) at ``q``."""
         q = min(max(q, Q_MIN), Q_MAX)
         if q not in self._cache:
-            raw = self.phi
-            centred = _Phi.__new__(_Phi)
-            centred.__dict__.update(raw.__dict__)
-            mean = float(raw.mean(np.array([q]))[0])
-            second, slope, derivative = (float(v[0]) for v in raw.variance_terms(np.array([q])))
-            centred.centred = True
-            _, variance_slope, _ = (float(v[0]) for v in centred.variance_terms(np.array([q])))
-            # Var' = E[φ²]' − 2μ μ'  ⇒  μ' = (E[φ²]' − Var') / (2μ)
-            mean_slope = (slope - variance_slope) / (2 * mean) if mean else 0.0
+            mean, mean_slope = (float(v[0]) for v in self.phi.mean_terms(np.array([q])))
+            second, slope, derivative = (
+                float(v[0]) for v in self.phi.variance_terms(np.array([q]))
+            )
             self._cache[q] = (mean, mean_slope, second, slope, derivative)
         return self._cache[q]
 
@@ -1857,9 +1863,6 @@ def _finish(layers: list[ChainLayer]) -> Chain:
     )
 
 
-ChainSpec = tuple[Activation | None, float, float, float]
-
-
 def chain(
     layers: Sequence[tuple[Activation | None, Activation | None, float, float, float]],
     *,
@@ -1902,7 +1905,7 @@ def chain(
         offset = check_real(offset, param="offset", caller=caller)
         moments = None
         if producer is not None:
-            key = _moments_key(producer)
+            key = _activations.activation_key(producer)
             if key not in cache:
                 cache[key] = _Moments(producer, caller)
             moments = cache[key]
@@ -1921,16 +1924,6 @@ def chain(
         )
         records.append(record)
     return _finish(records)
-
-
-def _moments_key(activation: Activation) -> Any:
-    if isinstance(activation, nn.Module):
-        state = tuple(
-            tuple(t.detach().flatten().tolist())
-            for t in (*activation.parameters(), *activation.buffers())
-        )
-        return type(activation), repr(activation), state
-    return activation
 
 
 def init_chain(
@@ -1995,7 +1988,7 @@ def init_chain(
         return cached_point(activation, criterion, bias_var)
 
     def moments_of(activation: Activation) -> _Moments:
-        key = _moments_key(activation)
+        key = _activations.activation_key(activation)
         if key not in moments:
             moments[key] = _Moments(activation, caller)
         return moments[key]
@@ -2018,7 +2011,7 @@ def init_chain(
             if consumer is None or after is None:
                 continue
             centred = is_centred(index + 1, consumer)
-            key = (_moments_key(consumer), centred, plans[index], plans[index + 1])
+            key = (_activations.activation_key(consumer), centred, plans[index], plans[index + 1])
             if key not in _PLANS:
                 _PLANS[key] = _plan(functools.partial(ratio, consumer, centred), *key[2:])
             plans[index] = _PLANS[key]
@@ -2047,7 +2040,7 @@ def init_chain(
         same = (
             target is not None
             and consumer is not None
-            and _moments_key(producer) == _moments_key(consumer)
+            and _activations.activation_key(producer) == _activations.activation_key(consumer)
             and abs(q - target.q_star) <= 1e-6 * max(target.q_star, 1e-12)
             and abs(q_t - target.q_star) <= 1e-6 * max(target.q_star, 1e-12)
             and (centred == target.centred)
@@ -2087,7 +2080,7 @@ _DEPTHS: dict[Any, float] = {}
 
 def _homogeneous_depth(activation: Activation, point: InitPoint) -> float:
     """6ξ_c of a homogeneous stack of ``activation`` at ``point``."""
-    key = (_moments_key(activation), point.weight_var, point.bias_var, point.centred)
+    key = (_activations.activation_key(activation), point.weight_var, point.bias_var, point.centred)
     if key not in _DEPTHS:
         _DEPTHS[key] = analyze(
             activation, point.weight_var, point.bias_var, centred=point.centred
@@ -2104,7 +2097,7 @@ def cached_point(
 ) -> InitPoint:
     """:func:`init_point` with default centring, solved once per process for each
     activation (a module by its class, arguments and parameters), criterion and σ_b²."""
-    key = (_moments_key(activation), criterion, bias_var)
+    key = (_activations.activation_key(activation), criterion, bias_var)
     if key not in _POINTS:
         _POINTS[key] = init_point(activation, criterion, bias_var)
     return _POINTS[key]

@@ -128,17 +128,6 @@ def _elementwise(activation: Activation | None) -> bool:
     return activation is not None and not isinstance(activation, nn.Softmax | nn.Identity)
 
 
-_CRITICAL: dict[Any, _meanfield.InitPoint] = {}
-
-
-def _critical_point(activation: Activation) -> _meanfield.InitPoint:
-    """The activation's edge-of-chaos point, computed once per distinct activation."""
-    key = activation_key(activation)
-    if key not in _CRITICAL:
-        _CRITICAL[key] = _meanfield.cached_point(activation, "critical")
-    return _CRITICAL[key]
-
-
 def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]:
     scales = {layer.name: weight_scales(layer.module) for layer in hidden}
     return {name: (s["weight_scale_fan_in"], s["bias_var"]) for name, s in scales.items()}
@@ -180,9 +169,7 @@ def verdict(
         measured = {**measured, **_read_variances(hidden)}
     splits = {layer.name: bias_split(layer.module) for layer in view.layers}
     if any(
-        activation_key(side) != key  # type: ignore[arg-type]
-        for layer in hidden
-        for side in (layer.consumer, layer.producer)
+        activation_key(side) != key for layer in hidden for side in (layer.consumer, layer.producer)
     ):
         return _chain_verdict(view.layers, measured, splits)
     weight_vars = [measured[layer.name][0] for layer in hidden]
@@ -205,7 +192,7 @@ def verdict(
             mf = _meanfield.analyze(activation, weight_var, bias_var)
         critical_weight_var = critical_bias_var = None
         if mf.trainable_depth < len(view.layers):  # the fix needs the critical point
-            point = _critical_point(activation)
+            point = _meanfield.cached_point(activation, "critical")
             if not point.fallback:
                 critical_weight_var, critical_bias_var = point.weight_var, point.bias_var
     except ValueError:  # an activation without mean-field maps (softmax-like, non-finite)
