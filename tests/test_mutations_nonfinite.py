@@ -56,7 +56,8 @@ def nan_gradients() -> Any:
 
 def test_diagnose_names_the_highest_layer_below_the_poison(nan_gradients: Any) -> None:
     nan_gradients.on = True
-    report = sp.diagnose(poisoned(), torch.randn(32, 12, generator=torch.Generator().manual_seed(0)))
+    x = torch.randn(32, 12, generator=torch.Generator().manual_seed(0))
+    report = sp.diagnose(poisoned(), x)
     (finding,) = report.findings
     assert finding.kind == "non_finite"
     assert finding.message.endswith("first appears in the gradients at layer 4")
