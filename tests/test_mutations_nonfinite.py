@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import signalprop as sp
+from signalprop.train import fit
 
 
 class _NaNGradient(torch.autograd.Function):
@@ -83,3 +84,49 @@ def test_the_monitor_names_the_highest_layer_below_the_poison(
     (event,) = monitor.events
     assert (event.step, event.pass_, event.layer) == (3, "backward", "4")
     assert "in the backward pass at layer 4" in event.message
+
+
+#: Per layer, the scale of a 4-wide net's weights (positive, so every sum grows): the
+#: forward pass stays finite (1e-36 at its smallest, 1e18 at the logits) while the
+#: gradient, multiplied by 1e18 per layer from the top down, overflows float32 below
+#: layer 3: the weight gradients of layers 2, 1 and 0 are not finite, layer 2's first.
+OVERFLOW_SCALES = [1e-12, 1e-12, 1e-12, 1e18, 1e18, 1e18]
+
+
+def overflowing() -> nn.Sequential:
+    generator = torch.Generator().manual_seed(0)
+    layers = [nn.Linear(4, 4) for _ in OVERFLOW_SCALES[:-1]] + [nn.Linear(4, 3)]
+    with torch.no_grad():
+        for layer, scale in zip(layers, OVERFLOW_SCALES, strict=True):
+            layer.weight.copy_(scale * (torch.rand(layer.weight.shape, generator=generator) + 0.5))
+            layer.weight.div_(4)
+            layer.bias.zero_()
+    return nn.Sequential(*layers)
+
+
+def overflow_batch() -> tuple[Tensor, Tensor]:
+    return torch.rand(8, 4, generator=torch.Generator().manual_seed(1)) + 0.5, torch.arange(8) % 3
+
+
+def test_the_overflowing_net_overflows_backward_from_layer_2() -> None:
+    model, (x, y) = overflowing(), overflow_batch()
+    output = model(x)
+    assert bool(torch.isfinite(output).all())
+    F.cross_entropy(output, y).backward()
+    finite = [bool(torch.isfinite(layer.weight.grad).all()) for layer in model]  # type: ignore[arg-type]
+    assert finite == [False, False, False, True, True, True]
+
+
+@pytest.mark.parametrize("path", ["fast", "autograd"])
+def test_fits_monitor_names_where_the_gradient_overflowed(path: str) -> None:
+    """On the fast path the Monitor sees the updated weights, non-finite in every layer
+    the overflow reached: the highest of them is where it began."""
+    model, data = overflowing(), overflow_batch()
+    with sp.Monitor(model, every=1) as monitor:
+        history = fit(
+            model, data, None, epochs=1, batch_size=8, lr=1e-3, path=path, progress=False,
+            monitor=monitor,
+        )  # fmt: skip
+    assert history.path.startswith(path)
+    (event,) = monitor.events
+    assert (event.step, event.pass_, event.layer) == (1, "backward", "2")
