@@ -57,6 +57,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def build_dying() -> torch.nn.Module:
+    """Units of the first layer: x₀, −x₀, x₁ and an exact 0 (zero weights, zero bias)."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+        model[0].bias.zero_()
+        model[2].weight.copy_(torch.linspace(-1, 1, 12).reshape(3, 4))
+        model[2].bias.zero_()
+    return model
+
+
+def dying_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank 0's half has x₀ > 0 (unit 1 dead), rank 1's x₀ < 0 (unit 0 dead); x₁ > 0
+    throughout (unit 2 alive on both); unit 3 is 0 everywhere."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 2, generator=generator) + 0.1
+    x[BATCH // WORLD :, 0] *= -1
+    return x, torch.randint(0, 3, (BATCH,), generator=generator)
+
+
+def train_dying(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, log: Path | None
+) -> MonitorHistory:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with sp.Monitor(model, every=1, optimizer=optimizer, log=log) as monitor:
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        monitor.step()
+    return monitor.history
+
+
 def rank_main(rank: int, port: int, folder: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -65,21 +97,33 @@ def rank_main(rank: int, port: int, folder: str) -> None:
     try:
         model = DistributedDataParallel(build())
         share = BATCH // WORLD
-        history = train(
-            model, Path(folder) / "monitor.jsonl", slice(rank * share, (rank + 1) * share)
-        )
+        part = slice(rank * share, (rank + 1) * share)
+        history = train(model, Path(folder) / "monitor.jsonl", part)
         torch.save([r.values for r in history.records], Path(folder) / f"rank{rank}.pt")
+        x, y = dying_batch()
+        dying = train_dying(
+            DistributedDataParallel(build_dying()), x[part], y[part], Path(folder) / "dying.jsonl"
+        )
+        torch.save(dying.records[0].values["dead"], Path(folder) / f"dying{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_record_what_one_process_records_on_the_whole_batch(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the two ranks (starting a process costs seconds) for the tests below."""
+    folder = tmp_path_factory.mktemp("ddp")
+    mp.spawn(rank_main, args=(free_port(), str(folder)), nprocs=WORLD, join=True)
+    return folder
+
+
+def test_two_processes_record_what_one_process_records_on_the_whole_batch(spawned: Path) -> None:
     """Sums and counts add up over the ranks (SUM), alive units and the weights' numbers
     agree (MAX), and only rank 0 writes. Against one process on the concatenated batch
     the numbers agree to float32 round-off: the halves' matrix products and the
     all-reduced mean gradient round differently (1e-5 relative; a mean near 0 to 1e-5
     of its std)."""
-    mp.spawn(rank_main, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    tmp_path = spawned
     single = train(build(), None, slice(0, BATCH))
     logged = read_log(tmp_path / "monitor.jsonl")
     assert logged.world_size == WORLD
@@ -101,6 +145,28 @@ def test_two_processes_record_what_one_process_records_on_the_whole_batch(tmp_pa
     # Rank 1 wrote nothing: one header, three records and the end line.
     lines = (tmp_path / "monitor.jsonl").read_text().splitlines()
     assert len(lines) == 1 + STEPS + 1
+
+
+def brute_dead(x: torch.Tensor) -> float:
+    """The first layer's dead fraction, computed here and not by signalprop's helper."""
+    with torch.no_grad():
+        z = build_dying()[0](x)
+    return 1.0 - (z > 0).any(0).double().mean().item()
+
+
+def test_a_unit_dead_on_one_rank_but_alive_on_another_is_alive(spawned: Path) -> None:
+    """Each rank sees a batch on which a different unit is dead: a record that kept one
+    rank's own alive units (the MAX all-reduce dropped), or summed the ranks', would differ
+    from what one process measures on the whole batch."""
+    x, y = dying_batch()
+    share = BATCH // WORLD
+    assert [brute_dead(x[:share]), brute_dead(x[share:])] == [0.5, 0.5]  # each rank alone
+    assert brute_dead(x) == 0.25  # together: only the unit that is 0 everywhere
+    single = train_dying(build_dying(), x, y, None).records[0].values["dead"]
+    assert single[0] == 0.25
+    ranks = [torch.load(spawned / f"dying{rank}.pt") for rank in range(WORLD)]
+    logged = read_log(spawned / "dying.jsonl").records[0].values["dead"]
+    assert ranks[0] == ranks[1] == logged == single
 
 
 def test_the_readme_torchrun_command_runs(tmp_path: Path) -> None:

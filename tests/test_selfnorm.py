@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import signalprop as sp
@@ -207,3 +208,129 @@ def test_condition_lookup_and_arguments() -> None:
         sp.check_self_normalizing("model", standard_inputs())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^The 'inputs' parameter of check_self_normalizing"):
         sp.check_self_normalizing(chapter(), [[0.0] * WIDTH])  # type: ignore[arg-type]
+
+
+class Wrapped(nn.Module):
+    """The chapter's net behind an output that is not a Tensor, as Hugging Face models return."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__()
+        self.net = chapter()
+        self.output = output
+
+    def forward(self, x: Tensor) -> Any:
+        logits = self.net(x)
+        if self.output == "dict":
+            return {"hidden": x, "logits": logits}  # logits not first
+        if self.output == "tuple":
+            return logits, x
+        if self.output == "ModelOutput":
+            from transformers.modeling_outputs import SequenceClassifierOutput
+
+            return SequenceClassifierOutput(logits=logits)
+        return logits
+
+
+LOGITS = {
+    "dict": lambda out: out["logits"],
+    "tuple": lambda out: out[0],
+    "ModelOutput": lambda out: out.logits,
+}
+EXAMPLES = {"dict": "out['logits']", "tuple": "out[0]", "ModelOutput": "out['logits']"}
+
+
+def labels() -> Tensor:
+    return torch.randint(0, 10, (BATCH,), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("output", list(LOGITS))
+def test_a_model_returning_no_tensor_is_checked_with_a_loss_fn(output: str) -> None:
+    """With ``loss_fn`` the check runs and its report measures that loss's gradients: the
+    same as diagnose's on the same net returning its logits, with the same labels."""
+    if output == "ModelOutput":
+        pytest.importorskip("transformers")
+    x, y = standard_inputs(), labels()
+    pick = LOGITS[output]
+    result = sp.check_self_normalizing(
+        Wrapped(output), x, y, loss_fn=lambda out, y: F.cross_entropy(pick(out), y)
+    )
+    assert result.ok, str(result)
+    assert result.report is not None
+    plain = sp.diagnose(Wrapped("tensor"), x, y)
+    got = [(layer.name, layer.grad_pre_rms) for layer in result.report.layers]
+    assert got == [(layer.name, layer.grad_pre_rms) for layer in plain.layers]
+    assert result.report.loss == plain.loss
+
+
+def test_a_selu_model_of_its_own_returning_a_dict_meets_every_condition_but_one() -> None:
+    """A transformers-free SELU classifier returning a dict; its one ordinary dropout is
+    found with the loss_fn as without."""
+
+    class Classifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            with seeded(3):
+                self.hidden = nn.Linear(WIDTH, 32)
+                self.drop = nn.Dropout(0.1)
+                self.head = nn.Linear(32, 10)
+            nn.init.normal_(self.hidden.weight, std=WIDTH**-0.5)
+            nn.init.zeros_(self.hidden.bias)
+
+        def forward(self, x: Tensor) -> dict[str, Tensor]:
+            return {"logits": self.head(self.drop(F.selu(self.hidden(x))))}
+
+    model = Classifier().eval()
+    result = sp.check_self_normalizing(
+        model, standard_inputs(), labels(), lambda out, y: F.cross_entropy(out["logits"], y)
+    )
+    assert violated(result) == ["no_ordinary_dropout"]
+    assert result.condition("no_ordinary_dropout").where == ["drop"]
+
+
+@pytest.mark.parametrize("output", list(EXAMPLES))
+def test_without_a_loss_fn_the_error_shows_one_for_the_outputs_type(output: str) -> None:
+    if output == "ModelOutput":
+        pytest.importorskip("transformers")
+    model = Wrapped(output)
+    kind = {"ModelOutput": "SequenceClassifierOutput"}.get(output, output)
+    message = (
+        "The 'model' parameter of check_self_normalizing must be a model returning a Tensor, or "
+        f"targets and a loss_fn that reads its output. Got {kind!r} instead. "
+        f"e.g. loss_fn=lambda out, y: F.cross_entropy({EXAMPLES[output]}, y)"
+    )
+    for targets in (None, labels()):
+        with pytest.raises(ValueError) as raised:
+            sp.check_self_normalizing(model, standard_inputs(), targets)
+        assert str(raised.value) == message
+    # diagnose's error is the same one, naming itself.
+    with pytest.raises(ValueError) as raised:
+        sp.diagnose(model, standard_inputs())
+    assert str(raised.value) == message.replace("check_self_normalizing", "diagnose")
+
+
+def _not_scalar(out: Any, y: Tensor) -> Tensor:
+    return F.cross_entropy(out["logits"], y, reduction="none")
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "targets", "param", "expected", "got"),
+    [
+        ("cross_entropy", True, "loss_fn", "a callable or None", "'cross_entropy'"),
+        (F.cross_entropy, False, "targets", "given when loss_fn is given", "None"),
+        (_not_scalar, True, "loss_fn", "a function returning a scalar Tensor", "'Tensor'"),
+    ],
+    ids=["not-callable", "no-targets", "not-scalar"],
+)
+def test_a_wrong_loss_fn_is_refused_in_diagnoses_words(
+    loss_fn: Any, targets: bool, param: str, expected: str, got: str
+) -> None:
+    model, x, y = Wrapped("dict"), standard_inputs(), labels() if targets else None
+    message = (
+        f"The {param!r} parameter of check_self_normalizing must be {expected}. Got {got} instead."
+    )
+    with pytest.raises(ValueError) as raised:
+        sp.check_self_normalizing(model, x, y, loss_fn)
+    assert str(raised.value) == message
+    with pytest.raises(ValueError) as raised:
+        sp.diagnose(model, x, y, loss_fn)
+    assert str(raised.value) == message.replace("check_self_normalizing", "diagnose")

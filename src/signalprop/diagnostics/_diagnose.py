@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +152,40 @@ def diagnose(
         >>> sp.diagnose(model, torch.randn(256, 100)).healthy
         True
     """
-    caller = "diagnose"
+    return _diagnose(
+        model, inputs, targets, loss_fn, thresholds=thresholds, seed=seed, caller="diagnose"
+    )
+
+
+def _loss_fn_example(output: object) -> str:
+    """A ``loss_fn`` for a model whose output is ``output`` (not a Tensor), as an example
+    in the error that asks for one: ``out[0]`` of a tuple or list, ``out['logits']`` of a
+    dict or Hugging Face ``ModelOutput`` (its first key when it has no ``'logits'``),
+    ``out.logits`` of an object that has it."""
+    if isinstance(output, Mapping):
+        keys = [k for k in output if isinstance(k, str)]
+        picked = "logits" if "logits" in keys or not keys else keys[0]
+        logits = f"out[{picked!r}]"
+    elif isinstance(output, tuple | list):
+        logits = "out[0]"
+    elif hasattr(output, "logits"):
+        logits = "out.logits"
+    else:
+        logits = f"<the logits in out, a {type(output).__name__}>"
+    return f"e.g. loss_fn=lambda out, y: F.cross_entropy({logits}, y)"
+
+
+def _diagnose(
+    model: nn.Module,
+    inputs: Tensor | tuple[Tensor, ...],
+    targets: Tensor | None,
+    loss_fn: LossFn | None,
+    *,
+    thresholds: Thresholds | None,
+    seed: int,
+    caller: str,
+) -> Report:
+    """:func:`diagnose`, its errors naming ``caller``."""
     if not isinstance(model, nn.Module):
         raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -188,7 +221,7 @@ def diagnose(
                 caller,
                 "a model returning a Tensor, or targets and a loss_fn that reads its output",
                 type(output).__name__,
-                hint="e.g. loss_fn=lambda out, y: F.cross_entropy(out['logits'], y)",
+                hint=_loss_fn_example(output),
             )
         if targets is None:
             loss = surrogate_loss(output, seed)

@@ -109,16 +109,22 @@ def _similarity(z: Tensor) -> Tensor:
     return z.shape[0] * mean.dot(mean) / v.pow(2).sum().clamp_min(1e-30)
 
 
-def _unit_dims(x: Tensor) -> list[int]:
-    """Dimensions reduced to find a unit: all but dimension 1 (features/channels)."""
-    return [d for d in range(x.dim()) if d != 1] if x.dim() > 1 else [0]
+def _unit_dims(x: Tensor, unit: int) -> list[int]:
+    """Dimensions reduced to find a unit: all but ``unit``."""
+    return [d for d in range(x.dim()) if d != unit % x.dim()] if x.dim() > 1 else [0]
 
 
-def alive_units(z: Tensor) -> Tensor:
-    """Per unit (feature or channel), whether it is positive for any example: a ReLU
-    unit that is not is *dead* on the batch (zero output, zero gradient)."""
+def alive_units(z: Tensor, module: nn.Module | None = None) -> Tensor:
+    """Per unit, whether it is positive for any example: a ReLU unit that is not is
+    *dead* on the batch (zero output, zero gradient).
+
+    A unit is a channel (dimension 1) of a convolution's output, and a feature
+    (the last dimension, whatever token or position dimensions come before) of
+    any other layer's; dimension 1 when the layer is not known (``module`` None).
+    """
     z = z.detach()
-    return (z > 0).any(dim=_unit_dims(z)) if z.dim() > 1 else (z > 0)
+    unit = -1 if module is not None and not isinstance(module, nn.modules.conv._ConvNd) else 1
+    return (z > 0).any(dim=_unit_dims(z, unit)) if z.dim() > 1 else (z > 0)
 
 
 def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
@@ -205,7 +211,7 @@ class Recorder:
     def _record_activation_input(self, row: Row, kind: str, z: Tensor) -> None:
         """Statistics of the pre-activation that need it fresh, before an in-place op."""
         if kind in DYING and z.numel() and z.dim() >= 1:
-            row.stats["dead"] = 1.0 - alive_units(z).float().mean()
+            row.stats["dead"] = 1.0 - alive_units(z, row.module).float().mean()
             if z.dim() > 1 and z.shape[0] > 1:
                 row.stats["similarity"] = _similarity(z)
 

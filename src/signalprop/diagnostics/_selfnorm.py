@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from signalprop._model import WeightLayer, activation_kind, read_model, reads_keras, trace
 from signalprop._validation import invalid_parameter
-from signalprop.diagnostics._diagnose import diagnose
+from signalprop.diagnostics._diagnose import LossFn, _diagnose
 from signalprop.diagnostics._record import weight_scales
 from signalprop.diagnostics._report import Report
 
@@ -191,14 +191,31 @@ def _check_activations(hidden: list[WeightLayer]) -> Condition:
 
 
 @reads_keras()
-def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizationCheck:
+def check_self_normalizing(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor | None = None,
+    loss_fn: LossFn | None = None,
+) -> SelfNormalizationCheck:
     """Report each condition of SELU self-normalization as met or violated, with where.
 
     Conditions: ``standardized_inputs``, ``selu_activations``,
     ``lecun_normal_init`` (from the weights' statistics), ``sequential`` (no
     skip connections or recurrence, from a torch.fx trace), ``dense``,
     ``no_ordinary_dropout``. The per-layer statistics measured on ``inputs``
-    are in ``result.report``.
+    are in ``result.report``, as :func:`~signalprop.diagnose` measures them.
+
+    Args:
+        model: Any ``nn.Module``.
+        inputs: A batch.
+        targets: Labels for the loss whose gradient ``result.report``
+            measures (as in :func:`~signalprop.diagnose`); without them, its
+            surrogate loss.
+        loss_fn: ``loss_fn(output, targets) -> scalar``, as in
+            :func:`~signalprop.diagnose`: needed (with ``targets``) when the
+            model's output is not a Tensor, e.g. a dict, a tuple or a Hugging
+            Face ``ModelOutput``:
+            ``loss_fn=lambda out, y: F.cross_entropy(out["logits"], y)``.
 
     Example:
         >>> import torch, signalprop as sp
@@ -213,7 +230,9 @@ def check_self_normalizing(model: nn.Module, inputs: Tensor) -> SelfNormalizatio
         raise invalid_parameter(
             "inputs", "check_self_normalizing", "a Tensor", type(inputs).__name__
         )
-    report = diagnose(model, inputs)
+    report = _diagnose(
+        model, inputs, targets, loss_fn, thresholds=None, seed=0, caller="check_self_normalizing"
+    )
     hidden = _hidden_layers(model)
     conditions = [
         _check_inputs(inputs),

@@ -470,7 +470,7 @@ class Monitor:
         self._set_kind(index, kind)
         z = self._pre.get(index)
         if kind in DYING and z is not None and z.numel():
-            self._alive[index] = alive_units(z)
+            self._alive[index] = alive_units(z, self._row_module[index])
         self._act[index] = a
 
     def _on_grad_of(self, index: int, grads: tuple[Tensor | None, ...]) -> None:
@@ -797,7 +797,7 @@ class Monitor:
         z = z.clone() if in_place else z
         self._pre[index] = z
         if self._row_kind[index] in DYING:
-            self._alive[index] = alive_units(z)
+            self._alive[index] = alive_units(z, self._row_module[index])
 
     def fast_activation(self, index: int, a: Tensor) -> None:
         """Layer ``index``'s activation."""
