@@ -475,3 +475,16 @@ def test_bert_and_vit_every_weight_layer_in_diagnose_and_the_monitor(name: str) 
     assert len(history.records) == 3
     assert sorted(info.name for info in history.layers if info.weight_numel) == expected
     assert [info.activation for info in history.layers].count("gelu") == 2
+
+
+def test_autoinit_draws_attention_through_its_input_projection() -> None:
+    torch.manual_seed(0)
+    model = Attention()
+    before = model.attention.in_proj_weight.detach().clone()
+    result = sp.autoinit(model, torch.randn(8, 5, 6))
+    assert [layer.name for layer in result.layers] == ["embed", "attention", "head"]
+    after = model.attention.in_proj_weight.detach()
+    assert not torch.equal(before, after)
+    drawn = result.layers[1].weight_var / 16  # σ_w² / fan_in, fan_in = embed_dim
+    # 768 draws: the sample variance's relative sd is √(2/768) ≈ 0.05; 3 sd allowed.
+    assert float(after.double().pow(2).mean()) == pytest.approx(drawn, rel=0.15)
