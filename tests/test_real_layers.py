@@ -225,6 +225,13 @@ class PositionMixer(nn.Module):
         return torch.tanh(x.roll(1, dims=-1))
 
 
+class PositionWeighted(nn.Module):
+    """Each value scaled by its flat position: local, but positions matter."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.arange(x.numel(), dtype=x.dtype).reshape(x.shape)
+
+
 class Centred(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(x - x.mean())
@@ -244,6 +251,7 @@ def test_probe_names_hugging_face_activations_and_refuses_the_rest() -> None:
         nn.Softmax(dim=-1),
         HandMadeNorm(),
         PositionMixer(),
+        PositionWeighted(),
         Centred(),
         hf.LinearActivation(),  # the identity: passes the signal through
     ):
@@ -446,6 +454,11 @@ def test_gpt2_every_weight_layer_and_gelu_is_measured() -> None:
     c_fc = report.layers[[layer.name for layer in report.layers].index("h.0.mlp.c_fc")]
     assert (c_fc.fan_in, c_fc.fan_out) == (32, 128)
     assert not any("functions inside forward" in note for note in report.notes)
+    history = _train(model, ids, ids, _hidden_loss, steps=2)
+    assert sorted(info.name for info in history.layers if info.weight_numel) == sorted(
+        _weight_names(model)
+    )
+    assert [info.activation for info in history.layers].count("gelu") == 12
     head = GPT2LMHeadModel(config)
     loss = lambda out, y: F.cross_entropy(out.logits.flatten(0, 1), y.flatten())  # noqa: E731
     assert sum(layer.has_weight for layer in sp.diagnose(head, ids, ids, loss).layers) == 51
