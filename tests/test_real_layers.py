@@ -199,8 +199,33 @@ def test_bilinear_lora_and_recurrent_layers_are_refused_by_name() -> None:
     assert [layer.name for layer in report.layers] == ["first", "head"]
     assert any(note.startswith("not measured: pair (Bilinear)") for note in report.notes)
     assert any(note.startswith("not measured: adapter (Adapter)") for note in report.notes)
-    assert refusal(nn.LSTM(4, 4)) is not None and refusal(nn.GRU(4, 4)) is not None
+    assert refusal(nn.LSTM(4, 4)) is not None and refusal(nn.GRUCell(4, 4)) is not None
     assert refusal(nn.Linear(4, 4)) is None
+
+
+class Scaled(nn.Module):
+    """A layer with a weight whose layout signalprop cannot know."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight
+
+
+def test_diagnose_names_every_weight_it_does_not_measure() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.PReLU(), Scaled(8), nn.LayerNorm(8), nn.Linear(8, 2))
+    recurrent = nn.Sequential(nn.Linear(4, 8), nn.GRUCell(8, 8), nn.Linear(8, 2))
+    notes = sp.diagnose(model, torch.randn(8, 4)).notes
+    assert [note for note in notes if note.startswith("not measured")] == [
+        "not measured: 2 (Scaled), a layer with a weight whose layout signalprop does not know"
+    ]
+    notes = sp.diagnose(recurrent, torch.randn(8, 4)).notes
+    assert [note.split(",")[0] for note in notes if note.startswith("not measured")] == [
+        "not measured: 1 (GRUCell)"
+    ]
 
 
 # ------------------------------------------------------------------ activations

@@ -180,6 +180,10 @@ REFUSED: dict[type[nn.Module], str] = {
         "a recurrent layer: its weights act once per time step, and the mean-field "
         "theory of a feed-forward stack does not describe the recurrence"
     ),
+    nn.RNNCellBase: (
+        "a recurrent cell: its weights act once per time step, and the mean-field "
+        "theory of a feed-forward stack does not describe the recurrence"
+    ),
 }
 #: Why a LoRA-style adapter is not read.
 LORA_REASON = (

@@ -9,12 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from signalprop._model import layer_weight, reads_keras, unread
+from signalprop._model import (
+    activation_kind,
+    hidden_modules,
+    is_norm,
+    is_weight_layer,
+    layer_weight,
+    reads_keras,
+    unread,
+)
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import verdict
 from signalprop.diagnostics._record import (
+    EMBEDDINGS,
     Recorder,
     Row,
     bias_split,
@@ -103,6 +112,28 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
     return layer
 
 
+def _not_measured(model: nn.Module) -> list[str]:
+    """A note per module holding a weight that diagnose does not measure: those the
+    reader refuses (with the reason) and layers of a type it does not know."""
+    notes = [f"not measured: {name} ({kind}), {reason}" for name, kind, reason in unread(model)]
+    hidden = hidden_modules(model)
+    for name, module in model.named_modules():
+        if (
+            module in hidden
+            or not isinstance(getattr(module, "weight", None), Tensor)
+            or is_weight_layer(module)
+            or is_norm(module)
+            or isinstance(module, EMBEDDINGS)
+            or activation_kind(module) is not None  # PReLU's slope
+        ):
+            continue
+        notes.append(
+            f"not measured: {name or '(model)'} ({type(module).__name__}), a layer with a "
+            "weight whose layout signalprop does not know"
+        )
+    return notes
+
+
 def _loss_fn_example(output: object) -> str:
     """How a loss_fn reads this output: by key for a dict (Hugging Face's ModelOutput
     is one), by position for a tuple or list."""
@@ -183,7 +214,7 @@ def diagnose(
     seed = check_int(seed, param="seed", caller=caller, low=0)
 
     recorder = Recorder(model, thresholds.saturation_margin)
-    notes = [f"not measured: {name} ({kind}), {reason}" for name, kind, reason in unread(model)]
+    notes = _not_measured(model)
     loss_value: float | None = None
     weight_grads: dict[int, Tensor | None] = {}
     # The global RNG (dropout, RReLU) and the buffers are put back as they were.
