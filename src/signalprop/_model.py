@@ -3,7 +3,8 @@
 ``diagnose``, ``autoinit``, the self-normalization check and the mean-field
 verdict ask this module what a model is made of; none of them walks the model
 on its own. For every weight layer (``nn.Linear``, ``nn.Conv*``,
-:class:`~signalprop.layers.Dense`) it finds:
+:class:`~signalprop.layers.Dense`, Hugging Face's ``Conv1D``,
+``nn.MultiheadAttention``: :func:`is_weight_layer`) it finds:
 
 * the *producer*: the activation whose output the layer reads (or the
   model's input, or nothing known: another weight layer, a normalization, a
@@ -15,8 +16,15 @@ so activations called as functions in ``forward`` (``torch.tanh(self.fc(x))``,
 ``x.relu()``) count; modules a signal passes through unchanged in scale
 (dropout, flatten, reshapes) are looked through, and so is one normalization
 layer between a weight layer and its activation (kept as the layer's ``norm``).
-A module called more than once is one layer (its ``calls`` counted). A model
-torch.fx cannot trace is read in module registration order instead, and says so.
+A module called more than once is one layer (its ``calls`` counted).
+Activations are PyTorch's and signalprop's modules and any parameter-free
+elementwise module (:func:`activation_kind`). Modules with a weight the reader
+cannot read (``nn.Bilinear``, LoRA adapters, recurrent layers) are listed with
+the reason (:func:`refusal`).
+
+A model torch.fx cannot trace (every Hugging Face model: their forward indexes
+and assigns into tensors) is read from its modules instead, each module's
+children in the order its ``forward``'s source calls them, and says so.
 """
 
 from __future__ import annotations

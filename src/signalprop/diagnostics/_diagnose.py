@@ -160,12 +160,20 @@ def diagnose(
 
     Runs one forward and one backward pass of ``model`` on ``inputs`` with
     hooks on every weight layer (``nn.Linear``, ``nn.Conv*``,
-    :class:`~signalprop.layers.Dense`) and activation module, and returns per
-    layer the pre-activation and activation mean/std, the fraction of
+    :class:`~signalprop.layers.Dense`, Hugging Face's ``Conv1D``,
+    ``nn.MultiheadAttention``, embeddings) and activation module (any
+    parameter-free elementwise module: Hugging Face's ``GELUActivation`` too),
+    and returns per layer the pre-activation and activation mean/std, the fraction of
     saturated activations (logistic, tanh) and of dead units (ReLU), the
     gradient RMS w.r.t. the pre-activations, the activations and the weight,
     and the weight's scale against its fans; then findings with verdicts and
     fixes (see :class:`Thresholds`).
+
+    A normalization between a layer and its activation (Linear → BatchNorm →
+    ReLU) is looked through: one row for the layer, whose pre-activation is what
+    the activation reads (the norm's output). Modules holding a weight that are
+    not measured (``nn.Bilinear``, LoRA adapters, recurrent layers, layers of an
+    unknown layout) are named in ``report.notes``.
 
     The model's parameters, their ``.grad``, its buffers (e.g. BatchNorm
     statistics), its training mode and the global RNG state are left as they
