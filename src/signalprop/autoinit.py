@@ -62,6 +62,9 @@ from signalprop._model import (
     Activation,
     activation_kind,
     is_weight_layer,
+    layer_bias,
+    layer_weight,
+    out_in_weight,
     read_model,
     reads_keras,
 )
@@ -242,6 +245,8 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
         captured.setdefault("z", args[0].detach())
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, tuple):  # nn.MultiheadAttention: (output, weights)
+            output = output[0]
         captured.setdefault("z", output.detach())
 
     handle = (
@@ -269,7 +274,7 @@ def _draw_(
 ) -> None:
     """Weights of variance weight_var / fan_in by ``distribution``; biases N(0, bias_var),
     minus ``offset`` times each unit's sum of weights (which cancels an input mean ``offset``)."""
-    weight: Tensor = module.weight  # type: ignore[assignment]
+    weight: Tensor = layer_weight(module)  # type: ignore[assignment]
     fans = _init.fans_for(module)
     if distribution == "orthogonal":
         # A (semi-)orthogonal matrix's entries have mean square 1 / max(rows, columns).
@@ -281,16 +286,17 @@ def _draw_(
         _init.VarianceScaling(scale=weight_var, mode="fan_in", distribution=distribution)(
             weight, generator=generator, fans=fans
         )
-    bias = getattr(module, "bias", None)
+    bias = layer_bias(module)
     if isinstance(bias, Tensor):
         if bias_var > 0:
             with torch.no_grad():
                 bias.normal_(0.0, math.sqrt(bias_var), generator=generator)
         else:
             _init.zeros_(bias)
-        if offset:
+        matrix = out_in_weight(module)  # (out, in, *k): Conv1D's (in, out) transposed
+        if offset and matrix is not None:
             with torch.no_grad():
-                sums = weight.detach().flatten(1).sum(dim=1)
+                sums = matrix.detach().flatten(1).sum(dim=1)
                 bias.sub_(offset * sums.to(bias.dtype))
 
 
@@ -437,7 +443,7 @@ def autoinit(
         ]
     for layer, step, bias in zip(view.layers, plan, has_bias, strict=True):
         module = layer.module
-        before = _std(module.weight)  # type: ignore[arg-type]
+        before = _std(layer_weight(module))  # type: ignore[arg-type]
         _draw_(module, step.weight_var, step.bias_var, distribution, generator, step.offset)
         note = step.note
         if not bias and step.bias_var > 0:
@@ -453,7 +459,7 @@ def autoinit(
                 activation=_name(layer.consumer),
                 gain=math.sqrt(step.weight_var),
                 std_before=before,
-                std_after=_std(module.weight),  # type: ignore[arg-type]
+                std_after=_std(layer_weight(module)),  # type: ignore[arg-type]
                 input_from="data" if layer.reads_data else "activation",
                 producer="data" if layer.reads_data else _name(_known(layer.producer)),
                 weight_var=step.weight_var,
@@ -525,8 +531,8 @@ def _rescale(
     max_iterations: int,
 ) -> None:
     """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std."""
-    weight: Tensor = module.weight  # type: ignore[assignment]
-    bias: Tensor | None = getattr(module, "bias", None)
+    weight: Tensor = layer_weight(module)  # type: ignore[assignment]
+    bias: Tensor | None = layer_bias(module)
     target = math.sqrt(record.target_var)
 
     def close(mean: float, std: float) -> bool:

@@ -9,12 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from signalprop._model import reads_keras
+from signalprop._model import (
+    activation_kind,
+    hidden_modules,
+    is_norm,
+    is_weight_layer,
+    layer_weight,
+    reads_keras,
+    unread,
+)
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import verdict
 from signalprop.diagnostics._record import (
+    EMBEDDINGS,
     Recorder,
     Row,
     bias_split,
@@ -92,8 +101,8 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         layer.grad_pre_rms = rms(row.grads["pre"])
     if "out" in row.grads or "pre" in row.grads:
         layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
-    weight = getattr(row.module, "weight", None)
-    if row.module is not None and isinstance(weight, Tensor):
+    weight = layer_weight(row.module) if row.module is not None else None
+    if row.module is not None and weight is not None:
         for key, value in weight_scales(row.module).items():
             setattr(layer, key, value)
         layer.input_offset = bias_split(row.module)[0]
@@ -101,6 +110,40 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))
     return layer
+
+
+def _not_measured(model: nn.Module) -> list[str]:
+    """A note per module holding a weight that diagnose does not measure: those the
+    reader refuses (with the reason) and layers of a type it does not know."""
+    notes = [f"not measured: {name} ({kind}), {reason}" for name, kind, reason in unread(model)]
+    hidden = hidden_modules(model)
+    for name, module in model.named_modules():
+        if (
+            module in hidden
+            or not isinstance(getattr(module, "weight", None), Tensor)
+            or is_weight_layer(module)
+            or is_norm(module)
+            or isinstance(module, EMBEDDINGS)
+            or activation_kind(module) is not None  # PReLU's slope
+        ):
+            continue
+        notes.append(
+            f"not measured: {name or '(model)'} ({type(module).__name__}), a layer with a "
+            "weight whose layout signalprop does not know"
+        )
+    return notes
+
+
+def _loss_fn_example(output: object) -> str:
+    """How a loss_fn reads this output: by key for a dict (Hugging Face's ModelOutput
+    is one), by position for a tuple or list."""
+    if isinstance(output, dict):
+        key = next((k for k in ("logits", "last_hidden_state") if k in output), None)
+        key = key if key is not None else next(iter(output), "logits")
+        return f"e.g. loss_fn=lambda out, y: F.cross_entropy(out[{key!r}], y)"
+    if isinstance(output, tuple | list):
+        return "e.g. loss_fn=lambda out, y: F.cross_entropy(out[0], y)"
+    return "e.g. loss_fn=lambda out, y: F.cross_entropy(out.logits, y)"
 
 
 @reads_keras()
@@ -117,12 +160,20 @@ def diagnose(
 
     Runs one forward and one backward pass of ``model`` on ``inputs`` with
     hooks on every weight layer (``nn.Linear``, ``nn.Conv*``,
-    :class:`~signalprop.layers.Dense`) and activation module, and returns per
-    layer the pre-activation and activation mean/std, the fraction of
+    :class:`~signalprop.layers.Dense`, Hugging Face's ``Conv1D``,
+    ``nn.MultiheadAttention``, embeddings) and activation module (any
+    parameter-free elementwise module: Hugging Face's ``GELUActivation`` too),
+    and returns per layer the pre-activation and activation mean/std, the fraction of
     saturated activations (logistic, tanh) and of dead units (ReLU), the
     gradient RMS w.r.t. the pre-activations, the activations and the weight,
     and the weight's scale against its fans; then findings with verdicts and
     fixes (see :class:`Thresholds`).
+
+    A normalization between a layer and its activation (Linear → BatchNorm →
+    ReLU) is looked through: one row for the layer, whose pre-activation is what
+    the activation reads (the norm's output). Modules holding a weight that are
+    not measured (``nn.Bilinear``, LoRA adapters, recurrent layers, layers of an
+    unknown layout) are named in ``report.notes``.
 
     The model's parameters, their ``.grad``, its buffers (e.g. BatchNorm
     statistics), its training mode and the global RNG state are left as they
@@ -204,7 +255,7 @@ def _diagnose(
     seed = check_int(seed, param="seed", caller=caller, low=0)
 
     recorder = Recorder(model, thresholds.saturation_margin)
-    notes: list[str] = []
+    notes = _not_measured(model)
     loss_value: float | None = None
     weight_grads: dict[int, Tensor | None] = {}
     # The global RNG (dropout, RReLU) and the buffers are put back as they were.
