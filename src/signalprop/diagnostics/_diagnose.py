@@ -134,18 +134,6 @@ def _not_measured(model: nn.Module) -> list[str]:
     return notes
 
 
-def _loss_fn_example(output: object) -> str:
-    """How a loss_fn reads this output: by key for a dict (Hugging Face's ModelOutput
-    is one), by position for a tuple or list."""
-    if isinstance(output, dict):
-        key = next((k for k in ("logits", "last_hidden_state") if k in output), None)
-        key = key if key is not None else next(iter(output), "logits")
-        return f"e.g. loss_fn=lambda out, y: F.cross_entropy(out[{key!r}], y)"
-    if isinstance(output, tuple | list):
-        return "e.g. loss_fn=lambda out, y: F.cross_entropy(out[0], y)"
-    return "e.g. loss_fn=lambda out, y: F.cross_entropy(out.logits, y)"
-
-
 @reads_keras()
 def diagnose(
     model: nn.Module,
@@ -212,10 +200,12 @@ def _loss_fn_example(output: object) -> str:
     """A ``loss_fn`` for a model whose output is ``output`` (not a Tensor), as an example
     in the error that asks for one: ``out[0]`` of a tuple or list, ``out['logits']`` of a
     dict or Hugging Face ``ModelOutput`` (its first key when it has no ``'logits'``),
-    ``out.logits`` of an object that has it."""
+    ``out.logits`` of an object that has it (a base model's ``'last_hidden_state'`` when it
+    has no logits)."""
     if isinstance(output, Mapping):
         keys = [k for k in output if isinstance(k, str)]
-        picked = "logits" if "logits" in keys or not keys else keys[0]
+        preferred = [k for k in ("logits", "last_hidden_state") if k in keys]
+        picked = (preferred or keys or ["logits"])[0]
         logits = f"out[{picked!r}]"
     elif isinstance(output, tuple | list):
         logits = "out[0]"
