@@ -13,13 +13,16 @@ on its own. For every weight layer (``nn.Linear``, ``nn.Conv*``,
 Both come from a torch.fx trace that keeps activations and Dense layers whole,
 so activations called as functions in ``forward`` (``torch.tanh(self.fc(x))``,
 ``x.relu()``) count; modules a signal passes through unchanged in scale
-(dropout, flatten, reshapes) are looked through. A model torch.fx cannot
-trace is read in module registration order instead, and says so.
+(dropout, flatten, reshapes) are looked through, and so is one normalization
+layer between a weight layer and its activation (kept as the layer's ``norm``).
+A module called more than once is one layer (its ``calls`` counted). A model
+torch.fx cannot trace is read in module registration order instead, and says so.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +41,7 @@ __all__ = [
     "activation_key",
     "activation_kind",
     "is_keras",
+    "is_norm",
     "is_weight_layer",
     "read_model",
     "reads_keras",
@@ -112,6 +116,39 @@ def is_weight_layer(module: nn.Module) -> bool:
     )
 
 
+#: PyTorch's normalization layers: BatchNorm*, InstanceNorm* (``_NormBase``), LayerNorm,
+#: GroupNorm, RMSNorm, LocalResponseNorm, CrossMapLRN2d.
+NORMS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+    nn.CrossMapLRN2d,
+)
+#: A class name that says "normalization" (``LlamaRMSNorm``, ``T5LayerNorm``,
+#: ``FrozenBatchNorm2d``, timm's ``LayerNorm2d``), not "normal"/"normalize".
+_NORM_NAME = re.compile(r"Norm(?!al)")
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalization layer.
+
+    PyTorch's own (:data:`NORMS`) by type; a look-alike from another library
+    (Hugging Face's ``T5LayerNorm``/``LlamaRMSNorm``, timm's ``LayerNorm2d``,
+    torchvision's ``FrozenBatchNorm2d``) by its class name: a class in its MRO
+    whose name contains ``Norm`` (not ``Normal``), with no child modules, that
+    is neither a weight layer nor an activation. Such a module rescales every
+    signal it reads to a fixed scale, so the weight layer before it no longer
+    sets its consumer's pre-activation scale.
+    """
+    if isinstance(module, NORMS):
+        return True
+    if is_weight_layer(module) or next(module.children(), None) is not None:
+        return False
+    return any(_NORM_NAME.search(cls.__name__) for cls in type(module).__mro__[:-1])
+
+
 def is_dense(module: nn.Module) -> bool:
     """Whether ``module`` is a :class:`~signalprop.layers.Dense` (it applies its own activation)."""
     return bool(getattr(module, "_signalprop_dense", False))
@@ -138,7 +175,7 @@ class _Tracer(torch.fx.Tracer):
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if activation_kind(m) is not None or is_dense(m):
+        if activation_kind(m) is not None or is_dense(m) or is_norm(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -162,7 +199,14 @@ class WeightLayer:
             input when ``reads_data``, else nothing known).
         reads_data: Whether its input is the model's input.
         consumer: The activation applied to its output (a Dense layer's own),
-            None when there is none.
+            None when there is none. A normalization between the two is
+            looked through: Linear → BatchNorm1d → ReLU has the ReLU as consumer.
+        norm: The normalization layer (see :func:`is_norm`) between the layer
+            and its consumer (or, with no consumer, the one its output goes
+            through first), None when there is none. With a norm, the weights'
+            scale does not set the consumer's pre-activation scale: the norm does.
+        calls: How many times the forward pass calls the module (a module called
+            twice is listed once, with the neighbours of its first call).
     """
 
     name: str
@@ -170,6 +214,8 @@ class WeightLayer:
     producer: Activation | None
     reads_data: bool
     consumer: Activation | None
+    norm: nn.Module | None = None
+    calls: int = 1
 
 
 @dataclass
@@ -224,14 +270,32 @@ def _passes_through(model: nn.Module, node: torch.fx.Node) -> bool:
     return False
 
 
-def _consumer(model: nn.Module, node: torch.fx.Node) -> Activation | None:
+def _norm_at(model: nn.Module, node: torch.fx.Node) -> nn.Module | None:
+    """The normalization module a graph node calls, if it calls one."""
+    if node.op != "call_module":
+        return None
+    module = model.get_submodule(str(node.target))
+    return module if is_norm(module) else None
+
+
+def _consumer(model: nn.Module, node: torch.fx.Node) -> tuple[Activation | None, nn.Module | None]:
+    """The activation a node's output flows into alone, and the norm on the way (if any).
+
+    Transparent nodes and one normalization are looked through; a branch (the
+    output used twice) or any other operation ends the search.
+    """
     user = node
+    norm: nn.Module | None = None
     while len(user.users) == 1:
         (user,) = user.users
         if _passes_through(model, user):
             continue
-        return _node_activation(model, user)
-    return None
+        found = _norm_at(model, user)
+        if found is not None and norm is None:
+            norm = found
+            continue
+        return _node_activation(model, user), norm
+    return None, norm
 
 
 def _producer(model: nn.Module, node: torch.fx.Node) -> tuple[Activation | None, bool]:
@@ -301,18 +365,27 @@ def _read(model: nn.Module) -> ModelView:
     names = {module: name for name, module in model.named_modules()}
     graph = trace(model)
     if graph is not None:
-        layers = []
+        layers: list[WeightLayer] = []
+        seen: dict[nn.Module, WeightLayer] = {}
         for node in graph.nodes:
             if node.op != "call_module":
                 continue
             module = model.get_submodule(str(node.target))
             if not is_weight_layer(module):
                 continue
+            if module in seen:  # a shared module: one layer, its calls counted
+                seen[module].calls += 1
+                continue
             producer, reads_data = _producer(model, node)
-            consumer = _own_activation(module) if is_dense(module) else _consumer(model, node)
-            layers.append(
-                WeightLayer(names.get(module) or "(model)", module, producer, reads_data, consumer)
+            if is_dense(module):
+                consumer, norm = _own_activation(module), None
+            else:
+                consumer, norm = _consumer(model, node)
+            layer = WeightLayer(
+                names.get(module) or "(model)", module, producer, reads_data, consumer, norm
             )
+            seen[module] = layer
+            layers.append(layer)
         if not any(node.op == "call_module" for node in graph.nodes) and is_weight_layer(model):
             layers = [WeightLayer("(model)", model, None, True, _own_activation(model))]
         return ModelView(layers, traced=True, plain=_is_plain(model, graph))
@@ -333,17 +406,23 @@ def _read(model: nn.Module) -> ModelView:
                 before_activation = before
             break
         after_activation: Activation | None = None
+        norm = None
         if is_dense(module):
             after_activation = _own_activation(module)
         else:
             for _, following in leaves[index + 1 :]:
                 if isinstance(following, TRANSPARENT):
                     continue
+                if is_norm(following) and norm is None:
+                    norm = following
+                    continue
                 if activation_kind(following) is not None:
                     after_activation = following
                 break
         layers.append(
-            WeightLayer(name or "(model)", module, before_activation, reads_data, after_activation)
+            WeightLayer(
+                name or "(model)", module, before_activation, reads_data, after_activation, norm
+            )
         )
     return ModelView(
         layers,
