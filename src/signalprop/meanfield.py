@@ -372,7 +372,9 @@ class _Phi:
             u.requires_grad_(True)
         with torch.enable_grad() if derivative else torch.no_grad():
             try:
-                y = self.function(u)
+                # On a copy: a callable that works in place (a function calling
+                # ``relu_``) must not write into the tensor whose derivative is taken.
+                y = self.function(u.clone())
             except Exception as error:
                 raise invalid_parameter(
                     "activation",
