@@ -26,19 +26,26 @@ Criteria (``criterion=``):
 A layer whose output feeds no activation (the output layer, a normalization)
 gets ``q = 1`` and zero biases; one that reads the model's input gets
 ``E[x²]`` measured on ``inputs`` (1 without inputs: standardized data).
-A layer whose output goes through a normalization (BatchNorm, LayerNorm,
-GroupNorm, RMSNorm, InstanceNorm; :attr:`signalprop._model.WeightLayer.norm`)
-before its activation does not set that activation's input: the norm does, at
-variance γ² + β². Such a layer gets ``σ_w² = 1 / E[φ_in(√q_in z)²]`` and zero
-biases: its output has second moment 1, the running statistics a fresh
-BatchNorm starts from (mean 0, variance 1), so a net evaluated (``model.eval()``)
-before any training step sees what training mode sees; for ReLU that is He's
-variance. Its χ, ``σ_w² E[φ_in′²]``, is then also the gradient factor through
-the layer and its norm in training mode (the norm divides by the std it reads,
-1). The norm itself gets γ = 1 and β = 0 (its activation reads N(0, 1), the
-standard the variances above assume) and fresh running statistics, and is
-listed in ``result.norms``. A layer that reads an activation fed by a norm
-reads it at q = γ² + β² = 1. The layer's phase reads ``"normalized"``.
+
+Normalization (Ioffe & Szegedy 2015; Ba et al. 2016): a layer whose output goes
+through a BatchNorm, LayerNorm, GroupNorm, RMSNorm or InstanceNorm before its
+activation (:attr:`signalprop._model.WeightLayer.norm`) does not set that
+activation's input: the norm does, at variance γ² + β². No σ_w² is solved for
+it. Such a layer instead gets an output of mean 0 and variance 1: biases
+``b = −m·W𝟙`` cancel its producer's mean m = E[φ_in] and
+``σ_w² = 1 / E[(φ_in − m)²]`` (without biases, ``1 / E[φ_in²]``: He's 2 for
+ReLU). Why this criterion: mean 0 and variance 1 are the running statistics a
+fresh BatchNorm starts from, so the net evaluated (``model.eval()``) before
+any training step sees what training mode sees; a LayerNorm, which normalizes
+across units, does not take each unit's share of the mean (a constant) for
+signal, which for the logistic would make the gradient factor through layer and
+norm E[φ′²]/E[φ²] ≈ 0.15 instead of ≈ 1; and the χ reported,
+``σ_w² E[φ_in′²]``, is then also the gradient factor through the layer and its
+norm in training mode (the norm divides by the std it reads, 1). The norm
+itself gets γ = 1 and β = 0 (its activation reads N(0, 1), the standard the
+variances assume) and fresh running statistics, and is listed in
+``result.norms``. A layer that reads an activation fed by a norm reads it at
+q = γ² + β² = 1. Such a layer's phase reads ``"normalized"`` and its note says so.
 
 A layer whose activation's output no weight layer reads (a squeeze-excite
 gate multiplied into the signal, a branch summed into another) gets the
@@ -561,9 +568,14 @@ def autoinit(
     centring = [
         producer is not None
         and bias
-        and not normed  # the norm removes the mean (BatchNorm, LayerNorm, GroupNorm)
-        and criterion == "critical"
-        and _meanfield.cached_point(producer, criterion, bias_var).centred
+        and (
+            # A normalized layer's biases always cancel its producer's mean: see the notes.
+            normed
+            or (
+                criterion == "critical"
+                and _meanfield.cached_point(producer, criterion, bias_var).centred
+            )
+        )
         for (producer, _), bias, normed in zip(pairs, has_bias, normalized, strict=True)
     ]
     data_second = [input_square.get(layer.module, 1.0) for layer in layers]
@@ -610,8 +622,8 @@ def autoinit(
             fed = "its output's" if layer.consumer is None else f"{_name(layer.consumer)}'s input"
             parts.append(
                 f"{names.get(layer.norm, '?')} ({type(layer.norm).__name__}), not σ_w², sets "
-                f"{fed} scale; σ_w² gives the norm inputs of second moment 1, its starting "
-                "running variance"
+                f"{fed} scale: σ_w² gives the norm inputs of mean 0 and variance 1"
+                + ("" if step.offset or layer.reads_data else " (no bias: mean not cancelled)")
             )
         elif gate:
             parts.append(
@@ -648,8 +660,8 @@ def autoinit(
         )
     for norm in dict.fromkeys(layer.norm for layer in layers if layer.norm is not None):
         result.norms.append((names.get(norm, "?"), type(norm).__name__, _standardize_(norm)))
-    for producer, flag in zip(pairs, centring, strict=True):
-        if flag and producer[0] is not None:
+    for producer, flag, normed in zip(pairs, centring, normalized, strict=True):
+        if flag and not normed and producer[0] is not None:
             point = _meanfield.cached_point(producer[0], criterion, bias_var)
             notes.setdefault(_name(producer[0]), point.note)
     for (_, consumer), gate in zip(pairs, gates, strict=True):

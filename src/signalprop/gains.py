@@ -120,7 +120,7 @@ def _as_function(
     frozen = copy.deepcopy(module).eval().to(torch.float64)
     for part in frozen.modules():
         if isinstance(getattr(part, "inplace", None), bool):
-            part.inplace = False
+            setattr(part, "inplace", False)  # noqa: B010 (a Module attribute mypy cannot see)
     return frozen
 
 
