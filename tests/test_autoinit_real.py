@@ -124,11 +124,13 @@ def _mlp(act: type[nn.Module], inplace: bool) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("act", INPLACE, ids=lambda a: a.__name__)
-def test_in_place_activations_initialize_as_their_out_of_place_twins(act):
+@pytest.mark.parametrize("mode", ["analytic", "data"])
+def test_in_place_activations_initialize_as_their_out_of_place_twins(act, mode):
     model, twin = _mlp(act, True), _mlp(act, False)
     modules = list(model.modules())
-    result = sp.autoinit(model, torch.randn(32, 12, generator=gen(4)), generator=gen(5))
-    sp.autoinit(twin, torch.randn(32, 12, generator=gen(4)), generator=gen(5))
+    x = torch.randn(32, 12, generator=gen(4))
+    result = sp.autoinit(model, x, mode, generator=gen(5))
+    sp.autoinit(twin, x, mode, generator=gen(5))
     for (name, mine), (_, theirs) in zip(
         model.named_parameters(), twin.named_parameters(), strict=True
     ):

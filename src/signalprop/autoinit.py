@@ -283,11 +283,14 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
     target = layer.activation if dense else layer
     assert isinstance(target, nn.Module)
 
+    # Copies: an in-place activation (nn.ReLU(inplace=True)) next overwrites the tensor.
     def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-        captured.setdefault("z", args[0].detach())
+        if "z" not in captured:
+            captured["z"] = args[0].detach().clone()
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        captured.setdefault("z", output.detach())
+        if "z" not in captured:
+            captured["z"] = output.detach().clone()
 
     handle = (
         target.register_forward_pre_hook(pre_hook) if dense else target.register_forward_hook(hook)
@@ -709,7 +712,7 @@ def autoinit(
         model.eval()
         try:
             for record, layer in zip(result.layers, layers, strict=True):
-                _rescale(model, args, layer.module, record, tolerance, max_iterations)
+                _rescale(model, args, layer, record, tolerance, max_iterations)
         finally:
             for m, training in was_training.items():
                 m.training = training
@@ -724,17 +727,24 @@ def autoinit(
 def _rescale(
     model: nn.Module,
     args: tuple[Tensor, ...],
-    module: nn.Module,
+    layer: WeightLayer,
     record: LayerInit,
     tolerance: float,
     max_iterations: int,
 ) -> None:
-    """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std."""
+    """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std.
+
+    A normalized layer without biases is judged on its std alone: its norm removes the mean.
+    """
+    module = layer.module
     weight: Tensor = module.weight  # type: ignore[assignment]
     bias: Tensor | None = getattr(module, "bias", None)
     target = math.sqrt(record.target_var)
 
+    mean_free = bias is None and layer.norm is not None
+
     def close(mean: float, std: float) -> bool:
+        mean = 0.0 if mean_free else mean
         return abs(mean) < tolerance * target and abs(std / target - 1) < tolerance
 
     for iteration in range(1, max_iterations + 1):
