@@ -278,3 +278,12 @@ def test_diagnose_after_autoinit_finds_nothing_autoinit_caused(act, norm):
     assert report.meanfield is None
     assert any("feed a normalization" in note for note in report.notes)
     assert math.isfinite(report.loss)
+
+
+def test_data_mode_converges_on_real_convolutional_nets():
+    # ResNet-18's convolutions have no biases and a BatchNorm after them (the norm removes
+    # the mean, so the std alone is judged); MobileNet's classifier feeds an in-place
+    # Hardswish, which overwrote the pre-activation data mode measured.
+    for model in (real.resnet18(width=16), real.mobilenet_like()):
+        result = sp.autoinit(model, real.images(16), "data", generator=gen(14))
+        assert result.not_converged == [], result
