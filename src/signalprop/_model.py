@@ -21,8 +21,11 @@ torch.fx cannot trace is read in module registration order instead, and says so.
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
 import re
+import textwrap
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from torch import Tensor, nn
 
 from signalprop import activations as _activations
 from signalprop.activations import activation_key
+from signalprop.init import is_hf_conv1d
 
 __all__ = [
     "TRANSPARENT",
@@ -40,12 +44,16 @@ __all__ = [
     "WeightLayer",
     "activation_key",
     "activation_kind",
+    "hidden_modules",
     "is_keras",
     "is_norm",
     "is_weight_layer",
+    "layer_weight",
     "read_model",
     "reads_keras",
+    "refusal",
     "trace",
+    "unread",
 ]
 
 #: Modules a signal passes through unchanged in scale.
@@ -110,10 +118,119 @@ def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Calla
 
 
 def is_weight_layer(module: nn.Module) -> bool:
-    """Whether ``module`` is a layer whose weight's fans are known."""
-    return isinstance(module, nn.Linear | nn.modules.conv._ConvNd) or getattr(
-        module, "_signalprop_dense", False
+    """Whether ``module`` is a layer whose weight acts as a dense or convolutional map
+    with known fans: ``nn.Linear``, ``nn.Conv*``, :class:`~signalprop.layers.Dense`,
+    Hugging Face's ``Conv1D`` (GPT-2) and ``nn.MultiheadAttention``.
+
+    ``nn.MultiheadAttention`` is one layer: its forward uses ``out_proj``'s weight
+    without calling ``out_proj`` as a module (hooks on it never run), so its
+    output, after the output projection, is measured on the attention module, and
+    its weight is the input projection's (:func:`layer_weight`).
+    """
+    return (
+        isinstance(module, nn.Linear | nn.modules.conv._ConvNd | nn.MultiheadAttention)
+        or getattr(module, "_signalprop_dense", False)
+        or is_hf_conv1d(module)
     )
+
+
+def layer_weight(module: nn.Module) -> Tensor | None:
+    """The weight whose scale is a weight layer's: ``module.weight``, or
+    ``nn.MultiheadAttention``'s input projection (``in_proj_weight``, or the
+    query's ``q_proj_weight`` when the projections are separate)."""
+    weight: object = getattr(module, "weight", None)
+    if isinstance(module, nn.MultiheadAttention):
+        packed: object = module.in_proj_weight
+        weight = packed if packed is not None else module.q_proj_weight
+    return weight if isinstance(weight, Tensor) else None
+
+
+def layer_bias(module: nn.Module) -> Tensor | None:
+    """The bias that goes with :func:`layer_weight` (``in_proj_bias`` for attention)."""
+    bias = (
+        module.in_proj_bias
+        if isinstance(module, nn.MultiheadAttention)
+        else getattr(module, "bias", None)
+    )
+    return bias if isinstance(bias, Tensor) else None
+
+
+def out_in_weight(module: nn.Module) -> Tensor | None:
+    """The layer's weight laid out ``(out, in, *k)``, as a unit's sum over its inputs
+    reads it: Hugging Face's ``Conv1D`` ``(in, out)`` and an ungrouped transposed
+    convolution ``(in, out, *k)`` transposed; None where no such view exists
+    (a grouped transposed convolution)."""
+    weight = layer_weight(module)
+    if weight is None:
+        return None
+    if is_hf_conv1d(module):
+        return weight.t()
+    if isinstance(module, nn.modules.conv._ConvNd) and module.transposed:
+        return weight.transpose(0, 1) if module.groups == 1 else None
+    return weight
+
+
+#: What the reader does not read, by type, and why (see :func:`refusal`).
+REFUSED: dict[type[nn.Module], str] = {
+    nn.Bilinear: (
+        "a bilinear form x1ᵀ·W·x2 (weight (out, in1, in2)): its output's scale is the "
+        "product of two inputs', which no fan-in sets"
+    ),
+    nn.RNNBase: (
+        "a recurrent layer: its weights act once per time step, and the mean-field "
+        "theory of a feed-forward stack does not describe the recurrence"
+    ),
+}
+#: Why a LoRA-style adapter is not read.
+LORA_REASON = (
+    "a LoRA adapter: its output base(x) + B(A(x))·scale is a layer plus a low-rank "
+    "update, whose scale no one weight sets; neither part is read (merge the adapter "
+    "into the layer first, e.g. peft's merge_and_unload())"
+)
+
+
+def refusal(module: nn.Module) -> str | None:
+    """Why the reader does not read ``module`` although it holds a weight (None: it does,
+    or it holds none): ``nn.Bilinear``, recurrent layers, and LoRA-style adapters
+    (peft's ``LoraLayer``, or any module with ``lora_A`` and ``lora_B``)."""
+    for kind, reason in REFUSED.items():
+        if isinstance(module, kind):
+            return reason
+    if (hasattr(module, "lora_A") and hasattr(module, "lora_B")) or any(
+        cls.__name__ == "LoraLayer" for cls in type(module).__mro__
+    ):
+        return LORA_REASON
+    return None
+
+
+def unread(model: nn.Module) -> list[tuple[str, str, str]]:
+    """``(name, type, reason)`` of each module :func:`refusal` refuses, outermost only
+    (an adapter's inner layers are not listed again)."""
+    found: list[tuple[str, str, str]] = []
+    inside: set[nn.Module] = set()
+    for name, module in model.named_modules():
+        if module in inside:
+            continue
+        reason = refusal(module)
+        if reason is not None:
+            found.append((name or "(model)", type(module).__name__, reason))
+            inside.update(module.modules())
+    return found
+
+
+def hidden_modules(model: nn.Module) -> set[nn.Module]:
+    """Modules not measured on their own: those inside a refused module (a LoRA
+    adapter's base layer and its ``lora_A``/``lora_B``) and those inside a weight layer
+    that is not a Dense layer (``nn.MultiheadAttention``'s ``out_proj``)."""
+    hidden: set[nn.Module] = set()
+    for module in model.modules():
+        if module in hidden:
+            continue
+        if refusal(module) is not None:
+            hidden.update(module.modules())
+        elif is_weight_layer(module) and not is_dense(module):
+            hidden.update(m for m in module.modules() if m is not module)
+    return hidden
 
 
 #: PyTorch's normalization layers: BatchNorm*, InstanceNorm* (``_NormBase``), LayerNorm,
@@ -155,15 +272,30 @@ def is_dense(module: nn.Module) -> bool:
 
 
 def activation_kind(module: nn.Module) -> str | None:
-    """Registry name of an activation module, ``"other"`` for PyTorch's others, else None."""
+    """Registry name of an activation module, ``"other"`` for another, else None.
+
+    Known by type: signalprop's and PyTorch's activation modules (PyTorch's
+    that are not in the registry are ``"other"``). Any other module without
+    parameters, buffers or children that is not a normalization or a
+    pass-through (dropout, flatten) is evaluated once by
+    :func:`signalprop.activations.probe`: an elementwise one (Hugging Face's
+    ``GELUActivation``, ``NewGELUActivation``, timm's GELU, a user's class around
+    ``torch.tanh``) is an activation, named by what it computes.
+    """
     name = _activations.name_of(module)
     if name is not None:
         return "sigmoid" if name == "logistic" else name
-    if type(module).__module__ == "torch.nn.modules.activation" and not isinstance(
-        module, nn.MultiheadAttention
+    if type(module).__module__ == "torch.nn.modules.activation":
+        return None if isinstance(module, nn.MultiheadAttention) else "other"
+    if (
+        type(module).__module__.startswith("torch.nn.")
+        or isinstance(module, TRANSPARENT)
+        or getattr(module, "_signalprop_transparent", False)
+        or is_weight_layer(module)
+        or is_norm(module)
     ):
-        return "other"
-    return None
+        return None
+    return _activations.probe(module)
 
 
 class _Tracer(torch.fx.Tracer):
@@ -229,12 +361,17 @@ class ModelView:
         plain: Whether the model is one chain of weight layers and
             elementwise activations (no branch, no other operation): the
             architecture the mean-field theory describes.
+        notes: What a user should know about the reading (an untraceable
+            model, modules not read).
+        skipped: ``(name, type, reason)`` of each module with a weight that is
+            not read (see :func:`refusal`); a note names each too.
     """
 
     layers: list[WeightLayer]
     traced: bool
     plain: bool
     notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _own_activation(module: nn.Module) -> Activation | None:
@@ -361,8 +498,85 @@ def read_model(model: nn.Module) -> ModelView:
     return view
 
 
+def _transparent(module: nn.Module) -> bool:
+    return isinstance(module, TRANSPARENT) or getattr(module, "_signalprop_transparent", False)
+
+
+#: _source_order's answers, per class.
+_SOURCE_ORDER: dict[type, tuple[str, ...]] = {}
+
+
+def _source_order(cls: type[nn.Module]) -> tuple[str, ...]:
+    """The attributes of ``self`` that ``cls.forward`` names, in the order it first
+    uses them (a call after its arguments; empty when the source cannot be read)."""
+    if cls not in _SOURCE_ORDER:
+        _SOURCE_ORDER[cls] = _read_source_order(cls)
+    return _SOURCE_ORDER[cls]
+
+
+def _read_source_order(cls: type[nn.Module]) -> tuple[str, ...]:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls.forward)))
+    except (OSError, TypeError, SyntaxError):
+        return ()
+    function = tree.body[0] if tree.body else None
+    if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) or not function.args.args:
+        return ()
+    me = function.args.args[0].arg
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Call):  # a call runs after its arguments: fc2(act(fc1(x)))
+            for argument in (*node.args, *(keyword.value for keyword in node.keywords)):
+                visit(argument)
+            visit(node.func)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == me:
+                found.append(node.attr)
+        else:
+            for child in ast.iter_child_nodes(node):
+                visit(child)
+
+    for statement in function.body:
+        visit(statement)
+    return tuple(dict.fromkeys(found))
+
+
+def _leaves_in_call_order(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules a signal meets, for a model torch.fx cannot trace, best guessed.
+
+    Each module's children are taken in the order its ``forward``'s source names
+    them (``self.fc1``, ``self.act``, ``self.fc2``), the others after them in
+    registration order: Hugging Face's ViT registers its MLP's activation before
+    its two layers, and calls it between them. A weight layer, a refused module
+    and a module without children are leaves; a module reached twice counts once.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    leaves: list[tuple[str, nn.Module]] = []
+    seen: set[nn.Module] = set()
+
+    def walk(module: nn.Module) -> None:
+        if module in seen:
+            return
+        seen.add(module)
+        children = dict(module.named_children())
+        if not children or is_weight_layer(module) or refusal(module) is not None:
+            leaves.append((names.get(module, ""), module))
+            return
+        order = [name for name in _source_order(type(module)) if name in children]
+        order += [name for name in children if name not in order]
+        for name in order:
+            walk(children[name])
+
+    walk(model)
+    return leaves
+
+
 def _read(model: nn.Module) -> ModelView:
     names = {module: name for name, module in model.named_modules()}
+    skipped = unread(model)
+    notes = [f"not read: {name} ({kind}): {reason}" for name, kind, reason in skipped]
+    hidden = hidden_modules(model)
     graph = trace(model)
     if graph is not None:
         layers: list[WeightLayer] = []
@@ -371,7 +585,7 @@ def _read(model: nn.Module) -> ModelView:
             if node.op != "call_module":
                 continue
             module = model.get_submodule(str(node.target))
-            if not is_weight_layer(module):
+            if not is_weight_layer(module) or module in hidden:
                 continue
             if module in seen:  # a shared module: one layer, its calls counted
                 seen[module].calls += 1
@@ -388,16 +602,18 @@ def _read(model: nn.Module) -> ModelView:
             layers.append(layer)
         if not any(node.op == "call_module" for node in graph.nodes) and is_weight_layer(model):
             layers = [WeightLayer("(model)", model, None, True, _own_activation(model))]
-        return ModelView(layers, traced=True, plain=_is_plain(model, graph))
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+        return ModelView(
+            layers, traced=True, plain=_is_plain(model, graph), notes=notes, skipped=skipped
+        )
+    leaves = _leaves_in_call_order(model)
     layers = []
     for index, (name, module) in enumerate(leaves):
-        if not is_weight_layer(module):
+        if not is_weight_layer(module) or module in hidden:
             continue
         before_activation: Activation | None = None
         reads_data = True
         for _, before in reversed(leaves[:index]):
-            if isinstance(before, TRANSPARENT):
+            if _transparent(before):
                 continue
             reads_data = False
             if is_dense(before):
@@ -410,14 +626,17 @@ def _read(model: nn.Module) -> ModelView:
         if is_dense(module):
             after_activation = _own_activation(module)
         else:
+            # Registration order does not show a residual sum: a norm counts as the
+            # layer's only when an activation follows it (Linear, BatchNorm, ReLU).
+            candidate: nn.Module | None = None
             for _, following in leaves[index + 1 :]:
-                if isinstance(following, TRANSPARENT):
+                if _transparent(following):
                     continue
-                if is_norm(following) and norm is None:
-                    norm = following
+                if is_norm(following) and candidate is None:
+                    candidate = following
                     continue
                 if activation_kind(following) is not None:
-                    after_activation = following
+                    after_activation, norm = following, candidate
                 break
         layers.append(
             WeightLayer(
@@ -428,5 +647,10 @@ def _read(model: nn.Module) -> ModelView:
         layers,
         traced=False,
         plain=False,
-        notes=["torch.fx could not trace the model: activations found by module order"],
+        notes=[
+            "torch.fx could not trace the model: activations found by the order each "
+            "module's forward names its children (registration order where it does not)",
+            *notes,
+        ],
+        skipped=skipped,
     )

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,6 +86,7 @@ __all__ = [
     "name_of",
     "names",
     "prelu",
+    "probe",
     "relu",
     "rrelu",
     "selu",
@@ -675,6 +677,126 @@ def curves(
         with torch.no_grad():
             result[name] = (z.numpy().copy(), module.double()(z).numpy().copy())
     return result
+
+
+# ------------------------------------------------------------- elementwise probe
+
+#: Points the probe evaluates a module on: 60 values across [−6, 6] (where every
+#: registry activation's shape shows), in a (3, 4, 5) float64 tensor.
+_PROBE_POINTS = 60
+_PROBE_RANGE = 6.0
+_PROBE_SHAPE = (3, 4, 5)
+#: Two evaluations agree to this relative tolerance: loose enough for a module that
+#: computes in float32 (eps 1.2e-7) or in vectorized and scalar code paths, tight
+#: enough that GELU and its tanh approximation, 4.7e-4 apart, still differ from SiLU.
+_PROBE_RTOL, _PROBE_ATOL = 1e-6, 1e-9
+#: Registry names not compared against: learned (prelu), random (rrelu), not
+#: elementwise (softmax), the identity (linear), and aliases.
+_NOT_PROBED = {"prelu", "rrelu", "softmax", "linear", "logistic", "swish"}
+
+_PROBED: weakref.WeakKeyDictionary[nn.Module, str | None] = weakref.WeakKeyDictionary()
+
+
+def _probe_points() -> Tensor:
+    z = torch.linspace(-_PROBE_RANGE, _PROBE_RANGE, _PROBE_POINTS, dtype=torch.float64)
+    order = torch.randperm(_PROBE_POINTS, generator=torch.Generator().manual_seed(0))
+    return z[order].reshape(_PROBE_SHAPE)
+
+
+def _same(a: Any, b: Tensor) -> bool:
+    return (
+        isinstance(a, Tensor)
+        and a.shape == b.shape
+        and a.is_floating_point()
+        and bool(torch.allclose(a.double(), b.double(), rtol=_PROBE_RTOL, atol=_PROBE_ATOL))
+    )
+
+
+def _elementwise_values(module: nn.Module) -> Tensor | None:
+    """The module's values on the probe points if it is elementwise, else None."""
+    forward = module.forward  # not module(): the probe runs no hook of the user's
+    x = _probe_points()
+    with torch.no_grad():
+        y = forward(x.clone())
+        if not isinstance(y, Tensor) or y.shape != x.shape or not y.is_floating_point():
+            return None
+        y = y.double()
+        flat, flat_y = x.reshape(-1), y.reshape(-1)
+        order = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(1))
+        half = flat.numel() // 2
+        elementwise = (
+            _same(forward(x.clone()), y)  # deterministic
+            # positions do not matter: permuting the inputs permutes the outputs
+            and _same(forward(flat[order].reshape(x.shape)), flat_y[order].reshape(x.shape))
+            # units do not interact: half the inputs alone give the same outputs
+            and _same(forward(flat[:half].clone()), flat_y[:half])
+            and bool(torch.isfinite(y).all())
+        )
+    return y if elementwise else None
+
+
+def probe(module: nn.Module) -> str | None:
+    """What a parameter-free module computes, found by evaluating it: ``"gelu"``, ...
+
+    A module is taken for an elementwise activation when it has no
+    parameters, buffers or child modules and, evaluated on 60 points of
+    [−6, 6] in float64 (its ``forward`` called directly, no hooks run), its
+    output keeps the input's shape, is deterministic, finite and not the
+    identity, permuting the inputs permutes the outputs (no position
+    matters), and half the inputs alone give the same outputs (no unit
+    depends on another: softmax, a normalization or ``x − x.mean()`` fail).
+    Such a module is then compared with every registry activation at its
+    defaults (and GELU's tanh approximation, which is "gelu" as
+    ``nn.GELU(approximate="tanh")`` is) on those points.
+
+    The answer is kept per module (a module is evaluated once).
+
+    Returns:
+        The registry name it computes; ``"other"`` for an elementwise module that
+        is none of them (Hugging Face's ``QuickGELUActivation``); None when it is
+        not an elementwise activation.
+
+    Example:
+        >>> class HandMadeTanh(nn.Module):
+        ...     def forward(self, x):
+        ...         return torch.tanh(x)
+        >>> probe(HandMadeTanh()), probe(nn.Softmax(dim=-1))
+        ('tanh', None)
+    """
+    try:
+        return _PROBED[module]
+    except KeyError:
+        pass
+    except TypeError:  # a module that cannot be weakly referenced
+        return _probe(module)
+    found = _probe(module)
+    _PROBED[module] = found
+    return found
+
+
+def _probe(module: nn.Module) -> str | None:
+    if (
+        next(module.parameters(), None) is not None
+        or next(module.buffers(), None) is not None
+        or next(module.children(), None) is not None
+    ):
+        return None
+    try:
+        values = _elementwise_values(module)
+    except Exception:  # a module that cannot run on a float64 tensor alone is no activation
+        return None
+    if values is None:
+        return None
+    x = _probe_points()
+    if torch.allclose(values, x, rtol=_PROBE_RTOL, atol=_PROBE_ATOL):
+        return None  # the identity passes the signal through: no activation
+    candidates = [(name, cls()) for name, cls in _REGISTRY.items() if name not in _NOT_PROBED]
+    candidates.append(("gelu", nn.GELU(approximate="tanh")))
+    with torch.no_grad():
+        for name, candidate in candidates:
+            if _same(candidate.eval()(x), values):
+                return name
+    return "other"
 
 
 def activation_key(activation: Any) -> Any:

@@ -99,6 +99,9 @@ from signalprop._model import (
     activation_kind,
     is_norm,
     is_weight_layer,
+    layer_bias,
+    layer_weight,
+    out_in_weight,
     read_model,
     reads_keras,
 )
@@ -289,6 +292,8 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
             captured["z"] = args[0].detach().clone()
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, tuple):  # nn.MultiheadAttention: (output, weights)
+            output = output[0]
         if "z" not in captured:
             captured["z"] = output.detach().clone()
 
@@ -317,7 +322,7 @@ def _draw_(
 ) -> None:
     """Weights of variance weight_var / fan_in by ``distribution``; biases N(0, bias_var),
     minus ``offset`` times each unit's sum of weights (which cancels an input mean ``offset``)."""
-    weight: Tensor = module.weight  # type: ignore[assignment]
+    weight: Tensor = layer_weight(module)  # type: ignore[assignment]
     fans = _init.fans_for(module)
     if distribution == "orthogonal":
         # A (semi-)orthogonal matrix's entries have mean square 1 / max(rows, columns).
@@ -329,16 +334,17 @@ def _draw_(
         _init.VarianceScaling(scale=weight_var, mode="fan_in", distribution=distribution)(
             weight, generator=generator, fans=fans
         )
-    bias = getattr(module, "bias", None)
+    bias = layer_bias(module)
     if isinstance(bias, Tensor):
         if bias_var > 0:
             with torch.no_grad():
                 bias.normal_(0.0, math.sqrt(bias_var), generator=generator)
         else:
             _init.zeros_(bias)
-        if offset:
+        matrix = out_in_weight(module)  # (out, in, *k): Conv1D's (in, out) transposed
+        if offset and matrix is not None:
             with torch.no_grad():
-                sums = weight.detach().flatten(1).sum(dim=1)
+                sums = matrix.detach().flatten(1).sum(dim=1)
                 bias.sub_(offset * sums.to(bias.dtype))
 
 
@@ -567,7 +573,7 @@ def autoinit(
         )
         for layer, normed in zip(layers, normalized, strict=True)
     ]
-    has_bias = [isinstance(getattr(layer.module, "bias", None), Tensor) for layer in layers]
+    has_bias = [layer_bias(layer.module) is not None for layer in layers]
     centring = [
         producer is not None
         and bias
@@ -616,7 +622,7 @@ def autoinit(
         ]
     for layer, step, bias, gate in zip(layers, plan, has_bias, gates, strict=True):
         module = layer.module
-        before = _std(module.weight)  # type: ignore[arg-type]
+        before = _std(layer_weight(module))  # type: ignore[arg-type]
         _draw_(module, step.weight_var, step.bias_var, distribution, generator, step.offset)
         parts = [step.note] if step.note else []
         if not bias and step.bias_var > 0:
@@ -644,7 +650,7 @@ def autoinit(
                 activation=_name(layer.consumer),
                 gain=math.sqrt(step.weight_var),
                 std_before=before,
-                std_after=_std(module.weight),  # type: ignore[arg-type]
+                std_after=_std(layer_weight(module)),  # type: ignore[arg-type]
                 input_from="data" if layer.reads_data else "activation",
                 producer="data" if layer.reads_data else _name(_known(layer.producer)),
                 weight_var=step.weight_var,
@@ -737,8 +743,8 @@ def _rescale(
     A normalized layer without biases is judged on its std alone: its norm removes the mean.
     """
     module = layer.module
-    weight: Tensor = module.weight  # type: ignore[assignment]
-    bias: Tensor | None = getattr(module, "bias", None)
+    weight: Tensor = layer_weight(module)  # type: ignore[assignment]
+    bias: Tensor | None = layer_bias(module)
     target = math.sqrt(record.target_var)
 
     mean_free = bias is None and layer.norm is not None

@@ -88,6 +88,7 @@ __all__ = [
     "he_normal_",
     "he_uniform_",
     "init_module_",
+    "is_hf_conv1d",
     "kaiming_normal_",
     "kaiming_uniform_",
     "lecun_normal_",
@@ -169,12 +170,33 @@ def compute_fans(
     return dims[1] * receptive_field, dims[0] // groups * receptive_field
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is Hugging Face's ``Conv1D`` (GPT-2's projections), without
+    importing ``transformers``: a class named ``Conv1D`` with an integer ``nf`` and a
+    2-D weight of shape ``(nx, nf)``, stored ``(in, out)``, the transpose of ``nn.Linear``'s.
+    """
+    weight = getattr(module, "weight", None)
+    nf = getattr(module, "nf", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and isinstance(nf, int)
+        and isinstance(weight, Tensor)
+        and weight.dim() == 2
+        and weight.shape[1] == nf
+    )
+
+
 def fans_for(module: nn.Module) -> tuple[int, int]:
     """Fan-in and fan-out of a layer's weight, knowing the layer's type.
 
     Knows ``nn.Linear`` and :class:`signalprop.layers.Dense` ``(out, in)``,
     ``nn.Conv*d`` ``(out, in/groups, *k)`` and ``nn.ConvTranspose*d``
-    ``(in, out/groups, *k)``; see :func:`compute_fans`.
+    ``(in, out/groups, *k)`` (see :func:`compute_fans`), Hugging Face's
+    ``Conv1D`` ``(in, out)`` (see :func:`is_hf_conv1d`), and
+    ``nn.MultiheadAttention``: the fans of its query projection,
+    ``(embed_dim, embed_dim)`` (its packed ``in_proj_weight`` is ``(3E, E)``:
+    three ``E → E`` maps; with ``kdim``/``vdim`` the key and value projections
+    read those widths).
 
     Raises:
         ValueError: For other module types (their fans are not determined by
@@ -183,7 +205,11 @@ def fans_for(module: nn.Module) -> tuple[int, int]:
     Example:
         >>> fans_for(nn.ConvTranspose2d(16, 8, 3))
         (144, 72)
+        >>> fans_for(nn.MultiheadAttention(32, 4))
+        (32, 32)
     """
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim, module.embed_dim
     weight = getattr(module, "weight", None)
     if not isinstance(weight, Tensor) or isinstance(weight, nn.parameter.UninitializedParameter):
         raise invalid_parameter(
@@ -193,11 +219,13 @@ def fans_for(module: nn.Module) -> tuple[int, int]:
         return compute_fans(weight.shape, groups=module.groups, transposed=module.transposed)
     if isinstance(module, nn.Linear) or getattr(module, "_signalprop_dense", False):
         return compute_fans(weight.shape)
+    if is_hf_conv1d(module):
+        return int(weight.shape[0]), int(weight.shape[1])
     raise invalid_parameter(
         "module",
         "fans_for",
-        "an nn.Linear, Dense, nn.Conv*d or nn.ConvTranspose*d; for another layer pass "
-        "fans=compute_fans(...) to the initializer",
+        "an nn.Linear, Dense, nn.Conv*d, nn.ConvTranspose*d, Hugging Face's Conv1D or "
+        "nn.MultiheadAttention; for another layer pass fans=compute_fans(...) to the initializer",
         type(module).__name__,
     )
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from signalprop._model import reads_keras
+from signalprop._model import layer_weight, reads_keras, unread
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
@@ -92,8 +92,8 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         layer.grad_pre_rms = rms(row.grads["pre"])
     if "out" in row.grads or "pre" in row.grads:
         layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
-    weight = getattr(row.module, "weight", None)
-    if row.module is not None and isinstance(weight, Tensor):
+    weight = layer_weight(row.module) if row.module is not None else None
+    if row.module is not None and weight is not None:
         for key, value in weight_scales(row.module).items():
             setattr(layer, key, value)
         layer.input_offset = bias_split(row.module)[0]
@@ -101,6 +101,18 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))
     return layer
+
+
+def _loss_fn_example(output: object) -> str:
+    """How a loss_fn reads this output: by key for a dict (Hugging Face's ModelOutput
+    is one), by position for a tuple or list."""
+    if isinstance(output, dict):
+        key = next((k for k in ("logits", "last_hidden_state") if k in output), None)
+        key = key if key is not None else next(iter(output), "logits")
+        return f"e.g. loss_fn=lambda out, y: F.cross_entropy(out[{key!r}], y)"
+    if isinstance(output, tuple | list):
+        return "e.g. loss_fn=lambda out, y: F.cross_entropy(out[0], y)"
+    return "e.g. loss_fn=lambda out, y: F.cross_entropy(out.logits, y)"
 
 
 @reads_keras()
@@ -171,7 +183,7 @@ def diagnose(
     seed = check_int(seed, param="seed", caller=caller, low=0)
 
     recorder = Recorder(model, thresholds.saturation_margin)
-    notes: list[str] = []
+    notes = [f"not measured: {name} ({kind}), {reason}" for name, kind, reason in unread(model)]
     loss_value: float | None = None
     weight_grads: dict[int, Tensor | None] = {}
     # The global RNG (dropout, RReLU) and the buffers are put back as they were.
@@ -188,7 +200,7 @@ def diagnose(
                 caller,
                 "a model returning a Tensor, or targets and a loss_fn that reads its output",
                 type(output).__name__,
-                hint="e.g. loss_fn=lambda out, y: F.cross_entropy(out['logits'], y)",
+                hint=_loss_fn_example(output),
             )
         if targets is None:
             loss = surrogate_loss(output, seed)

@@ -1,10 +1,23 @@
 """Hooks that record per-layer statistics during one forward and one backward pass.
 
 A *row* is one measured layer: a weight layer (``nn.Linear``, ``nn.Conv*``,
-:class:`~signalprop.layers.Dense`) together with the activation module that
-consumes its output, or an activation module on its own when no weight layer
-feeds it directly. Rows are named as in ``model.named_modules()`` (``"3"``,
-``"features.0"``); a module called more than once gets ``"name#2"``, ….
+:class:`~signalprop.layers.Dense`, Hugging Face's ``Conv1D``,
+``nn.MultiheadAttention``; see :func:`signalprop._model.is_weight_layer`) together
+with the activation module that consumes its output, or an activation module
+on its own when no weight layer feeds it directly. Activation modules are
+PyTorch's, signalprop's, and any parameter-free elementwise module
+(:func:`signalprop.activations.probe`: Hugging Face's ``GELUActivation``, …).
+Rows are named as in ``model.named_modules()`` (``"3"``, ``"features.0"``); a
+module called more than once gets ``"name#2"``, ….
+
+A normalization (:func:`signalprop._model.is_norm`) or a pass-through module
+(dropout, flatten) between a weight layer and its activation does not split the
+row: Linear → BatchNorm1d → ReLU is one row for the Linear with the ReLU's
+statistics, and its ``"pre"`` is what the ReLU reads (the norm's output, and the
+gradient with respect to it), not the Linear's raw output. A weight layer whose
+output no activation reads keeps its own output as ``"pre"``.
+``nn.MultiheadAttention`` is one row: its ``"pre"`` is its attention output
+(after its output projection), its weight the input projection's.
 
 Forward statistics are computed inside the hooks, when each tensor is fresh
 (so in-place activations such as ``nn.ReLU(inplace=True)`` do not corrupt
@@ -24,7 +37,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from signalprop._model import activation_kind, is_weight_layer
+from signalprop._model import (
+    TRANSPARENT,
+    activation_kind,
+    hidden_modules,
+    is_norm,
+    is_weight_layer,
+    layer_bias,
+    layer_weight,
+    out_in_weight,
+)
 from signalprop.init import compute_fans, fans_for
 
 #: Activations whose outputs saturate, with their output range (low, high).
@@ -46,6 +68,7 @@ class Row:
     moments: dict[str, Moments] = field(default_factory=dict)  # "pre", "act"
     stats: dict[str, Tensor] = field(default_factory=dict)  # fractions
     grads: dict[str, Norm] = field(default_factory=dict)  # "pre", "out"
+    hooks: dict[str, Any] = field(default_factory=dict)  # the gradient hooks, by key
 
 
 Moments = tuple[Tensor, Tensor, int]
@@ -143,6 +166,7 @@ class Recorder:
         self._open_dense: dict[nn.Module, Row] = {}
         self._pending: dict[nn.Module, list[tuple[Row, str]]] = {}
         self._by_output: dict[int, Row] = {}
+        self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
         self._handles: list[Any] = []
         self._keep: list[Tensor] = []  # keeps matched outputs alive so ids stay unique
 
@@ -152,7 +176,10 @@ class Recorder:
         """Install every hook; remove them all on exit, also when the body raises."""
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._on_model_input))
+            hidden = hidden_modules(self.model)
             for module in self.model.modules():
+                if module in hidden:
+                    continue
                 if getattr(module, "_signalprop_dense", False):
                     self._handles.append(module.register_forward_pre_hook(self._on_dense_input))
                     self._handles.append(module.register_forward_hook(self._on_dense_output))
@@ -164,12 +191,15 @@ class Recorder:
                         module.register_forward_pre_hook(self._on_activation_input)
                     )
                     self._handles.append(module.register_forward_hook(self._on_activation))
+                elif is_norm(module) or isinstance(module, TRANSPARENT):
+                    self._handles.append(module.register_forward_hook(self._on_relay))
             yield self
         finally:
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
             self._by_output.clear()
+            self._relayed.clear()
             self._pending.clear()
             self._keep.clear()
 
@@ -193,8 +223,11 @@ class Recorder:
             self.input_moments = _moments(args[0])
 
     def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
+        earlier = row.hooks.pop(key, None)
+        if earlier is not None:  # "pre" moved on from a layer's output to its norm's
+            earlier.remove()
         if tensor.requires_grad:
-            tensor.register_hook(  # type: ignore[no-untyped-call]
+            row.hooks[key] = tensor.register_hook(  # type: ignore[no-untyped-call]
                 lambda grad: row.grads.__setitem__(key, norm_of(grad))
             )
 
@@ -220,12 +253,24 @@ class Recorder:
         self._watch(row, "out", y)
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, tuple) and output:  # nn.MultiheadAttention: (output, weights)
+            output = output[0]
         if not isinstance(output, Tensor) or not output.is_floating_point():
             return
         row = self._new_row(module, module)
         self._record_pre(row, output)
         self._by_output[id(output)] = row
         self._keep.append(output)
+
+    def _on_relay(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        """A norm or pass-through module: its output belongs to the row of its input."""
+        if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
+            return
+        row = self._by_output.get(id(args[0]))
+        if row is not None and output is not args[0]:
+            self._by_output[id(output)] = row
+            self._relayed.add(id(output))
+            self._keep.append(output)
 
     def _on_dense_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self._open_dense[module] = self._new_row(module, module)
@@ -264,6 +309,8 @@ class Recorder:
                 self._record_pre(row, z)
             else:
                 row = matched
+                if id(z) in self._relayed:  # through a norm: "pre" is what the activation reads
+                    self._record_pre(row, z)
         self._record_activation_input(row, kind, z)
         self._pending.setdefault(module, []).append((row, kind))
 
@@ -280,7 +327,7 @@ class Recorder:
         """The weights of recorded rows, for one ``torch.autograd.grad`` call."""
         seen: list[Tensor] = []
         for row in self.rows:
-            weight = getattr(row.module, "weight", None)
+            weight = layer_weight(row.module) if row.module is not None else None
             if (
                 isinstance(weight, Tensor)
                 and weight.requires_grad
@@ -297,14 +344,14 @@ def weight_scales(module: nn.Module) -> dict[str, float]:
     ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
     Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
     """
-    weight = getattr(module, "weight")  # noqa: B009 (any module with a weight)
-    assert isinstance(weight, Tensor)
+    weight = layer_weight(module)
+    assert weight is not None
     weight = weight.detach()
     try:
         fan_in, fan_out = fans_for(module)
     except ValueError:
         fan_in, fan_out = compute_fans(weight.shape)
-    bias = getattr(module, "bias", None)
+    bias = layer_bias(module)
     has_bias = isinstance(bias, Tensor) and bias.numel() > 0
     norms = torch.stack(
         [torch.linalg.vector_norm(weight, dtype=torch.float64)]
@@ -324,9 +371,9 @@ def weight_scales(module: nn.Module) -> dict[str, float]:
 def bias_split(module: nn.Module) -> tuple[float, float]:
     """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
     squares) and the mean square of the rest ``r``. (0, 0) without a bias."""
-    bias = getattr(module, "bias", None)
-    weight = getattr(module, "weight", None)
-    if not isinstance(bias, Tensor) or not isinstance(weight, Tensor) or weight.dim() < 2:
+    bias = layer_bias(module)
+    weight = out_in_weight(module)
+    if bias is None or weight is None or weight.dim() < 2:
         return 0.0, 0.0
     with torch.no_grad():
         b = bias.detach().double().reshape(-1)

@@ -14,7 +14,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from signalprop._model import activation_kind, is_dense, is_weight_layer
+from signalprop._model import (
+    TRANSPARENT,
+    activation_kind,
+    hidden_modules,
+    is_dense,
+    is_norm,
+    is_weight_layer,
+    layer_bias,
+    layer_weight,
+)
 from signalprop._validation import check_int, invalid_parameter
 from signalprop.diagnostics._diagnose import _buffers_kept
 from signalprop.diagnostics._record import (
@@ -246,10 +255,17 @@ class Monitor:
         inner = getattr(model, "module", model) if type(model).__name__ in _WRAPPERS else model
         self.model: nn.Module = inner
         self._names = {module: name for name, module in inner.named_modules()}
+        self._hidden = hidden_modules(inner)
         self._weight_modules = [
-            m for m in inner.modules() if is_weight_layer(m) or isinstance(m, EMBEDDINGS)
+            m
+            for m in inner.modules()
+            if (is_weight_layer(m) or isinstance(m, EMBEDDINGS)) and m not in self._hidden
         ]
-        activations = [m for m in inner.modules() if activation_kind(m) not in (None, "softmax")]
+        activations = [
+            m
+            for m in inner.modules()
+            if m not in self._hidden and activation_kind(m) not in (None, "softmax")
+        ]
         if not self._weight_modules and not activations:
             raise invalid_parameter(
                 "model",
@@ -285,6 +301,8 @@ class Monitor:
         self._rng: Tensor | None = None
         self._calls: dict[str, int] = {}
         self._by_output: dict[int, int] = {}
+        self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
+        self._pre_hooks: dict[int, Any] = {}  # row -> the hook catching its "pre" gradient
         self._keep: list[Tensor] = []
         self._pre: dict[int, Tensor] = {}
         self._act: dict[int, Tensor] = {}
@@ -382,6 +400,8 @@ class Monitor:
         # a call here, which on a 100-layer net would cost 3 % on every other step.
         hooks = self._layer_hooks
         for module in model.modules():
+            if module in self._hidden:
+                continue
             if module in self._dense_of:
                 dense = self._dense_of[module]
                 self._kinds[module] = activation_kind(module)
@@ -397,6 +417,8 @@ class Monitor:
                 if getattr(module, "inplace", False):
                     hooks.append((module, True, self._on_activation_input))
                 hooks.append((module, False, self._on_activation))
+            elif is_norm(module) or isinstance(module, TRANSPARENT):
+                hooks.append((module, False, self._on_relay))
         if optimizer is not None:
             add(optimizer.register_step_post_hook(lambda *_: self.step()))
 
@@ -429,7 +451,7 @@ class Monitor:
             return -1
         fan_in = fan_out = None
         numel = 0
-        weight = getattr(weight_module, "weight", None) if weight_module is not None else None
+        weight = layer_weight(weight_module) if weight_module is not None else None
         if isinstance(weight, Tensor) and not isinstance(
             weight, nn.parameter.UninitializedParameter
         ):
@@ -459,12 +481,20 @@ class Monitor:
 
     def _record_pre(self, index: int, z: Tensor) -> None:
         self._pre[index] = z  # no detach: reduced under no_grad
+        self._watch_pre(index, z)
+
+    def _watch_pre(self, index: int, z: Tensor) -> None:
+        """Catch dL/dz for row ``index`` (replacing the hook of an earlier "pre": a
+        layer's output when a norm then feeds the activation)."""
+        earlier = self._pre_hooks.pop(index, None)
+        if earlier is not None:
+            earlier.remove()
         if z.grad_fn is not None:
             # The node that made z receives dL/dz: a hook on it costs half a tensor hook,
             # and still sees the gradient at z when an in-place activation follows.
-            z.grad_fn.register_prehook(partial(self._on_grad_of, index))
+            self._pre_hooks[index] = z.grad_fn.register_prehook(partial(self._on_grad_of, index))
         elif z.requires_grad:
-            z.register_hook(partial(self._on_grad, index))  # type: ignore[no-untyped-call]
+            self._pre_hooks[index] = z.register_hook(partial(self._on_grad, index))  # type: ignore[no-untyped-call]
 
     def _record_act(self, index: int, kind: str, a: Tensor) -> None:
         self._set_kind(index, kind)
@@ -507,6 +537,8 @@ class Monitor:
             self._recording = False
             self._recorded = True
             self._by_output.clear()
+            self._relayed.clear()
+            self._pre_hooks.clear()
             self._keep.clear()
             if self._bottom_hook is None:
                 self._watch_bottom()
@@ -541,6 +573,8 @@ class Monitor:
         return base if count == 1 else f"{base}#{count}"
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, tuple) and output:  # nn.MultiheadAttention: (output, weights)
+            output = output[0]
         if not self._recording or not isinstance(output, Tensor):
             return
         if not output.is_floating_point():
@@ -561,8 +595,23 @@ class Monitor:
             index = self._row(module, None)
             self._by_output[id(z)] = index
             self._keep.append(z)
+        elif id(z) in self._relayed and index >= 0:  # through a norm: catch dL/dz here
+            self._relayed.discard(id(z))
+            self._watch_pre(index, z)
         if index >= 0:
             self._pre[index] = z.detach().clone()
+
+    def _on_relay(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        """A norm or pass-through module: its output belongs to the row of its input,
+        and the activation that reads it reads the row's pre-activation."""
+        if not self._recording or not args or not isinstance(output, Tensor):
+            return
+        z = args[0]
+        index = self._by_output.get(id(z)) if isinstance(z, Tensor) else None
+        if index is not None and output is not z:
+            self._by_output[id(output)] = index
+            self._relayed.add(id(output))
+            self._keep.append(output)
 
     def _on_activation(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if not self._recording or not args or not isinstance(output, Tensor):
@@ -575,6 +624,8 @@ class Monitor:
             index = self._row(module, None)
             if index >= 0:
                 self._record_pre(index, z)
+        elif id(z) in self._relayed and index >= 0:  # through a norm: "pre" is what it reads
+            self._record_pre(index, z)
         if index >= 0:
             self._record_act(index, self._kinds[module] or "other", output)
 
@@ -584,7 +635,7 @@ class Monitor:
         update cannot be read from the optimizer (``copy``)."""
         params: list[Tensor] = []
         for module in self._weight_modules:
-            weight = getattr(module, "weight", None)
+            weight = layer_weight(module)
             if isinstance(weight, nn.Parameter) and not isinstance(
                 weight, nn.parameter.UninitializedParameter
             ):
@@ -623,7 +674,8 @@ class Monitor:
             return
         weight = self._row_weight[index]
         assert weight is not None
-        bias = getattr(self._row_module[index], "bias", None)
+        row_module = self._row_module[index]
+        bias = layer_bias(row_module) if row_module is not None else None
         # The bias's gradient sums the pre-activations' gradients: 300 numbers to check, not
         # 235,000, and non-finite whenever any of them is.
         watched = bias if isinstance(bias, nn.Parameter) and bias.requires_grad else weight
@@ -732,7 +784,7 @@ class Monitor:
             self._replaying = False
         for row in recorder.rows:
             if not all(mean_std(m)[2] for m in row.moments.values()):
-                weight = getattr(row.module, "weight", None)
+                weight = layer_weight(row.module) if row.module is not None else None
                 cause = ""
                 if isinstance(weight, Tensor) and not bool(torch.isfinite(weight).all()):
                     cause = " (its weights are not finite: an earlier update made them so)"
