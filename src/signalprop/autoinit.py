@@ -47,10 +47,12 @@ variances assume) and fresh running statistics, and is listed in
 ``result.norms``. A layer that reads an activation fed by a norm reads it at
 q = γ² + β² = 1. Such a layer's phase reads ``"normalized"`` and its note says so.
 
-A layer whose activation's output no weight layer reads (a squeeze-excite
-gate multiplied into the signal, a branch summed into another) gets the
-variance criterion: the edge of chaos is a property of a stack of that
-activation, and there is none.
+A layer (outside a plain chain) whose activation is not continued by a stack
+(no layer reading its output feeds another activation: a squeeze-excite gate
+multiplied into the signal, a transformer MLP's one GELU whose projection goes
+to the residual sum) gets the variance criterion, pre-activations of variance 1
+(no σ_b² of 4 for GELU): the edge of chaos is a property of a stack of that
+activation, and there is none. The layers reading it read it at variance 1.
 
 Parameters shared between modules are found: a layer whose weight is another
 module's (GPT-2's ``lm_head.weight`` *is* ``transformer.wte.weight``) is left as
@@ -405,38 +407,53 @@ def _untied(
     return keep, tied
 
 
-def _after_norm(layers: list[WeightLayer]) -> Callable[[Activation | None], bool]:
-    """Whether an activation reads a normalization's output (γ = 1, β = 0: variance 1).
+def _reads_unit_variance(
+    layers: list[WeightLayer], unit: list[bool]
+) -> Callable[[Activation | None], bool]:
+    """Whether an activation's input has variance 1 by a layer's plan: it is the consumer of
+    layers whose ``unit`` flag is set (a norm with γ = 1, β = 0 before it, or the variance
+    criterion) and of no other.
 
-    Known for a module that is the consumer of normalized layers only; for one also
-    fed without a norm, or a function (read as a new module at each call), by its
-    key when all the activations with that key are fed by norms.
+    Known by identity for a module; for a function (read as a new module at each call),
+    or a module also fed otherwise, by its key when every consumer with that key is
+    flagged.
     """
-    normed = [layer.consumer for layer in layers if layer.norm is not None and layer.consumer]
-    plain = [layer.consumer for layer in layers if layer.norm is None and layer.consumer]
-    normed_ids, plain_ids = {id(a) for a in normed}, {id(a) for a in plain}
-    normed_keys = {activation_key(a) for a in normed}
-    plain_keys = {activation_key(a) for a in plain}
+    flagged = [
+        layer.consumer
+        for layer, f in zip(layers, unit, strict=True)
+        if f and layer.consumer is not None
+    ]
+    other = [
+        layer.consumer
+        for layer, f in zip(layers, unit, strict=True)
+        if not f and layer.consumer is not None
+    ]
+    flagged_ids, other_ids = {id(a) for a in flagged}, {id(a) for a in other}
+    flagged_keys = {activation_key(a) for a in flagged}
+    other_keys = {activation_key(a) for a in other}
 
     def reads(producer: Activation | None) -> bool:
-        if producer is None or id(producer) in plain_ids:
+        if producer is None or id(producer) in other_ids:
             return False
-        if id(producer) in normed_ids:
+        if id(producer) in flagged_ids:
             return True
         key = activation_key(producer)
-        return key in normed_keys and key not in plain_keys
+        return key in flagged_keys and key not in other_keys
 
     return reads
 
 
-def _read_by_any(activation: Activation | None, layers: list[WeightLayer]) -> bool:
-    """Whether some layer reads ``activation``'s output (the same module, or an equal one)."""
-    if activation is None:
-        return True
+def _in_stack(activation: Activation, layers: list[WeightLayer]) -> bool:
+    """Whether a layer that reads ``activation``'s output (the same module, or an equal one)
+    feeds an activation itself, with no norm between: a stack the edge of chaos is about."""
     key = activation_key(activation)
     return any(
-        layer.producer is activation
-        or (layer.producer is not None and activation_key(layer.producer) == key)
+        (
+            layer.producer is activation
+            or (layer.producer is not None and activation_key(layer.producer) == key)
+        )
+        and layer.norm is None
+        and not _is_output(layer.consumer)
         for layer in layers
     )
 
@@ -588,16 +605,21 @@ def autoinit(
         for (producer, _), bias, normed in zip(pairs, has_bias, normalized, strict=True)
     ]
     data_second = [input_square.get(layer.module, 1.0) for layer in layers]
-    after_norm = _after_norm(layers)
+    chained = view.plain and len(layers) == len(view.layers)
+    # An activation no stack continues (a squeeze-excite gate, a transformer MLP's one GELU)
+    # gets the variance criterion: its pre-activations of variance 1.
+    gates = [
+        not chained and not normed and consumer is not None and not _in_stack(consumer, layers)
+        for (_, consumer), normed in zip(pairs, normalized, strict=True)
+    ]
+    # Variance 1 at the activation's input: a norm's (NORMALIZED_Q), or the variance point's.
+    unit = [normed or gate for normed, gate in zip(normalized, gates, strict=True)]
+    reads_unit = _reads_unit_variance(layers, unit)
     producer_vars = [
-        NORMALIZED_Q if not layer.reads_data and after_norm(layer.producer) else None
+        NORMALIZED_Q if not layer.reads_data and reads_unit(layer.producer) else None
         for layer in layers
     ]
-    gates = [
-        not normed and consumer is not None and not _read_by_any(layer.consumer, layers)
-        for layer, (_, consumer), normed in zip(layers, pairs, normalized, strict=True)
-    ]
-    if view.plain and len(layers) == len(view.layers):
+    if chained:
         plan = _meanfield.init_chain(
             pairs,
             criterion=criterion,
@@ -636,8 +658,9 @@ def autoinit(
             )
         elif gate:
             parts.append(
-                f"no weight layer reads {_name(layer.consumer)}'s output (a gate or a branch): "
-                "no stack of it to put at the edge of chaos, so pre-activation variance 1"
+                f"no layer reading {_name(layer.consumer)}'s output feeds an activation (a gate, "
+                "one hidden layer): no stack to put at the edge of chaos, so the variance "
+                "criterion (pre-activation variance 1)"
             )
         if layer.calls > 1:
             parts.append(f"called {layer.calls} times in forward: initialized once")
