@@ -26,6 +26,41 @@ Criteria (``criterion=``):
 A layer whose output feeds no activation (the output layer, a normalization)
 gets ``q = 1`` and zero biases; one that reads the model's input gets
 ``E[x²]`` measured on ``inputs`` (1 without inputs: standardized data).
+
+Normalization (Ioffe & Szegedy 2015; Ba et al. 2016): a layer whose output goes
+through a BatchNorm, LayerNorm, GroupNorm, RMSNorm or InstanceNorm before its
+activation (:attr:`signalprop._model.WeightLayer.norm`) does not set that
+activation's input: the norm does, at variance γ² + β². No σ_w² is solved for
+it. Such a layer instead gets an output of mean 0 and variance 1: biases
+``b = −m·W𝟙`` cancel its producer's mean m = E[φ_in] and
+``σ_w² = 1 / E[(φ_in − m)²]`` (without biases, ``1 / E[φ_in²]``: He's 2 for
+ReLU). Why this criterion: mean 0 and variance 1 are the running statistics a
+fresh BatchNorm starts from, so the net evaluated (``model.eval()``) before
+any training step sees what training mode sees; a LayerNorm, which normalizes
+across units, does not take each unit's share of the mean (a constant) for
+signal, which for the logistic would make the gradient factor through layer and
+norm E[φ′²]/E[φ²] ≈ 0.15 instead of ≈ 1; and the χ reported,
+``σ_w² E[φ_in′²]``, is then also the gradient factor through the layer and its
+norm in training mode (the norm divides by the std it reads, 1). The norm
+itself gets γ = 1 and β = 0 (its activation reads N(0, 1), the standard the
+variances assume) and fresh running statistics, and is listed in
+``result.norms``. A layer that reads an activation fed by a norm reads it at
+q = γ² + β² = 1. Such a layer's phase reads ``"normalized"`` and its note says so.
+
+A layer (outside a plain chain) whose activation is not continued by a stack
+(no layer reading its output feeds another activation: a squeeze-excite gate
+multiplied into the signal, a transformer MLP's one GELU whose projection goes
+to the residual sum) gets the variance criterion, pre-activations of variance 1
+(no σ_b² of 4 for GELU): the edge of chaos is a property of a stack of that
+activation, and there is none. The layers reading it read it at variance 1.
+
+Parameters shared between modules are found: a layer whose weight is another
+module's (GPT-2's ``lm_head.weight`` *is* ``transformer.wte.weight``) is left as
+it is when that module is not a layer autoinit initializes (an embedding keeps
+its own initialization and the tie holds), and is initialized once, as the
+first of them, when all are; ``result.skipped`` says which. A module called
+more than once in ``forward`` is one layer, initialized once.
+
 ``distribution="orthogonal"`` draws (semi-)orthogonal weights with the same
 variance, which at the edge of chaos gives tanh-like nets dynamical isometry
 (Saxe et al. 2014; Pennington et al. 2017).
@@ -50,6 +85,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +96,10 @@ from signalprop import init as _init
 from signalprop import meanfield as _meanfield
 from signalprop._model import (
     Activation,
+    WeightLayer,
+    activation_key,
     activation_kind,
+    is_norm,
     is_weight_layer,
     layer_bias,
     layer_weight,
@@ -97,12 +136,13 @@ DEFAULT_CRITERION = "critical"
 DEFAULT_DISTRIBUTION = "orthogonal"
 #: How weights are drawn, all with the same variance.
 DISTRIBUTIONS = ("normal", "orthogonal", "truncated_normal", "uniform")
-#: Modules with weights that autoinit leaves as they are, and why.
-LEFT_ALONE = {
-    nn.modules.batchnorm._NormBase: "normalization layer: its weight of 1 is already right",
-    nn.LayerNorm: "normalization layer: its weight of 1 is already right",
-    nn.GroupNorm: "normalization layer: its weight of 1 is already right",
-}
+#: Why autoinit leaves a normalization layer as it is: one that does not sit between a
+#: weight layer and its activation (a transformer's pre-norm LayerNorm) starts at γ = 1,
+#: β = 0 from its own constructor. Those between a layer and its activation are set.
+NORM_LEFT_ALONE = "normalization layer: its weight of 1 is already right"
+#: The pre-activation variance a normalization gives its activation: γ² + β² with γ = 1,
+#: β = 0 as autoinit sets them (the norm's output is standardized).
+NORMALIZED_Q = 1.0
 
 
 @dataclass
@@ -122,7 +162,8 @@ class LayerInit:
         phase: What χ makes of this one layer, in words true of any stack:
             ``"critical"`` (χ ≈ 1), ``"expanding"`` (χ > 1), ``"contracting"``,
             or ``"output"`` (None when it reads the data); see
-            :class:`signalprop.meanfield.ChainLayer`.
+            :class:`signalprop.meanfield.ChainLayer`. ``"normalized"``: a norm
+            between it and its activation sets the pre-activation's scale.
         offset: The producer's mean its biases cancel (``b −= offset·W𝟙``;
             0: none), for activations whose mean is not zero.
         cumulative: Π χ of the layers above it: the mean squared gradient at
@@ -161,6 +202,9 @@ class AutoInitResult:
     layers: list[LayerInit]
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # name, type, reason
     notes: list[str] = field(default_factory=list)
+    #: Normalization layers autoinit set (name, type, what): those between a layer and
+    #: its activation.
+    norms: list[tuple[str, str, str]] = field(default_factory=list)
     criterion: str = DEFAULT_CRITERION
     distribution: str = DEFAULT_DISTRIBUTION
 
@@ -194,14 +238,17 @@ class AutoInitResult:
                     f"{layer.output_std or 0:7.3f}" + ("" if layer.converged else "  NOT CONVERGED")
                 )
             lines.append(line + (f"  ({layer.note})" if layer.note else ""))
+        lines += [f"normalization: {n} ({t}): {what}" for n, t, what in self.norms]
         lines += [f"left as it was: {n} ({t}): {why}" for n, t, why in self.skipped]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
-def _name(activation: Activation | None) -> str:
+def _name(activation: Activation | str | None) -> str:
     if activation is None:
         return "linear"
+    if isinstance(activation, str):
+        return activation
     if isinstance(activation, nn.Module):
         return type(activation).__name__
     return str(getattr(activation, "__name__", repr(activation)))
@@ -241,13 +288,16 @@ def _layer_outputs(model: nn.Module, inputs: tuple[Tensor, ...], layer: nn.Modul
     target = layer.activation if dense else layer
     assert isinstance(target, nn.Module)
 
+    # Copies: an in-place activation (nn.ReLU(inplace=True)) next overwrites the tensor.
     def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-        captured.setdefault("z", args[0].detach())
+        if "z" not in captured:
+            captured["z"] = args[0].detach().clone()
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, tuple):  # nn.MultiheadAttention: (output, weights)
             output = output[0]
-        captured.setdefault("z", output.detach())
+        if "z" not in captured:
+            captured["z"] = output.detach().clone()
 
     handle = (
         target.register_forward_pre_hook(pre_hook) if dense else target.register_forward_hook(hook)
@@ -298,6 +348,132 @@ def _draw_(
             with torch.no_grad():
                 sums = matrix.detach().flatten(1).sum(dim=1)
                 bias.sub_(offset * sums.to(bias.dtype))
+
+
+def _owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module]]]:
+    """Per parameter (by id): the modules holding it as their own, with its name in each."""
+    owners: dict[int, list[tuple[str, nn.Module]]] = {}
+    for name, module in model.named_modules():
+        for attr, parameter in module.named_parameters(recurse=False):
+            owners.setdefault(id(parameter), []).append(
+                (f"{name}.{attr}" if name else attr, module)
+            )
+    return owners
+
+
+def _untied(
+    model: nn.Module, layers: list[WeightLayer]
+) -> tuple[list[WeightLayer], list[tuple[str, str, str]]]:
+    """The layers to draw, and the tied ones left as they are (name, type, why).
+
+    A layer with a parameter that another module also holds is left as it is when
+    that module is not one of ``layers`` (an embedding tied to an output layer: the
+    embedding keeps its initialization), and when one of ``layers`` before it, drawn
+    already, holds it (drawn once). The first of tied layers is drawn.
+    """
+    owners = _owners(model)
+    members = {layer.module for layer in layers}
+    drawn: dict[nn.Module, str] = {}
+    keep: list[WeightLayer] = []
+    tied: list[tuple[str, str, str]] = []
+    for layer in layers:
+        shared = [
+            (attr, other_name, other)
+            for attr, parameter in layer.module.named_parameters(recurse=False)
+            for other_name, other in owners.get(id(parameter), [])
+            if other is not layer.module
+        ]
+        if not shared:
+            keep.append(layer)
+            drawn[layer.module] = layer.name
+            continue
+        ties = ", ".join(f"{layer.name}.{attr} is {other}" for attr, other, _ in shared)
+        outside = [(name, m) for _, name, m in shared if m not in members]
+        before = [drawn[m] for _, _, m in shared if m in drawn]
+        if outside:
+            holder = outside[0][0].rsplit(".", 1)[0] or "(model)"
+            kind = type(outside[0][1]).__name__
+            why = (
+                f"tied ({ties}): left as it is, so {holder} ({kind}) keeps its "
+                "initialization and the tie holds"
+            )
+        elif before:
+            why = f"tied ({ties}): initialized once, as {before[0]}"
+        else:
+            keep.append(layer)
+            drawn[layer.module] = layer.name
+            continue
+        tied.append((layer.name, type(layer.module).__name__, why))
+    return keep, tied
+
+
+def _reads_unit_variance(
+    layers: list[WeightLayer], unit: list[bool]
+) -> Callable[[Activation | None], bool]:
+    """Whether an activation's input has variance 1 by a layer's plan: it is the consumer of
+    layers whose ``unit`` flag is set (a norm with γ = 1, β = 0 before it, or the variance
+    criterion) and of no other.
+
+    Known by identity for a module; for a function (read as a new module at each call),
+    or a module also fed otherwise, by its key when every consumer with that key is
+    flagged.
+    """
+    flagged = [
+        layer.consumer
+        for layer, f in zip(layers, unit, strict=True)
+        if f and layer.consumer is not None
+    ]
+    other = [
+        layer.consumer
+        for layer, f in zip(layers, unit, strict=True)
+        if not f and layer.consumer is not None
+    ]
+    flagged_ids, other_ids = {id(a) for a in flagged}, {id(a) for a in other}
+    flagged_keys = {activation_key(a) for a in flagged}
+    other_keys = {activation_key(a) for a in other}
+
+    def reads(producer: Activation | None) -> bool:
+        if producer is None or id(producer) in other_ids:
+            return False
+        if id(producer) in flagged_ids:
+            return True
+        key = activation_key(producer)
+        return key in flagged_keys and key not in other_keys
+
+    return reads
+
+
+def _in_stack(activation: Activation, layers: list[WeightLayer]) -> bool:
+    """Whether a layer that reads ``activation``'s output (the same module, or an equal one)
+    feeds an activation itself, with no norm between: a stack the edge of chaos is about."""
+    key = activation_key(activation)
+    return any(
+        (
+            layer.producer is activation
+            or (layer.producer is not None and activation_key(layer.producer) == key)
+        )
+        and layer.norm is None
+        and not _is_output(layer.consumer)
+        for layer in layers
+    )
+
+
+def _standardize_(norm: nn.Module) -> str:
+    """γ = 1, β = 0 and fresh running statistics for a norm; what was set, in words."""
+    done = []
+    with torch.no_grad():
+        weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+        if isinstance(weight, Tensor):
+            weight.fill_(1.0)
+            done.append("γ = 1")
+        if isinstance(bias, Tensor):
+            bias.zero_()
+            done.append("β = 0")
+    reset = getattr(norm, "reset_running_stats", None)
+    if callable(reset) and getattr(norm, "track_running_stats", False):
+        reset()
+        done.append("running statistics reset (mean 0, variance 1)")
+    return ", ".join(done) or "no parameters"
 
 
 @reads_keras(write_back=True)
@@ -387,15 +563,6 @@ def autoinit(
     result = AutoInitResult(
         mode=mode, layers=[], criterion=criterion, distribution=distribution, notes=view.notes
     )
-    for name, module in model.named_modules():
-        if is_weight_layer(module):
-            continue
-        if isinstance(getattr(module, "weight", None), Tensor):
-            reason = next(
-                (why for kind, why in LEFT_ALONE.items() if isinstance(module, kind)),
-                "a layer type autoinit does not know",
-            )
-            result.skipped.append((name, type(module).__name__, reason))
     if not view.layers:
         raise invalid_parameter(
             "model",
@@ -403,25 +570,56 @@ def autoinit(
             "a model with nn.Linear, nn.Conv* or Dense layers",
             type(model).__name__,
         )
+    names = {module: name for name, module in model.named_modules()}
+    layers, tied = _untied(model, view.layers)
+    set_norms = {layer.norm for layer in layers if layer.norm is not None}
+    for name, module in model.named_modules():
+        if is_weight_layer(module) or module in set_norms:
+            continue
+        if isinstance(getattr(module, "weight", None), Tensor):
+            reason = NORM_LEFT_ALONE if is_norm(module) else "a layer type autoinit does not know"
+            result.skipped.append((name, type(module).__name__, reason))
+    result.skipped += tied
 
     notes: dict[str, str] = {}
+    normalized = [layer.norm is not None for layer in layers]
     pairs = [
         (
             None if layer.reads_data else _known(layer.producer),
-            None if _is_output(layer.consumer) else layer.consumer,
+            None if _is_output(layer.consumer) or normed else layer.consumer,
         )
-        for layer in view.layers
+        for layer, normed in zip(layers, normalized, strict=True)
     ]
-    has_bias = [isinstance(getattr(layer.module, "bias", None), Tensor) for layer in view.layers]
+    has_bias = [layer_bias(layer.module) is not None for layer in layers]
     centring = [
         producer is not None
         and bias
-        and criterion == "critical"
-        and _meanfield.cached_point(producer, criterion, bias_var).centred
-        for (producer, _), bias in zip(pairs, has_bias, strict=True)
+        and (
+            # A normalized layer's biases always cancel its producer's mean: see the notes.
+            normed
+            or (
+                criterion == "critical"
+                and _meanfield.cached_point(producer, criterion, bias_var).centred
+            )
+        )
+        for (producer, _), bias, normed in zip(pairs, has_bias, normalized, strict=True)
     ]
-    data_second = [input_square.get(layer.module, 1.0) for layer in view.layers]
-    if view.plain:
+    data_second = [input_square.get(layer.module, 1.0) for layer in layers]
+    chained = view.plain and len(layers) == len(view.layers)
+    # An activation no stack continues (a squeeze-excite gate, a transformer MLP's one GELU)
+    # gets the variance criterion: its pre-activations of variance 1.
+    gates = [
+        not chained and not normed and consumer is not None and not _in_stack(consumer, layers)
+        for (_, consumer), normed in zip(pairs, normalized, strict=True)
+    ]
+    # Variance 1 at the activation's input: a norm's (NORMALIZED_Q), or the variance point's.
+    unit = [normed or gate for normed, gate in zip(normalized, gates, strict=True)]
+    reads_unit = _reads_unit_variance(layers, unit)
+    producer_vars = [
+        NORMALIZED_Q if not layer.reads_data and reads_unit(layer.producer) else None
+        for layer in layers
+    ]
+    if chained:
         plan = _meanfield.init_chain(
             pairs,
             criterion=criterion,
@@ -429,27 +627,43 @@ def autoinit(
             input_var=data_second[0],
             centring=centring,
         ).layers
-    else:  # each layer reads its producer at the producer's own target variance
+    else:  # each layer reads its producer at the producer's own (or its norm's) variance
         plan = [
             _meanfield.init_chain(
                 [pair],
-                criterion=criterion,
+                criterion="variance" if gate else criterion,
                 bias_var=bias_var,
                 input_var=second,
                 chained=False,
                 centring=[flag],
+                producer_vars=[fixed],
             ).layers[0]
-            for pair, second, flag in zip(pairs, data_second, centring, strict=True)
+            for pair, second, flag, fixed, gate in zip(
+                pairs, data_second, centring, producer_vars, gates, strict=True
+            )
         ]
-    for layer, step, bias in zip(view.layers, plan, has_bias, strict=True):
+    for layer, step, bias, gate in zip(layers, plan, has_bias, gates, strict=True):
         module = layer.module
         before = _std(layer_weight(module))  # type: ignore[arg-type]
         _draw_(module, step.weight_var, step.bias_var, distribution, generator, step.offset)
-        note = step.note
+        parts = [step.note] if step.note else []
         if not bias and step.bias_var > 0:
-            note = (note + "; " if note else "") + (
-                f"no bias: σ_b² = {step.bias_var:.3g} could not be drawn"
+            parts.append(f"no bias: σ_b² = {step.bias_var:.3g} could not be drawn")
+        if layer.norm is not None:
+            fed = "its output's" if layer.consumer is None else f"{_name(layer.consumer)}'s input"
+            parts.append(
+                f"{names.get(layer.norm, '?')} ({type(layer.norm).__name__}), not σ_w², sets "
+                f"{fed} scale: σ_w² gives the norm inputs of mean 0 and variance 1"
+                + ("" if step.offset or layer.reads_data else " (no bias: mean not cancelled)")
             )
+        elif gate:
+            parts.append(
+                f"no layer reading {_name(layer.consumer)}'s output feeds an activation (a gate, "
+                "one hidden layer): no stack to put at the edge of chaos, so the variance "
+                "criterion (pre-activation variance 1)"
+            )
+        if layer.calls > 1:
+            parts.append(f"called {layer.calls} times in forward: initialized once")
         result.layers.append(
             LayerInit(
                 name=layer.name,
@@ -466,18 +680,28 @@ def autoinit(
                 bias_var=step.bias_var,
                 target_var=step.q,
                 chi=step.chi if not layer.reads_data else None,
-                phase=None if layer.reads_data else step.phase,
+                phase="normalized"
+                if layer.norm is not None
+                else None
+                if layer.reads_data
+                else step.phase,
                 offset=step.offset,
                 cumulative=step.cumulative,
-                note=note,
+                note="; ".join(parts),
             )
         )
-    for producer, flag in zip(pairs, centring, strict=True):
-        if flag and producer[0] is not None:
+    for norm in dict.fromkeys(layer.norm for layer in layers if layer.norm is not None):
+        result.norms.append((names.get(norm, "?"), type(norm).__name__, _standardize_(norm)))
+    for producer, flag, normed in zip(pairs, centring, normalized, strict=True):
+        if flag and not normed and producer[0] is not None:
             point = _meanfield.cached_point(producer[0], criterion, bias_var)
             notes.setdefault(_name(producer[0]), point.note)
-    for _, consumer in pairs:
-        if consumer is not None and _meanfield.cached_point(consumer, criterion, bias_var).fallback:
+    for (_, consumer), gate in zip(pairs, gates, strict=True):
+        if (
+            consumer is not None
+            and not gate
+            and _meanfield.cached_point(consumer, criterion, bias_var).fallback
+        ):
             notes.setdefault(
                 f"{_name(consumer)} (ordered)",
                 "no initialization puts a deep stack of it at the edge of chaos, so diagnose "
@@ -490,17 +714,24 @@ def autoinit(
             point = _meanfield.cached_point(consumer, criterion, bias_var)
             if point.note and not point.centred:
                 notes.setdefault(_name(consumer), point.note)
-    relu_layers = [
-        step for (_, consumer), step in zip(pairs, plan, strict=True) if _is_relu(consumer)
-    ]
-    if relu_layers and len(plan) >= DEEP_RELU:
+    # Normalized layers' units are re-centred on every batch: they do not die together.
+    relu_layers = [consumer for _, consumer in pairs if _is_relu(consumer)]
+    depth = normalized.count(False)
+    if relu_layers and depth >= DEEP_RELU:
         notes.setdefault(
             "dead_units",
-            f"{len(relu_layers)} ReLU layer(s) in a {len(plan)}-layer stack: at χ = 1 the "
+            f"{len(relu_layers)} ReLU layer(s) in a {depth}-layer stack: at χ = 1 the "
             "examples' pre-activations still become alike with depth (c → 1 as a power of "
             "depth), so diagnose will find ReLU units that are 0 on a whole batch "
             "(dead_units); no initialization avoids that: use leaky_relu, ELU or SELU, "
             "normalization, or residual connections",
+        )
+    if tied:
+        notes.setdefault(
+            "tied",
+            f"{len(tied)} layer(s) share their weight with another module and were not "
+            "drawn again (see 'left as it was'): the tie holds and the other module's "
+            "initialization is kept",
         )
     result.notes += [f"{name}: {note}" for name, note in notes.items()]
 
@@ -509,8 +740,8 @@ def autoinit(
         was_training = {m: m.training for m in model.modules()}
         model.eval()
         try:
-            for record, layer in zip(result.layers, view.layers, strict=True):
-                _rescale(model, args, layer.module, record, tolerance, max_iterations)
+            for record, layer in zip(result.layers, layers, strict=True):
+                _rescale(model, args, layer, record, tolerance, max_iterations)
         finally:
             for m, training in was_training.items():
                 m.training = training
@@ -525,17 +756,24 @@ def autoinit(
 def _rescale(
     model: nn.Module,
     args: tuple[Tensor, ...],
-    module: nn.Module,
+    layer: WeightLayer,
     record: LayerInit,
     tolerance: float,
     max_iterations: int,
 ) -> None:
-    """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std."""
+    """LSUV with mean correction for one layer: W ← W·t/s, b ← (b − m)·t/s, t the target std.
+
+    A normalized layer without biases is judged on its std alone: its norm removes the mean.
+    """
+    module = layer.module
     weight: Tensor = layer_weight(module)  # type: ignore[assignment]
     bias: Tensor | None = layer_bias(module)
     target = math.sqrt(record.target_var)
 
+    mean_free = bias is None and layer.norm is not None
+
     def close(mean: float, std: float) -> bool:
+        mean = 0.0 if mean_free else mean
         return abs(mean) < tolerance * target and abs(std / target - 1) < tolerance
 
     for iteration in range(1, max_iterations + 1):

@@ -114,9 +114,13 @@ def _as_function(
             return torch.where(z[:, None] >= 0, z[:, None], slopes[None, :] * z[:, None])
 
         return per_channel
-    # A copy in eval mode (RReLU at its eval slope) and float64: the caller's module
-    # is never changed.
+    # A copy in eval mode (RReLU at its eval slope), float64 and out of place
+    # (``nn.ReLU(inplace=True)`` would write into the tensor whose derivative is taken):
+    # the caller's module is never changed.
     frozen = copy.deepcopy(module).eval().to(torch.float64)
+    for part in frozen.modules():
+        if isinstance(getattr(part, "inplace", None), bool):
+            setattr(part, "inplace", False)  # noqa: B010 (a Module attribute mypy cannot see)
     return frozen
 
 
@@ -137,7 +141,8 @@ def moments(activation: str | nn.Module | Callable[[Tensor], Tensor], **params: 
     z = _NODES.clone().requires_grad_(True)
     with torch.enable_grad():
         try:
-            y = f(z)
+            # On a copy: a callable that works in place must not write into the leaf.
+            y = f(z.clone())
         except Exception as error:  # a user's callable may fail on float64 tensors
             raise invalid_parameter(
                 "activation", caller, "a function of a float64 tensor", activation, hint=str(error)

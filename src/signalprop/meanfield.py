@@ -372,7 +372,9 @@ class _Phi:
             u.requires_grad_(True)
         with torch.enable_grad() if derivative else torch.no_grad():
             try:
-                y = self.function(u)
+                # On a copy: a callable that works in place (a function calling
+                # ``relu_``) must not write into the tensor whose derivative is taken.
+                y = self.function(u.clone())
             except Exception as error:
                 raise invalid_parameter(
                     "activation",
@@ -1934,6 +1936,7 @@ def init_chain(
     input_var: float = 1.0,
     chained: bool = True,
     centring: Sequence[bool] | None = None,
+    producer_vars: Sequence[float | None] | None = None,
 ) -> Chain:
     """Per-layer (σ_w², σ_b², offset) that put every layer of a chain at χ = 1 where possible.
 
@@ -1968,6 +1971,10 @@ def init_chain(
             producer's own target variance.
         centring: Per layer, whether it cancels its producer's mean
             (default: :func:`centres` of the producer).
+        producer_vars: Per layer, the variance of its producer's input where
+            something other than the layers fixes it (a normalization before
+            the activation: γ² + β²), None where not. Read instead of the
+            producer's own target variance by a layer that is not chained.
 
     Example:
         >>> c = init_chain([(None, "tanh"), ("tanh", "relu"), ("relu", "tanh"),
@@ -1982,6 +1989,16 @@ def init_chain(
     input_var = check_real(input_var, param="input_var", caller=caller, low=0, low_inclusive=False)
     if centring is not None and len(centring) != len(layers):
         raise invalid_parameter("centring", caller, f"{len(layers)} flags, one per layer", centring)
+    if producer_vars is not None and len(producer_vars) != len(layers):
+        raise invalid_parameter(
+            "producer_vars", caller, f"{len(layers)} variances, one per layer", producer_vars
+        )
+    fixed = [
+        None
+        if v is None
+        else check_real(v, param="producer_vars", caller=caller, low=0, low_inclusive=False)
+        for v in (producer_vars or [None] * len(layers))
+    ]
     moments: dict[Any, _Moments] = {}
 
     def point(activation: Activation) -> InitPoint:
@@ -2029,7 +2046,8 @@ def init_chain(
             records.append(record)
             continue
         if not chained or (index == 0):
-            q = point(producer).q_star
+            given = fixed[index]
+            q = point(producer).q_star if given is None else given
         m = moments_of(producer)
         centred = is_centred(index, producer)
         mean, _, second, _, derivative = m.at(q)

@@ -21,7 +21,7 @@ from signalprop._model import (
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
-from signalprop.diagnostics._phase import verdict
+from signalprop.diagnostics._phase import normalized_note, verdict
 from signalprop.diagnostics._record import (
     EMBEDDINGS,
     Recorder,
@@ -289,6 +289,7 @@ def _diagnose(
     if recorder.input_moments is not None:
         input_mean, input_std, _ = mean_std(recorder.input_moments)
     findings, more_notes = find(layers, thresholds, int(args[0].shape[0]) if args[0].dim() else 1)
+    more_notes += [note for note in (normalized_note(model),) if note]
     meanfield = verdict(
         model,
         {

@@ -17,6 +17,11 @@ analyzed as a chain (:func:`signalprop.meanfield.chain`): per layer the
 gradient factor at the variance that arrives, and the verdict from the
 product of the factors, Σ ln χ against ±6 (the bound 6ξ_c puts on a
 homogeneous stack).
+
+A layer followed by a normalization (BatchNorm, LayerNorm, …; its ``norm``)
+does not set its activation's input scale: the norm does. Its σ_w² is not
+read as a pre-activation variance, so a model with such layers gets no
+verdict, and :func:`normalized_note` says so in diagnose's notes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from signalprop._model import (
 from signalprop.diagnostics._record import bias_split, weight_scales
 from signalprop.diagnostics._report import Finding
 
-__all__ = ["MeanFieldVerdict", "finding", "verdict"]
+__all__ = ["MeanFieldVerdict", "finding", "normalized_note", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,8 @@ def verdict(
     view = read_model(model)
     if not view.plain or len(view.layers) < 3:
         return None
+    if any(layer.norm is not None for layer in view.layers):
+        return None  # the norms, not σ_w², set the pre-activations: normalized_note
     if not all(
         isinstance(layer.module, nn.Linear) or is_dense(layer.module) for layer in view.layers
     ):
@@ -212,6 +219,20 @@ def verdict(
         critical_weight_var=critical_weight_var,
         critical_bias_var=critical_bias_var,
         centred=centred,
+    )
+
+
+def normalized_note(model: nn.Module) -> str | None:
+    """Why the mean-field verdict leaves out the layers a normalization follows, if any."""
+    layers = [layer for layer in read_model(model).layers if layer.norm is not None]
+    if not layers:
+        return None
+    names = ", ".join(layer.name for layer in layers[:6]) + (", …" if len(layers) > 6 else "")
+    kinds = ", ".join(sorted({type(layer.norm).__name__ for layer in layers}))
+    return (
+        f"mean field: {len(layers)} layer(s) ({names}) feed a normalization ({kinds}), which "
+        "sets their activations' input scale: their σ_w² is not read as the pre-activation "
+        "variance, and no ordered/chaotic verdict is drawn from them"
     )
 
 
