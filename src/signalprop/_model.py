@@ -20,6 +20,7 @@ trace is read in module registration order instead, and says so.
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,9 +49,34 @@ __all__ = [
 TRANSPARENT = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
 #: Tensor methods that are activations: ``x.relu()``.
 METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "relu_": "relu"}
-#: Functions and tensor methods that only reshape.
-SHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
-SHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous"}
+#: Functions and tensor methods that only reshape or move axes (a permute changes the
+#: layout, not the scale: Keras's channels-last convolutions, ``x.permute(0, 3, 1, 2)``).
+SHAPE_FUNCTIONS = (
+    torch.flatten,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.permute,
+    torch.movedim,
+    torch.moveaxis,
+    torch.transpose,
+    torch.swapaxes,
+    torch.swapdims,
+)
+SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "contiguous",
+    "permute",
+    "movedim",
+    "moveaxis",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+}
 
 Activation = nn.Module | Callable[[Tensor], Tensor]
 
@@ -70,32 +96,46 @@ R = TypeVar("R")
 
 #: The Keras reader (:func:`signalprop._keras_twin.twin`), registered by that module,
 #: which sits above this one: the model reader imports nothing above itself.
-_KERAS_READER: Callable[[Any], Any] | None = None
+_KERAS_READER: Callable[..., Any] | None = None
 
 
-def register_keras_reader(reader: Callable[[Any], Any]) -> None:
+def register_keras_reader(reader: Callable[..., Any]) -> None:
     """Set the function that reads a Keras model into its PyTorch twin."""
     global _KERAS_READER
     _KERAS_READER = reader
 
 
 def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Let a tool that takes a torch model take a Keras 3 model too.
+    """Let a tool that takes a torch model take a Keras 3 model too, as Keras users hold it.
 
     A Keras model (first argument) is read into its twin by
-    :func:`signalprop.keras.twin`, the tool runs on the twin, and with
-    ``write_back`` the twin's weights go back into the Keras layers.
+    :func:`signalprop.keras.twin` (an unbuilt one built from the tool's
+    ``inputs``), the tool's ``inputs`` and ``targets`` (NumPy arrays, tensors,
+    tuples of them) are converted to tensors in the twin's dtype (integer labels
+    to int64), the tool runs on the twin, and with ``write_back`` the twin's
+    weights go back into the Keras layers.
     """
 
     def wrap(tool: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(tool)
+
         @functools.wraps(tool)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             if not args or not is_keras(args[0]):
                 return tool(*args, **kwargs)
             if _KERAS_READER is None:  # signalprop's __init__ imports the reader
                 raise RuntimeError("import signalprop first: it registers the Keras reader")
-            read = _KERAS_READER(args[0])
-            result = tool(read.model, *args[1:], **kwargs)  # type: ignore[arg-type]
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # the tool itself says what is wrong
+                return tool(*args, **kwargs)
+            batch = bound.arguments.get("inputs")
+            read = _KERAS_READER(args[0], example=batch, caller=tool.__name__)
+            for name in ("inputs", "targets"):
+                if name in bound.arguments:
+                    bound.arguments[name] = read.tensors(bound.arguments[name])
+            bound.arguments[next(iter(signature.parameters))] = read.model
+            result = tool(*bound.args, **bound.kwargs)
             if write_back:
                 read.write_back()
             return result
