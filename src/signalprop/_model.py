@@ -13,7 +13,7 @@ on its own. For every weight layer (``nn.Linear``, ``nn.Conv*``,
 Both come from a torch.fx trace that keeps activations and Dense layers whole,
 so activations called as functions in ``forward`` (``torch.tanh(self.fc(x))``,
 ``x.relu()``) count; modules a signal passes through unchanged in scale
-(dropout, flatten, reshapes) are looked through. A model torch.fx cannot
+(dropout, flatten, reshapes, permutes) are looked through. A model torch.fx cannot
 trace is read in module registration order instead, and says so.
 """
 
