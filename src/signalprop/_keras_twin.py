@@ -204,11 +204,11 @@ TORCH_CONVOLUTIONS: dict[int, type[nn.Conv1d | nn.Conv2d | nn.Conv3d]] = {
 }
 #: Keras layers refused by name, with why: a twin of one weight layer cannot stand for them.
 REFUSED = {
-    "SeparableConv1D": "a depthwise and a pointwise kernel in one layer",
-    "SeparableConv2D": "a depthwise and a pointwise kernel in one layer",
-    "Conv1DTranspose": "a transposed convolution",
-    "Conv2DTranspose": "a transposed convolution",
-    "Conv3DTranspose": "a transposed convolution",
+    "SeparableConv1D": "its depthwise and pointwise kernels are two weight layers in one",
+    "SeparableConv2D": "its depthwise and pointwise kernels are two weight layers in one",
+    "Conv1DTranspose": "a transposed convolution is not a convolution's twin",
+    "Conv2DTranspose": "a transposed convolution is not a convolution's twin",
+    "Conv3DTranspose": "a transposed convolution is not a convolution's twin",
 }
 #: Keras activations that are not elementwise: they act along the last (channels) axis.
 ALONG_CHANNELS = ("softmax", "log_softmax")
@@ -390,7 +390,7 @@ def twin(
         elif kind == "AlphaDropout":
             parts = [("", nn.AlphaDropout(float(layer.rate)))]
         elif kind in REFUSED:
-            raise ValueError(f"{where}: {REFUSED[kind]} is not read (signalprop reads {READ})")
+            raise ValueError(f"{where} is not read: {REFUSED[kind]} (signalprop reads {READ})")
         else:
             raise ValueError(f"{where}: signalprop reads {READ} layers of a Keras model")
         if channels_first and not elementwise:

@@ -107,7 +107,7 @@ class _TwinMonitor(SignalpropMonitor):
                 act = getattr(module, "activation")  # noqa: B009
                 self._kinds[act] = activation_kind(act)
                 self._wrap(layer, partial(self._dense_activation, module, act))
-            elif is_weight_layer(module):  # a convolution: its activation is the next child
+            elif is_weight_layer(module):  # a convolution, its own activation "_activation"
                 act = children.get(name + "_activation")
                 if act is None:  # "linear": its output is what the next layer reads
                     self._wrap(layer, partial(self._conv_output, module))
