@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,29 +34,38 @@ SWITCH = (
 )
 
 
-def _from_keras(kernel: Tensor) -> Tensor:
-    """A Keras kernel ``(*k, in, out)`` in PyTorch's layout ``(out, in, *k)``."""
+def _from_keras(kernel: Tensor, depthwise: bool = False) -> Tensor:
+    """A Keras kernel ``(*k, in, out)`` in PyTorch's layout ``(out, in, *k)`` (a view).
+
+    A depthwise kernel ``(*k, in, multiplier)`` is PyTorch's grouped weight
+    ``(in · multiplier, 1, *k)``: output channel ``c · multiplier + m`` is input
+    channel ``c``'s ``m``-th filter, in both libraries.
+    """
+    if depthwise:
+        kernel = kernel.reshape(*kernel.shape[:-2], 1, kernel.shape[-2] * kernel.shape[-1])
     d = kernel.dim()
     return kernel.permute(d - 1, d - 2, *range(d - 2))
 
 
-def _to_keras(weight: Tensor) -> Tensor:
-    """A PyTorch weight ``(out, in, *k)`` in Keras's layout ``(*k, in, out)``."""
-    return weight.permute(*range(2, weight.dim()), 1, 0).contiguous()
+def _to_keras(weight: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A PyTorch weight ``(out, in, *k)`` in Keras's layout ``(*k, in, out)``, as ``shape``
+    (the Keras kernel's: a depthwise kernel's last two axes are split back)."""
+    return weight.permute(*range(2, weight.dim()), 1, 0).reshape(shape).contiguous()
 
 
-def _take_weights(module: nn.Module, layer: Any, share: bool) -> None:
-    """The Keras layer's kernel and bias in ``module``: copies, or views of the same
-    memory (``share``; Keras's optimizers update their variables in place)."""
+def _take_weights(module: nn.Module, layer: Any, share: bool, depthwise: bool = False) -> None:
+    """The Keras layer's kernel and bias in ``module``, in the kernel's dtype: copies, or
+    views of the same memory (``share``; Keras's optimizers update their variables in place)."""
     kernel = layer.kernel.value.detach()
     bias = None if layer.bias is None else layer.bias.value.detach()
+    module.to(kernel.dtype)  # a float64 Keras model has a float64 twin
     if share:
-        module.weight = nn.Parameter(_from_keras(kernel), requires_grad=False)
+        module.weight = nn.Parameter(_from_keras(kernel, depthwise), requires_grad=False)
         if bias is not None:
             module.bias = nn.Parameter(bias, requires_grad=False)
         return
     with torch.no_grad():
-        getattr(module, "weight").copy_(_from_keras(kernel))  # noqa: B009
+        getattr(module, "weight").copy_(_from_keras(kernel, depthwise))  # noqa: B009
         if bias is not None:
             getattr(module, "bias").copy_(bias)  # noqa: B009
 
@@ -77,12 +87,28 @@ class KerasTwin:
     weighted: list[tuple[nn.Module, Any]] = field(default_factory=list)
     prelu: list[tuple[nn.Module, Any]] = field(default_factory=list)
 
+    def tensors(self, value: Any) -> Any:
+        """A batch as the twin reads it: NumPy arrays made tensors, floating-point ones
+        in the twin's dtype and on its device (as Keras casts its inputs to the model's),
+        integer labels int64; tuples item by item. Anything else is left for the tool
+        to check."""
+        if type(value) is tuple:
+            return tuple(self.tensors(item) for item in value)
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            value = torch.tensor(value)  # a copy: Keras users' arrays are often read-only
+            if not value.is_floating_point() and value.dtype != torch.bool:
+                value = value.long()
+        parameter = next(self.model.parameters(), None)
+        if isinstance(value, Tensor) and value.is_floating_point() and parameter is not None:
+            value = value.to(dtype=parameter.dtype, device=parameter.device)
+        return value
+
     def write_back(self) -> None:
         """Copy the twin's weights into the Keras layers with ``Variable.assign``."""
         with torch.no_grad():
             for module, layer in self.weighted:
                 weight, bias = getattr(module, "weight"), getattr(module, "bias")  # noqa: B009
-                layer.kernel.assign(_to_keras(weight.detach()))
+                layer.kernel.assign(_to_keras(weight.detach(), tuple(layer.kernel.shape)))
                 if layer.bias is not None and isinstance(bias, Tensor):
                     layer.bias.assign(bias.detach().clone())
             for module, layer in self.prelu:
@@ -141,7 +167,11 @@ def _activation(function: Any, where: str) -> nn.Module:
 
 
 class ChannelsFirst(nn.Module):
-    """Keras's channels-last layout to PyTorch's channels-first: ``(N, …, C) -> (N, C, …)``."""
+    """Keras's channels-last layout to PyTorch's channels-first: ``(N, …, C) -> (N, C, …)``.
+
+    A permute changes the layout, not the scale: the model reader looks through it
+    (:data:`signalprop._model.SHAPE_METHODS`).
+    """
 
     _signalprop_transparent = True  # the signal's scale passes through unchanged
 
@@ -158,52 +188,131 @@ class ChannelsLast(nn.Module):
         return x.movedim(1, -1)
 
 
-def _conv(layer: Any, where: str, share: bool) -> list[tuple[str, nn.Module]]:
-    """A Keras Conv1D/Conv2D as ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast``, the
-    convolution under the layer's own name (suffix ``""``)."""
+#: Keras's convolutions read, by class name -> number of spatial dimensions.
+CONVOLUTIONS = {
+    "Conv1D": 1,
+    "Conv2D": 2,
+    "Conv3D": 3,
+    "DepthwiseConv1D": 1,
+    "DepthwiseConv2D": 2,
+}
+#: PyTorch's convolution for each number of spatial dimensions.
+TORCH_CONVOLUTIONS: dict[int, type[nn.Conv1d | nn.Conv2d | nn.Conv3d]] = {
+    1: nn.Conv1d,
+    2: nn.Conv2d,
+    3: nn.Conv3d,
+}
+#: Keras layers refused by name, with why: a twin of one weight layer cannot stand for them.
+REFUSED = {
+    "SeparableConv1D": "its depthwise and pointwise kernels are two weight layers in one",
+    "SeparableConv2D": "its depthwise and pointwise kernels are two weight layers in one",
+    "Conv1DTranspose": "a transposed convolution is not a convolution's twin",
+    "Conv2DTranspose": "a transposed convolution is not a convolution's twin",
+    "Conv3DTranspose": "a transposed convolution is not a convolution's twin",
+}
+#: Keras activations that are not elementwise: they act along the last (channels) axis.
+ALONG_CHANNELS = ("softmax", "log_softmax")
+
+
+def is_depthwise(layer: Any) -> bool:
+    """Whether a Keras layer's kernel is depthwise ``(*k, in, multiplier)``."""
+    return type(layer).__name__.startswith("Depthwise")
+
+
+def _conv(layer: Any, where: str, share: bool) -> nn.Module:
+    """A Keras convolution's ``nn.ConvNd`` (channels first), with the layer's weights."""
     config = layer.get_config()
-    if config.get("data_format", "channels_last") != "channels_last" or layer.groups != 1:
-        raise ValueError(f"{where}: only channels_last convolutions without groups are read")
+    depthwise = is_depthwise(layer)
+    if config.get("data_format", "channels_last") != "channels_last":
+        raise ValueError(f"{where}: only channels_last convolutions are read")
     strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
     padding = config["padding"]
     if padding == "same" and any(s != 1 for s in strides):
         raise ValueError(f"{where}: padding 'same' with strides {strides} has no PyTorch twin")
     if padding not in ("same", "valid"):
         raise ValueError(f"{where}: padding {padding!r} is not read")
-    kernel = layer.kernel.value.detach()  # (*kernel_size, in, out)
+    kernel = layer.kernel.value.detach()  # (*kernel_size, in / groups, out), or depthwise
     spatial = kernel.dim() - 2
-    conv_class = nn.Conv1d if spatial == 1 else nn.Conv2d
-    conv = conv_class(
-        int(kernel.shape[-2]),
-        int(kernel.shape[-1]),
+    if depthwise:  # (*k, in, multiplier): one group per input channel
+        groups = int(kernel.shape[-2])
+        channels_in, channels_out = groups, groups * int(kernel.shape[-1])
+    else:
+        groups = int(getattr(layer, "groups", 1))
+        channels_in, channels_out = groups * int(kernel.shape[-2]), int(kernel.shape[-1])
+    conv = TORCH_CONVOLUTIONS[spatial](
+        channels_in,
+        channels_out,
         tuple(kernel.shape[:spatial]),
         stride=strides,
         padding=padding,
         dilation=dilation,
+        groups=groups,
         bias=layer.bias is not None,
     )
-    _take_weights(conv, layer, share)
-    return [
-        ("_channels_first", ChannelsFirst()),
-        ("", conv),
-        ("_activation", _activation(layer.activation, where)),
-        ("_channels_last", ChannelsLast()),
-    ]
+    _take_weights(conv, layer, share, depthwise)
+    return conv
 
 
-def twin(model: Any, *, share: bool = False) -> KerasTwin:
+#: The layers signalprop reads, for the error that names one it does not.
+READ = (
+    "Dense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, Activation, ReLU, "
+    "LeakyReLU, PReLU, ELU, Softmax, Flatten, Dropout, AlphaDropout and InputLayer"
+)
+
+
+def _built(model: Any, example: Any, caller: str) -> None:
+    """Build an unbuilt Keras model from ``example`` (a batch), or refuse in one line."""
+    unbuilt = not getattr(model, "built", True) or any(
+        not getattr(layer, "built", True) for layer in model.layers
+    )
+    if not unbuilt:
+        return
+    first = example[0] if isinstance(example, tuple) and example else example
+    shape = getattr(first, "shape", None)
+    if shape is None or len(shape) < 2:
+        from signalprop._validation import invalid_parameter
+
+        raise invalid_parameter(
+            "model",
+            caller,
+            "a built Keras model (its layers' weights made)",
+            f"an unbuilt {type(model).__name__} {model.name!r}",
+            hint=(
+                "Build it with the shape of one batch, first dimension None, e.g. "
+                "model.build((None, 784)), or pass a batch as inputs and it is built from it."
+            ),
+        )
+    model.build((None, *(int(n) for n in shape[1:])))
+
+
+def twin(
+    model: Any, *, share: bool = False, example: Any = None, caller: str = "signalprop.keras.twin"
+) -> KerasTwin:
     """Read a Keras 3 model on the torch backend into its equivalent signalprop model.
+
+    The twin runs in the Keras kernels' dtype (float64 for a model built under
+    ``keras.config.set_floatx("float64")``). Between convolutions, and from a
+    convolution through the activation layers after it, the twin's signal stays
+    channels first: it goes back to Keras's channels-last layout only before a
+    layer that needs it (``Flatten``, ``Dense``, ``Softmax``, ``PReLU``) and at the
+    output, so a convolution's activation, its own or the next layer, is the
+    convolution's consumer for every tool.
 
     Args:
         model: A Keras 3 model on the torch backend.
         share: The twin's weights are views of the Keras variables' memory (frozen,
             and they follow every update of the Keras model) instead of copies.
+        example: A batch (array or tensor, or a tuple whose first item is one):
+            an unbuilt model (a ``keras.Sequential`` without an input shape) is
+            built with its shape, as Keras builds it on its first call.
+        caller: The tool named in errors.
 
     Raises:
-        ValueError: Another backend, Keras 2, a branching model or an unknown layer
-            (named, with the layers that are read).
+        ValueError: Another backend, Keras 2, an unbuilt model without ``example``,
+            a branching model or an unknown layer (named, with the layers that are read).
     """
     _check_backend(model)
+    _built(model, example, caller)
     from signalprop import activations
     from signalprop.layers import Dense
 
@@ -211,10 +320,21 @@ def twin(model: Any, *, share: bool = False) -> KerasTwin:
     module_names: list[str] = []
     names: dict[str, str] = {}
     result = KerasTwin(model=nn.Identity(), names=names)
+    channels_first = False  # the twin's signal is channels first (after a convolution)
+    previous = ""  # the twin name of the last layer read, and its Keras layer's
+    previous_layer = ""
+
+    def add(name: str, keras_name: str, module: nn.Module) -> None:
+        names[name] = keras_name
+        module_names.append(name)
+        modules.append(module)
+
     for layer in _chain(model):
         kind = type(layer).__name__
         where = f"layer {layer.name!r} ({kind})"
         parts: list[tuple[str, nn.Module]]  # (name suffix, module); "" is the layer itself
+        base = layer.name.replace(".", "_") or f"layer_{len(modules)}"
+        elementwise = True  # the layer reads any layout: the signal stays channels first
         if kind == "InputLayer":
             continue
         if kind == "Dense":
@@ -227,12 +347,24 @@ def twin(model: Any, *, share: bool = False) -> KerasTwin:
             )
             _take_weights(dense, layer, share)
             result.weighted.append((dense, layer))
-            parts = [("", dense)]
-        elif kind in ("Conv1D", "Conv2D"):
-            parts = _conv(layer, where, share)
-            result.weighted.append((parts[1][1], layer))
+            parts, elementwise = [("", dense)], False
+        elif kind in CONVOLUTIONS:
+            conv = _conv(layer, where, share)
+            result.weighted.append((conv, layer))
+            if not channels_first:
+                add(base + "_channels_first", layer.name, ChannelsFirst())
+                channels_first = True
+            parts = [("", conv)]
+            act = _activation(layer.activation, where)
+            if getattr(layer.activation, "__name__", None) in ALONG_CHANNELS:
+                add(base, layer.name, conv)  # softmax over the channels: back to channels last
+                parts = [("_channels_last", ChannelsLast()), ("_activation", act)]
+                channels_first = False
+            elif not isinstance(act, nn.Identity):  # "linear": the next layer reads the conv
+                parts.append(("_activation", act))
         elif kind == "Activation":
             parts = [("", _activation(layer.activation, where))]
+            elementwise = getattr(layer.activation, "__name__", None) not in ALONG_CHANNELS
         elif kind == "ReLU" and not layer.negative_slope and layer.max_value is None:
             parts = [("", activations.get("relu"))]
         elif kind == "LeakyReLU":
@@ -241,33 +373,34 @@ def twin(model: Any, *, share: bool = False) -> KerasTwin:
             parts = [("", activations.get(nn.ELU(float(layer.alpha))))]
         elif kind == "PReLU":
             alpha = layer.alpha.value.detach().reshape(-1)
-            prelu = nn.PReLU(num_parameters=alpha.numel())
+            prelu = nn.PReLU(num_parameters=alpha.numel()).to(alpha.dtype)
             if share:
                 prelu.weight = nn.Parameter(alpha, requires_grad=False)
             else:
                 with torch.no_grad():
                     prelu.weight.copy_(alpha)
             result.prelu.append((prelu, layer))
-            parts = [("", prelu)]
+            parts, elementwise = [("", prelu)], False  # its slopes are per channel-last unit
         elif kind == "Softmax":
-            parts = [("", activations.get("softmax"))]
+            parts, elementwise = [("", activations.get("softmax"))], False
         elif kind == "Flatten":
-            parts = [("", nn.Flatten())]
+            parts, elementwise = [("", nn.Flatten())], False  # Keras flattens channels last
         elif kind == "Dropout":
             parts = [("", nn.Dropout(float(layer.rate)))]
         elif kind == "AlphaDropout":
             parts = [("", nn.AlphaDropout(float(layer.rate)))]
+        elif kind in REFUSED:
+            raise ValueError(f"{where} is not read: {REFUSED[kind]} (signalprop reads {READ})")
         else:
-            raise ValueError(
-                f"{where}: signalprop reads Dense, Conv1D, Conv2D, Activation, ReLU, "
-                "LeakyReLU, PReLU, ELU, Softmax, Flatten, Dropout, AlphaDropout and "
-                "InputLayer layers of a Keras model"
-            )
-        base = layer.name.replace(".", "_") or f"layer_{len(modules)}"
+            raise ValueError(f"{where}: signalprop reads {READ} layers of a Keras model")
+        if channels_first and not elementwise:
+            add(previous + "_channels_last", previous_layer, ChannelsLast())
+            channels_first = False
         for suffix, part in parts:
-            names[base + suffix] = layer.name
-            module_names.append(base + suffix)
-            modules.append(part)
+            add(base + suffix, layer.name, part)
+        previous, previous_layer = base, layer.name
+    if channels_first:  # the model's output, in Keras's layout
+        add(previous + "_channels_last", previous_layer, ChannelsLast())
     if not modules:
         raise ValueError("the Keras model has no layers signalprop reads")
     # The twin's modules carry the Keras layers' names: every report speaks of them.

@@ -14,7 +14,7 @@ on its own. For every weight layer (``nn.Linear``, ``nn.Conv*``,
 Both come from a torch.fx trace that keeps activations and Dense layers whole,
 so activations called as functions in ``forward`` (``torch.tanh(self.fc(x))``,
 ``x.relu()``) count; modules a signal passes through unchanged in scale
-(dropout, flatten, reshapes) are looked through, and so is one normalization
+(dropout, flatten, reshapes, permutes) are looked through, and so is one normalization
 layer between a weight layer and its activation (kept as the layer's ``norm``).
 A module called more than once is one layer (its ``calls`` counted).
 Activations are PyTorch's and signalprop's modules and any parameter-free
@@ -55,6 +55,7 @@ __all__ = [
     "hidden_modules",
     "is_keras",
     "is_norm",
+    "is_transparent",
     "is_weight_layer",
     "layer_weight",
     "read_model",
@@ -66,11 +67,46 @@ __all__ = [
 
 #: Modules a signal passes through unchanged in scale.
 TRANSPARENT = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+
+
+def is_transparent(module: nn.Module) -> bool:
+    """Whether a signal passes ``module`` unchanged in scale: :data:`TRANSPARENT`, or a
+    module marked ``_signalprop_transparent`` (the Keras twin's layout permutes)."""
+    return isinstance(module, TRANSPARENT) or bool(
+        getattr(module, "_signalprop_transparent", False)
+    )
+
+
 #: Tensor methods that are activations: ``x.relu()``.
 METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "relu_": "relu"}
-#: Functions and tensor methods that only reshape.
-SHAPE_FUNCTIONS = (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze)
-SHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous"}
+#: Functions and tensor methods that only reshape or move axes (a permute changes the
+#: layout, not the scale: Keras's channels-last convolutions, ``x.permute(0, 3, 1, 2)``).
+SHAPE_FUNCTIONS = (
+    torch.flatten,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.permute,
+    torch.movedim,
+    torch.moveaxis,
+    torch.transpose,
+    torch.swapaxes,
+    torch.swapdims,
+)
+SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "contiguous",
+    "permute",
+    "movedim",
+    "moveaxis",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+}
 
 Activation = nn.Module | Callable[[Tensor], Tensor]
 
@@ -90,32 +126,46 @@ R = TypeVar("R")
 
 #: The Keras reader (:func:`signalprop._keras_twin.twin`), registered by that module,
 #: which sits above this one: the model reader imports nothing above itself.
-_KERAS_READER: Callable[[Any], Any] | None = None
+_KERAS_READER: Callable[..., Any] | None = None
 
 
-def register_keras_reader(reader: Callable[[Any], Any]) -> None:
+def register_keras_reader(reader: Callable[..., Any]) -> None:
     """Set the function that reads a Keras model into its PyTorch twin."""
     global _KERAS_READER
     _KERAS_READER = reader
 
 
 def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Let a tool that takes a torch model take a Keras 3 model too.
+    """Let a tool that takes a torch model take a Keras 3 model too, as Keras users hold it.
 
     A Keras model (first argument) is read into its twin by
-    :func:`signalprop.keras.twin`, the tool runs on the twin, and with
-    ``write_back`` the twin's weights go back into the Keras layers.
+    :func:`signalprop.keras.twin` (an unbuilt one built from the tool's
+    ``inputs``), the tool's ``inputs`` and ``targets`` (NumPy arrays, tensors,
+    tuples of them) are converted to tensors in the twin's dtype (integer labels
+    to int64), the tool runs on the twin, and with ``write_back`` the twin's
+    weights go back into the Keras layers.
     """
 
     def wrap(tool: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(tool)
+
         @functools.wraps(tool)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             if not args or not is_keras(args[0]):
                 return tool(*args, **kwargs)
             if _KERAS_READER is None:  # signalprop's __init__ imports the reader
                 raise RuntimeError("import signalprop first: it registers the Keras reader")
-            read = _KERAS_READER(args[0])
-            result = tool(read.model, *args[1:], **kwargs)  # type: ignore[arg-type]
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # the tool itself says what is wrong
+                return tool(*args, **kwargs)
+            batch = bound.arguments.get("inputs")
+            read = _KERAS_READER(args[0], example=batch, caller=tool.__name__)
+            for name in ("inputs", "targets"):
+                if name in bound.arguments:
+                    bound.arguments[name] = read.tensors(bound.arguments[name])
+            bound.arguments[next(iter(signature.parameters))] = read.model
+            result = tool(*bound.args, **bound.kwargs)
             if write_back:
                 read.write_back()
             return result
@@ -301,8 +351,7 @@ def activation_kind(module: nn.Module) -> str | None:
         return None if isinstance(module, nn.MultiheadAttention) else "other"
     if (
         type(module).__module__.startswith("torch.nn.")
-        or isinstance(module, TRANSPARENT)
-        or getattr(module, "_signalprop_transparent", False)
+        or is_transparent(module)
         or is_weight_layer(module)
         or is_norm(module)
     ):
@@ -319,7 +368,7 @@ class _Tracer(torch.fx.Tracer):
     """
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if activation_kind(m) is not None or is_dense(m) or is_norm(m):
+        if activation_kind(m) is not None or is_dense(m) or is_norm(m) or is_transparent(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -411,7 +460,7 @@ def _passes_through(model: nn.Module, node: torch.fx.Node) -> bool:
     """Whether a node leaves the signal's scale alone (dropout, flatten, reshapes)."""
     if node.op == "call_module":
         module = model.get_submodule(str(node.target))
-        return isinstance(module, TRANSPARENT) or getattr(module, "_signalprop_transparent", False)
+        return is_transparent(module)
     if node.op == "call_function":
         return node.target in SHAPE_FUNCTIONS
     if node.op == "call_method":
@@ -476,7 +525,7 @@ def _is_plain(model: nn.Module, graph: torch.fx.Graph) -> bool:
         if node.op == "call_module":
             module = model.get_submodule(str(node.target))
             known = is_weight_layer(module) or activation_kind(module) is not None
-            if not known and not isinstance(module, TRANSPARENT):
+            if not known and not is_transparent(module):
                 return False
         elif not (_node_activation(model, node) is not None or _passes_through(model, node)):
             return False
@@ -508,10 +557,6 @@ def read_model(model: nn.Module) -> ModelView:
     view = _read(model)
     _READ[model] = (signature, view)
     return view
-
-
-def _transparent(module: nn.Module) -> bool:
-    return isinstance(module, TRANSPARENT) or getattr(module, "_signalprop_transparent", False)
 
 
 #: _source_order's answers, per class.
@@ -625,7 +670,7 @@ def _read(model: nn.Module) -> ModelView:
         before_activation: Activation | None = None
         reads_data = True
         for _, before in reversed(leaves[:index]):
-            if _transparent(before):
+            if is_transparent(before):
                 continue
             reads_data = False
             if is_dense(before):
@@ -642,7 +687,7 @@ def _read(model: nn.Module) -> ModelView:
             # layer's only when an activation follows it (Linear, BatchNorm, ReLU).
             candidate: nn.Module | None = None
             for _, following in leaves[index + 1 :]:
-                if _transparent(following):
+                if is_transparent(following):
                     continue
                 if is_norm(following) and candidate is None:
                     candidate = following

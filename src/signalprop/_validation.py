@@ -27,17 +27,59 @@ __all__ = [
     "check_option",
     "check_real",
     "construct",
+    "describe",
     "external_stacklevel",
     "invalid_parameter",
     "lookup",
 ]
 
 
+#: The longest ``repr`` an error message quotes whole; a longer one is cut, its length said.
+MAX_REPR = 300
+
+
+def describe(value: Any) -> str:
+    """``value`` as an error message shows it: its ``repr``, but an array or tensor
+    (anything with a ``shape`` and a ``dtype``: NumPy, PyTorch, JAX, TensorFlow) by its
+    type, shape and dtype, in tuples, lists and dicts too, and a long ``repr`` cut.
+
+    Example:
+        >>> import numpy as np
+        >>> describe((np.zeros((64, 784), "float32"), [1, 2]))
+        '(ndarray of shape (64, 784) and dtype float32, [1, 2])'
+    """
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and not isinstance(value, numbers.Number):
+        try:
+            dims = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):  # an unknown dimension (None)
+            dims = tuple(shape)
+        return f"{type(value).__name__} of shape {dims} and dtype {dtype}"
+    if type(value) in (tuple, list):
+        items = ", ".join(describe(item) for item in value)
+        if isinstance(value, tuple):
+            text = f"({items},)" if len(value) == 1 else f"({items})"
+        else:
+            text = f"[{items}]"
+    elif type(value) is dict:
+        text = "{" + ", ".join(f"{key!r}: {describe(item)}" for key, item in value.items()) + "}"
+    else:
+        text = repr(value)
+    if len(text) > MAX_REPR:
+        return f"{text[:MAX_REPR]}… ({type(value).__name__}, {len(text)} characters)"
+    return text
+
+
 def invalid_parameter(
     param: str, caller: str, expected: str, got: Any, *, hint: str = ""
 ) -> ValueError:
-    """Build the one `ValueError` wording used throughout signalprop."""
-    message = f"The {param!r} parameter of {caller} must be {expected}. Got {got!r} instead."
+    """Build the one `ValueError` wording used throughout signalprop.
+
+    ``got`` is shown by :func:`describe`: an array by its type, shape and dtype, never
+    its values.
+    """
+    shown = describe(got)
+    message = f"The {param!r} parameter of {caller} must be {expected}. Got {shown} instead."
     if hint:
         message = f"{message} {hint}"
     return ValueError(message)

@@ -17,17 +17,28 @@ twin, so their numbers are those of the same net written with signalprop:
   fed by the Keras model's own tensors (each ``Dense``'s ``activation`` is
   wrapped for the fit, to see its pre-activation).
 
-They take a Keras model as they are (:func:`signalprop._model.reads_keras`). A
-model on another backend (TensorFlow, JAX), or a Keras 2 / ``tf.keras`` one,
-gets one error saying how to switch. This is the only module that imports
-Keras (the ``keras`` extra).
+They take a Keras model as Keras users hold it (:func:`signalprop._model.reads_keras`):
+``inputs`` and ``targets`` as NumPy arrays or tensors (cast to the model's dtype,
+integer labels to int64), a float64 model (``keras.config.set_floatx("float64")``)
+read into a float64 twin, and an unbuilt ``keras.Sequential`` (no input shape)
+built from the batch, or refused in one line saying how to build it when there
+is none. A model on another backend (TensorFlow, JAX), or a Keras 2 /
+``tf.keras`` one, gets one error saying how to switch. This is the only module
+that imports Keras (the ``keras`` extra).
 
 Read: ``Sequential`` models and functional models that are one chain, of
-``Dense`` and ``Conv1D``/``Conv2D`` (with their ``activation=``; a convolution
-becomes ``ChannelsFirst, nn.ConvNd, activation, ChannelsLast`` with the kernel
-``(*k, in, out)`` permuted to ``(out, in, *k)``), ``Activation``, ``ReLU``,
-``LeakyReLU``, ``PReLU``, ``ELU``, ``Softmax``, ``Flatten``, ``Dropout``,
-``AlphaDropout`` and ``InputLayer``. Any other layer is named in a ``ValueError``.
+``Dense``, ``Conv1D``/``Conv2D``/``Conv3D`` (groups included) and
+``DepthwiseConv1D``/``DepthwiseConv2D`` (with their ``activation=``; a kernel
+``(*k, in, out)`` is permuted to PyTorch's ``(out, in, *k)``), ``Activation``,
+``ReLU``, ``LeakyReLU``, ``PReLU``, ``ELU``, ``Softmax``, ``Flatten``,
+``Dropout``, ``AlphaDropout`` and ``InputLayer``. Any other layer is named in a
+``ValueError`` (separable and transposed convolutions among them). From a
+convolution on, the twin's signal stays channels first through the activation
+layers and convolutions that follow; it goes back to Keras's channels-last
+layout only before a ``Flatten``, ``Dense``, ``Softmax`` or ``PReLU`` and at the
+output. So a convolution reads, for every tool, as feeding its activation
+(its own ``activation=`` or the next layer), as the same net written in PyTorch:
+``autoinit`` gives a ReLU convolution He's σ_w² = 2.
 """
 
 from __future__ import annotations
@@ -42,9 +53,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from signalprop._keras_twin import SWITCH, KerasTwin, _from_keras, twin
+from signalprop._keras_twin import SWITCH, KerasTwin, _from_keras, is_depthwise, twin
 from signalprop._model import activation_kind, is_dense, is_keras, is_weight_layer
 from signalprop._validation import check_int, invalid_parameter
+from signalprop.diagnostics._record import alive_units
 from signalprop.diagnostics._report import Thresholds
 from signalprop.monitor import Monitor as SignalpropMonitor
 from signalprop.monitor import MonitorHistory, NonFiniteEvent, TimedFinding
@@ -87,18 +99,21 @@ class _TwinMonitor(SignalpropMonitor):
         add(keras_model.register_forward_pre_hook(self._keras_begin, with_kwargs=True))
         add(keras_model.register_forward_hook(self._keras_end, with_kwargs=True))
         layers = {layer.name: layer for layer in keras_model.layers}
-        children = list(model.named_children())
-        for position, (name, module) in enumerate(children):
+        children = dict(model.named_children())
+        for name, module in children.items():
             layer = layers[self._read.names[name]]
             kind = activation_kind(module)
             if is_dense(module):
                 act = getattr(module, "activation")  # noqa: B009
                 self._kinds[act] = activation_kind(act)
                 self._wrap(layer, partial(self._dense_activation, module, act))
-            elif is_weight_layer(module):  # a convolution: its activation is the next child
-                act = children[position + 1][1]
-                self._kinds[act] = activation_kind(act)
-                self._wrap(layer, partial(self._conv_activation, module, act))
+            elif is_weight_layer(module):  # a convolution, its own activation "_activation"
+                act = children.get(name + "_activation")
+                if act is None:  # "linear": its output is what the next layer reads
+                    self._wrap(layer, partial(self._conv_output, module))
+                else:
+                    self._kinds[act] = activation_kind(act)
+                    self._wrap(layer, partial(self._conv_activation, module, act))
             elif kind not in (None, "softmax") and not name.endswith("_activation"):
                 self._kinds[module] = kind
                 add(layer.register_forward_hook(partial(self._activation_layer, module)))
@@ -133,6 +148,17 @@ class _TwinMonitor(SignalpropMonitor):
         self._on_weight_output(conv, (), z)
         self._on_activation(act, (z,), a)
 
+    def _record_act(self, index: int, kind: str, a: Tensor) -> None:
+        """As the base class, with a unit found along a Keras tensor's last axis: Keras's
+        convolutions are channels last (the twin's rows, channels first, agree)."""
+        super()._record_act(index, kind, a)
+        z = self._pre.get(index)
+        if index in self._alive and z is not None and z.dim() > 2:
+            self._alive[index] = alive_units(z.movedim(-1, 1))
+
+    def _conv_output(self, conv: nn.Module, z: Tensor, a: Tensor) -> None:
+        self._on_weight_output(conv, (), a)
+
     def _activation_layer(self, module: nn.Module, layer: Any, args: Any, output: Any) -> None:
         if self._recording and args:
             self._on_activation(module, (args[0],), output)
@@ -142,7 +168,7 @@ class _TwinMonitor(SignalpropMonitor):
         for module, layer in self._read.weighted:
             grad = layer.kernel.value.grad
             weight = getattr(module, "weight")  # noqa: B009
-            weight.grad = None if grad is None else _from_keras(grad)
+            weight.grad = None if grad is None else _from_keras(grad, is_depthwise(layer))
 
     def _watch_bottom(self) -> None:
         if not self._read.weighted:
