@@ -38,10 +38,10 @@ import torch
 from torch import Tensor, nn
 
 from signalprop._model import (
-    TRANSPARENT,
     activation_kind,
     hidden_modules,
     is_norm,
+    is_transparent,
     is_weight_layer,
     layer_bias,
     layer_weight,
@@ -197,7 +197,7 @@ class Recorder:
                         module.register_forward_pre_hook(self._on_activation_input)
                     )
                     self._handles.append(module.register_forward_hook(self._on_activation))
-                elif is_norm(module) or isinstance(module, TRANSPARENT):
+                elif is_norm(module) or is_transparent(module):
                     self._handles.append(module.register_forward_hook(self._on_relay))
             yield self
         finally:

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from signalprop._model import (
-    TRANSPARENT,
     activation_kind,
     hidden_modules,
     is_dense,
     is_norm,
+    is_transparent,
     is_weight_layer,
     layer_bias,
     layer_weight,
@@ -417,7 +417,7 @@ class Monitor:
                 if getattr(module, "inplace", False):
                     hooks.append((module, True, self._on_activation_input))
                 hooks.append((module, False, self._on_activation))
-            elif is_norm(module) or isinstance(module, TRANSPARENT):
+            elif is_norm(module) or is_transparent(module):
                 hooks.append((module, False, self._on_relay))
         if optimizer is not None:
             add(optimizer.register_step_post_hook(lambda *_: self.step()))
