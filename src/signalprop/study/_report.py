@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from signalprop.study._criticality import depth_scan_section, initializations_section
+from signalprop.study._residual_report import is_residual, residual_section
 from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
 from signalprop.study._spec import activation_key, describe_activation, describe_autoinit
 
@@ -68,6 +69,11 @@ def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:
+    if config.get("model", "mlp") != "mlp":  # a residual model: its blocks, not hidden layers
+        text = f"{config['model']} {config['blocks']} blocks × {config['hidden'][0]}"
+        if config.get("autoinit") is not None:
+            return f"{text} + autoinit ({describe_autoinit(config['autoinit'])})"
+        return f"{text} + {config['init']}"
     activation = _activation(config)
     init_args = ", ".join(f"{k}={v}" for k, v in sorted(config.get("init_args", {}).items()))
     text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
@@ -519,7 +525,13 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         "",
     ]
     scan = depth_scan_section(results, directory)
-    if scan:  # a grid over (σ_w², depth): the heatmap says it all, per-run tables would not
+    if is_residual(results):  # blocks, not hidden layers: their own table
+        lines += [
+            *residual_section(results, spec.get("goals")),
+            *_figures(groups, directory),
+            *_findings_table(groups),
+        ]
+    elif scan:  # a grid over (σ_w², depth): the heatmap says it all, per-run tables would not
         lines += scan
     else:
         lines += [
