@@ -551,25 +551,23 @@ def apply_residual_criterion(
 # --------------------------------------------------------------------------- diagnose
 
 
-def residual_finding(
-    model: nn.Module, args: tuple[Tensor, ...], threshold: float
-) -> tuple[Any, str | None]:
-    """diagnose's ``residual_growth`` finding: the stream's RMS, measured on ``args``,
-    grows by more than ``threshold`` from the first block's input to the last block's
-    output. Returns ``(finding or None, note or None)``."""
+def residual_finding(model: nn.Module, args: tuple[Tensor, ...], threshold: float) -> Any:
+    """diagnose's ``residual_growth`` finding (or None): the stream's RMS, measured on
+    ``args`` in the model's current mode, grows by more than ``threshold`` from the first
+    block's input to the last block's output."""
     from signalprop.diagnostics._report import Finding
 
     branches, _ = find_residual_branches(model)
     if len(branches) < 2:
-        return None, None
+        return None
     means: list[float] = []
     measured = measure_stream(model, args, branches, means)
     if len(measured) < 2 or not all(math.isfinite(v) for v in measured) or measured[0] <= 0:
-        return None, None
+        return None
     growth = measured[-1] / measured[0]
     predicted = predict_stream(model, branches, measured[0] ** 2, means[0]).growth
     if growth <= threshold:
-        return None, None
+        return None
     per_block = growth ** (1 / len(branches))
     finding = Finding(
         kind="residual_growth",
@@ -587,7 +585,7 @@ def residual_finding(
             "at most e-fold the stream's variance (residual='zero' zeroes them instead)"
         ),
     )
-    return finding, None
+    return finding
 
 
 def after_autoinit(

@@ -499,6 +499,7 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     for required in ("activation", "init", "epochs"):
         if required not in merged:
             raise _fail(source, f"a run needs {required!r}")
+    check_option(merged["model"], MODELS, param="model", caller=caller)
     if ("depth" in merged) == ("hidden" in merged) and merged["model"] not in RESIDUAL_MODELS:
         raise _fail(source, "a run needs exactly one of 'depth' and 'hidden'")
     activation = _checked_activation(merged["activation"], merged, caller, source)
@@ -540,7 +541,6 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
         init_args = _built(_init.create, "init", init_name, merged, source)
     auto = _autoinit_setting(merged["autoinit"], caller)
     model = merged["model"]
-    check_option(model, MODELS, param="model", caller=caller)
     blocks = None
     if model in RESIDUAL_MODELS:
         for forbidden in ("depth", "hidden"):
