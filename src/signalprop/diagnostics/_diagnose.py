@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from signalprop._model import reads_keras
+from signalprop._residual import residual_finding
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
@@ -23,7 +24,6 @@ from signalprop.diagnostics._record import (
     rms,
     weight_scales,
 )
-from signalprop._residual import residual_finding
 from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
