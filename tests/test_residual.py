@@ -59,9 +59,11 @@ def _mc_stack(
 
 def test_the_relu_closed_form_is_the_recursion() -> None:
     # (1 + σ_v²σ_w²/2)^N in variance: PyTorch's default (σ² = 1/3) and He's (σ² = 2).
-    for weight_var, branch_var in ((1 / 3, 1 / 3), (2.0, 1.0), (0.5, 0.02)):
-        stream = residual_stream(37, "relu", weight_var=weight_var, branch_weight_var=branch_var)
-        closed = relu_residual_growth(37, weight_var, branch_var)
+    for weight_var, branch_var, alpha in ((1 / 3, 1 / 3, 1), (2.0, 1.0, 0.5), (0.5, 0.02, 3)):
+        stream = residual_stream(
+            37, "relu", weight_var=weight_var, branch_weight_var=branch_var, alpha=alpha
+        )
+        closed = relu_residual_growth(37, weight_var, branch_var, alpha=alpha)
         assert stream.growth == pytest.approx(closed, rel=1e-9)
         # E[relu′²] = E[relu²]/q: the gradient grows by the same factor going down.
         assert stream.gradient_growth == pytest.approx(closed, rel=1e-9)
@@ -271,7 +273,7 @@ def test_residual_runs_are_specified_checked_and_built() -> None:
     mlp = [r for r in spec.runs if r.model == "residual_mlp"]
     assert sorted({r.blocks for r in mlp}) == [16, 64, 256]
     assert {r.seed for r in spec.runs} == {0, 1, 2} and {r.epochs for r in spec.runs} == {5}
-    assert [r.autoinit for r in spec.runs if r.autoinit is not None][0] == {
+    assert next(r.autoinit for r in spec.runs if r.autoinit is not None) == {
         "mode": "analytic",
         "criterion": "critical",
         "distribution": "orthogonal",
@@ -321,10 +323,18 @@ def test_each_run_records_the_measured_and_predicted_growth(tmp_path: Path) -> N
                 "history": {"val_accuracy": [0.9], "stopped": None},
                 "residual": record,
             }
-        ],  # fmt: skip
+        ],
         {"accuracy_of_blocks": {"32": 0.85}, "growth_tolerance": 0.1},
     )
     row = next(line for line in rows if line.startswith("| residual_mlp | 32 |"))
     ratio = record["measured_growth"] / record["predicted_growth"]
     assert f"{ratio:.3g}" in row
     assert ("growth within 10%: met" in row) == (abs(ratio - 1) <= 0.1)
+    off = {**record, "measured_growth": 1.5 * record["predicted_growth"]}
+    rows = residual_section(
+        [{"config": config, "history": {"val_accuracy": [0.8], "stopped": None}, "residual": off}],
+        {"accuracy_of_blocks": {"32": 0.85}, "growth_tolerance": 0.1},
+    )
+    row = next(line for line in rows if line.startswith("| residual_mlp | 32 |"))
+    assert "| 1.5 |" in row and "growth within 10%: NOT met" in row
+    assert "accuracy" not in row  # default init: the accuracy goal is autoinit's
