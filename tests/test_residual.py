@@ -338,3 +338,15 @@ def test_each_run_records_the_measured_and_predicted_growth(tmp_path: Path) -> N
     row = next(line for line in rows if line.startswith("| residual_mlp | 32 |"))
     assert "| 1.5 |" in row and "growth within 10%: NOT met" in row
     assert "accuracy" not in row  # default init: the accuracy goal is autoinit's
+
+
+def test_diagnose_measures_the_stream_without_touching_the_model() -> None:
+    # The stream is measured by one more forward pass: in training mode a BatchNorm
+    # would update its running statistics; diagnose must leave them as they were.
+    torch.manual_seed(0)
+    model = SmallResNet(1, width=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = sp.diagnose(model, torch.randn(32, 28, 28))
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert report.findings is not None

@@ -81,9 +81,14 @@ BLOCKS = ("pre", "post", "normalized")
 #: ``"zero"`` (each branch's last layer, or its final normalization's γ, zero),
 #: ``"none"`` (leave the branches as the per-layer criterion drew them).
 RESIDUAL_CRITERIA = ("scaled", "zero", "none")
-#: The residual criterion autoinit applies when it finds branches. Measured on the
-#: residual MLP of the ``residual`` study (64 and 256 blocks, 1 epoch; see the
-#: module's notes and docs/results/residual/README.md).
+#: The residual criterion autoinit applies when it finds branches, chosen by measurement:
+#: the ``residual`` study's MLP (width 64, Fashion-MNIST standardized, Adam lr 1e-3,
+#: batch 128, seed 0) after autoinit with each criterion and 1 epoch. 64 blocks: "scaled"
+#: 0.8618 validation accuracy (training loss 0.525), "zero" 0.8616 (0.503); 256 blocks:
+#: "scaled" 0.8400 (0.855), "zero" 0.8388 (0.943). Equal at 64 blocks, "scaled" ahead on
+#: the training loss at 256; it also trains every branch from the first step (a zeroed
+#: last layer gives its branch's first layer no gradient until it moves) and leaves a
+#: stream whose growth is a prediction to check (√e-ish), not the identity.
 DEFAULT_RESIDUAL = "scaled"
 
 
@@ -561,7 +566,10 @@ def residual_finding(model: nn.Module, args: tuple[Tensor, ...], threshold: floa
     if len(branches) < 2:
         return None
     means: list[float] = []
-    measured = measure_stream(model, args, branches, means)
+    try:
+        measured = measure_stream(model, args, branches, means)
+    except Exception:  # the traced graph did not run as the model does: nothing judged
+        return None
     if len(measured) < 2 or not all(math.isfinite(v) for v in measured) or measured[0] <= 0:
         return None
     growth = measured[-1] / measured[0]
