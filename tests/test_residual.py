@@ -232,6 +232,8 @@ def test_autoinit_keeps_a_deep_stream_bounded_and_says_what_it_did() -> None:
     # stream, so width-32 fluctuations average out over the blocks).
     assert _growth(model, x) == pytest.approx(result.stream_growth, rel=0.1)
     assert "residual branch blocks.0: blocks.0.fc2 ×" in str(result)
+    row = next(layer for layer in result.layers if layer.name == "blocks.0.fc2")
+    assert "residual criterion" in row.note
     # The tools agree: diagnose does not send the user back to the call just made.
     assert "residual_growth" not in [f.kind for f in sp.diagnose(model, x).findings]
 
@@ -258,6 +260,8 @@ def test_branches_ending_in_a_normalization_are_scaled_by_its_weight() -> None:
     x = torch.randn(64, 28, 28)
     result = sp.autoinit(model, x)
     assert [b.target for b in result.branches] == [f"blocks.{i}.bn2" for i in range(4)]
+    skipped = [name for name, _, _ in result.skipped]  # "left as it was": not the bn2s
+    assert "blocks.0.bn1" in skipped and not any(name.endswith("bn2") for name in skipped)
     for i, branch in enumerate(result.branches):
         gamma = model.blocks[i].bn2.weight
         assert torch.allclose(gamma, torch.full_like(gamma, branch.scale))

@@ -613,6 +613,21 @@ def after_autoinit(
     done = apply_residual_criterion(model, criterion, targets, input_var, input_mean)
     result.residual = criterion
     result.branches = done.branches
+    by_name = {layer.name: layer for layer in result.layers}
+    for branch in done.branches:  # the layer's own row says it too
+        layer = by_name.get(branch.target)
+        if layer is not None:
+            what = (
+                "zeroed (residual criterion)"
+                if branch.action == "zero"
+                else f"×{branch.scale:.3g} after drawing (residual criterion: its branch adds "
+                f"1/{len(done.branches)} of the stream's variance)"
+            )
+            layer.note = (layer.note + "; " if layer.note else "") + what
+    # A closing normalization whose γ the criterion set is no longer "left as it was":
+    # its line is the branch's (see describe).
+    targets = {branch.target for branch in done.branches}
+    result.skipped = [entry for entry in result.skipped if entry[0] not in targets]
     result.stream_growth = done.predicted_growth
     if criterion == "none":
         result.notes.append(
