@@ -157,7 +157,7 @@ def residual_stream(
     Example:
         >>> stream = residual_stream(64, "relu", weight_var=1 / 3)  # PyTorch's default
         >>> round(stream.growth, 3)
-        5.644
+        5.642
         >>> round(stream.growth ** 2, 3) == round((1 + 1 / 18) ** 64, 3)
         True
     """
@@ -208,7 +208,7 @@ def relu_residual_growth(
 
     Example:
         >>> round(relu_residual_growth(64, 1 / 3), 3)  # PyTorch's default, 64 blocks
-        5.644
+        5.642
     """
     caller = "meanfield.relu_residual_growth"
     blocks = check_int(blocks, param="blocks", caller=caller, low=1)
