@@ -94,7 +94,13 @@ class _Group:
 
     @property
     def depth(self) -> int:
-        return len(self.config["hidden"])
+        """Hidden layers, or a residual model's blocks."""
+        return int(self.config.get("blocks") or len(self.config["hidden"]))
+
+    @property
+    def unit(self) -> str:
+        """What :attr:`depth` counts."""
+        return "blocks" if self.config.get("blocks") else "hidden layers"
 
     @property
     def mean(self) -> float:
@@ -300,7 +306,8 @@ def _findings_table(groups: list[_Group]) -> list[str]:
     lines = [
         "## What diagnose saw (seed 0, at initialization and after training)",
         "",
-        "| configuration | hidden layers | at initialization | after training |",
+        f"| configuration | {groups[0].unit if groups else 'hidden layers'} | at initialization "
+        "| after training |",
         "|---|---|---|---|",
     ]
     for group in sorted(groups, key=lambda g: (g.depth, _key(g), g.config["init"])):
@@ -350,7 +357,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
     # Many activations at one depth: one panel per initialization, or the curves are a knot.
     split = autoinit_study and len(depths) == 1 and len(activations) > SPLIT_ABOVE
     for group in sorted(groups, key=lambda g: (_key(g), g.config["init"])):
-        title = f"{group.depth} hidden layers"
+        title = f"{group.depth} {group.unit}"
         if split:
             auto = group.config.get("autoinit")
             title += ", " + (
@@ -424,7 +431,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
             directory / "gradients.png", dpi=100
         )
         lines += [
-            f"## Gradients per layer ({deepest} hidden layers, seed 0)",
+            f"## Gradients per layer ({deepest} {groups[0].unit}, seed 0)",
             "",
             "RMS of the loss gradient with respect to each layer's pre-activations on 256 "
             "training images, before the first step and after the last epoch (measured by "
