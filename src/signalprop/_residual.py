@@ -626,8 +626,8 @@ def after_autoinit(
             layer.note = (layer.note + "; " if layer.note else "") + what
     # A closing normalization whose γ the criterion set is no longer "left as it was":
     # its line is the branch's (see describe).
-    targets = {branch.target for branch in done.branches}
-    result.skipped = [entry for entry in result.skipped if entry[0] not in targets]
+    touched = {branch.target for branch in done.branches}
+    result.skipped = [entry for entry in result.skipped if entry[0] not in touched]
     result.stream_growth = done.predicted_growth
     if criterion == "none":
         result.notes.append(
