@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import operator
 import re
 import textwrap
 import weakref
@@ -49,9 +50,11 @@ from signalprop.init import is_hf_conv1d
 __all__ = [
     "TRANSPARENT",
     "ModelView",
+    "ResidualBranch",
     "WeightLayer",
     "activation_key",
     "activation_kind",
+    "find_residual_branches",
     "hidden_modules",
     "is_keras",
     "is_norm",
@@ -711,3 +714,228 @@ def _read(model: nn.Module) -> ModelView:
         ],
         skipped=skipped,
     )
+
+
+#: Graph operations that sum a residual branch into its stream: ``x + f(x)``, ``x += f(x)``,
+#: ``torch.add(x, f(x))``, ``x.add(f(x))``.
+_ADDS = (operator.add, operator.iadd, torch.add)
+_ADD_METHODS = ("add", "add_")
+#: Modules that set their output's scale whatever their input's: a branch ending in one
+#: adds the variance its affine weight gives (``γ² + β²``).
+NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class ResidualBranch:
+    """One residual block ``y = skip + branch`` found in a model's graph.
+
+    Attributes:
+        add: The graph node that sums the branch into the stream.
+        steps: The branch's modules and functions from its input to the add, as
+            ``(kind, name, object)``: ``"layer"`` (a weight layer), ``"norm"`` (a
+            normalization), ``"activation"`` (an elementwise activation), ``"scale"``
+            (a multiplication by a constant or a one-element parameter: ReZero's α).
+        layers: Names of the branch's weight layers, bottom to top.
+        last: The branch's last weight layer (its output goes to the add).
+        norm: The normalization between ``last`` and the add (ResNet's BN2), if any:
+            its affine weight, not ``last``, sets the branch's scale.
+        projection: The weight layer on the skip path (a 1×1 conv or Linear
+            projection), None for an identity skip.
+        skip_steps: The skip path's steps (empty for an identity skip).
+        post: The activation applied to the sum (post-activation blocks,
+            ``relu(x + f(x))``), None for a pre-activation ("full") block.
+        source: The graph node the block reads (the stream entering it).
+        output: The graph node of the stream leaving the block (the add, or ``post``'s).
+    """
+
+    add: torch.fx.Node
+    steps: list[tuple[str, str, Any]]
+    layers: list[str]
+    last: nn.Module
+    norm: nn.Module | None
+    projection: str | None
+    skip_steps: list[tuple[str, str, Any]]
+    post: Activation | None
+    source: torch.fx.Node
+    output: torch.fx.Node
+
+
+def _ancestors(node: torch.fx.Node) -> set[torch.fx.Node]:
+    seen: set[torch.fx.Node] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        for parent in current.all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def _skip_source(
+    model: nn.Module, skip: torch.fx.Node, ancestors: set[torch.fx.Node]
+) -> tuple[torch.fx.Node, str | None, list[tuple[str, str, Any]]] | None:
+    """Where a skip path starts in the branch's ancestry: the node itself (identity), or
+    the input of a projection (a weight layer, optionally followed by a normalization);
+    with the projection's name and its steps (as :func:`_branch_steps` gives them)."""
+    if skip in ancestors:
+        return skip, None, []
+    node, projection = skip, None
+    steps: list[tuple[str, str, Any]] = []
+    for _ in range(4):  # projection: [norm ∘] weight layer, through transparent modules
+        if node.op == "call_module":
+            module = model.get_submodule(str(node.target))
+            if is_weight_layer(module):
+                if projection is not None:
+                    return None
+                projection = str(node.target)
+                steps.append(("layer", projection, module))
+            elif isinstance(module, NORMALIZATIONS):
+                steps.append(("norm", str(node.target), module))
+            elif not _passes_through(model, node):
+                return None
+        elif not _passes_through(model, node):
+            return None
+        source = node.args[0] if node.args else None
+        if not isinstance(source, torch.fx.Node):
+            return None
+        if source in ancestors and projection is not None:
+            return source, projection, steps[::-1]
+        node = source
+    return None
+
+
+def _is_scalar(model: nn.Module, value: Any) -> bool:
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, torch.fx.Node) and value.op == "get_attr":
+        attribute = model.get_parameter(str(value.target)) if value.target else None
+        return isinstance(attribute, Tensor) and attribute.numel() == 1
+    return False
+
+
+def _branch_steps(
+    model: nn.Module, end: torch.fx.Node, source: torch.fx.Node
+) -> list[tuple[str, str, Any]] | None:
+    """The branch's steps from ``source`` to ``end``, along each node's main input; None
+    when the path holds an operation the mean field cannot follow."""
+    steps: list[tuple[str, str, Any]] = []
+    node = end
+    while node is not source:
+        following: Any = node.args[0] if node.args else None
+        if node.op == "call_module":
+            module = model.get_submodule(str(node.target))
+            if is_weight_layer(module):
+                steps.append(("layer", str(node.target), module))
+                if is_dense(module) and _own_activation(module) is not None:
+                    steps.insert(-1, ("activation", str(node.target), _own_activation(module)))
+            elif isinstance(module, NORMALIZATIONS):
+                steps.append(("norm", str(node.target), module))
+            elif activation_kind(module) is not None:
+                steps.append(("activation", str(node.target), module))
+            elif not _passes_through(model, node):
+                return None
+        elif node.op in ("call_function", "call_method") and node.target in (
+            operator.mul,
+            torch.mul,
+            "mul",
+        ):
+            left, right = node.args[0], node.args[1]
+            if _is_scalar(model, left):
+                left, right = right, left
+            if not _is_scalar(model, right) or not isinstance(left, torch.fx.Node):
+                return None
+            steps.append(("scale", node.name, _scalar_value(model, right)))
+            following = left
+        elif _node_activation(model, node) is not None:
+            steps.append(("activation", node.name, _node_activation(model, node)))
+        elif not _passes_through(model, node):
+            return None
+        if not isinstance(following, torch.fx.Node):
+            return None
+        node = following
+    steps.reverse()
+    return steps
+
+
+def _scalar_value(model: nn.Module, value: Any) -> float:
+    if isinstance(value, torch.fx.Node):
+        return float(model.get_parameter(str(value.target)).detach().item())
+    return float(value)
+
+
+def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str | None]:
+    """The residual blocks of ``model``, in forward order, and a note when none can be read.
+
+    A block is a sum (``+``, ``+=``, ``torch.add``, ``.add``) of two graph values
+    where one (the *skip*) is the other's ancestor (an identity skip) or a
+    projection (a weight layer, optionally normalized) of one of its ancestors,
+    and the other (the *branch*) reaches the sum from there through weight
+    layers, normalizations, elementwise activations and multiplications by
+    constants only. A sum whose branch holds anything else (attention's softmax,
+    a product of two signals) or no weight layer is not a residual block here.
+
+    Models torch.fx cannot trace are not read: the result is ``([], note)`` with
+    the note saying so (module order cannot tell a branch from its skip).
+
+    Example:
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 4)
+        ...     def forward(self, x):
+        ...         return x + self.fc2(torch.relu(self.fc1(x)))
+        >>> branches, note = find_residual_branches(nn.Sequential(Block(), Block()))
+        >>> [(b.layers, b.projection, b.post) for b in branches]
+        [(['0.fc1', '0.fc2'], None, None), (['1.fc1', '1.fc2'], None, None)]
+    """
+    graph = trace(model)
+    if graph is None:
+        return [], "torch.fx could not trace the model: its residual branches were not found"
+    branches: list[ResidualBranch] = []
+    for node in graph.nodes:
+        is_add = (node.op == "call_function" and node.target in _ADDS) or (
+            node.op == "call_method" and node.target in _ADD_METHODS
+        )
+        if not is_add or len(node.args) < 2:
+            continue
+        left, right = node.args[0], node.args[1]
+        if not (isinstance(left, torch.fx.Node) and isinstance(right, torch.fx.Node)):
+            continue
+        found = None
+        for skip, branch in ((left, right), (right, left)):
+            ancestors = _ancestors(branch)
+            start = _skip_source(model, skip, ancestors)
+            if start is None:
+                continue
+            steps = _branch_steps(model, branch, start[0])
+            if steps and any(kind == "layer" for kind, _, _ in steps):
+                found = (start, steps)
+                break
+        if found is None:
+            continue
+        (source, projection, skip_steps), steps = found
+        layer_steps = [(name, module) for kind, name, module in steps if kind == "layer"]
+        last_index = max(i for i, (kind, _, _) in enumerate(steps) if kind == "layer")
+        norm = next((m for kind, _, m in steps[last_index:] if kind == "norm"), None)
+        output, post = node, None
+        if len(node.users) == 1:
+            (user,) = node.users
+            post = _node_activation(model, user)
+            if post is not None:
+                output = user
+        branches.append(
+            ResidualBranch(
+                add=node,
+                steps=steps,
+                layers=[name for name, _ in layer_steps],
+                last=layer_steps[-1][1],
+                norm=norm,
+                projection=projection,
+                skip_steps=skip_steps,
+                post=post,
+                source=source,
+                output=output,
+            )
+        )
+    return branches, None

@@ -92,6 +92,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from signalprop import _residual
 from signalprop import init as _init
 from signalprop import meanfield as _meanfield
 from signalprop._model import (
@@ -207,6 +208,12 @@ class AutoInitResult:
     norms: list[tuple[str, str, str]] = field(default_factory=list)
     criterion: str = DEFAULT_CRITERION
     distribution: str = DEFAULT_DISTRIBUTION
+    #: The residual criterion applied (see :mod:`signalprop._residual`; None: no
+    #: residual branch found), what it did per branch, and the stream's RMS growth the
+    #: mean field predicts after it.
+    residual: str | None = None
+    branches: list[_residual.BranchInit] = field(default_factory=list)
+    stream_growth: float | None = None
 
     @property
     def not_converged(self) -> list[str]:
@@ -240,6 +247,7 @@ class AutoInitResult:
             lines.append(line + (f"  ({layer.note})" if layer.note else ""))
         lines += [f"normalization: {n} ({t}): {what}" for n, t, what in self.norms]
         lines += [f"left as it was: {n} ({t}): {why}" for n, t, why in self.skipped]
+        lines += _residual.describe(self)
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -488,6 +496,7 @@ def autoinit(
     tolerance: float = 0.05,
     max_iterations: int = 10,
     generator: torch.Generator | None = None,
+    residual: str = _residual.DEFAULT_RESIDUAL,
 ) -> AutoInitResult:
     """Re-initialize every Linear/Conv/Dense of ``model`` for the activations around it.
 
@@ -507,6 +516,13 @@ def autoinit(
             of its output are below this.
         max_iterations: Rescaling rounds per layer in data mode.
         generator: Random generator for the new weights and biases.
+        residual: The residual criterion, for models with residual blocks
+            (``x + f(x)``, found in the torch.fx graph): ``"scaled"`` (each of
+            the N branches' last layer, or closing normalization's γ, scaled so
+            that the branch adds 1/N of the stream's variance: the stream grows
+            at most e-fold in variance), ``"zero"`` (those zeroed: SkipInit,
+            Fixup, ``zero_init_residual``) or ``"none"``; see
+            :mod:`signalprop._residual`. The result lists what it did per branch.
 
     Returns:
         An :class:`AutoInitResult`: per layer, the activations on either side,
@@ -528,6 +544,7 @@ def autoinit(
         bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
     tolerance = check_real(tolerance, param="tolerance", caller=caller, low=0, low_inclusive=False)
     max_iterations = check_int(max_iterations, param="max_iterations", caller=caller, low=1)
+    check_option(residual, _residual.RESIDUAL_CRITERIA, param="residual", caller=caller)
     args: tuple[Tensor, ...] | None = None
     if inputs is not None:
         args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -750,6 +767,7 @@ def autoinit(
                 f"{len(result.not_converged)} layer(s) did not reach mean 0 and their target std "
                 f"within {max_iterations} iterations: {', '.join(result.not_converged[:8])}"
             )
+    _residual.after_autoinit(model, args, result, residual)
     return result
 
 

@@ -20,7 +20,11 @@ from signalprop.layers import Dense, Sequential
 __all__ = [
     "EXAMPLES",
     "TORCH_DEFAULT",
+    "BasicBlock",
     "Example",
+    "ResidualBlock",
+    "ResidualMLP",
+    "SmallResNet",
     "build_example",
     "build_torch_default",
     "units",
@@ -153,3 +157,103 @@ def build_torch_default(
     inputs = torch.randn(batch, width, generator=generator)
     labels = torch.randint(0, CLASSES, (batch,), generator=generator)
     return model, inputs, labels
+
+
+class ResidualBlock(nn.Module):
+    """A pre-activation ("full") residual block of an MLP: ``x + fc2(relu(fc1(x)))``
+    (Yang & Schoenholz 2017's full residual network with ReLU)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x + self.fc2(self.relu(self.fc1(x)))
+        return out
+
+
+class ResidualMLP(nn.Module):
+    """Flatten → Linear(inputs, width) → ``blocks`` × :class:`ResidualBlock` → Linear(width, 10).
+
+    PyTorch's default initialization, as a user would write it. The stream's
+    variance grows by ``1 + σ₁²σ₂²/2`` per block (1 + 1/18 with PyTorch's default
+    variance 1/(3·fan_in), 256 blocks: ×10⁶): see :mod:`signalprop.meanfield` 's
+    residual functions.
+
+    Example:
+        >>> ResidualMLP(3, width=8)(torch.randn(2, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, blocks: int, width: int = 64, inputs: int = INPUTS) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.input = nn.Linear(inputs, width)
+        self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(blocks)))
+        self.output = nn.Linear(width, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.output(self.blocks(self.input(self.flatten(x))))
+        return out
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x))``,
+    the skip a 1×1 convolution and BatchNorm when the shape changes (He et al. 2016)."""
+
+    def __init__(self, inputs: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inputs != channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inputs, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        result: torch.Tensor = self.relu(out + identity)
+        return result
+
+
+class SmallResNet(nn.Module):
+    """A ResNet for 28×28 grey images, in torchvision's layout at a small size.
+
+    Stem conv 3×3 (stride 2: 14×14) → BN → ReLU, then two stages of ``blocks``
+    :class:`BasicBlock` each (``width`` channels, then ``2·width`` at 7×7), global
+    average pooling, Linear → 10. PyTorch's default initialization (torchvision's
+    own draws He-normal convolutions; both leave the BN weights at 1).
+
+    Example:
+        >>> SmallResNet(1, width=4)(torch.randn(2, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, blocks: int = 2, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        stages: list[nn.Module] = []
+        inputs = width
+        for stage, channels in enumerate((width, 2 * width)):
+            for index in range(blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                stages.append(BasicBlock(inputs, channels, stride))
+                inputs = channels
+        self.blocks = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(inputs, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)  # (batch, 28, 28) grey images, as signalprop.data gives them
+        out: torch.Tensor = self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+        return out

@@ -110,6 +110,7 @@ __all__ = [
     "InitPoint",
     "MeanField",
     "PhaseDiagram",
+    "ResidualStream",
     "activation_mean",
     "analyze",
     "centres",
@@ -121,6 +122,8 @@ __all__ = [
     "kernel",
     "phase_diagram",
     "phase_of",
+    "relu_residual_growth",
+    "residual_stream",
     "second_moments",
     "trainable_depth",
     "variance_map",
@@ -2140,3 +2143,11 @@ def _plan(ratio: Callable[[float], float], own: float, following: float) -> floa
         else:
             lo = mid
     return math.exp(lo)
+
+
+# Residual stacks (Yang & Schoenholz 2017): their own module, built on second_moments above.
+from signalprop._residual import (  # noqa: E402
+    ResidualStream,
+    relu_residual_growth,
+    residual_stream,
+)

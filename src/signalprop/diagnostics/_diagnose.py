@@ -18,6 +18,7 @@ from signalprop._model import (
     reads_keras,
     unread,
 )
+from signalprop._residual import residual_finding
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
@@ -303,6 +304,14 @@ def _diagnose(
         extra = phase_finding(meanfield, [r.name for r in layers if r.has_weight])
         if extra is not None:
             findings.append(extra)
+            findings.sort(key=lambda f: KINDS.index(f.kind))
+    if not any(f.kind == "non_finite" for f in findings):
+        # The residual stream is a sum, which no hook sees: one more forward pass of the
+        # traced graph measures it (signalprop._residual), buffers and RNG put back.
+        with torch.random.fork_rng(), _buffers_kept(model):
+            growth = residual_finding(model, args, thresholds.residual_growth)
+        if growth is not None:
+            findings.append(growth)
             findings.sort(key=lambda f: KINDS.index(f.kind))
     return Report(
         layers=layers,

@@ -23,6 +23,7 @@ KINDS = (
     "dead_units",
     "mean_shift",
     "off_scale",
+    "residual_growth",
 )
 
 
@@ -55,6 +56,11 @@ class Thresholds:
             standard normal inputs is 0.68, the logistic's far above).
         min_batch_for_dead: Below this batch size dead units are not judged
             (a unit is "never positive" on a tiny batch by chance). 16.
+        residual_growth: The residual stream's RMS growth (after the last residual
+            block over entering the first) above which it is reported. 4 (16-fold in
+            variance): autoinit's residual criterion gives at most √e ≈ 1.65 at any
+            depth, PyTorch's default init 1.5 at 16 ReLU blocks but 5.6 at 64 and
+            ~1,000 at 256 (×(1 + 1/18) in variance per block).
     """
 
     vanishing: float = 1e-2
@@ -65,6 +71,7 @@ class Thresholds:
     dead: float = 0.1
     mean_shift: float = 1.0
     min_batch_for_dead: int = 16
+    residual_growth: float = 4.0
 
     def __post_init__(self) -> None:
         caller = "Thresholds"
@@ -78,6 +85,7 @@ class Thresholds:
         )
         check_real(self.mean_shift, param="mean_shift", caller=caller, low=0, low_inclusive=False)
         check_int(self.min_batch_for_dead, param="min_batch_for_dead", caller=caller, low=1)
+        check_real(self.residual_growth, param="residual_growth", caller=caller, low=1)
 
 
 @dataclass
@@ -153,7 +161,9 @@ class Finding:
             ``"exploding_gradients"``, ``"ordered"``, ``"chaotic"`` (a plain
             dense stack deeper than mean-field theory's trainable depth 6ξ_c),
             ``"vanishing_signal"``, ``"exploding_signal"``, ``"saturation"``,
-            ``"dead_units"``, ``"mean_shift"``, ``"off_scale"``.
+            ``"dead_units"``, ``"mean_shift"``, ``"off_scale"``, ``"residual_growth"``
+            (a residual stream whose RMS grows over the blocks beyond
+            :attr:`Thresholds.residual_growth`).
         layers: Names of the layers concerned, bottom to top.
         severity: ``"warning"`` or ``"error"``.
         message: What was measured.

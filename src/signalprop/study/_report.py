@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from signalprop.study._criticality import depth_scan_section, initializations_section
+from signalprop.study._residual_report import is_residual, residual_section
 from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
 from signalprop.study._spec import activation_key, describe_activation, describe_autoinit
 
@@ -68,6 +69,11 @@ def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:
+    if config.get("model", "mlp") != "mlp":  # a residual model: its blocks, not hidden layers
+        text = f"{config['model']} {config['blocks']} blocks × {config['hidden'][0]}"
+        if config.get("autoinit") is not None:
+            return f"{text} + autoinit ({describe_autoinit(config['autoinit'])})"
+        return f"{text} + {config['init']}"
     activation = _activation(config)
     init_args = ", ".join(f"{k}={v}" for k, v in sorted(config.get("init_args", {}).items()))
     text = f"{activation} + {config['init']}" + (f"({init_args})" if init_args else "")
@@ -88,7 +94,13 @@ class _Group:
 
     @property
     def depth(self) -> int:
-        return len(self.config["hidden"])
+        """Hidden layers, or a residual model's blocks."""
+        return int(self.config.get("blocks") or len(self.config["hidden"]))
+
+    @property
+    def unit(self) -> str:
+        """What :attr:`depth` counts."""
+        return "blocks" if self.config.get("blocks") else "hidden layers"
 
     @property
     def mean(self) -> float:
@@ -294,7 +306,8 @@ def _findings_table(groups: list[_Group]) -> list[str]:
     lines = [
         "## What diagnose saw (seed 0, at initialization and after training)",
         "",
-        "| configuration | hidden layers | at initialization | after training |",
+        f"| configuration | {groups[0].unit if groups else 'hidden layers'} | at initialization "
+        "| after training |",
         "|---|---|---|---|",
     ]
     for group in sorted(groups, key=lambda g: (g.depth, _key(g), g.config["init"])):
@@ -344,7 +357,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
     # Many activations at one depth: one panel per initialization, or the curves are a knot.
     split = autoinit_study and len(depths) == 1 and len(activations) > SPLIT_ABOVE
     for group in sorted(groups, key=lambda g: (_key(g), g.config["init"])):
-        title = f"{group.depth} hidden layers"
+        title = f"{group.depth} {group.unit}"
         if split:
             auto = group.config.get("autoinit")
             title += ", " + (
@@ -418,7 +431,7 @@ def _figures(groups: list[_Group], directory: Path) -> list[str]:
             directory / "gradients.png", dpi=100
         )
         lines += [
-            f"## Gradients per layer ({deepest} hidden layers, seed 0)",
+            f"## Gradients per layer ({deepest} {groups[0].unit}, seed 0)",
             "",
             "RMS of the loss gradient with respect to each layer's pre-activations on 256 "
             "training images, before the first step and after the last epoch (measured by "
@@ -519,7 +532,13 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         "",
     ]
     scan = depth_scan_section(results, directory)
-    if scan:  # a grid over (σ_w², depth): the heatmap says it all, per-run tables would not
+    if is_residual(results):  # blocks, not hidden layers: their own table
+        lines += [
+            *residual_section(results, spec.get("goals")),
+            *_figures(groups, directory),
+            *_findings_table(groups),
+        ]
+    elif scan:  # a grid over (σ_w², depth): the heatmap says it all, per-run tables would not
         lines += scan
     else:
         lines += [

@@ -61,14 +61,23 @@ AUTOINIT_BATCH = 1024
 _DATA_CACHE: dict[tuple[str | None, int, bool], Any] = {}
 
 
-def build_model(config: RunConfig) -> Sequential:
-    """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense.
+def build_model(config: RunConfig) -> nn.Module:
+    """The run's network: Flatten, the hidden Dense layers, a 10-way softmax Dense; or,
+    for ``model`` ``"residual_mlp"`` / ``"resnet"``, :class:`signalprop.examples.ResidualMLP`
+    / :class:`signalprop.examples.SmallResNet` with PyTorch's default initialization.
 
     Hidden layer i has the activation :meth:`RunConfig.hidden_activations` gives it
     (a cycle's entries in turn) and the initializer
     :meth:`RunConfig.hidden_initializers` gives it (with a cycle's ``"matching"``,
     its own activation's).
     """
+    if config.model != "mlp":
+        from signalprop.examples import ResidualMLP, SmallResNet
+
+        assert config.blocks is not None
+        if config.model == "resnet":
+            return SmallResNet(config.blocks, width=config.hidden[0])
+        return ResidualMLP(config.blocks, width=config.hidden[0])
     layers: list[nn.Module] = [Flatten()]
     initializers: dict[str, Any] = {}
     for name, args in config.hidden_initializers():
@@ -194,6 +203,7 @@ def execute(
                 else dict(config.autoinit)
             )
             autoinit_result = autoinit(model, x_train[:AUTOINIT_BATCH], **options)
+    residual = residual_record(model, x_train[:DIAGNOSE_BATCH], autoinit_result)
     watcher = None
     if monitor is not None:
         from signalprop.monitor import Monitor
@@ -248,7 +258,14 @@ def execute(
             "offsets": [layer.offset for layer in autoinit_result.layers],
             "phases": [layer.phase for layer in autoinit_result.layers],
             "notes": autoinit_result.notes,
+            "residual": autoinit_result.residual,
+            "stream_growth": autoinit_result.stream_growth,
+            "branches": [
+                {"block": b.block, "target": b.target, "action": b.action, "scale": b.scale}
+                for b in autoinit_result.branches
+            ],
         },
+        "residual": residual,
         "monitor": None
         if watcher is None
         else {
@@ -262,6 +279,30 @@ def execute(
         "worker": worker(),
         "versions": versions(),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def residual_record(model: nn.Module, inputs: torch.Tensor, autoinit_result: Any) -> Any:
+    """For a model with residual blocks: the stream's RMS growth at initialization (after
+    the last block over entering the first, in training mode, on ``inputs``), measured
+    and predicted by the mean field from the weights (:mod:`signalprop._residual`);
+    None for a model without residual blocks."""
+    from signalprop._model import find_residual_branches
+    from signalprop._residual import predict_stream, stream_at_init
+
+    branches, _ = find_residual_branches(model)
+    if not branches:
+        return None
+    measured, means = stream_at_init(model, (inputs,), branches)
+    predicted = predict_stream(model, branches, measured[0] ** 2, means[0])
+    growth = measured[-1] / measured[0] if measured[0] > 0 else math.nan
+    return {
+        "blocks": len(branches),
+        "measured_growth": growth,
+        "predicted_growth": predicted.growth,
+        "gradient_growth_predicted": math.sqrt(math.prod(predicted.gradient_factors)),
+        "stream_rms": measured,
+        "criterion": None if autoinit_result is None else autoinit_result.residual,
     }
 
 

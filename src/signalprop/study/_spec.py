@@ -32,6 +32,17 @@ values whose product gives runs). A run's settings:
 ``standardize``    standardize pixels with the training part's statistics
 ``train_size``     use only the first N training images (after the split)
 ``seed``           seeds weights, shuffling and random layers, default 0
+``model``          ``"mlp"`` (default: the dense net above), ``"residual_mlp"``
+                   (Flatten → Linear(784, width) → ``blocks`` × ``x + fc2(relu(fc1(x)))``
+                   → Linear(width, 10): :class:`signalprop.examples.ResidualMLP`) or
+                   ``"resnet"`` (:class:`signalprop.examples.SmallResNet`: two stages of
+                   ``blocks`` basic blocks, ``width`` then ``2·width`` channels); the
+                   residual kinds take ``blocks`` and ``width`` instead of ``depth``/
+                   ``hidden``, ``activation`` ``"relu"`` and ``init`` ``"pytorch_default"``
+                   (their modules' own), and record the residual stream's growth at init,
+                   measured and predicted by the mean field
+``blocks``         residual blocks (``residual_mlp``) or blocks per stage (``resnet``)
+``width``          the residual kinds' width (units or first-stage channels)
 ``label``          a name for reports (not part of the run's identity)
 ``reference``      published numbers to compare with (not part of the identity)
 =================  ===========================================================
@@ -45,7 +56,10 @@ seed of every configuration before the next. A top-level ``goals`` object
 states what each autoinit cell should reach, for the report to check:
 ``{"accuracy": 0.8, "accuracy_of": {"sigmoid": 0.75}, "not_below_baseline":
 true}`` (final accuracy at least ``accuracy``, or the activation's own
-threshold; not below the textbook pairing by more than the seeds' spread).
+threshold; not below the textbook pairing by more than the seeds' spread); for residual
+models, ``"accuracy_of_blocks": {"16": 0.85}`` (autoinit's accuracy per number of blocks)
+and ``"growth_tolerance": 0.1`` (the stream's measured growth within 10 % of the mean
+field's prediction).
 """
 
 from __future__ import annotations
@@ -84,6 +98,7 @@ PRESET_NAMES = (
     "he-vs-glorot",
     "quick",
     "ranking",
+    "residual",
     "trainable-depth",
 )
 
@@ -102,8 +117,13 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "label": None,
     "reference": None,
+    "model": "mlp",
 }
-KEYS = {"activation", "init", "depth", "hidden", "epochs", *DEFAULTS}
+KEYS = {"activation", "init", "depth", "hidden", "epochs", "blocks", "width", *DEFAULTS}
+#: The ``model`` setting's kinds; the residual ones are built by the study's runner from
+#: :mod:`signalprop.examples`.
+MODELS = ("mlp", "residual_mlp", "resnet")
+RESIDUAL_MODELS = ("residual_mlp", "resnet")
 
 #: The key of the object form of ``activation``: hidden layer i takes entry i mod its length.
 CYCLE = "cycle"
@@ -198,13 +218,21 @@ class RunConfig:
     init_choice: str = ""  # "matching" when the init was chosen by the activation
     label: str | None = None
     reference: dict[str, Any] | None = None
+    model: str = "mlp"
+    blocks: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """The settings that define the run (everything but label and reference)."""
         data = asdict(self)
         for key in ("label", "reference", "init_choice"):
             data.pop(key)
-        for key, unset in (("init_args", {}), ("autoinit", None), ("bias_var", 0.0)):
+        for key, unset in (
+            ("init_args", {}),
+            ("autoinit", None),
+            ("bias_var", 0.0),
+            ("model", "mlp"),
+            ("blocks", None),
+        ):
             if data[key] == unset:  # settings added later stay out of older runs' identity
                 data.pop(key)
         data["hidden"] = list(self.hidden)
@@ -224,6 +252,12 @@ class RunConfig:
     def name(self) -> str:
         """A readable one-line name."""
         activation = describe_activation(self.activation, self.activation_args)
+        if self.model != "mlp":
+            return (
+                f"{self.model} {self.blocks} blocks × {self.hidden[0]} + {self.init}"
+                + (" + autoinit" if self.autoinit is not None else "")
+                + f", seed {self.seed}"
+            )
         return f"{activation} + {self.init}, {self.depth} hidden, seed {self.seed}"
 
     def hidden_activations(self) -> list[tuple[str, dict[str, Any]]]:
@@ -279,7 +313,7 @@ def _built(
 
 
 #: Keys of the object form of the ``autoinit`` setting.
-AUTOINIT_KEYS = ("bias_var", "criterion", "distribution", "mode")
+AUTOINIT_KEYS = ("bias_var", "criterion", "distribution", "mode", "residual")
 
 
 def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
@@ -318,6 +352,11 @@ def _autoinit_setting(value: Any, caller: str) -> str | dict[str, Any] | None:
     check_option(
         filled["distribution"], DISTRIBUTIONS, param="autoinit.distribution", caller=caller
     )
+    if "residual" in value:  # kept out of older runs' identity when not given
+        from signalprop._residual import RESIDUAL_CRITERIA
+
+        check_option(value["residual"], RESIDUAL_CRITERIA, param="autoinit.residual", caller=caller)
+        filled["residual"] = value["residual"]
     if value.get("bias_var") is not None:
         filled["bias_var"] = check_real(
             value["bias_var"], param="autoinit.bias_var", caller=caller, low=0
@@ -386,7 +425,13 @@ def _checked_activation(value: Any, merged: dict[str, Any], caller: str, source:
 
 
 #: Keys of a specification's ``goals`` object (see the module's docstring).
-GOAL_KEYS = ("accuracy", "accuracy_of", "not_below_baseline")
+GOAL_KEYS = (
+    "accuracy",
+    "accuracy_of",
+    "accuracy_of_blocks",
+    "growth_tolerance",
+    "not_below_baseline",
+)
 
 
 def _goals(value: Any, source: str) -> dict[str, Any] | None:
@@ -416,6 +461,26 @@ def _goals(value: Any, source: str) -> dict[str, Any] | None:
         goals.setdefault("accuracy_of", {})[name] = check_real(
             threshold, param="goals.accuracy_of", caller=caller, low=0, high=1
         )
+    blocks = value.get("accuracy_of_blocks", {})
+    if not isinstance(blocks, dict):
+        raise invalid_parameter(
+            "goals.accuracy_of_blocks", caller, "an object of block counts and accuracies", blocks
+        )
+    for count, threshold in blocks.items():
+        if not str(count).isdigit() or int(count) < 1:
+            raise invalid_parameter(
+                "goals.accuracy_of_blocks",
+                caller,
+                "block counts (positive integers) as keys",
+                count,
+            )
+        goals.setdefault("accuracy_of_blocks", {})[str(count)] = check_real(
+            threshold, param="goals.accuracy_of_blocks", caller=caller, low=0, high=1
+        )
+    if "growth_tolerance" in value:
+        goals["growth_tolerance"] = check_real(
+            value["growth_tolerance"], param="goals.growth_tolerance", caller=caller, low=0
+        )
     if "not_below_baseline" in value:
         if not isinstance(value["not_below_baseline"], bool):
             raise invalid_parameter(
@@ -434,7 +499,8 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     for required in ("activation", "init", "epochs"):
         if required not in merged:
             raise _fail(source, f"a run needs {required!r}")
-    if ("depth" in merged) == ("hidden" in merged):
+    check_option(merged["model"], MODELS, param="model", caller=caller)
+    if ("depth" in merged) == ("hidden" in merged) and merged["model"] not in RESIDUAL_MODELS:
         raise _fail(source, "a run needs exactly one of 'depth' and 'hidden'")
     activation = _checked_activation(merged["activation"], merged, caller, source)
     if isinstance(activation, str):
@@ -474,6 +540,27 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
             )
         init_args = _built(_init.create, "init", init_name, merged, source)
     auto = _autoinit_setting(merged["autoinit"], caller)
+    model = merged["model"]
+    blocks = None
+    if model in RESIDUAL_MODELS:
+        for forbidden in ("depth", "hidden"):
+            if forbidden in merged:
+                raise _fail(
+                    source, f"model {model!r} takes 'blocks' and 'width', not {forbidden!r}"
+                )
+        for required in ("blocks", "width"):
+            if required not in merged:
+                raise _fail(source, f"model {model!r} needs {required!r}")
+        if activation != "relu" or init_name != "pytorch_default" or init_args:
+            raise _fail(
+                source,
+                f"model {model!r} has its own ReLU and PyTorch's default initialization: "
+                "give activation 'relu' and init 'pytorch_default'",
+            )
+        blocks = check_int(merged["blocks"], param="blocks", caller=caller, low=1)
+        merged["hidden"] = [check_int(merged["width"], param="width", caller=caller, low=1)]
+    elif "blocks" in merged or "width" in merged:
+        raise _fail(source, "'blocks' and 'width' are for the residual models (see 'model')")
     if "depth" in merged:
         depth = check_int(merged["depth"], param="depth", caller=caller, low=1)
         hidden = (300,) + (100,) * (depth - 1)
@@ -508,6 +595,8 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
         init_choice=str(init_choice),
         label=merged["label"],
         reference=merged["reference"],
+        model=model,
+        blocks=blocks,
     )
 
 
