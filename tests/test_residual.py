@@ -260,8 +260,13 @@ def test_branches_ending_in_a_normalization_are_scaled_by_its_weight() -> None:
     x = torch.randn(64, 28, 28)
     result = sp.autoinit(model, x)
     assert [b.target for b in result.branches] == [f"blocks.{i}.bn2" for i in range(4)]
-    skipped = [name for name, _, _ in result.skipped]  # "left as it was": not the bn2s
-    assert "blocks.0.bn1" in skipped and not any(name.endswith("bn2") for name in skipped)
+    # bn1 sits between conv1 and its ReLU: γ = 1, β = 0; the bn2s close the branches and
+    # are listed with the γ the residual criterion gave them; none is "left as it was".
+    assert not result.skipped
+    norms = {name: what for name, _, what in result.norms}
+    assert norms["blocks.0.bn1"].startswith("γ = 1, β = 0")
+    for branch in result.branches:
+        assert norms[branch.target].startswith(f"γ = {branch.scale:.4g} (residual criterion")
     for i, branch in enumerate(result.branches):
         gamma = model.blocks[i].bn2.weight
         assert torch.allclose(gamma, torch.full_like(gamma, branch.scale))
