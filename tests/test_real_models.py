@@ -181,3 +181,20 @@ def test_check_self_normalizing_reads_the_model(name: str) -> None:
     assert not conditions["selu_activations"].met
     if name in ("resnet", "mobilenet"):  # skip connections are not a plain stack
         assert not conditions["sequential"].met
+
+
+def test_token_ids_are_judged_by_the_embedding_they_become() -> None:
+    """Token ids are not features: standardized_inputs reads the embedding's output
+    (BERT's std-0.02 embedding: violated there; a std-1 embedding: met)."""
+    model, ids, y, loss_fn = _build("bert")
+    condition = sp.check_self_normalizing(model, ids, y, loss_fn=loss_fn).condition(
+        "standardized_inputs"
+    )
+    assert not condition.met
+    assert condition.where == ["bert.embeddings.word_embeddings"]
+    assert "token ids" in condition.detail and "std 0.0" in condition.detail  # BERT's 0.02
+    torch.manual_seed(0)
+    embedding = nn.Embedding(50, 64)  # PyTorch's N(0, 1): standardized
+    selu = nn.Sequential(embedding, nn.Flatten(), nn.Linear(64 * 16, 32), nn.SELU())
+    standardized = sp.check_self_normalizing(selu, ids).condition("standardized_inputs")
+    assert standardized.met, standardized

@@ -21,8 +21,11 @@ from torch import Tensor, nn
 from signalprop._model import WeightLayer, activation_kind, read_model, reads_keras, trace
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import LossFn, _diagnose
-from signalprop.diagnostics._record import weight_scales
+from signalprop.diagnostics._record import EMBEDDINGS, weight_scales
 from signalprop.diagnostics._report import Report
+
+#: Layer types that turn token ids into the first signal, by the name diagnose records.
+EMBEDDING_TYPES = {cls.__name__ for cls in EMBEDDINGS}
 
 __all__ = ["Condition", "SelfNormalizationCheck", "check_self_normalizing"]
 
@@ -80,17 +83,33 @@ def _hidden_layers(model: nn.Module) -> list[WeightLayer]:
     return read_model(model).layers[:-1]
 
 
-def _check_inputs(inputs: Tensor) -> Condition:
-    if inputs.numel() < 2:
-        return Condition("standardized_inputs", False, "need a batch of at least 2 values")
-    std, mean = torch.std_mean(inputs.detach().double())
-    ok = abs(mean.item()) < INPUT_TOLERANCE and abs(std.item() - 1) < INPUT_TOLERANCE
+def _check_inputs(inputs: Tensor, report: Report) -> Condition:
+    """Standardized inputs; for token ids (integers), the embedding's output they become."""
+    what, where = "batch", []
+    if inputs.is_floating_point():
+        if inputs.numel() < 2:
+            return Condition("standardized_inputs", False, "need a batch of at least 2 values")
+        std_, mean_ = torch.std_mean(inputs.detach().double())
+        mean, std = mean_.item(), std_.item()
+    else:  # token ids are not a signal: the first one is an embedding's output
+        first = next((r for r in report.layers if r.layer_type in EMBEDDING_TYPES), None)
+        if first is None or first.pre_mean is None or first.pre_std is None:
+            return Condition("standardized_inputs", False, "integer inputs that no embedding reads")
+        what, where = f"token ids: embedding {first.name}'s output,", [first.name]
+        mean, std = first.pre_mean, first.pre_std
+    ok = abs(mean) < INPUT_TOLERANCE and abs(std - 1) < INPUT_TOLERANCE
+    fix = (
+        "standardize each feature with the training set's mean and std"
+        if inputs.is_floating_point()
+        else "initialize the embedding with std 1 (nn.init.normal_(weight, 0, 1))"
+    )
     return Condition(
         "standardized_inputs",
         ok,
-        f"batch mean {mean.item():+.3f}, std {std.item():.3f} "
+        f"{what} mean {mean:+.3f}, std {std:.3f} "
         f"(want |mean| < {INPUT_TOLERANCE:g}, |std − 1| < {INPUT_TOLERANCE:g})"
-        + ("" if ok else ": standardize each feature with the training set's mean and std"),
+        + ("" if ok else f": {fix}"),
+        where if not ok else [],
     )
 
 
@@ -235,7 +254,7 @@ def check_self_normalizing(
     )
     hidden = _hidden_layers(model)
     conditions = [
-        _check_inputs(inputs),
+        _check_inputs(inputs, report),
         _check_activations(hidden),
         _check_weights(hidden),
         _check_sequential(model),
