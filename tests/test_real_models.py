@@ -198,3 +198,39 @@ def test_token_ids_are_judged_by_the_embedding_they_become() -> None:
     selu = nn.Sequential(embedding, nn.Flatten(), nn.Linear(64 * 16, 32), nn.SELU())
     standardized = sp.check_self_normalizing(selu, ids).condition("standardized_inputs")
     assert standardized.met, standardized
+
+
+def test_an_in_place_residual_sum_is_not_the_branch_s_pre_activation() -> None:
+    """torchvision's blocks add the skip in place (``out += identity``) to bn2's output and
+    then apply the ReLU: the sum is a new signal (its own row, named after the ReLU), not
+    conv2's pre-activation; diagnose and the Monitor read it the same way."""
+    model, x, y, _ = _build("resnet")
+    report = sp.diagnose(model, x, y)
+    rows = {layer.name: layer for layer in report.layers}
+    for stage in range(1, 5):
+        for block in range(2):
+            conv2 = rows[f"layer{stage}.{block}.conv2"]
+            assert conv2.activation is None and conv2.act_std is None
+            stream = rows[f"layer{stage}.{block}.relu"]
+            assert stream.activation == "relu" and stream.layer_type == "ReLU"
+    # layer1's stream carries the stem's ReLU mean through the identity skips
+    assert rows["layer1.0.relu"].pre_mean > 0.5 > abs(rows["layer1.0.conv2"].pre_mean)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with sp.Monitor(model, every=1, optimizer=optimizer) as monitor:
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    activations = {info.name: info.activation for info in monitor.history.layers}
+    assert activations["layer1.0.conv2"] is None
+    assert activations["layer1.0.relu"] == "relu"
+
+
+def test_off_scale_leaves_out_layers_a_norm_follows() -> None:
+    """torchvision initializes ResNet-18's stem with a fan-out variance (var·fan_in 0.09)
+    and its other convolutions with He's 2: every one is followed by a BatchNorm, which
+    sets the scale, so no layer is off scale."""
+    model, x, y = real.resnet18(), real.images(8), torch.arange(8)  # torchvision's width
+    report = sp.diagnose(model, x, y)
+    assert report.layers[0].normalized and report.layers[0].weight_scale_fan_in < 0.2
+    assert "off_scale" not in {finding.kind for finding in report.findings}
+    assert not next(layer for layer in report.layers if layer.name == "fc").normalized

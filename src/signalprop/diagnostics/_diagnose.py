@@ -15,6 +15,7 @@ from signalprop._model import (
     is_norm,
     is_weight_layer,
     layer_weight,
+    read_model,
     reads_keras,
     unread,
 )
@@ -286,6 +287,9 @@ def _diagnose(
             notes.append("no parameter requires a gradient: gradient statistics skipped")
 
     layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
+    normalized = {layer.module for layer in read_model(model).layers if layer.norm is not None}
+    for row, layer in zip(recorder.rows, layers, strict=True):
+        layer.normalized = row.module is not None and row.module in normalized
     input_mean = input_std = None
     if recorder.input_moments is not None:
         input_mean, input_std, _ = mean_std(recorder.input_moments)

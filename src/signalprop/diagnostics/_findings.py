@@ -355,7 +355,7 @@ def _off_scale(hidden: list[LayerStats], all_names: list[str]) -> list[Finding]:
     by_pair: dict[tuple[str | None, str], list[LayerStats]] = {}
     producer: str | None = None
     for row in hidden:
-        if row.has_weight and row.activation in MATCHING:
+        if row.has_weight and row.activation in MATCHING and not row.normalized:
             by_pair.setdefault((producer, row.activation), []).append(row)
         if row.has_weight:
             producer = row.activation

@@ -32,7 +32,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -159,6 +159,36 @@ def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
     return ((y <= low + width) | (y >= high - width)).sum()
 
 
+V = TypeVar("V")
+
+
+class OutputMap(Generic[V]):
+    """Values keyed by a tensor's identity *and version*: a tensor changed in place
+    since it was recorded (``out += identity`` in torchvision's residual blocks) is no
+    longer the output it was, and is not matched to that output's row."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[V, int]] = {}
+
+    def put(self, tensor: Tensor, value: V) -> None:
+        self._items[id(tensor)] = (value, tensor._version)
+
+    def get(self, tensor: Tensor, *, any_version: bool = False) -> V | None:
+        """The value for ``tensor`` as recorded (``any_version``: even if changed since)."""
+        item = self._items.get(id(tensor))
+        if item is None or (not any_version and item[1] != tensor._version):
+            return None
+        return item[0]
+
+    def pop(self, tensor: Tensor, *, any_version: bool = False) -> V | None:
+        value = self.get(tensor, any_version=any_version)
+        self._items.pop(id(tensor), None)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 class Recorder:
     """Installs the hooks on a model and collects :class:`Row` records."""
 
@@ -171,7 +201,7 @@ class Recorder:
         self._calls: dict[str, int] = {}
         self._open_dense: dict[nn.Module, Row] = {}
         self._pending: dict[nn.Module, list[tuple[Row, str]]] = {}
-        self._by_output: dict[int, Row] = {}
+        self._by_output: OutputMap[Row] = OutputMap()
         self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
         self._handles: list[Any] = []
         self._keep: list[Tensor] = []  # keeps matched outputs alive so ids stay unique
@@ -265,16 +295,16 @@ class Recorder:
             return
         row = self._new_row(module, module)
         self._record_pre(row, output)
-        self._by_output[id(output)] = row
+        self._by_output.put(output, row)
         self._keep.append(output)
 
     def _on_relay(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         """A norm or pass-through module: its output belongs to the row of its input."""
         if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
             return
-        row = self._by_output.get(id(args[0]))
+        row = self._by_output.get(args[0])
         if row is not None and output is not args[0]:
-            self._by_output[id(output)] = row
+            self._by_output.put(output, row)
             self._relayed.add(id(output))
             self._keep.append(output)
 
@@ -284,7 +314,7 @@ class Recorder:
     def _on_dense_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         row = self._open_dense.pop(module, None)
         if row is not None and isinstance(output, Tensor):
-            self._by_output[id(output)] = row
+            self._by_output.put(output, row)
             self._keep.append(output)
 
     def _on_activation_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -309,7 +339,7 @@ class Recorder:
             row = dense_row
             self._record_pre(row, z)
         else:
-            matched = self._by_output.pop(id(z), None)
+            matched = self._by_output.pop(z)
             if matched is None:
                 row = self._new_row(module, None)
                 self._record_pre(row, z)

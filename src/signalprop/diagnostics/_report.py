@@ -117,6 +117,9 @@ class LayerStats:
         bias_var: Mean square of the bias (0 without one): σ_b².
         input_offset: The input mean ``m`` its biases cancel (``b = −m·W𝟙 + r``:
             autoinit's centring of the logistic and softplus; 0 for plain biases).
+        normalized: Whether a normalization (BatchNorm, LayerNorm, …) sits between the
+            layer and its activation: its weights' scale then does not set the
+            activation's input, and no finding compares that scale with others'.
         finite: Whether every forward value of the layer was finite.
     """
 
@@ -140,6 +143,7 @@ class LayerStats:
     fan_out: float | None = None
     bias_var: float | None = None
     input_offset: float | None = None
+    normalized: bool = False
     finite: bool = True
 
     @property

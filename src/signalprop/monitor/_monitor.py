@@ -30,6 +30,7 @@ from signalprop.diagnostics._record import (
     DYING,
     EMBEDDINGS,
     SATURATING,
+    OutputMap,
     Recorder,
     alive_units,
     mean_std,
@@ -300,7 +301,7 @@ class Monitor:
         self._outputs: list[Tensor] = []
         self._rng: Tensor | None = None
         self._calls: dict[str, int] = {}
-        self._by_output: dict[int, int] = {}
+        self._by_output: OutputMap[int] = OutputMap()
         self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
         self._pre_hooks: dict[int, Any] = {}  # row -> the hook catching its "pre" gradient
         self._keep: list[Tensor] = []
@@ -564,7 +565,7 @@ class Monitor:
         if index >= 0:
             self._record_act(index, kind, output)
             if kind == "linear":  # an activation module next is this layer's, as in diagnose
-                self._by_output[id(output)] = index
+                self._by_output.put(output, index)
                 self._keep.append(output)
 
     def _current_name(self, module: nn.Module) -> str:
@@ -582,7 +583,7 @@ class Monitor:
         index = self._row(module, module)
         if index >= 0:
             self._record_pre(index, output)
-            self._by_output[id(output)] = index
+            self._by_output.put(output, index)
             self._keep.append(output)  # keeps the id unique until the forward pass ends
 
     def _on_activation_input(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -590,10 +591,10 @@ class Monitor:
         if not self._recording or not args or not isinstance(args[0], Tensor):
             return
         z = args[0]
-        index = self._by_output.get(id(z))
+        index = self._by_output.get(z)
         if index is None:
             index = self._row(module, None)
-            self._by_output[id(z)] = index
+            self._by_output.put(z, index)
             self._keep.append(z)
         elif id(z) in self._relayed and index >= 0:  # through a norm: catch dL/dz here
             self._relayed.discard(id(z))
@@ -607,9 +608,9 @@ class Monitor:
         if not self._recording or not args or not isinstance(output, Tensor):
             return
         z = args[0]
-        index = self._by_output.get(id(z)) if isinstance(z, Tensor) else None
+        index = self._by_output.get(z) if isinstance(z, Tensor) else None
         if index is not None and output is not z:
-            self._by_output[id(output)] = index
+            self._by_output.put(output, index)
             self._relayed.add(id(output))
             self._keep.append(output)
 
@@ -619,7 +620,8 @@ class Monitor:
         z = args[0]
         if not isinstance(z, Tensor):
             return
-        index = self._by_output.pop(id(z), None)
+        # An in-place activation has changed its input since its pre-hook matched it.
+        index = self._by_output.pop(z, any_version=bool(getattr(module, "inplace", False)))
         if index is None:
             index = self._row(module, None)
             if index >= 0:
