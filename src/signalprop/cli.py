@@ -93,6 +93,12 @@ class Config:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def _study_presets() -> tuple[str, ...]:
+    from signalprop.study import PRESET_NAMES
+
+    return PRESET_NAMES
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = _Parser(
@@ -155,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--preset",
         required=True,
-        help="chapter11, ranking, he-vs-glorot, autoinit, quick, or a JSON grid file",
+        help=f"one of {', '.join(_study_presets())}, or a JSON grid file",
     )
     study.add_argument("--out", metavar="DIR", required=True, help="results directory")
     study.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
