@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import signalprop as sp
+from _agree import assert_first_record_is_the_report
 from signalprop._model import activation_kind, is_norm, is_weight_layer, read_model, refusal
 from signalprop.activations import probe
 from signalprop.diagnostics._record import bias_split
@@ -22,23 +23,6 @@ from signalprop.monitor import QUANTITIES, MonitorHistory
 #: test_monitor): relative agreement 2e-6, and 1e-7 absolute for a mean that is zero
 #: but for round-off (a BatchNorm's output), float32's eps on values of order 1.
 AGREE, AGREE_ABS = 2e-6, 1e-7
-
-
-def assert_first_record_is_the_report(history: Any, report: Any, batch: int) -> None:
-    """Same layers, and each of diagnose's quantities equal (see AGREE)."""
-    assert history.names == [layer.name for layer in report.layers]
-    record = history.records[0]
-    assert record.batch_size == batch
-    for index, layer in enumerate(report.layers):
-        for quantity in QUANTITIES[:8]:
-            expected, got = getattr(layer, quantity), record.values[quantity][index]
-            if expected is None:
-                assert got is None, (quantity, layer.name)
-            else:
-                assert got == pytest.approx(expected, rel=AGREE, abs=AGREE_ABS), (
-                    quantity,
-                    layer.name,
-                )
 
 
 # ------------------------------------------------------------------ normalizations
@@ -327,7 +311,7 @@ def test_diagnose_reads_the_normalized_pre_activation() -> None:
         1 - float((bn_out > 0).any(0).double().mean()), abs=1e-12
     )
     history = _train(model, x, y, F.cross_entropy)
-    assert_first_record_is_the_report(history, report, batch=32)
+    assert_first_record_is_the_report(history, report, batch=32, rel=AGREE, abs_tol=AGREE_ABS)
 
 
 # ------------------------------------------------------------------ in-place activations
@@ -372,7 +356,7 @@ def test_in_place_activations_measure_as_their_out_of_place_twins(kind: str) -> 
                 assert value == pytest.approx(reference, rel=1e-6, abs=1e-12), (quantity, a.name)
     assert all(module.inplace for module in (model[1], model[4]))  # type: ignore[attr-defined]
     history = _train(model, x, y, F.cross_entropy)
-    assert_first_record_is_the_report(history, expected, batch=32)
+    assert_first_record_is_the_report(history, expected, batch=32, rel=AGREE, abs_tol=AGREE_ABS)
     assert all(module.inplace for module in (model[1], model[4]))  # type: ignore[attr-defined]
 
 
