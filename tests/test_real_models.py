@@ -234,3 +234,13 @@ def test_off_scale_leaves_out_layers_a_norm_follows() -> None:
     assert report.layers[0].normalized and report.layers[0].weight_scale_fan_in < 0.2
     assert "off_scale" not in {finding.kind for finding in report.findings}
     assert not next(layer for layer in report.layers if layer.name == "fc").normalized
+
+
+def test_autoinit_says_when_it_could_not_look_for_residual_branches() -> None:
+    """Hugging Face models are not traceable: autoinit cannot find their residual blocks
+    and says so instead of passing over them in silence."""
+    model, x, _, _ = _build("gpt2")
+    notes = sp.autoinit(model, x).notes
+    assert any(note.startswith("residual: ") and "no branch was scaled" in note for note in notes)
+    plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))  # traceable, no sums
+    assert not any(note.startswith("residual") for note in sp.autoinit(plain).notes)

@@ -601,8 +601,13 @@ def after_autoinit(
 ) -> None:
     """autoinit's residual post-pass: apply ``criterion`` to the model's branches and
     record it in ``result`` (an :class:`~signalprop.autoinit.AutoInitResult`)."""
-    branches, _ = find_residual_branches(model)
+    branches, unread = find_residual_branches(model)
     if not branches:
+        if unread is not None and criterion != "none":  # say what was not done, and why
+            result.notes.append(
+                f"residual: {unread}, so no branch was scaled; if the model adds branches to "
+                "a stream (transformer blocks), the stream's variance grows with each one"
+            )
         return
     input_var, input_mean = 1.0, 0.0
     if args is not None:  # the stream entering the first block, as autoinit drew it
