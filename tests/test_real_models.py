@@ -244,3 +244,23 @@ def test_autoinit_says_when_it_could_not_look_for_residual_branches() -> None:
     assert any(note.startswith("residual: ") and "no branch was scaled" in note for note in notes)
     plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))  # traceable, no sums
     assert not any(note.startswith("residual") for note in sp.autoinit(plain).notes)
+
+
+def test_a_mean_a_normalization_takes_out_is_not_a_mean_shift() -> None:
+    """The logistic's mean of 1/2 shifts the next layer's input, unless a norm follows that
+    layer; ResNet-18's post-activation stream (mean ≈ 1.5 in layer1) feeds normalized
+    convolutions only."""
+
+    def logistic_net(norm: bool) -> nn.Module:
+        torch.manual_seed(0)
+        layers: list[nn.Module] = [nn.Linear(32, 64), nn.Sigmoid()]
+        layers += [nn.Linear(64, 64), *([nn.LayerNorm(64)] if norm else []), nn.Tanh()]
+        return nn.Sequential(*layers, nn.Linear(64, 4))
+
+    x = torch.randn(64, 32)
+    kinds = [{f.kind for f in sp.diagnose(logistic_net(norm), x).findings} for norm in (0, 1)]
+    assert "mean_shift" in kinds[0] and "mean_shift" not in kinds[1]
+    model, x, y, _ = _build("resnet")
+    report = sp.diagnose(model, x, y)
+    assert next(r for r in report.layers if r.name == "layer1.0.relu").act_mean > 1
+    assert "mean_shift" not in {finding.kind for finding in report.findings}

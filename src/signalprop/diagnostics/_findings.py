@@ -6,7 +6,6 @@ returns :class:`Finding` records whose ``fix`` names signalprop's remedies.
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from dataclasses import dataclass
@@ -297,14 +296,21 @@ def _mean_shift(
     hidden: list[LayerStats], thresholds: Thresholds, all_names: list[str], layers: list[LayerStats]
 ) -> list[Finding]:
     """Activations whose mean shifts the next layer's input, unless that layer's biases
-    cancel it (its pre-activations are then centred: autoinit's centring)."""
-    following = {}
-    weighted = [r for r in layers if r.has_weight]
-    for before, after in itertools.pairwise(weighted):
-        following[before.name] = after
+    cancel it (its pre-activations are then centred: autoinit's centring) or a
+    normalization after it takes the shift out (a post-activation residual stream in a
+    BatchNorm ResNet: relu(x + f(x)) has a mean, which the next block's norm removes)."""
+    following: dict[str, LayerStats] = {}  # each row's next weight layer, in forward order
+    upcoming: LayerStats | None = None
+    for row in reversed(layers):
+        if upcoming is not None:
+            following[row.name] = upcoming
+        if row.has_weight:
+            upcoming = row
 
     def cancelled(r: LayerStats) -> bool:
         after = following.get(r.name)
+        if after is not None and after.normalized:
+            return True
         if after is None or after.input_offset is None or r.act_mean is None:
             return False
         return abs(after.input_offset - r.act_mean) <= 0.25 * abs(r.act_mean)
