@@ -11,12 +11,10 @@ import pytest
 import torch
 
 import signalprop as sp
+from _data_dir import DATA, needs_data
 from signalprop.cli import main
 from signalprop.examples import build_torch_default
 from signalprop.study import expand, read_results, run_study
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
 
 
 def test_gain_table_prints_the_apis_moments(capsys):

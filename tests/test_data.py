@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from _data_dir import DATA as OFFLINE
+from _data_dir import needs_data
 from signalprop import data
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -28,8 +30,6 @@ TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
-#: The project's offline copy: <repo>/../shared/data/fashion-mnist.
-OFFLINE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
 
 N_TRAIN, N_TEST, N_VALID = 30, 20, 5
 
@@ -579,9 +579,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return entries
 
 
-@pytest.mark.skipif(
-    not OFFLINE.is_dir(), reason=f"the offline Fashion-MNIST copy is not at {OFFLINE}"
-)
+@needs_data
 def test_real_offline_copy_loads_checked_and_untouched():
     before = _snapshot(OFFLINE)
     ds = data.load_fashion_mnist(OFFLINE)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from _data_dir import DATA, needs_data
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "fashion-mnist"
 
 
 def _snippets() -> list[str]:
@@ -30,7 +31,7 @@ def test_the_readme_has_python_snippets():
     assert len(_snippets()) >= 5
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
+@needs_data
 def test_every_python_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
     import signalprop.data
 

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from _data_dir import DATA, needs_data
 from _images import assert_png
 from signalprop.cli import main
 from signalprop.init import MATCHING
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
 
 #: Tiny runs on the real data: 300 training images, 200 validation images, 2 hidden layers.
 TINY = {

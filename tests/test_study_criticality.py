@@ -10,15 +10,13 @@ from typing import Any
 import pytest
 import torch
 
+from _data_dir import DATA, needs_data
 from _images import assert_png
 from _records import record, write_study
 from signalprop import meanfield
 from signalprop.autoinit import DEFAULT_DISTRIBUTION
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
 from signalprop.study._runner import build_model
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
 
 
 def test_autoinit_100_preset_is_the_issue_grid():

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
+from _data_dir import DATA, needs_data
 from signalprop.cli import main
 from signalprop.study import _runner as runner
 from signalprop.study import expand, run_study
 
 distributed = pytest.importorskip("distributed")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
 
 #: Four tiny runs on the real data (300 training images, 2 hidden layers).
 GRID = {

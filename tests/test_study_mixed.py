@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _data_dir import DATA, needs_data
 from _images import assert_png
 from _records import record, write_study
 from signalprop import activations
@@ -16,9 +17,6 @@ from signalprop.init import MATCHING
 from signalprop.layers import Dense
 from signalprop.study import expand, load_spec, read_results, run_study, write_report
 from signalprop.study._runner import build_model
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fashion-mnist"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no Fashion-MNIST copy at {DATA}")
 
 ZOO_CYCLE = [
     "gelu", "tanh", {"name": "leaky_relu", "alpha": 0.1}, "selu", "silu", "elu", "sigmoid", "relu",
