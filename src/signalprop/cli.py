@@ -616,7 +616,7 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
 
 
 def _run_study(options: dict[str, Any]) -> int:
-    from signalprop.study import run_study, write_report
+    from signalprop.study import StudyLockedError, run_study, write_report
 
     if options["scheduler"] is None:  # a remote cluster's workers read their own copy
         _check_data(options["data_dir"], options["download"])
@@ -645,6 +645,8 @@ def _run_study(options: dict[str, Any]) -> int:
                 executor=executor,
                 slots=slots,
             )
+    except StudyLockedError as error:
+        raise UsageError(f"study: {error}") from None
     except FileNotFoundError as error:
         if not existed and not any(directory.iterdir()):
             directory.rmdir()  # a data error leaves no empty --out folder behind

@@ -5,6 +5,7 @@ run_study(spec, "runs/chapter11")       # appends to runs/chapter11/results.json
 write_report("runs/chapter11")          # report.md and figures
 """
 
+from signalprop.study._lock import StudyLockedError
 from signalprop.study._report import RULE_OF_THUMB, write_report
 from signalprop.study._runner import build_model, execute, read_results, run_study
 from signalprop.study._spec import PRESET_NAMES, RunConfig, StudySpec, expand, load_spec
@@ -13,6 +14,7 @@ __all__ = [
     "PRESET_NAMES",
     "RULE_OF_THUMB",
     "RunConfig",
+    "StudyLockedError",
     "StudySpec",
     "build_model",
     "execute",

@@ -37,6 +37,7 @@ from signalprop import init as _init
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
 from signalprop.data import TRAIN_IMAGES
 from signalprop.layers import Dense, Flatten, Sequential
+from signalprop.study._lock import writer_lock
 from signalprop.study._spec import RunConfig, StudySpec
 from signalprop.train import fit
 
@@ -392,7 +393,9 @@ def run_study(
 ) -> list[dict[str, Any]]:
     """Run every run of ``spec`` not already in ``out_dir``; return all results.
 
-    The driver (this process) is the only writer of ``results.jsonl``: each run
+    The driver (this process) is the only writer of ``results.jsonl``, and holds the
+    folder's lock while it runs (:func:`~signalprop.study._lock.writer_lock`: a second
+    driver on the same folder gets :class:`~signalprop.study.StudyLockedError`). Each run
     is a pure function of its configuration and the data (:func:`execute`), and
     its record is appended as it arrives. A run that raises is recorded as
     failed (``record["error"]``) and the others go on; a rerun skips it.
@@ -426,6 +429,25 @@ def run_study(
         slots = check_int(slots, param="slots", caller="run_study", low=1)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    with writer_lock(directory):  # one driver per folder: StudyLockedError for a second
+        return _run_locked(
+            spec, directory, jobs, data_dir, threads, download, echo, monitor, executor, slots
+        )
+
+
+def _run_locked(
+    spec: StudySpec,
+    directory: Path,
+    jobs: int,
+    data_dir: str | None,
+    threads: int,
+    download: bool,
+    echo: Callable[[str], None],
+    monitor: int | None,
+    executor: Executor | None,
+    slots: int | None,
+) -> list[dict[str, Any]]:
+    """:func:`run_study`'s work, under the folder's writer lock."""
     results_path = directory / RESULTS
     _repair(results_path)
     done = {r["run_id"] for r in read_results(directory)}
