@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,25 @@ def test_a_configuration_whose_every_run_diverged_says_so(tmp_path: Path):
     write_study(tmp_path, spec, records)
     text = write_report(tmp_path).read_text()
     assert "| GELU + he_normal | 2 | 1 | 2 | — (every run diverged) | — | 2 |" in text
+
+
+def test_a_record_without_its_config_is_not_done_and_is_run_again(tmp_path: Path, capsys):
+    """A valid JSON line with a run_id but no config is not a finished run: read_results
+    warns and leaves it out (so run_study trains it again), and the report command says
+    so in one line instead of failing with KeyError: 'config'."""
+    _one_seed_study(tmp_path)
+    path = tmp_path / RESULTS
+    lines = path.read_text().splitlines(keepends=True)
+    first = read_results(tmp_path)[0]["run_id"]
+    half = json.dumps({"run_id": first, "history": None}) + "\n"
+    path.write_text(half + "".join(lines[1:]))
+    with pytest.warns(UserWarning, match=rf"{RESULTS}:1: a result record without 'config'"):
+        records = read_results(tmp_path)
+    assert len(records) == 3  # the first run is not counted as done
+    assert main(["report", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "will be run again" in err[0]
+    no_history = '{"run_id": "x", "config": {}}\n'
+    path.write_text(no_history)
+    with pytest.warns(UserWarning, match="without 'history' \\(or 'error'\\)"):
+        assert read_results(tmp_path) == []

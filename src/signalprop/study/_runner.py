@@ -331,12 +331,25 @@ def _repair(path: Path) -> None:
             handle.truncate(data.rfind(b"\n") + 1)
 
 
+def _missing_fields(record: dict[str, Any]) -> list[str]:
+    """What a record lacks of what every finished run writes (:func:`execute`,
+    :func:`failed`): a string run id, its configuration, and a history or an error."""
+    missing = [] if isinstance(record.get("run_id"), str) else ["a run_id"]
+    if not isinstance(record.get("config"), dict):
+        missing.append("'config'")
+    history = record.get("history")
+    if not isinstance(history, dict) and not (history is None and "error" in record):
+        missing.append("'history' (or 'error')")
+    return missing
+
+
 def read_results(directory: str | Path) -> list[dict[str, Any]]:
     """Every complete result line of ``DIR/results.jsonl``.
 
     A last line cut short by a kill is skipped quietly (the runner drops it
-    before appending); any other line that is not a record is skipped with a
-    warning that names its line number.
+    before appending); any other line that is not a record, or a record without
+    the fields a finished run writes (its run is then trained again), is skipped
+    with a warning that names its line number.
     """
     path = Path(directory) / RESULTS
     if not path.exists():
@@ -349,7 +362,16 @@ def read_results(directory: str | Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             record = None
-        if isinstance(record, dict) and "run_id" in record:
+        missing = _missing_fields(record) if isinstance(record, dict) else None
+        if isinstance(record, dict) and "run_id" in record and missing:
+            # Valid JSON, but not what a finished run writes: not counted as done, so
+            # the run is trained again, and the report never reads a half record.
+            warnings.warn(
+                f"{path}:{number}: a result record without {', '.join(missing)}, skipped: "
+                f"run {record['run_id']!r} will be run again",
+                stacklevel=external_stacklevel(),
+            )
+        elif isinstance(record, dict) and "run_id" in record:
             results.append(record)
         elif line.strip() and not (number == len(lines) and not text.endswith("\n")):
             # A last line without its newline was cut short by a kill: the runner repairs
