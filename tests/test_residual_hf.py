@@ -16,8 +16,9 @@ from signalprop.examples import ResidualMLP
 #: The stream's RMS growth autoinit must keep a pre-LN stack under. The criterion makes
 #: each of the N branches add 1/N of the stream's mean square at its sum, measured, so the
 #: mean square grows to (1 + 1/N)^N ≤ e (RMS ≤ √e ≈ 1.65) up to the branch–stream
-#: correlation of a finite batch; 2 leaves that margin. Left as drawn (residual='none') the
-#: same models grow 10× to 100× (measured below), so the band separates the two.
+#: correlation of a finite batch (measured: GPT-2 12 blocks 1.53, 48 blocks 1.63; ViT 6
+#: blocks 1.58); 2 leaves that margin. Left as drawn (residual='none') the same models grow
+#: 167× (GPT-2, 12 blocks) and 2.95× (ViT, 6 blocks), so the band separates the two.
 GROWTH_BAND = 2.0
 
 
