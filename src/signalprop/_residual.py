@@ -54,6 +54,8 @@ from signalprop._model import (
     Activation,
     ResidualBranch,
     find_residual_branches,
+    is_norm,
+    is_weight_layer,
 )
 from signalprop._validation import check_int, check_option, check_real
 
@@ -603,10 +605,22 @@ def after_autoinit(
     record it in ``result`` (an :class:`~signalprop.autoinit.AutoInitResult`)."""
     branches, unread = find_residual_branches(model)
     if not branches:
+        if (  # measured instead: see read_sums
+            unread is not None
+            and args is not None
+            and _after_autoinit_measured(model, args, result, criterion, unread)
+        ):
+            return
         if unread is not None and criterion != "none":  # say what was not done, and why
             result.notes.append(
                 f"residual: {unread}, so no branch was scaled; if the model adds branches to "
                 "a stream (transformer blocks), the stream's variance grows with each one"
+                + (
+                    "; pass a batch (inputs) and autoinit finds them in the autograd graph "
+                    "and scales them by measurement"
+                    if args is None
+                    else ""
+                )
             )
         return
     input_var, input_mean = 1.0, 0.0
@@ -616,23 +630,7 @@ def after_autoinit(
             input_var, input_mean = measured[0] ** 2, means[0]
     targets = {layer.name: (layer.target_var, layer.bias_var) for layer in result.layers}
     done = apply_residual_criterion(model, criterion, targets, input_var, input_mean)
-    result.residual = criterion
-    result.branches = done.branches
-    by_name = {layer.name: layer for layer in result.layers}
-    for branch in done.branches:  # the layer's own row says it too
-        layer = by_name.get(branch.target)
-        if layer is not None:
-            what = (
-                "zeroed (residual criterion)"
-                if branch.action == "zero"
-                else f"×{branch.scale:.3g} after drawing (residual criterion: its branch adds "
-                f"1/{len(done.branches)} of the stream's variance)"
-            )
-            layer.note = (layer.note + "; " if layer.note else "") + what
-    # A closing normalization whose γ the criterion set is no longer "left as it was":
-    # its line is the branch's (see describe).
-    touched = {branch.target for branch in done.branches}
-    result.skipped = [entry for entry in result.skipped if entry[0] not in touched]
+    _record(result, done)
     result.stream_growth = done.predicted_growth
     if criterion == "none":
         result.notes.append(
@@ -653,6 +651,70 @@ def after_autoinit(
         )
 
 
+def _after_autoinit_measured(
+    model: nn.Module, args: tuple[Tensor, ...], result: Any, criterion: str, unread: str
+) -> bool:
+    """after_autoinit for a model torch.fx cannot trace (:func:`measured_criterion`): False
+    when no residual sum was found in the autograd graph either."""
+    try:
+        done, left, (before, after) = measured_criterion(model, args, criterion)
+    except (RuntimeError, TypeError, ValueError):  # the forward pass with gradients failed
+        return False
+    count = len(done.branches) if criterion != "none" else None
+    if not done.branches and not left and not math.isfinite(before):
+        return False
+    if left:
+        result.notes.append(
+            f"residual: {len(left)} sum(s) x + f(x) found in the autograd graph are post-norm "
+            f"blocks, Norm(x + f(x)) with x a normalization's output ({left[0].key[0]}, …): "
+            "the stream is renormalized at every block and cannot grow with the depth, so "
+            "these branches were left as drawn"
+        )
+    if math.isfinite(before):
+        result.residual = criterion
+        result.stream_growth = after
+        if criterion == "none":
+            result.notes.append(
+                f"residual: {unread}; the autograd graph of one forward pass on the batch has "
+                "residual branches, left as drawn (residual='none'): the stream's RMS grows "
+                f"{before:.3g}× over them, measured"
+            )
+        else:
+            what = "zeroed" if criterion == "zero" else f"scaled so that it adds 1/{count} of "
+            what += "" if criterion == "zero" else "the stream's mean square, measured"
+            result.notes.append(
+                f"residual ({criterion}): {unread}, so the {count} residual branch(es) were "
+                "found in the autograd graph of one forward pass on the batch (each branch's "
+                f"last layer a weight layer, its input the stream): each last layer {what}, "
+                f"bottom to top; the stream's RMS grows {after:.3g}× over them (it grew "
+                f"{before:.3g}× before)"
+            )
+    _record(result, done)
+    return True
+
+
+def _record(result: Any, done: ResidualInit) -> None:
+    """Put what the residual criterion did into autoinit's ``result``: the branches, and
+    each target layer's own note."""
+    result.residual = done.criterion
+    result.branches = done.branches
+    by_name = {layer.name: layer for layer in result.layers}
+    for branch in done.branches:  # the layer's own row says it too
+        layer = by_name.get(branch.target)
+        if layer is not None:
+            what = (
+                "zeroed (residual criterion)"
+                if branch.action == "zero"
+                else f"×{branch.scale:.3g} after drawing (residual criterion: its branch adds "
+                f"1/{len(done.branches)} of the stream's variance)"
+            )
+            layer.note = (layer.note + "; " if layer.note else "") + what
+    # A closing normalization whose γ the criterion set is no longer "left as it was":
+    # its line is the branch's (see describe).
+    touched = {branch.target for branch in done.branches}
+    result.skipped = [entry for entry in result.skipped if entry[0] not in touched]
+
+
 def describe(result: Any) -> list[str]:
     """Lines for :class:`~signalprop.autoinit.AutoInitResult`'s text: one per branch."""
     return [
@@ -662,3 +724,375 @@ def describe(result: Any) -> list[str]:
         + (f"; {b.note}" if b.note else "")
         for b in getattr(result, "branches", [])
     ]
+
+
+# --------------------------------------------------------------------------- untraceable models
+
+
+#: Autograd nodes a branch's output may pass between its last weight layer and the sum
+#: (see :func:`read_sums`): shape changes, copies, dropout and products with a constant or
+#: a parameter (ReZero's α, LayerScale's γ). Each is linear in the layer's output, so
+#: scaling the layer scales what reaches the sum by the same factor.
+PASSING_NODES = (
+    "ViewBackward",
+    "UnsafeViewBackward",
+    "ReshapeAliasBackward",
+    "TransposeBackward",
+    "PermuteBackward",
+    "CloneBackward",
+    "NativeDropoutBackward",
+    "SqueezeBackward",
+    "UnsqueezeBackward",
+    "ToCopyBackward",
+    "MulBackward",
+    "DivBackward",
+)
+#: Autograd nodes of normalizations called as functions (a normalization module is
+#: recognized by :func:`signalprop._model.is_norm` and a forward hook).
+NORM_NODES = (
+    "NativeLayerNormBackward",
+    "NativeGroupNormBackward",
+    "NativeBatchNormBackward",
+    "CudnnBatchNormBackward",
+    "FusedRmsNormBackward",
+)
+#: Functions a forward pass adds two tensors with (their inputs are measured).
+_ADDS = frozenset(
+    {
+        torch.add,
+        Tensor.add,
+        Tensor.add_,
+        Tensor.__add__,
+        Tensor.__radd__,
+        Tensor.__iadd__,
+    }
+)
+#: At most this many autograd nodes are visited below one branch (a guard for huge graphs).
+MAX_BRANCH_NODES = 200_000
+
+
+@dataclass
+class ResidualSum:
+    """One sum ``stream + branch`` found in the autograd graph, measured on a batch.
+
+    Attributes:
+        key: The branch's last weight layer's name and which call of it (a module
+            called twice, as in ALBERT's shared layers, is two sums).
+        last: That layer.
+        layers: The weight layers of the branch (between the stream and the sum),
+            bottom to top.
+        order: The forward-pass call index of the last layer (bottom to top).
+        stream: The stream's mean square entering the sum.
+        added: The branch's mean square at the sum.
+        total: The sum's mean square.
+        renormalized: Whether the stream is renormalized at every block (a post-norm
+            block ``Norm(x + f(x))`` whose ``x`` is a normalization's output).
+    """
+
+    key: tuple[str, int]
+    last: nn.Module
+    layers: list[str]
+    order: int
+    stream: float
+    added: float
+    total: float
+    renormalized: bool
+
+
+def _name_of(node: Any) -> str:
+    return type(node).__name__
+
+
+def _graph_inputs(node: Any) -> list[Any]:
+    """A node's inputs that are computed (not None, not a leaf parameter's accumulator)."""
+    return [
+        nxt
+        for nxt, _ in getattr(node, "next_functions", ())
+        if nxt is not None and _name_of(nxt) != "AccumulateGrad"
+    ]
+
+
+def _passes(node: Any) -> Any:
+    """The one computed input of a passing node (:data:`PASSING_NODES`), else None."""
+    if not _name_of(node).startswith(PASSING_NODES):
+        return None
+    inputs = _graph_inputs(node)
+    if len(inputs) != 1:
+        return None
+    if _name_of(node).startswith("DivBackward"):  # linear in the numerator only
+        first = node.next_functions[0][0]
+        return inputs[0] if first is inputs[0] else None
+    return inputs[0]
+
+
+def _chain(node: Any) -> list[Any]:
+    """``node`` and the nodes below it through passing nodes."""
+    chain = [node]
+    while (below := _passes(chain[-1])) is not None:
+        chain.append(below)
+    return chain
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def _mean_square(tensor: Tensor) -> float:
+    return float(tensor.detach().double().pow(2).mean().item())
+
+
+class _AddRecorder(torch.overrides.TorchFunctionMode):
+    """Records, for each addition of two tensors, its inputs' mean squares by their
+    autograd node (taken before the call: an in-place add changes its first input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[Any, list[tuple[Any, float]]] = {}
+        self.outputs: dict[Any, float] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        operands = [a for a in args[:2] if isinstance(a, Tensor)] if func in _ADDS else []
+        before = [(a.grad_fn, _mean_square(a)) for a in operands if a.grad_fn is not None]
+        out = func(*args, **(kwargs or {}))
+        if len(before) == 2 and isinstance(out, Tensor) and out.grad_fn is not None:
+            self.inputs.setdefault(out.grad_fn, before)
+            self.outputs.setdefault(out.grad_fn, _mean_square(out))
+        return out
+
+
+def _one_pass(
+    model: nn.Module, args: tuple[Tensor, ...]
+) -> tuple[list[Tensor], _AddRecorder, dict[Any, tuple[str, int, int]], set[Any], set[Any]]:
+    """One forward pass with gradients on: the outputs, the additions' measurements, each
+    weight layer's output node (name, call, call order), normalizations' output and
+    input nodes."""
+    names = {module: name for name, module in model.named_modules()}
+    layer_out: dict[Any, tuple[str, int, int]] = {}
+    norm_out: set[Any] = set()
+    norm_in: set[Any] = set()
+    calls: dict[str, int] = {}
+
+    def on_layer(module: nn.Module, inputs: Any, output: Any) -> None:
+        name = names[module]
+        out = output[0] if isinstance(output, tuple) else output
+        if isinstance(out, Tensor) and out.grad_fn is not None:
+            layer_out[out.grad_fn] = (name, calls.get(name, 0), len(layer_out))
+        calls[name] = calls.get(name, 0) + 1
+
+    def on_norm_input(module: nn.Module, inputs: Any) -> None:
+        if inputs and isinstance(inputs[0], Tensor) and inputs[0].grad_fn is not None:
+            norm_in.add(inputs[0].grad_fn)
+
+    def on_norm(module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, Tensor) and output.grad_fn is not None:
+            norm_out.add(output.grad_fn)
+
+    handles = []
+    for module in model.modules():
+        if is_weight_layer(module):
+            handles.append(module.register_forward_hook(on_layer))
+        elif is_norm(module):
+            handles.append(module.register_forward_pre_hook(on_norm_input))
+            handles.append(module.register_forward_hook(on_norm))
+    recorder = _AddRecorder()
+    try:
+        with torch.enable_grad(), recorder:
+            outputs = _tensors(model(*args))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, recorder, layer_out, norm_out, norm_in
+
+
+def _below(start: Any, stop: set[Any], layer_out: dict[Any, Any]) -> tuple[bool, list[Any]]:
+    """Whether the graph below ``start`` reaches a node of ``stop`` (not descending past
+    it), and the weight layers' output nodes met on the way."""
+    seen, stack, found, layers = {start}, [start], False, []
+    while stack and len(seen) < MAX_BRANCH_NODES:
+        node = stack.pop()
+        if node in stop:
+            found = True
+            continue
+        if node in layer_out:
+            layers.append(node)
+        for nxt, _ in getattr(node, "next_functions", ()):
+            if nxt is not None and nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return found, layers
+
+
+def read_sums(model: nn.Module, args: tuple[Tensor, ...]) -> list[ResidualSum]:
+    """The residual sums of ``model``'s forward pass on ``args``, found in its autograd
+    graph (for models torch.fx cannot trace, such as Hugging Face's), bottom to top.
+
+    The rule: an addition of two computed tensors (``AddBackward0``) is a residual sum
+    when one input, the *branch*, comes from a weight layer's output
+    (:func:`signalprop._model.is_weight_layer`; Hugging Face's ``Conv1D`` included)
+    through passing nodes only (:data:`PASSING_NODES`: views, dropout, products with a
+    constant or parameter), and the graph below that layer reaches the other input, the
+    *stream* (or the node it is a view of): the branch reads the stream it is added to.
+    A sum of two layers reading different things, a bias or mask added to scores, and
+    embeddings added together are not residual sums.
+
+    A sum is *renormalized* (a post-norm block, ``Norm(x + f(x))`` as in BERT) when its
+    stream is a normalization's output, the sum goes into a normalization, and the sum
+    is not the stream of another residual sum: the stream is then renormalized at every
+    block and cannot grow with the depth.
+
+    One forward pass with gradients recorded but never computed (no ``backward``); the
+    caller sets the mode. Each input's and the sum's mean square are measured on the batch.
+    """
+    outputs, recorder, layer_out, norm_out, norm_in = _one_pass(model, args)
+    modules = dict(model.named_modules())
+    found: list[tuple[Any, Any, ResidualSum]] = []
+    seen: set[Any] = set()
+    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
+    seen.update(stack)
+    while stack:
+        node = stack.pop()
+        for nxt, _ in getattr(node, "next_functions", ()):
+            if nxt is not None and nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+        if _name_of(node) != "AddBackward0" or node not in recorder.inputs:
+            continue
+        inputs = [nxt for nxt, _ in node.next_functions]
+        if len(inputs) != 2 or any(i is None for i in inputs):
+            continue
+        for side in (0, 1):
+            chain = _chain(inputs[side])
+            last = next((n for n in chain if n in layer_out), None)
+            if last is None:
+                continue
+            stream_chain = _chain(inputs[1 - side])
+            reaches, below = _below(last, set(stream_chain), layer_out)
+            if not reaches:
+                continue
+            measured = dict(recorder.inputs[node])
+            name, call, order = layer_out[last]
+            layers = sorted(below, key=lambda n: layer_out[n][2])
+            branch = ResidualSum(
+                key=(name, call),
+                last=modules[name],
+                layers=[layer_out[n][0] for n in layers],
+                order=order,
+                stream=measured.get(inputs[1 - side], math.nan),
+                added=measured.get(inputs[side], math.nan),
+                total=recorder.outputs.get(node, math.nan),
+                renormalized=False,
+            )
+            normed_stream = any(
+                n in norm_out or _name_of(n).startswith(NORM_NODES) for n in stream_chain
+            )
+            found.append((node, stream_chain, branch))
+            branch.renormalized = normed_stream
+            break
+    streams = {n for _, chain, _ in found for n in chain}
+    for node, _, branch in found:
+        if branch.renormalized:  # its stream is a norm's output: is the sum renormalized?
+            into_norm = node in norm_in or any(
+                node in {nxt for nxt, _ in getattr(n, "next_functions", ())}
+                for n in seen
+                if _name_of(n).startswith(NORM_NODES)
+            )
+            branch.renormalized = into_norm and node not in streams
+    return sorted((branch for _, _, branch in found), key=lambda b: b.order)
+
+
+def _scale_layer(module: nn.Module, factor: float) -> None:
+    """Multiply the layer's output by ``factor``: its weight and bias (an
+    ``nn.MultiheadAttention``'s output projection's)."""
+    target = module.out_proj if isinstance(module, nn.MultiheadAttention) else module
+    with torch.no_grad():
+        for tensor in (getattr(target, "weight", None), getattr(target, "bias", None)):
+            if isinstance(tensor, Tensor):
+                tensor.mul_(factor)
+
+
+def measured_criterion(
+    model: nn.Module, args: tuple[Tensor, ...], criterion: str
+) -> tuple[ResidualInit, list[ResidualSum], tuple[float, float]]:
+    """Autoinit's residual criterion for a model torch.fx cannot trace, measured on ``args``.
+
+    The residual sums are found in the autograd graph (:func:`read_sums`); the N sums that
+    are not renormalized (post-norm blocks are left alone) are taken bottom to top, and
+    each branch's last weight layer (weight and bias) is scaled so that, measured on the
+    batch, the branch adds ``1/N`` of the stream's mean square at its sum (``"scaled"``;
+    each measurement after the lower branches are scaled, so the stream grows to about
+    ``(1 + 1/N)^N ≤ e`` in mean square), zeroed (``"zero"``), or left (``"none"``).
+    Attention branches (softmax, products of signals) are outside the residual mean field,
+    hence the measurement.
+
+    Measured in eval mode (no dropout, normalizations on their running statistics), with
+    gradients recorded but never computed; the model's modes, buffers, the parameters'
+    ``requires_grad`` and the global random state are put back. Returns what was done, the
+    renormalized sums left alone, and the stream's RMS growth before and after (NaN when
+    no sum was found).
+    """
+    from signalprop.diagnostics._diagnose import _buffers_kept
+
+    result = ResidualInit(criterion=criterion)
+    was_training = {m: m.training for m in model.modules()}
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    growth = (math.nan, math.nan)
+    left: list[ResidualSum] = []
+
+    def stream(sums: list[ResidualSum]) -> list[ResidualSum]:
+        return [s for s in sums if not s.renormalized]
+
+    def rms_growth(sums: list[ResidualSum]) -> float:
+        if not sums or not sums[0].stream > 0:
+            return math.nan
+        return math.sqrt(sums[-1].total / sums[0].stream)
+
+    try:
+        with torch.random.fork_rng(devices=[]), _buffers_kept(model):
+            model.eval()
+            for parameter in frozen:  # the graph needs one: none gets a gradient
+                parameter.requires_grad_(True)
+            sums = read_sums(model, args)
+            left = [s for s in sums if s.renormalized]
+            branches = stream(sums)
+            before = rms_growth(branches)
+            count, done = len(branches), set()
+            keys = [b.key for b in branches] if criterion != "none" else []
+            for index, key in enumerate(keys):
+                if index:  # measured again: the lower branches have changed the stream
+                    branches = stream(read_sums(model, args))
+                here = next((b for b in branches if b.key == key), None)
+                if here is None or here.last in done:  # shared module: set once
+                    continue
+                scale = 0.0
+                if criterion == "scaled":
+                    scale = math.sqrt(here.stream / count / here.added) if here.added > 0 else 1.0
+                _scale_layer(here.last, scale)
+                done.add(here.last)
+                layers = here.layers or [here.key[0]]
+                result.branches.append(
+                    BranchInit(
+                        block=_block_name(layers),
+                        layers=layers,
+                        target=here.key[0],
+                        action=criterion,
+                        scale=scale,
+                        stream_var=here.stream,
+                        added_var=here.added * scale**2,
+                        note="measured on the batch (branch found in the autograd graph)",
+                    )
+                )
+            after = rms_growth(stream(read_sums(model, args))) if criterion != "none" else before
+            growth = (before, after)
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        for module, training in was_training.items():
+            module.training = training
+    result.predicted_growth = growth[1]
+    return result, left, growth
