@@ -608,7 +608,7 @@ def after_autoinit(
         if (  # measured instead: see read_sums
             unread is not None
             and args is not None
-            and _after_autoinit_measured(model, args, result, criterion, unread)
+            and _after_autoinit_measured(model, args, result, criterion)
         ):
             return
         if unread is not None and criterion != "none":  # say what was not done, and why
@@ -652,7 +652,7 @@ def after_autoinit(
 
 
 def _after_autoinit_measured(
-    model: nn.Module, args: tuple[Tensor, ...], result: Any, criterion: str, unread: str
+    model: nn.Module, args: tuple[Tensor, ...], result: Any, criterion: str
 ) -> bool:
     """after_autoinit for a model torch.fx cannot trace (:func:`measured_criterion`): False
     when no residual sum was found in the autograd graph either."""
@@ -675,16 +675,18 @@ def _after_autoinit_measured(
         result.stream_growth = after
         if criterion == "none":
             result.notes.append(
-                f"residual: {unread}; the autograd graph of one forward pass on the batch has "
-                "residual branches, left as drawn (residual='none'): the stream's RMS grows "
+                "residual: torch.fx could not trace the model; the autograd graph of one "
+                "forward pass on the batch has residual branches, left as drawn "
+                "(residual='none'): the stream's RMS grows "
                 f"{before:.3g}× over them, measured"
             )
         else:
             what = "zeroed" if criterion == "zero" else f"scaled so that it adds 1/{count} of "
             what += "" if criterion == "zero" else "the stream's mean square, measured"
             result.notes.append(
-                f"residual ({criterion}): {unread}, so the {count} residual branch(es) were "
-                "found in the autograd graph of one forward pass on the batch (each branch's "
+                f"residual ({criterion}): torch.fx could not trace the model, so its {count} "
+                "residual branch(es) were found in the autograd graph of one forward pass on "
+                "the batch (each branch's "
                 f"last layer a weight layer, its input the stream): each last layer {what}, "
                 f"bottom to top; the stream's RMS grows {after:.3g}× over them (it grew "
                 f"{before:.3g}× before)"
