@@ -6,7 +6,12 @@ SGD update; ``diagnose`` is one forward and one backward pass with every
 statistic recorded and the findings computed. Interleaved (A B A B ...),
 medians and their ratio printed (goal: diagnose / step <= 3).
 
+With ``--model residual`` the net is a 64-block residual MLP
+(:class:`signalprop.examples.ResidualMLP`, width 64, softmax added to its logits),
+whose diagnosis also measures the residual stream (one more forward pass).
+
     python benchmarks/diagnose_cost.py [--repeats 30] [--batch 32] [--threads 1]
+                                       [--model chapter-selu|residual]
 """
 
 from __future__ import annotations
@@ -27,10 +32,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="interleaved pairs")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--model", choices=("chapter-selu", "residual"), default="chapter-selu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    model, x, y = build_example("chapter-selu", batch=args.batch)
+    if args.model == "residual":
+        from signalprop.examples import ResidualMLP
+
+        torch.manual_seed(0)
+        model = nn.Sequential(ResidualMLP(64, width=64), nn.Softmax(dim=1))
+        x, y = torch.randn(args.batch, 28, 28), torch.randint(0, 10, (args.batch,))
+    else:
+        model, x, y = build_example("chapter-selu", batch=args.batch)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -54,7 +67,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
 
     print(
-        f"100-layer SELU net, batch {args.batch}, {args.threads} thread(s), "
+        f"{args.model} net, batch {args.batch}, {args.threads} thread(s), "
         f"{args.repeats} interleaved repeats"
     )
     for name, values in times.items():

@@ -115,7 +115,7 @@ def test_a_run_that_raises_is_recorded_and_the_others_go_on(
         if config.run_id == bad:
             raise RuntimeError("this configuration cannot train")
         done.append(config.run_id)
-        return {"run_id": config.run_id, "config": config.to_dict(), "history": None}
+        return {"run_id": config.run_id, "config": config.to_dict(), "history": {}}
 
     monkeypatch.setattr(runner, "execute", execute)
     monkeypatch.setattr(runner, "_summary", lambda record: record.get("error") or "ok")
