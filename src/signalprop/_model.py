@@ -376,12 +376,41 @@ class _Tracer(torch.fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+def _signature(model: nn.Module) -> tuple[object, ...]:
+    """What a reading of ``model`` depends on: its modules (the same objects), their
+    training flags (a forward may branch on them) and its ``forward``."""
+    modules = list(model.modules())
+    return (
+        *(id(m) for m in modules),
+        *(m.training for m in modules),
+        id(type(model).forward),
+        id(model.__dict__.get("forward")),
+    )
+
+
+#: trace's answers, per model, with the signature they were read under: diagnose, the
+#: residual finder and the stream measurement each ask on every call.
+_TRACES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], torch.fx.Graph | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def trace(model: nn.Module) -> torch.fx.Graph | None:
-    """The model's torch.fx graph, activations and Dense layers as leaves (None: untraceable)."""
+    """The model's torch.fx graph, activations and Dense layers as leaves (None: untraceable).
+
+    The graph is kept while :func:`_signature` stays the same; callers read it and
+    never change it.
+    """
+    signature = _signature(model)
+    cached = _TRACES.get(model)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     try:
-        return _Tracer().trace(model)
+        graph: torch.fx.Graph | None = _Tracer().trace(model)
     except Exception:  # any model torch.fx cannot trace
-        return None
+        graph = None
+    _TRACES[model] = (signature, graph)
+    return graph
 
 
 @dataclass
@@ -537,7 +566,7 @@ def _is_plain(model: nn.Module, graph: torch.fx.Graph) -> bool:
 
 #: What read_model found, per model, with the modules it was read from: reading means
 #: tracing, and diagnose asks again on every call (each epoch, in fit's snapshots).
-_READ: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, ...], ModelView]] = (
+_READ: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], ModelView]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -546,14 +575,10 @@ def read_model(model: nn.Module) -> ModelView:
     """The weight layers of ``model`` with the activations before and after each.
 
     The result is kept while the model's modules stay the same objects (any
-    module added, removed or replaced, or a new ``forward`` bound on the
-    instance, reads it again).
+    module added, removed or replaced, a training flag changed, or a new
+    ``forward`` bound on the instance, reads it again).
     """
-    signature = (
-        *(id(m) for m in model.modules()),
-        id(type(model).forward),
-        id(model.__dict__.get("forward")),
-    )
+    signature = _signature(model)
     cached = _READ.get(model)
     if cached is not None and cached[0] == signature:
         return cached[1]
@@ -864,6 +889,12 @@ def _scalar_value(model: nn.Module, value: Any) -> float:
     return float(value)
 
 
+#: find_residual_branches's answers, per model and the graph they were read from.
+_BRANCHES: weakref.WeakKeyDictionary[nn.Module, tuple[torch.fx.Graph, list[ResidualBranch]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str | None]:
     """The residual blocks of ``model``, in forward order, and a note when none can be read.
 
@@ -892,6 +923,9 @@ def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str 
     graph = trace(model)
     if graph is None:
         return [], "torch.fx could not trace the model: its residual branches were not found"
+    cached = _BRANCHES.get(model)
+    if cached is not None and cached[0] is graph:  # the same graph: the same blocks
+        return list(cached[1]), None
     branches: list[ResidualBranch] = []
     for node in graph.nodes:
         is_add = (node.op == "call_function" and node.target in _ADDS) or (
@@ -938,4 +972,5 @@ def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str 
                 output=output,
             )
         )
+    _BRANCHES[model] = (graph, list(branches))
     return branches, None

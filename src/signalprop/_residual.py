@@ -42,6 +42,7 @@ measurement (docs/results/residual): see :data:`DEFAULT_RESIDUAL`.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,11 +356,25 @@ def predict_stream(
     return StreamPrediction(qs, factors, means)
 
 
+#: _interpreted's modules, per model and graph (the graph is trace's, kept while the
+#: model is the same): diagnose measures the stream on every call.
+_INTERPRETED: weakref.WeakKeyDictionary[nn.Module, tuple[torch.fx.Graph, torch.fx.GraphModule]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _interpreted(model: nn.Module) -> torch.fx.GraphModule | None:
     from signalprop._model import trace
 
     graph = trace(model)
-    return None if graph is None else torch.fx.GraphModule(model, graph)
+    if graph is None:
+        return None
+    cached = _INTERPRETED.get(model)
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    module = torch.fx.GraphModule(model, graph)
+    _INTERPRETED[model] = (graph, module)
+    return module
 
 
 def measure_stream(

@@ -1170,6 +1170,33 @@ def correlation_map(
     return (weight_var * value + bias_var) / mf.q_star
 
 
+#: _Phi objects by activation (its key: class, arguments, parameter values), for the
+#: calls made once per layer and per diagnosis (the residual stream's prediction).
+_PHIS: dict[Any, _Phi] = {}
+#: At most this many are kept; past it the cache starts again.
+_PHIS_LIMIT = 256
+
+
+def _cached_phi(activation: Activation, params: dict[str, Any], caller: str, centred: bool) -> _Phi:
+    """``_Phi(activation, params, caller, centred)``, built once per activation."""
+    try:
+        key = (
+            _activations.activation_key(activation),
+            tuple(sorted(params.items())),
+            caller,
+            centred,
+        )
+        hash(key)
+    except TypeError:  # unhashable arguments: built each time
+        return _Phi(activation, params, caller, centred)
+    phi = _PHIS.get(key)
+    if phi is None:
+        if len(_PHIS) >= _PHIS_LIMIT:
+            _PHIS.clear()
+        phi = _PHIS[key] = _Phi(activation, params, caller, centred)
+    return phi
+
+
 def second_moments(
     activation: Activation, q: float, *, centred: bool = False, **params: Any
 ) -> tuple[float, float]:
@@ -1185,7 +1212,7 @@ def second_moments(
     """
     caller = "meanfield.second_moments"
     q = check_real(q, param="q", caller=caller, low=0)
-    second, _, derivative = _Phi(activation, params, caller, centred).variance_terms(
+    second, _, derivative = _cached_phi(activation, params, caller, centred).variance_terms(
         np.array([max(q, Q_MIN)])
     )
     return float(second[0]), float(derivative[0])
