@@ -45,6 +45,8 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "nadam": torch.optim.NAdam,
     "rmsprop": torch.optim.RMSprop,
 }
+#: The optimizers that take ``momentum``; the others refuse a non-zero one.
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 
 Callback = Callable[[int, dict[str, float]], bool | None]
 Data = tuple[Tensor, Tensor]
@@ -198,7 +200,7 @@ def _make_optimizer(
         return optimizer
     name = check_option(optimizer, OPTIMIZERS, param="optimizer", caller="fit")
     kwargs: dict[str, Any] = {"lr": lr}
-    if name in ("sgd", "rmsprop"):
+    if name in MOMENTUM_OPTIMIZERS:
         kwargs["momentum"] = momentum
     elif momentum:
         raise invalid_parameter("momentum", "fit", f"0 with optimizer {name!r}", momentum)

@@ -76,7 +76,8 @@ from typing import Any
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
-from signalprop.train import OPTIMIZERS
+from signalprop.data import TRAIN_IMAGES
+from signalprop.train import MOMENTUM_OPTIMIZERS, OPTIMIZERS
 
 __all__ = [
     "PRESET_NAMES",
@@ -490,6 +491,59 @@ def _goals(value: Any, source: str) -> dict[str, Any] | None:
     return goals
 
 
+def _sizes(merged: dict[str, Any], optimizer: str, caller: str) -> dict[str, Any]:
+    """``validation``, ``train_size``, ``batch_size`` and ``momentum``, checked against
+    each other, the data and the optimizer: what the runner and :func:`signalprop.fit`
+    would refuse only when the run starts (every run of a grid failing, one after the
+    other) is refused here, before anything trains.
+
+    The runner validates on the first ``validation`` of the
+    :data:`~signalprop.data.TRAIN_IMAGES` training images and trains on the first
+    ``train_size`` of the rest (all of them without it).
+    """
+    validation = check_int(merged["validation"], param="validation", caller=caller, low=0)
+    if validation >= TRAIN_IMAGES:
+        raise invalid_parameter(
+            "validation",
+            caller,
+            f"smaller than the {TRAIN_IMAGES:,} Fashion-MNIST training images (the "
+            "validation images are taken from them, and the rest train the network)",
+            validation,
+        )
+    available = TRAIN_IMAGES - validation
+    train_size = merged["train_size"]
+    if train_size is not None:
+        train_size = check_int(train_size, param="train_size", caller=caller, low=1)
+        if train_size > available:
+            raise invalid_parameter(
+                "train_size",
+                caller,
+                f"at most the {available:,} training images left beside the {validation:,} "
+                f"validation images ({TRAIN_IMAGES:,} in all)",
+                train_size,
+            )
+    size = available if train_size is None else train_size
+    batch_size = check_int(merged["batch_size"], param="batch_size", caller=caller, low=1)
+    if batch_size > size:
+        raise invalid_parameter(
+            "batch_size", caller, f"at most the run's {size:,} training images", batch_size
+        )
+    momentum = check_real(merged["momentum"], param="momentum", caller=caller, low=0)
+    if momentum and optimizer not in MOMENTUM_OPTIMIZERS:
+        raise invalid_parameter(
+            "momentum",
+            caller,
+            f"0 with optimizer {optimizer!r} (momentum is for {list(MOMENTUM_OPTIMIZERS)})",
+            momentum,
+        )
+    return {
+        "validation": validation,
+        "train_size": train_size,
+        "batch_size": batch_size,
+        "momentum": momentum,
+    }
+
+
 def _run(settings: dict[str, Any], source: str) -> RunConfig:
     unknown = sorted(set(settings) - KEYS)
     if unknown:
@@ -572,7 +626,7 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
     optimizer = merged["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise invalid_parameter("optimizer", caller, f"one of {sorted(OPTIMIZERS)}", optimizer)
-    train_size = merged["train_size"]
+    sizes = _sizes(merged, optimizer, caller)
     return RunConfig(
         activation=activation,
         init=init_name,
@@ -582,16 +636,11 @@ def _run(settings: dict[str, Any], source: str) -> RunConfig:
         init_args=dict(init_args),
         autoinit=auto,
         bias_var=check_real(merged["bias_var"], param="bias_var", caller=caller, low=0),
-        batch_size=check_int(merged["batch_size"], param="batch_size", caller=caller, low=1),
         optimizer=optimizer,
         lr=check_real(merged["lr"], param="lr", caller=caller, low=0, low_inclusive=False),
-        momentum=check_real(merged["momentum"], param="momentum", caller=caller, low=0),
-        validation=check_int(merged["validation"], param="validation", caller=caller, low=0),
         standardize=bool(merged["standardize"]),
-        train_size=None
-        if train_size is None
-        else check_int(train_size, param="train_size", caller=caller, low=1),
         seed=check_int(merged["seed"], param="seed", caller=caller, low=0),
+        **sizes,
         init_choice=str(init_choice),
         label=merged["label"],
         reference=merged["reference"],
