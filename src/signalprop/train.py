@@ -261,6 +261,26 @@ def _choose_path(
     return DenseStackTrainer(model, lr, momentum), f"fast ({why})"
 
 
+def _stopped_line(stopped: dict[str, Any], epochs: int, steps_per_epoch: int) -> str:
+    """The one line :func:`fit` prints when it ends early: when and why.
+
+    Example:
+        >>> stopped = {"reason": "non-finite loss", "epoch": 2, "step": 7, "loss": math.nan}
+        >>> print(_stopped_line(stopped, 5, 100))  # doctest: +NORMALIZE_WHITESPACE
+        stopped early at epoch 2/5, step 7/100: the loss was nan (non-finite), no step
+        taken on it; history.stopped holds a diagnosis of the batch
+        >>> _stopped_line({"reason": "stopped by a callback", "epoch": 3}, 5, 100)
+        'stopped early after epoch 3/5: a callback asked to stop'
+    """
+    if stopped["reason"] == "non-finite loss":
+        return (
+            f"stopped early at epoch {stopped['epoch']}/{epochs}, step {stopped['step']}/"
+            f"{steps_per_epoch}: the loss was {stopped['loss']} (non-finite), no step taken on "
+            "it; history.stopped holds a diagnosis of the batch"
+        )
+    return f"stopped early after epoch {stopped['epoch']}/{epochs}: a callback asked to stop"
+
+
 def fit(
     model: nn.Module,
     train: Data,
@@ -301,7 +321,10 @@ def fit(
         momentum: Momentum for SGD and RMSprop.
         seed: Seeds the shuffling and random layers.
         progress: Show progress: a bar on a terminal, a line at each tenth of an
-            epoch otherwise, and one line per epoch with its numbers in both cases.
+            epoch otherwise, and one line per epoch with its numbers in both cases;
+            a run that ends early says in one line when and why (a non-finite loss
+            at epoch E, step N; a callback). Without progress, only
+            ``history.stopped`` says so.
         callbacks: ``callback(epoch, logs) -> stop?`` after each epoch, with
             ``logs`` holding loss, accuracy, val_loss, val_accuracy.
         diagnose_at: Epochs after which to record a :func:`~signalprop.diagnose`
@@ -419,6 +442,8 @@ def fit(
                             "loss": float(loss.detach()),
                             "findings": [f.__dict__ for f in report.findings],
                         }
+                        if progress:
+                            say(_stopped_line(history.stopped, epochs, steps_per_epoch))
                         break
                     if opt is not None:
                         loss.backward()
@@ -461,6 +486,8 @@ def fit(
                 history.diagnostics[epoch] = diagnose(model, probe[0], probe[1]).to_dict()
             if any(callback(epoch, logs) for callback in callbacks):
                 history.stopped = {"reason": "stopped by a callback", "epoch": epoch}
+                if progress:
+                    say(_stopped_line(history.stopped, epochs, steps_per_epoch))
                 break
     eager_steps = getattr(trainer, "eager_steps", 0)
     if eager_steps and getattr(trainer, "compile_seconds", None) is None:
