@@ -63,7 +63,9 @@ def _study_epilog() -> str:
         + settings
         + '\nexample: {"defaults": {"epochs": 1, "standardize": true},\n'
         '          "grid": {"activation": ["selu", "tanh"], "init": ["matching"], '
-        '"depth": [20, 50]}}'
+        '"depth": [20, 50]}}\n'
+        "exit status: 0 when at least one run finished (failed ones are listed in the "
+        "report),\n1 when every run failed, 2 for a usage error, 130 when interrupted"
     )
 
 
@@ -616,6 +618,10 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
 
 
 def _run_study(options: dict[str, Any]) -> int:
+    """Run the study; exit status 0 when at least one of its runs finished, 1 when every
+    run failed (one line says so; the report lists the errors), 2 for a user error and
+    130 when interrupted. Runs that failed beside finished ones are said in one line and
+    listed in the report, and the status stays 0."""
     from signalprop.study import StudyLockedError, run_study, write_report
 
     if options["scheduler"] is None:  # a remote cluster's workers read their own copy
@@ -634,7 +640,7 @@ def _run_study(options: dict[str, Any]) -> int:
                     raise UsageError(f"study: {error}") from None
                 executor, slots = dask.executor, dask.slots
                 print(f"training on {dask.description} ({slots} run(s) at a time)")
-            run_study(
+            results = run_study(
                 options["spec"],
                 directory,
                 jobs=options["jobs"],
@@ -658,8 +664,24 @@ def _run_study(options: dict[str, Any]) -> int:
             file=sys.stderr,
         )
         return 130
+    wanted = {run.run_id for run in options["spec"].runs}
+    failed = {r["run_id"]: r["error"] for r in results if r["run_id"] in wanted and r.get("error")}
+    finished = any(r["run_id"] in wanted and not r.get("error") for r in results)
     if options["report"]:
         print(f"report written to {write_report(directory)}")
+    if failed and not finished:
+        print(
+            f"{PROG}: study: every run failed ({len(failed)}), e.g. {next(iter(failed.values()))}"
+            f"; the report lists them all (signalprop report {directory})",
+            file=sys.stderr,
+        )
+        return 1
+    if failed:
+        print(
+            f"{PROG}: study: {len(failed)} of {len(wanted)} runs failed; the report lists "
+            "their errors",
+            file=sys.stderr,
+        )
     return 0
 
 
