@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -1087,3 +1088,24 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # a full or read-only disk: one line, what to do, no traceback
+        print(f"{PROG}: error: {_disk_error(error)}", file=sys.stderr)
+        return 1
+
+
+#: What to do about a write that failed, by errno.
+_DISK_ADVICE = {
+    errno.ENOSPC: "free some space (or choose another folder) and run the same command "
+    "again: everything already written is kept",
+    errno.EDQUOT: "free some of your quota and run the same command again",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "no permission to write there: choose a writable folder",
+    errno.EPERM: "the file may not be changed (immutable or locked): choose another folder",
+}
+
+
+def _disk_error(error: OSError) -> str:
+    """One line for an error of the file system: the path, the reason, what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    advice = _DISK_ADVICE.get(error.errno or 0, "check the path and the disk")
+    return f"{where}{error.strerror or error}; {advice}"

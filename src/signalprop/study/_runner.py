@@ -383,6 +383,21 @@ def read_results(directory: str | Path) -> list[dict[str, Any]]:
     return results
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary file beside it,
+    flushed to disk, then renamed over it. A full disk leaves the old file (or none),
+    never a half-written one that a resume would trust."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     line = json.dumps(record, allow_nan=True) + "\n"
     with path.open("a", encoding="utf-8") as handle:
@@ -486,7 +501,7 @@ def _run_locked(
         # Fail fast, before any run starts or anything is written. (On a cluster, the
         # workers read the data: their errors are the runs' errors.)
         load_fashion_mnist(data_dir, validation=0, download=download)
-    (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
+    write_atomic(directory / SPEC, json.dumps(spec.to_dict(), indent=1) + "\n")
     watch = None
     if monitor is not None:
         (directory / MONITOR_DIR).mkdir(exist_ok=True)
