@@ -23,9 +23,11 @@ import errno
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -616,6 +618,14 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
         raise UsageError(f"study: {error}") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the driver is, so that it stops as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
 def _run_study(options: dict[str, Any]) -> int:
     from signalprop.study import StudyLockedError, run_study, write_report
 
@@ -623,6 +633,8 @@ def _run_study(options: dict[str, Any]) -> int:
         _check_data(options["data_dir"], options["download"])
     existed = Path(options["out"]).exists()
     directory = _writable_directory(options["out"], "--out")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # like ^C
     try:
         with contextlib.ExitStack() as stack:
             executor, slots = None, None
@@ -652,13 +664,17 @@ def _run_study(options: dict[str, Any]) -> int:
         if not existed and not any(directory.iterdir()):
             directory.rmdir()  # a data error leaves no empty --out folder behind
         raise UsageError(str(error).splitlines()[0]) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         print(
-            f"{PROG}: interrupted; every finished run is kept in {directory}/results.jsonl "
+            f"{PROG}: {what}; every finished run is kept in {directory}/results.jsonl "
             "and the same command resumes",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if options["report"]:
         print(f"report written to {write_report(directory)}")
     return 0
