@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +68,8 @@ def _study_epilog() -> str:
         '          "grid": {"activation": ["selu", "tanh"], "init": ["matching"], '
         '"depth": [20, 50]}}\n'
         "exit status: 0 when at least one run finished (failed ones are listed in the "
-        "report),\n1 when every run failed, 2 for a usage error, 130 when interrupted"
+        "report),\n1 when every run failed, 2 for a usage error, 130 when interrupted, 143 "
+        "when terminated"
     )
 
 
@@ -617,17 +621,27 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
         raise UsageError(f"study: {error}") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the driver is, so that it stops as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
 def _run_study(options: dict[str, Any]) -> int:
     """Run the study; exit status 0 when at least one of its runs finished, 1 when every
-    run failed (one line says so; the report lists the errors), 2 for a user error and
-    130 when interrupted. Runs that failed beside finished ones are said in one line and
-    listed in the report, and the status stays 0."""
+    run failed (one line says so; the report lists the errors), 2 for a user error, 130
+    when interrupted and 143 when terminated. Runs that failed beside finished ones are
+    said in one line and listed in the report, and the status stays 0."""
     from signalprop.study import StudyLockedError, run_study, write_report
 
     if options["scheduler"] is None:  # a remote cluster's workers read their own copy
         _check_data(options["data_dir"], options["download"])
     existed = Path(options["out"]).exists()
     directory = _writable_directory(options["out"], "--out")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # like ^C
     try:
         with contextlib.ExitStack() as stack:
             executor, slots = None, None
@@ -657,13 +671,17 @@ def _run_study(options: dict[str, Any]) -> int:
         if not existed and not any(directory.iterdir()):
             directory.rmdir()  # a data error leaves no empty --out folder behind
         raise UsageError(str(error).splitlines()[0]) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         print(
-            f"{PROG}: interrupted; every finished run is kept in {directory}/results.jsonl "
+            f"{PROG}: {what}; every finished run is kept in {directory}/results.jsonl "
             "and the same command resumes",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     wanted = {run.run_id for run in options["spec"].runs}
     failed = {r["run_id"]: r["error"] for r in results if r["run_id"] in wanted and r.get("error")}
     finished = any(r["run_id"] in wanted and not r.get("error") for r in results)
@@ -1109,3 +1127,24 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # a full or read-only disk: one line, what to do, no traceback
+        print(f"{PROG}: error: {_disk_error(error)}", file=sys.stderr)
+        return 1
+
+
+#: What to do about a write that failed, by errno.
+_DISK_ADVICE = {
+    errno.ENOSPC: "free some space (or choose another folder) and run the same command "
+    "again: everything already written is kept",
+    errno.EDQUOT: "free some of your quota and run the same command again",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "no permission to write there: choose a writable folder",
+    errno.EPERM: "the file may not be changed (immutable or locked): choose another folder",
+}
+
+
+def _disk_error(error: OSError) -> str:
+    """One line for an error of the file system: the path, the reason, what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    advice = _DISK_ADVICE.get(error.errno or 0, "check the path and the disk")
+    return f"{where}{error.strerror or error}; {advice}"

@@ -10,11 +10,13 @@ finish (interrupted, crashed) writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
 import platform
+import signal
 import socket
 import sys
 import threading
@@ -383,6 +385,21 @@ def read_results(directory: str | Path) -> list[dict[str, Any]]:
     return results
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary file beside it,
+    flushed to disk, then renamed over it. A full disk leaves the old file (or none),
+    never a half-written one that a resume would trust."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     line = json.dumps(record, allow_nan=True) + "\n"
     with path.open("a", encoding="utf-8") as handle:
@@ -486,7 +503,7 @@ def _run_locked(
         # Fail fast, before any run starts or anything is written. (On a cluster, the
         # workers read the data: their errors are the runs' errors.)
         load_fashion_mnist(data_dir, validation=0, download=download)
-    (directory / SPEC).write_text(json.dumps(spec.to_dict(), indent=1) + "\n", encoding="utf-8")
+    write_atomic(directory / SPEC, json.dumps(spec.to_dict(), indent=1) + "\n")
     watch = None
     if monitor is not None:
         (directory / MONITOR_DIR).mkdir(exist_ok=True)
@@ -570,6 +587,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(1)
+
+
 def exit_with_parent(parent: int, every: float = 0.5) -> None:
     """In a worker process: end it as soon as ``parent`` (the study's driver) is gone.
 
@@ -583,6 +604,10 @@ def exit_with_parent(parent: int, every: float = 0.5) -> None:
         while os.getppid() == parent:
             time.sleep(every)
         os._exit(1)
+
+    # Stopped by its driver (or a terminal's Ctrl-C): leave quietly, unwinding so that
+    # what the run holds is released, without a KeyboardInterrupt traceback per worker.
+    signal.signal(signal.SIGINT, _leave)
 
     threading.Thread(target=watch, name="signalprop-parent-watch", daemon=True).start()
 
@@ -643,8 +668,35 @@ def _drive(
                 # Running from now on: those pending, and the next ones about to start.
                 report(config, record, min(slots, len(pending) + len(queue)))
     except BaseException:
-        for future in pending:
-            future.cancel()
+        # Interrupted (Ctrl-C, SIGTERM) or failed: keep what finished meanwhile, cancel
+        # the rest, and stop the local workers now rather than when their runs end.
+        for future, config in list(pending.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                report(config, future.result(), 0)
+            else:
+                future.cancel()
         if isinstance(pool, ProcessPoolExecutor):
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
         raise
+
+
+#: Seconds a worker is given to stop after SIGINT (then SIGTERM).
+STOP_GRACE = 5.0
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a local pool's workers at once: a run they are training is cancelled (it is
+    not recorded, and the same command trains it again)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    # SIGINT first: the worker unwinds as on Ctrl-C and releases what it holds (a
+    # terminated worker leaves its semaphores to multiprocessing's "leaked" warning).
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGINT)
+    for worker in workers:
+        worker.join(timeout=STOP_GRACE)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(timeout=STOP_GRACE)
