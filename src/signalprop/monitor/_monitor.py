@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import warnings
@@ -425,18 +426,14 @@ class Monitor:
     def _stop_log(self, error: OSError) -> None:
         log, self._log = self._log, None
         if log is not None:
-            try:
+            with contextlib.suppress(OSError):  # its buffer could not be written either
                 log.close()
-            except OSError:
-                pass  # its buffer could not be written either: said once already
         self._disk_failed("log", self._log_path, error)
 
     def _stop_tensorboard(self, error: OSError) -> None:
         board, self._tensorboard = self._tensorboard, None
-        try:
+        with contextlib.suppress(OSError):  # the same disk: said once below
             board.writer.close()
-        except OSError:
-            pass  # the same disk: said once already
         self._disk_failed("TensorBoard files in", self._tensorboard_dir, error)
 
     @staticmethod
