@@ -374,26 +374,50 @@ def record_line(record: Record) -> str:
     )
 
 
+#: How a header line begins inside a line that is not one: a header glued to a cut line.
+GLUED_HEADER = f'"format": "{FORMAT}"'
+
+
+def _two_runs(path: Path, number: int, what: str) -> ValueError:
+    """The error for a log that holds more than one run, at line ``number``."""
+    return ValueError(
+        f"read_log: {str(path)!r} holds more than one monitored run: line {number} {what}. "
+        "A Monitor log holds one run; this file was appended to (a path reused before "
+        "Monitor refused used paths). Split it at that line, or read another log."
+    )
+
+
 def read_log(path: str | Path) -> MonitorHistory:
     """Rebuild a :class:`MonitorHistory` from a Monitor's JSON Lines log.
 
-    A log holding several runs (a path reused) gives the last one. A line cut
-    short by a killed process is skipped: every record written before it counts.
+    A line cut short by a killed process, as the last line, is skipped: every record
+    written before it counts.
+
+    Raises:
+        ValueError: If ``path`` is not a Monitor log, or holds more than one run (a
+            second header, or a header glued to a cut line: a path appended to by an
+            older signalprop), naming the line.
     """
     path = Path(path)
     if not path.is_file():
         raise invalid_parameter("path", "read_log", "an existing monitor log file", str(path))
     history: MonitorHistory | None = None
     with path.open(encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             try:
                 data = json.loads(line)
             except json.JSONDecodeError:
+                if GLUED_HEADER in line:
+                    raise _two_runs(
+                        path, number, "is a line cut short with the next run's header glued on"
+                    ) from None
                 continue  # the last line of a killed run
             kind = data.get("kind") if isinstance(data, dict) else None
             if kind == "header":
                 if data.get("format") != FORMAT:
                     break
+                if history is not None:
+                    raise _two_runs(path, number, "is a second header")
                 history = MonitorHistory(
                     layers=[LayerInfo(**layer) for layer in data["layers"]],
                     every=int(data["every"]),

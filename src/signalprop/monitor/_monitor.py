@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import warnings
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -24,7 +26,7 @@ from signalprop._model import (
     layer_bias,
     layer_weight,
 )
-from signalprop._validation import check_int, invalid_parameter
+from signalprop._validation import check_int, external_stacklevel, invalid_parameter
 from signalprop.diagnostics._diagnose import _buffers_kept
 from signalprop.diagnostics._record import (
     DYING,
@@ -212,9 +214,12 @@ class Monitor:
         every: Record every ``every``-th step (steps 1, 1 + every, …), ≥ 1.
         thresholds: When a measurement becomes a finding (``diagnose``'s).
         optimizer: If given, :meth:`step` runs after each ``optimizer.step()``.
-        log: A JSON Lines file; one header line, then a line per record,
-            appended and flushed as it is made (a killed run keeps them all).
+        log: A JSON Lines file for this run alone: one header line, then a line
+            per record, each flushed as it is made (a killed run keeps them all).
+            A file that already holds something (a run before, killed or not) is
+            refused unless ``overwrite=True``: a log is never appended to.
             Read it back with :func:`~signalprop.monitor.read_log`.
+        overwrite: Replace a ``log`` that already holds something.
         tensorboard: A directory for TensorBoard event files (needs the
             ``tensorboard`` extra): per-layer scalars of every quantity and
             histograms of weights and activations.
@@ -222,8 +227,14 @@ class Monitor:
         save_batches: A directory where the batch in which a NaN or Inf first
             appears is saved (``torch.save``), or None.
 
+    A full or read-only disk met while training (``OSError`` writing the log,
+    the TensorBoard files or a saved batch) stops that output with one warning
+    naming the path and the error; the records go on in memory
+    (:attr:`history`) and the training goes on.
+
     Raises:
-        ValueError: On an invalid argument, an unwritable ``log``, or a model
+        ValueError: On an invalid argument, an unwritable ``log``, a ``log``
+            that already holds a run (without ``overwrite=True``), or a model
             with no layer to monitor.
     """
 
@@ -238,8 +249,11 @@ class Monitor:
         tensorboard: str | Path | None = None,
         histograms_every: int = 10,
         save_batches: str | Path | None = None,
+        overwrite: bool = False,
     ) -> None:
         caller = "Monitor"
+        if not isinstance(overwrite, bool):
+            raise invalid_parameter("overwrite", caller, "True or False", overwrite)
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
         self.every = check_int(every, param="every", caller=caller, low=1)
@@ -281,8 +295,10 @@ class Monitor:
         self.steps = 0
         self._log_path = None if log is None else Path(log)
         self._log: IO[str] | None = None
+        self._overwrite = overwrite
         self._save_dir = None if save_batches is None else Path(save_batches)
         self._tensorboard: Any = None
+        self._tensorboard_dir = None if tensorboard is None else Path(tensorboard)
         self._handles: list[Any] = []
         self._layer_hooks: list[tuple[nn.Module, bool, Any]] = []
         self._layer_handles: list[Any] = []
@@ -337,7 +353,7 @@ class Monitor:
         if self._log_path is not None:
             try:
                 self._log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log = self._log_path.open("a", encoding="utf-8")
+                self._log = self._open_log(self._log_path, self._overwrite)
             except OSError as error:
                 raise invalid_parameter(
                     "log",
@@ -371,6 +387,54 @@ class Monitor:
                     hint=f"({error.strerror or error})",
                 ) from None
             self._tensorboard = TensorBoardLog(tensorboard)
+
+    @staticmethod
+    def _open_log(path: Path, overwrite: bool) -> IO[str]:
+        """The log opened for this run alone: a file holding anything is replaced only
+        with ``overwrite``, never appended to (two runs in one log cannot be told apart
+        once a killed run's cut line is glued to the next one's header)."""
+        if overwrite:
+            return path.open("w", encoding="utf-8")
+        try:
+            return path.open("x", encoding="utf-8")
+        except FileExistsError:
+            size = path.stat().st_size if path.is_file() else None
+            if size != 0:  # a run, something else, or not a file at all
+                what = "a directory" if path.is_dir() else f"{size:,} bytes"
+                raise invalid_parameter(
+                    "log",
+                    "Monitor",
+                    "a path that holds no run yet",
+                    str(path),
+                    hint=f"It already exists ({what}): a Monitor log is never appended "
+                    "to. Pass overwrite=True to replace it, or another path.",
+                ) from None
+            return path.open("w", encoding="utf-8")  # an empty file: nothing to lose
+
+    def _disk_failed(self, output: str, path: Path | None, error: OSError) -> None:
+        """Stop writing ``output`` after ``error`` (a full or read-only disk), with one
+        warning; the records go on in memory and the training goes on."""
+        reason = error.strerror or str(error) or type(error).__name__
+        warnings.warn(
+            f"Monitor: could not write the {output} {str(path)!r} ({reason}); it stops "
+            "here, the monitor keeps recording in memory (monitor.history) and the "
+            "training goes on. Free space or choose a writable path for the next run.",
+            RuntimeWarning,
+            stacklevel=external_stacklevel(),
+        )
+
+    def _stop_log(self, error: OSError) -> None:
+        log, self._log = self._log, None
+        if log is not None:
+            with contextlib.suppress(OSError):  # its buffer could not be written either
+                log.close()
+        self._disk_failed("log", self._log_path, error)
+
+    def _stop_tensorboard(self, error: OSError) -> None:
+        board, self._tensorboard = self._tensorboard, None
+        with contextlib.suppress(OSError):  # the same disk: said once below
+            board.writer.close()
+        self._disk_failed("TensorBoard files in", self._tensorboard_dir, error)
 
     @staticmethod
     def _dense_owners(model: nn.Module) -> dict[nn.Module, nn.Module]:
@@ -802,7 +866,12 @@ class Monitor:
         batch: dict[str, Any] = {"step": step, "args": args, "kwargs": kwargs}
         if targets is not None:
             batch["targets"] = targets
-        torch.save(batch, path)
+        try:
+            torch.save(batch, path)
+        except OSError as error:
+            self._save_dir = None
+            self._disk_failed("batch", path, error)
+            return None
         return str(path)
 
     def _add_event(self, event: NonFiniteEvent) -> None:
@@ -811,7 +880,10 @@ class Monitor:
             return
         self._write({"kind": "non_finite"} | event.to_dict())
         if self._tensorboard is not None:
-            self._tensorboard.event(event)
+            try:
+                self._tensorboard.event(event)
+            except OSError as error:
+                self._stop_tensorboard(error)
 
     # ------------------------------------------------------------ the fast path
     @property
@@ -1090,11 +1162,14 @@ class Monitor:
         self._write_line(record_line(entry))
         if self._tensorboard is not None:
             names = self.history.names
-            self._tensorboard.record(names, entry)
-            if (len(self.history.records) - 1) % self.histograms_every == 0:
-                weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
-                self._tensorboard.histograms(entry.step, "weights", weights, names)
-                self._tensorboard.histograms(entry.step, "activations", act, names)
+            try:
+                self._tensorboard.record(names, entry)
+                if (len(self.history.records) - 1) % self.histograms_every == 0:
+                    weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
+                    self._tensorboard.histograms(entry.step, "weights", weights, names)
+                    self._tensorboard.histograms(entry.step, "activations", act, names)
+            except OSError as error:
+                self._stop_tensorboard(error)
 
     def _clear_step(self) -> None:
         """Forget the step's tensors."""
@@ -1107,10 +1182,14 @@ class Monitor:
         self._write_line(json.dumps(data))
 
     def _write_line(self, line: str) -> None:
-        """Append one line to the log and flush it: a killed run keeps every line written."""
+        """Write one line to the log and flush it: a killed run keeps every line written.
+        On a full or read-only disk the log stops here, with one warning."""
         if self._log is not None:
-            self._log.write(line + "\n")
-            self._log.flush()
+            try:
+                self._log.write(line + "\n")
+                self._log.flush()
+            except OSError as error:
+                self._stop_log(error)
 
     # ------------------------------------------------------------ results
     @property
@@ -1149,9 +1228,16 @@ class Monitor:
                 }
             )
             if self._tensorboard is not None:
-                self._tensorboard.close(self.steps, summary)
+                try:
+                    self._tensorboard.close(self.steps, summary)
+                except OSError as error:
+                    self._stop_tensorboard(error)
+                self._tensorboard = None
         if self._log is not None:
-            self._log.close()
+            try:
+                self._log.close()
+            except OSError as error:
+                self._stop_log(error)
             self._log = None
 
     def __enter__(self) -> Monitor:

@@ -212,8 +212,7 @@ def execute(
         from signalprop.monitor import Monitor
 
         log = Path(monitor[0]) / f"{config.run_id}.jsonl"
-        log.unlink(missing_ok=True)
-        watcher = Monitor(model, every=monitor[1], log=log)
+        watcher = Monitor(model, every=monitor[1], log=log, overwrite=True)
     try:
         history = fit(
             model,
