@@ -305,3 +305,19 @@ def test_data_mode_converges_on_real_convolutional_nets():
     for model in (real.resnet18(width=16), real.mobilenet_like()):
         result = sp.autoinit(model, real.images(16), "data", generator=gen(14))
         assert result.not_converged == [], result
+
+
+def test_the_mean_field_copies_an_activation_without_its_hooks(tmp_path):
+    """A watched activation (a Monitor's hooks hold an open log file, which cannot be
+    copied) is evaluated by the mean field without copying or calling its hooks."""
+    class Watched(nn.Tanh):  # a class of its own: no cached evaluation of it exists
+        pass
+
+    act = Watched()
+    calls = []
+    with open(tmp_path / "log", "w") as handle:
+        act.register_forward_hook(lambda *args, handle=handle: calls.append(handle))
+        assert sp.meanfield.second_moments(act, 1.0)[0] == pytest.approx(
+            sp.meanfield.second_moments("tanh", 1.0)[0], rel=1e-12
+        )
+    assert not calls and len(act._forward_hooks) == 1  # the user's module keeps its hook

@@ -88,6 +88,18 @@ class Moments:
         return 1.0 / math.sqrt(self.derivative_second)
 
 
+def _copy_without_hooks(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` without its hooks: a Monitor's or diagnose's hooks hold
+    their recorder (and an open log file, which cannot be copied), and a copy that is
+    only evaluated must not call them."""
+    memo: dict[int, Any] = {}
+    for part in module.modules():
+        for name, value in vars(part).items():
+            if "hooks" in name and isinstance(value, dict):
+                memo[id(value)] = type(value)()
+    return copy.deepcopy(module, memo)
+
+
 def _as_function(
     activation: Any, params: dict[str, Any], caller: str
 ) -> Callable[[Tensor], Tensor]:
@@ -117,7 +129,7 @@ def _as_function(
     # A copy in eval mode (RReLU at its eval slope), float64 and out of place
     # (``nn.ReLU(inplace=True)`` would write into the tensor whose derivative is taken):
     # the caller's module is never changed.
-    frozen = copy.deepcopy(module).eval().to(torch.float64)
+    frozen = _copy_without_hooks(module).eval().to(torch.float64)
     for part in frozen.modules():
         if isinstance(getattr(part, "inplace", None), bool):
             setattr(part, "inplace", False)  # noqa: B010 (a Module attribute mypy cannot see)
