@@ -310,6 +310,7 @@ def test_data_mode_converges_on_real_convolutional_nets():
 def test_the_mean_field_copies_an_activation_without_its_hooks(tmp_path):
     """A watched activation (a Monitor's hooks hold an open log file, which cannot be
     copied) is evaluated by the mean field without copying or calling its hooks."""
+
     class Watched(nn.Tanh):  # a class of its own: no cached evaluation of it exists
         pass
 

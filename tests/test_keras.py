@@ -306,6 +306,15 @@ def test_the_monitor_callback_logs_a_fit_and_leaves_a_model_that_saves(tmp_path:
     assert saved.layers[0].activation.__name__ == "tanh"
     with pytest.raises(ValueError, match="make a new one for each fit"):
         keras_fit(model, x, y, [monitor], batch_size=32, epochs=1)
+    # A new callback on the same log: refused (a log is never appended to), unless told.
+    again = sp_keras.Monitor(every=3, log=tmp_path / "monitor.jsonl")
+    with pytest.raises(ValueError, match="overwrite=True"):
+        keras_fit(model, x, y, [again], batch_size=32, epochs=1)
+    with pytest.raises(ValueError, match="'overwrite'"):
+        sp_keras.Monitor(log=tmp_path / "monitor.jsonl", overwrite="yes")
+    again = sp_keras.Monitor(every=3, log=tmp_path / "monitor.jsonl", overwrite=True)
+    keras_fit(model, x, y, [again], batch_size=32, epochs=1)
+    assert [record.step for record in read_log(tmp_path / "monitor.jsonl").records] == [1, 4, 7]
 
 
 def test_the_monitor_callback_localizes_a_nan_to_its_keras_layer() -> None:

@@ -248,8 +248,9 @@ def _monitor_callback() -> type:
         :class:`signalprop.Monitor`.
 
         Args:
-            every, thresholds, log, tensorboard, histograms_every, save_batches:
-                As for :class:`signalprop.Monitor`.
+            every, thresholds, log, overwrite, tensorboard, histograms_every, save_batches:
+                As for :class:`signalprop.Monitor` (a ``log`` that holds a run is
+                refused unless ``overwrite=True``).
         """
 
         def __init__(
@@ -258,12 +259,15 @@ def _monitor_callback() -> type:
             thresholds: Thresholds | None = None,
             *,
             log: str | Path | None = None,
+            overwrite: bool = False,
             tensorboard: str | Path | None = None,
             histograms_every: int = 10,
             save_batches: str | Path | None = None,
         ) -> None:
             super().__init__()
             caller = "sp.keras.Monitor"
+            if not isinstance(overwrite, bool):
+                raise invalid_parameter("overwrite", caller, "True or False", overwrite)
             check_int(every, param="every", caller=caller, low=1)
             check_int(histograms_every, param="histograms_every", caller=caller, low=1)
             if thresholds is not None and not isinstance(thresholds, Thresholds):
@@ -272,6 +276,7 @@ def _monitor_callback() -> type:
                 "every": every,
                 "thresholds": thresholds,
                 "log": log,
+                "overwrite": overwrite,
                 "tensorboard": tensorboard,
                 "histograms_every": histograms_every,
                 "save_batches": save_batches,
