@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from _data_dir import needs_data
+from _data_dir import DATA, needs_data
 from _records import record, write_study
 from signalprop.cli import main
 from signalprop.study import _runner as runner
@@ -41,7 +41,10 @@ def test_a_full_disk_during_a_study_is_one_line(tmp_path: Path, capsys, monkeypa
     )
     monkeypatch.setattr(runner, "_summary", lambda record: "ok")
     monkeypatch.setattr(runner, "_append", _full)
-    status = main(["study", "--preset", str(grid), "--out", str(tmp_path / "out"), "--no-report"])
+    out = str(tmp_path / "out")
+    status = main(
+        ["study", "--preset", str(grid), "--out", out, "--data-dir", str(DATA), "--no-report"]
+    )
     assert status == 1
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from _data_dir import needs_data
+from _data_dir import DATA, needs_data
 from signalprop.cli import main
 from signalprop.study import StudyLockedError, expand, run_study
 from signalprop.study._lock import LOCK, writer_lock
@@ -48,7 +48,8 @@ def test_a_second_driver_is_refused_naming_the_first(tmp_path: Path, capsys) -> 
     out.mkdir()
     holder = _holder(out)
     try:
-        assert main(["study", "--preset", "quick", "--out", str(out), "--no-report"]) == 2
+        command = ["study", "--preset", "quick", "--out", str(out), "--data-dir", str(DATA)]
+        assert main([*command, "--no-report"]) == 2
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1
         assert f"pid {holder.pid} on {socket.gethostname()}" in error
