@@ -71,6 +71,7 @@ def main() -> None:
         if rank == 0:
             print(monitor.summary())
             print(f"log: {args.monitor_log}")
+        dist.barrier()  # every rank done with its collectives before the group is taken down
     finally:
         dist.destroy_process_group()
 

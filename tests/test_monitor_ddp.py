@@ -105,6 +105,8 @@ def rank_main(rank: int, port: int, folder: str) -> None:
             DistributedDataParallel(build_dying()), x[part], y[part], Path(folder) / "dying.jsonl"
         )
         torch.save(dying.records[0].values["dead"], Path(folder) / f"dying{rank}.pt")
+        del model
+        dist.barrier()  # both ranks done with every collective before the group goes
     finally:
         dist.destroy_process_group()
 
