@@ -30,13 +30,14 @@ children in the order its ``forward``'s source calls them, and says so.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import operator
 import re
 import textwrap
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -54,6 +55,7 @@ __all__ = [
     "WeightLayer",
     "activation_key",
     "activation_kind",
+    "buffers_kept",
     "find_residual_branches",
     "hidden_modules",
     "is_keras",
@@ -70,6 +72,20 @@ __all__ = [
 
 #: Modules a signal passes through unchanged in scale.
 TRANSPARENT = (nn.Dropout, nn.AlphaDropout, nn.Identity, nn.Flatten, nn.Unflatten)
+
+
+@contextlib.contextmanager
+def buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Put the model's buffers (e.g. BatchNorm statistics) back as they were on exit:
+    the measuring passes of diagnose, the Monitor and the residual stream leave none moved."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                if buffer.shape == value.shape:
+                    buffer.copy_(value)
 
 
 def is_transparent(module: nn.Module) -> bool:

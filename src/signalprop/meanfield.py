@@ -99,7 +99,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from signalprop import activations as _activations
-from signalprop._validation import check_option, check_real, invalid_parameter
+from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 from signalprop.gains import _NODES, _WEIGHTS, NODES, PANEL, RANGE, _as_function
 
 __all__ = [
@@ -2172,9 +2172,131 @@ def _plan(ratio: Callable[[float], float], own: float, following: float) -> floa
     return math.exp(lo)
 
 
-# Residual stacks (Yang & Schoenholz 2017): their own module, built on second_moments above.
-from signalprop._residual import (  # noqa: E402
-    ResidualStream,
-    relu_residual_growth,
-    residual_stream,
-)
+# -------------------------------------------------------------- residual stacks
+
+#: Block kinds of :func:`residual_stream`: ``"pre"`` (``x + α·branch``, the
+#: pre-activation or "full" residual block), ``"post"`` (``φ(x + α·branch)``, the
+#: original ResNet's), ``"normalized"`` (``x + α·γ·Norm(branch)``: the branch adds a
+#: fixed variance).
+BLOCKS = ("pre", "post", "normalized")
+
+
+@dataclass
+class ResidualStream:
+    """The mean field of a residual stack, block by block.
+
+    Attributes:
+        q: The stream's second moment per unit at the input of block 1, …, N and
+            after block N (N + 1 values).
+        gradient: The mean squared gradient at the same places, over its value
+            after block N (so ``gradient[-1] == 1`` and ``gradient[0]`` is the
+            growth of the gradient from the top of the stack to its bottom).
+        block: ``"pre"``, ``"post"`` or ``"normalized"``.
+    """
+
+    q: np.ndarray
+    gradient: np.ndarray
+    block: str
+
+    @property
+    def growth(self) -> float:
+        """The stream's RMS after the last block over its RMS entering the first."""
+        return float(math.sqrt(self.q[-1] / self.q[0]))
+
+    @property
+    def gradient_growth(self) -> float:
+        """The gradient's RMS at the bottom of the stack over its RMS at the top."""
+        return float(math.sqrt(self.gradient[0]))
+
+
+def residual_stream(
+    blocks: int,
+    activation: str | Activation = "relu",
+    *,
+    weight_var: float = 2.0,
+    branch_weight_var: float | None = None,
+    bias_var: float = 0.0,
+    alpha: float = 1.0,
+    block: str = "pre",
+    norm_var: float = 1.0,
+    input_var: float = 1.0,
+) -> ResidualStream:
+    """The stream's second moment and the gradient through ``blocks`` residual blocks.
+
+    Each block's branch is ``W₂ φ(W₁ x + b₁) + b₂`` with weights of variance
+    ``weight_var/fan_in`` (W₁: σ_w²) and ``branch_weight_var/fan_in`` (W₂: σ_v²,
+    default σ_w²), biases of variance ``bias_var``, scaled by ``alpha``. With
+    ``h = σ_w² q + σ_b²`` the branch's pre-activation variance:
+
+    * ``"pre"``: ``q ← q + α²(σ_v² E[φ(√h z)²] + σ_b²)``; the mean squared
+      gradient grows going down by ``1 + α² σ_v² σ_w² E[φ′(√h z)²]`` per block.
+    * ``"post"``: the sum ``s = q + α²(…)`` goes through φ: ``q ← E[φ(√s z)²]``,
+      the gradient factor times ``E[φ′(√s z)²]`` (the sum taken as Gaussian: a
+      mean-field approximation, as the stream after a ReLU is not centred).
+    * ``"normalized"``: the branch ends in a normalization of affine weight γ
+      (``norm_var`` = γ²): ``q ← q + α² γ²``, linear growth (De & Smith 2020),
+      and the gradient factor ``1 + α² γ² σ_v² σ_w² E[φ′²] / (σ_v² E[φ²] + σ_b²)``,
+      which tends to 1 as the stream grows.
+
+    Gaussian integrals are signalprop's (:func:`signalprop.meanfield.second_moments`).
+
+    Example:
+        >>> stream = residual_stream(64, "relu", weight_var=1 / 3)  # PyTorch's default
+        >>> round(stream.growth, 3)
+        5.642
+        >>> round(stream.growth ** 2, 3) == round((1 + 1 / 18) ** 64, 3)
+        True
+    """
+    caller = "meanfield.residual_stream"
+    blocks = check_int(blocks, param="blocks", caller=caller, low=1)
+    check_option(block, BLOCKS, param="block", caller=caller)
+    weight_var = check_real(weight_var, param="weight_var", caller=caller, low=0)
+    branch_var = (
+        weight_var
+        if branch_weight_var is None
+        else check_real(branch_weight_var, param="branch_weight_var", caller=caller, low=0)
+    )
+    bias_var = check_real(bias_var, param="bias_var", caller=caller, low=0)
+    alpha = check_real(alpha, param="alpha", caller=caller)
+    norm_var = check_real(norm_var, param="norm_var", caller=caller, low=0)
+    q = check_real(input_var, param="input_var", caller=caller, low=0, low_inclusive=False)
+    qs, factors = [q], []
+    for _ in range(blocks):
+        h = weight_var * q + bias_var
+        second, derivative = second_moments(activation, h)
+        branch = branch_var * second + bias_var
+        jacobian = branch_var * weight_var * derivative
+        if block == "pre":
+            factors.append(1 + alpha**2 * jacobian)
+            q = q + alpha**2 * branch
+        elif block == "normalized":
+            factors.append(1 + alpha**2 * norm_var * jacobian / branch if branch > 0 else 1.0)
+            q = q + alpha**2 * norm_var
+        else:
+            total = q + alpha**2 * branch
+            post_second, post_derivative = second_moments(activation, total)
+            factors.append(post_derivative * (1 + alpha**2 * jacobian))
+            q = post_second
+        qs.append(q)
+    gradient = np.cumprod(np.array(factors[::-1] or [1.0]))[::-1]
+    return ResidualStream(np.array(qs), np.append(gradient, 1.0), block)
+
+
+def relu_residual_growth(
+    blocks: int, weight_var: float = 2.0, branch_weight_var: float | None = None, alpha: float = 1.0
+) -> float:
+    """The closed form for ReLU pre-activation blocks without biases: the stream's
+    variance grows by ``(1 + α² σ_v² σ_w² / 2)^N`` (and the mean squared gradient by
+    the same factor, since E[relu′²] = E[relu²]/q = 1/2). Returns the RMS growth,
+    its square root.
+
+    Example:
+        >>> round(relu_residual_growth(64, 1 / 3), 3)  # PyTorch's default, 64 blocks
+        5.642
+    """
+    caller = "meanfield.relu_residual_growth"
+    blocks = check_int(blocks, param="blocks", caller=caller, low=1)
+    weight_var = check_real(weight_var, param="weight_var", caller=caller, low=0)
+    branch = weight_var if branch_weight_var is None else branch_weight_var
+    branch = check_real(branch, param="branch_weight_var", caller=caller, low=0)
+    return float((1 + alpha**2 * branch * weight_var / 2) ** (blocks / 2))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 
 from signalprop._model import (
     activation_kind,
+    buffers_kept,
     hidden_modules,
     is_norm,
     is_weight_layer,
@@ -69,19 +69,6 @@ def surrogate_loss(output: Tensor, seed: int) -> Tensor:
     g = torch.randn(output.shape, generator=generator, device=output.device, dtype=output.dtype)
     batch = output.shape[0] if output.dim() > 0 else 1
     return (output * g).sum() / batch
-
-
-@contextlib.contextmanager
-def _buffers_kept(model: nn.Module) -> Iterator[None]:
-    """Put the model's buffers (e.g. BatchNorm statistics) back as they were on exit."""
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                if buffer.shape == value.shape:
-                    buffer.copy_(value)
 
 
 def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
@@ -253,7 +240,7 @@ def _diagnose(
     # The global RNG (dropout, RReLU) and the buffers are put back as they were.
     with (
         torch.random.fork_rng(),
-        _buffers_kept(model),
+        buffers_kept(model),
         recorder.installed(),
         torch.enable_grad(),
     ):
@@ -312,7 +299,7 @@ def _diagnose(
     if not any(f.kind == "non_finite" for f in findings):
         # The residual stream is a sum, which no hook sees: one more forward pass of the
         # traced graph measures it (signalprop._residual), buffers and RNG put back.
-        with torch.random.fork_rng(), _buffers_kept(model):
+        with torch.random.fork_rng(), buffers_kept(model):
             growth = residual_finding(model, args, thresholds.residual_growth)
         if growth is not None:
             findings.append(growth)

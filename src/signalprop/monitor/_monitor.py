@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from signalprop._model import (
     activation_kind,
+    buffers_kept,
     hidden_modules,
     is_dense,
     is_norm,
@@ -27,7 +28,6 @@ from signalprop._model import (
     layer_weight,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
-from signalprop.diagnostics._diagnose import _buffers_kept
 from signalprop.diagnostics._record import (
     DYING,
     EMBEDDINGS,
@@ -840,7 +840,7 @@ class Monitor:
             with (
                 torch.random.fork_rng(devices=[]),
                 torch.no_grad(),
-                _buffers_kept(self.model),
+                buffers_kept(self.model),
                 recorder.installed(),
             ):
                 if self._rng is not None:
