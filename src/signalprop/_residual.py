@@ -603,6 +603,21 @@ def _record(result: Any, done: ResidualInit) -> None:
     # its line is the branch's (see describe).
     touched = {branch.target for branch in done.branches}
     result.skipped = [entry for entry in result.skipped if entry[0] not in touched]
+    # A closing norm autoinit set to γ = 1 (result.norms) then got the criterion's γ.
+    closing = {b.target: b for b in done.branches if b.action != "none"}
+    result.norms = [
+        (
+            name,
+            kind,
+            what.replace(
+                "γ = 1",
+                f"γ = {closing[name].scale:.4g} (residual criterion, {closing[name].action})",
+            )
+            if name in closing
+            else what,
+        )
+        for name, kind, what in result.norms
+    ]
 
 
 def describe(result: Any) -> list[str]:

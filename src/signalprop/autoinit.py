@@ -768,21 +768,6 @@ def autoinit(
                 f"within {max_iterations} iterations: {', '.join(result.not_converged[:8])}"
             )
     _residual.after_autoinit(model, args, result, residual)
-    # A branch's closing norm was set twice: γ = 1 above, then the residual criterion's.
-    closing = {b.target: b for b in result.branches if b.action != "none"}
-    result.norms = [
-        (
-            name,
-            kind,
-            what.replace(
-                "γ = 1",
-                f"γ = {closing[name].scale:.4g} (residual criterion, {closing[name].action})",
-            )
-            if name in closing
-            else what,
-        )
-        for name, kind, what in result.norms
-    ]
     return result
 
 
