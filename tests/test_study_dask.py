@@ -17,7 +17,7 @@ import pytest
 from _data_dir import DATA, needs_data
 from signalprop.cli import main
 from signalprop.study import _runner as runner
-from signalprop.study import expand, run_study
+from signalprop.study import cluster, expand, run_study
 
 distributed = pytest.importorskip("distributed")
 
@@ -39,13 +39,10 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def local_cluster() -> Any:
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
+    """signalprop's own local cluster (``--cluster local:2``): its Dask client."""
+    with cluster(workers=2) as live:
+        assert live.slots == 2
+        yield live.client
 
 
 def quiet(_: str) -> None:

@@ -15,10 +15,18 @@ __all__ = ["Progress", "say"]
 
 
 def say(text: str) -> None:
-    """One line on stderr, above a bar if one is drawn."""
+    """One line on stderr, above a bar if one is drawn.
+
+    tqdm is asked only when a bar is on screen: its lock is a multiprocessing
+    semaphore, made at first use, and a study's worker process killed while holding
+    one (a cancelled run) leaves multiprocessing's "leaked semaphore" warning behind.
+    """
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-    tqdm.write(text, file=sys.stderr)
+    if getattr(tqdm, "_instances", None):
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -31,13 +39,15 @@ class Progress:
     """
 
     def __init__(self, total: int, description: str, enabled: bool = True) -> None:
-        from tqdm.auto import tqdm
-
         self.total = max(1, total)
         self.description = description
         self.enabled = enabled
         self.terminal = enabled and sys.stderr.isatty()
-        self.bar: Any = tqdm(total=total, desc=description, leave=False, disable=not self.terminal)
+        self.bar: Any = None  # no tqdm off a terminal: see say()
+        if self.terminal:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=description, leave=False)
         self.done = 0
         self._next_line = self.total // 10 or 1
 
@@ -48,14 +58,17 @@ class Progress:
 
     def update(self, steps: int = 1) -> None:
         self.done += steps
-        self.bar.update(steps)
+        if self.bar is not None:
+            self.bar.update(steps)
         if self.enabled and not self.terminal and self.done >= self._next_line:
             if self.done < self.total:
                 say(f"{self.description}: {self.done}/{self.total}")
             self._next_line += self.total // 10 or 1
 
     def set_postfix(self, **values: Any) -> None:
-        self.bar.set_postfix(**values, refresh=False)
+        if self.bar is not None:
+            self.bar.set_postfix(**values, refresh=False)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()

@@ -185,7 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--cluster",
         metavar="local:N",
-        help="start a local Dask cluster of N single-threaded worker processes for the runs",
+        help="start a local Dask cluster of N single-threaded worker processes for the runs "
+        "(on 127.0.0.1, over TLS, no HTTP port)",
+    )
+    study.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the --cluster's Dask dashboard on 127.0.0.1:8787",
+    )
+    tls = study.add_argument_group(
+        "TLS", "certificates for a --scheduler tls://HOST:PORT (see the README's Security)"
+    )
+    tls.add_argument("--tls-ca-file", metavar="FILE", help="the certificate authority (PEM)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM)")
+    tls.add_argument("--tls-key", metavar="FILE", help="this client's private key (PEM)")
+    tls.add_argument(
+        "--security",
+        metavar="FILE",
+        help="or a Dask configuration file (YAML) naming them under distributed.comm.tls",
     )
     study.add_argument(
         "--monitor",
@@ -432,8 +449,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                 "monitor": None
                 if args.monitor is None
                 else check_int(args.monitor, param="--monitor", caller=PROG, low=1),
-                "scheduler": args.scheduler,
-                "cluster": _cluster_workers(args),
+                **_dask_options(args),
             },
         )
     if command == "gain":
@@ -602,8 +618,13 @@ def _check_data(data_dir: str | None, download: bool) -> None:
         )
 
 
-def _cluster_workers(args: argparse.Namespace) -> int | None:
-    """``--cluster local:N`` as N, after the flags' combinations are checked."""
+def _dask_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Dask flags as ``cluster()``'s arguments (``--cluster local:N`` as N, the TLS
+    files as a ``distributed.Security``), after their combinations are checked: a
+    mistake is one line before anything is created."""
+    tls_files = [args.tls_ca_file, args.tls_cert, args.tls_key]
+    options = {"scheduler": args.scheduler, "cluster": None, "security": None}
+    options["dashboard"] = args.dashboard
     if args.scheduler is not None and args.cluster is not None:
         raise UsageError("study: give --scheduler or --cluster, not both")
     if (args.scheduler is not None or args.cluster is not None) and args.jobs != 1:
@@ -611,14 +632,31 @@ def _cluster_workers(args: argparse.Namespace) -> int | None:
             "study: --jobs is the local process pool's size; on a Dask cluster its workers "
             "train the runs (--cluster local:N starts N)"
         )
-    if args.cluster is None:
-        return None
-    from signalprop.study._dask import local_workers
+    if args.dashboard and args.cluster is None:
+        raise UsageError("study: --dashboard serves a --cluster local:N's dashboard")
+    if args.security is not None and any(tls_files):
+        raise UsageError("study: give --security FILE or the --tls-* files, not both")
+    if (args.security is not None or any(tls_files)) and args.scheduler is None:
+        raise UsageError(
+            "study: certificates are for a --scheduler tls://HOST:PORT (a --cluster makes its own)"
+        )
+    if any(tls_files) and not (args.tls_ca_file and args.tls_cert):
+        raise UsageError("study: TLS needs --tls-ca-file and --tls-cert (and --tls-key)")
+    if args.scheduler is None and args.cluster is None:
+        return options
+    from signalprop.study import _dask
 
     try:
-        return local_workers(args.cluster)
-    except ValueError as error:
+        if args.cluster is not None:
+            options["cluster"] = _dask.local_workers(args.cluster)
+        elif args.security is not None:
+            options["security"] = _dask.security_from_file(args.security)
+        elif any(tls_files):
+            options["security"] = _dask.tls_security(*tls_files)
+        _dask.check(options["scheduler"], options["cluster"], options["security"], args.dashboard)
+    except (ValueError, ImportError) as error:
         raise UsageError(f"study: {error}") from None
+    return options
 
 
 class Terminated(KeyboardInterrupt):
@@ -627,6 +665,12 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> NoReturn:
     raise Terminated
+
+
+def _remove_if_made(directory: Path, existed: bool) -> None:
+    """A study that could not start (no data, no scheduler) leaves no empty --out behind."""
+    if not existed and not any(directory.iterdir()):
+        directory.rmdir()
 
 
 def _run_study(options: dict[str, Any]) -> int:
@@ -649,11 +693,21 @@ def _run_study(options: dict[str, Any]) -> int:
                 from signalprop.study._dask import cluster
 
                 try:
-                    dask = stack.enter_context(cluster(options["scheduler"], options["cluster"]))
+                    dask = stack.enter_context(
+                        cluster(
+                            options["scheduler"],
+                            options["cluster"],
+                            security=options["security"],
+                            dashboard=options["dashboard"],
+                        )
+                    )
                 except (ConnectionError, ImportError) as error:
+                    _remove_if_made(directory, existed)
                     raise UsageError(f"study: {error}") from None
                 executor, slots = dask.executor, dask.slots
                 print(f"training on {dask.description} ({slots} run(s) at a time)")
+                if dask.dashboard is not None:
+                    print(f"its dashboard: {dask.dashboard}")
             results = run_study(
                 options["spec"],
                 directory,
@@ -668,8 +722,7 @@ def _run_study(options: dict[str, Any]) -> int:
     except StudyLockedError as error:
         raise UsageError(f"study: {error}") from None
     except FileNotFoundError as error:
-        if not existed and not any(directory.iterdir()):
-            directory.rmdir()  # a data error leaves no empty --out folder behind
+        _remove_if_made(directory, existed)
         raise UsageError(str(error).splitlines()[0]) from None
     except KeyboardInterrupt as interrupt:
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"

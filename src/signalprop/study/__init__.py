@@ -3,8 +3,12 @@
 spec = load_spec("chapter11")           # or a JSON grid file
 run_study(spec, "runs/chapter11")       # appends to runs/chapter11/results.jsonl
 write_report("runs/chapter11")          # report.md and figures
+
+with cluster(workers=2) as dask:         # or cluster("tls://HOST:8786", security=...)
+    run_study(spec, "runs/x", executor=dask.executor, slots=dask.slots)
 """
 
+from signalprop.study._dask import Cluster, cluster
 from signalprop.study._lock import StudyLockedError
 from signalprop.study._report import RULE_OF_THUMB, write_report
 from signalprop.study._runner import build_model, execute, read_results, run_study
@@ -13,10 +17,12 @@ from signalprop.study._spec import PRESET_NAMES, RunConfig, StudySpec, expand, l
 __all__ = [
     "PRESET_NAMES",
     "RULE_OF_THUMB",
+    "Cluster",
     "RunConfig",
     "StudyLockedError",
     "StudySpec",
     "build_model",
+    "cluster",
     "execute",
     "expand",
     "load_spec",
