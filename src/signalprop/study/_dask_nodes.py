@@ -14,6 +14,8 @@ processes import it by name.
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 import distributed
@@ -34,7 +36,18 @@ class QuietScheduler(distributed.Scheduler):
 
 
 class QuietWorker(distributed.Worker):
-    """A Dask worker that serves no HTTP: no dashboard, no metrics, no open port."""
+    """A Dask worker that serves no HTTP: no dashboard, no metrics, no open port; and
+    that leaves Ctrl-C to the study's driver.
+
+    A terminal's Ctrl-C reaches every process of the study, each worker process
+    included, where it would end Dask's event loop with a traceback. The driver
+    answers it by closing the cluster, and the nannies stop their workers.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        super().__init__(*args, **kwargs)
 
     def start_http_server(
         self, routes: Any, dashboard_address: Any, default_port: int = 0, ssl_options: Any = None

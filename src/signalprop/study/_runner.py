@@ -587,6 +587,9 @@ def _duration(seconds: float) -> str:
 
 
 def _leave(signum: int, frame: object) -> None:
+    # Once: a terminal's Ctrl-C reaches the worker and the driver, which then stops its
+    # workers with SIGINT too; a second one must not cut the worker's unwinding short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(1)
 
 
