@@ -169,3 +169,31 @@ def test_a_worker_without_the_data_stops_the_study_and_records_nothing(
     with ThreadPoolExecutor(2) as pool, pytest.raises(FileNotFoundError, match="missing"):
         run_study(expand(GRID), tmp_path, echo=quiet, executor=pool)
     assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()
+
+
+@needs_data
+def test_a_cancelled_run_stops_on_its_worker(tmp_path: Path) -> None:
+    """Dask cannot interrupt a running task: signalprop's executor stops the run between
+    two steps once its future is cancelled (the driver stopped), freeing the worker for
+    the next study instead of training on for nobody (a remote cluster is not closed)."""
+    hours = {**GRID["defaults"], "epochs": 10_000, "train_size": 3000}  # 600,000 steps
+    long_run = expand({**GRID, "defaults": hours}).runs[0]
+    with cluster(workers=1) as live:
+        future = live.executor.submit(runner.execute, long_run, str(DATA), 1, None, {})
+
+        def executing(dask_worker: Any) -> int:
+            return len(dask_worker.state.executing)
+
+        (worker,) = live.client.scheduler_info()["workers"]
+        wait_until(lambda: live.client.run(executing)[worker] == 1, "the run never started")
+        future.cancel()
+        # The run would train for an hour; cancelled, the worker is idle at its next step.
+        wait_until(lambda: live.client.run(executing)[worker] == 0, "the run trained on")
+
+
+def wait_until(condition: Any, failure: str, guard: float = 60) -> None:
+    """Poll ``condition``; fail with ``failure`` after ``guard`` seconds (a hang guard)."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.1)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from signalprop import _cancel
 from signalprop._progress import Progress, say
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 
@@ -423,6 +424,7 @@ def fit(
             bar = Progress(steps_per_epoch, f"epoch {epoch}/{epochs}", enabled=progress)
             try:
                 for step in range(steps_per_epoch):
+                    _cancel.check()  # a study's driver that stopped stops its Dask runs
                     index = order[step * batch_size : (step + 1) * batch_size]
                     xb, yb = x_train[index], y_train[index]
                     if trainer is not None:

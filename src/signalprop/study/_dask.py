@@ -18,17 +18,29 @@ a dashboard is asked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import ssl
-from collections.abc import Iterator
-from concurrent.futures import Executor
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cluster", "check", "cluster", "local_workers", "security_from_file", "tls_security"]
+from signalprop import _cancel
+
+__all__ = [
+    "Cluster",
+    "check",
+    "cluster",
+    "local_workers",
+    "run_cancellable",
+    "security_from_file",
+    "tls_security",
+]
 
 #: How long connecting to a scheduler may take before it counts as unreachable.
 CONNECT_TIMEOUT = "10s"
@@ -242,6 +254,52 @@ def _local_cluster(distributed: Any, workers: int, dashboard: bool) -> Any:
     )
 
 
+#: Seconds between a run's looks at whether its future is still wanted.
+WATCH_EVERY = 0.5
+
+
+def run_cancellable(function: Callable[..., Any], *args: Any) -> Any:
+    """In a Dask worker: ``function(*args)``, stopped within a step once its future is
+    cancelled, or its client (the study's driver) is gone.
+
+    Dask cannot interrupt a task's thread; the driver's ``future.cancel()`` only marks
+    the task cancelled on its worker. A thread here looks every ``WATCH_EVERY`` seconds,
+    and then has :func:`signalprop.train.fit` raise before its next step
+    (:mod:`signalprop._cancel`), which frees the worker for the next study.
+    """
+    distributed = _distributed()
+    worker = distributed.get_worker()
+    key = worker.get_current_task()
+    stop, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_EVERY):
+            task = worker.state.tasks.get(key)
+            if task is None or task.state == "cancelled":
+                stop.set()
+                return
+
+    threading.Thread(target=watch, name="signalprop-cancel-watch", daemon=True).start()
+    try:
+        with _cancel.cancel_on(stop):
+            return function(*args)
+    finally:
+        done.set()
+
+
+class _CancellingExecutor(Executor):
+    """A Dask client's executor whose tasks stop when their futures are cancelled."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return self._executor.submit(run_cancellable, functools.partial(fn, **kwargs), *args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 @contextlib.contextmanager
 def _connected(
     distributed: Any, scheduler: str | None, workers: int | None, security: Any, dashboard: bool
@@ -270,7 +328,8 @@ def _connected(
         description = f"the Dask cluster at {scheduler}"
     try:
         slots = max(1, sum(client.nthreads().values()))
-        yield Cluster(client.get_executor(pure=False), slots, description, client, address)
+        executor = _CancellingExecutor(client.get_executor(pure=False))
+        yield Cluster(executor, slots, description, client, address)
     finally:
         client.close()
         if local is not None:
