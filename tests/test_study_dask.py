@@ -17,7 +17,7 @@ import pytest
 from _data_dir import DATA, needs_data
 from signalprop.cli import main
 from signalprop.study import _runner as runner
-from signalprop.study import cluster, expand, run_study
+from signalprop.study import cluster, expand, read_results, run_study
 
 distributed = pytest.importorskip("distributed")
 
@@ -197,3 +197,21 @@ def wait_until(condition: Any, failure: str, guard: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, failure
         time.sleep(0.1)
+
+
+@needs_data
+def test_a_local_cluster_study_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`signalprop study --cluster local:2` end to end: two runs at a time, on two workers
+    (the records' equality with one process's is the test above, on the same cluster)."""
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps(GRID))
+    argv = ["study", "--preset", str(grid), "--data-dir", str(DATA), "--no-report"]
+    assert main([*argv, "--out", str(tmp_path), "--cluster", "local:2"]) == 0
+    assert "a local Dask cluster of 2 worker process(es) (2 run(s) at a time)" in (
+        capsys.readouterr().out
+    )
+    records = read_results(tmp_path)
+    assert len(records) == 4 and not any(r.get("error") for r in records)
+    assert len({r["worker"] for r in records}) == 2
