@@ -287,7 +287,7 @@ def run_cancellable(function: Callable[..., Any], *args: Any) -> Any:
         done.set()
 
 
-class _CancellingExecutor(Executor):
+class DaskExecutor(Executor):
     """A Dask client's executor whose tasks stop when their futures are cancelled."""
 
     def __init__(self, executor: Executor) -> None:
@@ -328,7 +328,7 @@ def _connected(
         description = f"the Dask cluster at {scheduler}"
     try:
         slots = max(1, sum(client.nthreads().values()))
-        executor = _CancellingExecutor(client.get_executor(pure=False))
+        executor = DaskExecutor(client.get_executor(pure=False))
         yield Cluster(executor, slots, description, client, address)
     finally:
         client.close()
