@@ -6,6 +6,7 @@ or 143. Real processes, real training on the real data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,3 +95,40 @@ def test_a_signalled_driver_keeps_what_finished_and_stops_now(
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["config"]["activation"] for r in records] == ["relu"]
     assert not (out / ".signalprop.lock").exists()
+
+
+@needs_data
+@pytest.mark.parametrize("where", [["--jobs", "2"], ["--cluster", "local:2"]])
+def test_a_killed_driver_leaves_no_worker_and_no_noise(tmp_path: Path, where: list[str]) -> None:
+    """SIGKILL: the driver cannot clean up. Its workers notice and leave, multiprocessing's
+    resource tracker frees their semaphores without a "leaked semaphore" warning, and
+    nothing but the finished run is on disk (the same command resumes)."""
+    grid, out = tmp_path / "grid.json", tmp_path / "out"
+    grid.write_text(json.dumps(GRID))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "signalprop", "study", "--preset", str(grid), "--out", str(out),
+         *where, "--no-report"],
+        env={**os.environ, "SIGNALPROP_DATA": str(DATA)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    results = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + HANG
+        while not (results.exists() and results.read_text().count("\n") >= 1):
+            assert driver.poll() is None and time.monotonic() < deadline, "no short run"
+            time.sleep(0.2)
+        workers = psutil.Process(driver.pid).children(recursive=True)
+        driver.kill()
+        # Returns once every process holding the driver's stderr (the workers, the
+        # resource tracker) has exited.
+        _, err = driver.communicate(timeout=HANG)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert not alive and err == "", err
+    lines = results.read_text().splitlines()
+    assert [json.loads(line)["config"]["activation"] for line in lines] == ["relu"]

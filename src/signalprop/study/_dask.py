@@ -221,7 +221,9 @@ def _local_cluster(distributed: Any, workers: int, dashboard: bool) -> Any:
     """A cluster of ``workers`` nannies, each with one single-threaded worker process,
     all on 127.0.0.1, speaking TLS with a certificate made for this cluster alone."""
     from signalprop.study._dask_nodes import QuietScheduler, QuietWorker
+    from signalprop.study._runner import quiet_resource_tracker
 
+    quiet_resource_tracker()  # the nannies' queues: no "leaked semaphore" after a kill
     security = distributed.Security.temporary()  # in memory; handed to the workers
     common = {"host": LOOPBACK, "protocol": "tls://", "security": security}
     scheduler = {

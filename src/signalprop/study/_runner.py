@@ -526,6 +526,7 @@ def _run_locked(
                 report(config, record, 0)
         elif executor is None:
             context = get_context("spawn")  # no fork of a process with live OpenMP threads
+            quiet_resource_tracker()
             with ProcessPoolExecutor(
                 max_workers=jobs,
                 mp_context=context,
@@ -584,6 +585,26 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker for this process now, without warnings.
+
+    The tracker is a process of its own that outlives a driver killed outright
+    (SIGKILL) and frees the semaphores of its worker processes' queues; it then says
+    "There appear to be N leaked semaphore objects to clean up" on the study's
+    stderr: its job done, as noise after a kill the user meant. Its warnings are
+    turned off in it alone (the ``-W`` option it is started with); a tracker already
+    running is left as it is.
+    """
+    from multiprocessing import resource_tracker
+
+    saved = list(sys.warnoptions)
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions[:] = saved
 
 
 def _leave(signum: int, frame: object) -> None:
