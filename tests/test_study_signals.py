@@ -41,8 +41,8 @@ psutil = pytest.importorskip("psutil")  # Dask's dependency: the worker processe
     [
         (["--jobs", "2"], signal.SIGINT, 130, "interrupted", False),
         (["--jobs", "2"], signal.SIGINT, 130, "interrupted", True),  # Ctrl-C in a terminal
-        (["--jobs", "2"], signal.SIGTERM, 143, "terminated", False),
         (["--cluster", "local:2"], signal.SIGINT, 130, "interrupted", True),
+        # SIGTERM is SIGINT's path in the driver (a KeyboardInterrupt of its own class).
         (["--cluster", "local:2"], signal.SIGTERM, 143, "terminated", False),
     ],
 )
