@@ -60,6 +60,17 @@ class Command(Protocol):
         """Do the work; returns the exit status."""
 
 
+def add_param_argument(parser: argparse.ArgumentParser) -> None:
+    """``--param NAME=VALUE``, repeatable: an argument of the command's activation."""
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an argument of the activation, e.g. --param alpha=0.2",
+    )
+
+
 def parse_params(pairs: list[str], command: str = "gain") -> dict[str, float]:
     """``--param NAME=VALUE`` pairs as a dict of numbers."""
     params = {}

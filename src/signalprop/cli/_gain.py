@@ -6,7 +6,14 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from signalprop import activations as _activations
-from signalprop.cli._common import PROG, Config, UsageError, check_params, parse_params
+from signalprop.cli._common import (
+    PROG,
+    Config,
+    UsageError,
+    add_param_argument,
+    check_params,
+    parse_params,
+)
 
 if TYPE_CHECKING:
     from signalprop.cli._common import Subparsers
@@ -19,13 +26,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         NAME, help="the variance-preserving gain of an activation, computed numerically"
     )
     gain.add_argument("activation", nargs="?", help="activation name (default: a table of all)")
-    gain.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an argument of the activation, e.g. --param alpha=0.2",
-    )
+    add_param_argument(gain)
     return gain
 
 

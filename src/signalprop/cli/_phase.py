@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int
-from signalprop.cli._common import PROG, Config, check_params, parse_params, writable_directory
+from signalprop.cli._common import (
+    PROG,
+    Config,
+    add_param_argument,
+    check_params,
+    parse_params,
+    writable_directory,
+)
 
 if TYPE_CHECKING:
     from signalprop.cli._common import Subparsers
@@ -40,13 +47,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     phase.add_argument(
         "--width", type=int, default=100, help="units per layer (default 100; fan_in = fan_out)"
     )
-    phase.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="an argument of the activation, e.g. --param alpha=0.2",
-    )
+    add_param_argument(phase)
     phase.add_argument(
         "--resolution",
         type=int,
