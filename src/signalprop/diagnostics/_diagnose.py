@@ -9,31 +9,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from signalprop._model import (
+    EMBEDDINGS,
     activation_kind,
     buffers_kept,
     hidden_modules,
     is_norm,
     is_weight_layer,
+    layer_bias_split,
+    layer_scales,
     layer_weight,
     read_model,
     reads_keras,
     unread,
 )
+from signalprop._recorder import Recorder, Row
 from signalprop._residual import residual_finding
+from signalprop._stats import mean_std, norm_of, rms
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import normalized_note, verdict
-from signalprop.diagnostics._record import (
-    EMBEDDINGS,
-    Recorder,
-    Row,
-    bias_split,
-    mean_std,
-    norm_of,
-    rms,
-    weight_scales,
-)
 from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
@@ -92,9 +87,9 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
     weight = layer_weight(row.module) if row.module is not None else None
     if row.module is not None and weight is not None:
-        for key, value in weight_scales(row.module).items():
+        for key, value in layer_scales(row.module).items():
             setattr(layer, key, value)
-        layer.input_offset = bias_split(row.module)[0]
+        layer.input_offset = layer_bias_split(row.module)[0]
         grad = weight_grads.get(id(weight))
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))
