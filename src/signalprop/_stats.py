@@ -24,7 +24,7 @@ Two ways of reducing, one per instrument:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ __all__ = [
     "Norm",
     "alive_units",
     "bias_split",
+    "change_norms",
     "dead_of_flags",
     "finite_flags",
     "mean_std",
@@ -44,12 +45,14 @@ __all__ = [
     "mean_std_of_sums",
     "moments",
     "norm_of",
+    "norms_by_id",
     "packed_moments",
     "packed_squares",
     "rms",
     "rms_of_squares",
     "saturated_count",
     "similarity",
+    "squared_norms",
     "stacked",
     "update_ratio",
     "weight_scales",
@@ -216,6 +219,30 @@ def bias_split(weight: Tensor | None, bias: Tensor | None) -> tuple[float, float
         return m, float(rest.pow(2).mean())
 
 
+def norms_by_id(tensors: Iterable[Tensor]) -> dict[int, Tensor]:
+    """The 2-norm of each distinct tensor, keyed by its identity, in one fused pass: a
+    tensor named twice is reduced once (plain SGD's step is the gradient itself)."""
+    unique = {id(t): t for t in tensors}
+    return dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
+
+
+def squared_norms(norms: list[Tensor], rates: list[float] | None = None) -> Tensor:
+    """The squares of ``norms`` (of :func:`norms_by_id`) in float64, each first times its
+    rate if ``rates`` are given: ``‖lr · g‖²``, the squared length of an SGD step."""
+    lengths = torch.stack(norms).to(torch.float64)
+    if rates is not None:
+        lengths = lengths * torch.tensor(rates, dtype=torch.float64, device=lengths.device)
+    return lengths.square()
+
+
+def change_norms(copies: list[Tensor], tensors: list[Tensor]) -> Tensor:
+    """In float64, the norm of how far each of ``tensors`` moved since ``copies`` of it
+    were taken (the update of a step). The copies are overwritten with the change."""
+    with torch.no_grad():
+        torch._foreach_sub_(copies, tensors)
+    return torch.stack(torch._foreach_norm(copies)).to(torch.float64)
+
+
 # ------------------------------------------------------------ packed, all rows at once
 
 
@@ -268,11 +295,13 @@ def mean_std_of_packed(
     n: np.ndarray, total: np.ndarray, m2: np.ndarray, n_mean_sq: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the mean and std (Bessel's correction) from :func:`packed_moments`'
-    four rows, summed over processes or not; NaN std where the sums are not finite."""
-    mean = np.where(n > 0, total / n, np.nan)
-    # Over processes, the spread of their means adds to their own M2s.
-    spread = np.maximum(m2 + n_mean_sq - total * mean, 0.0)
-    std = np.where(n > 1, np.sqrt(spread / (n - 1)), 0.0)
+    four rows, summed over processes or not: NaN mean where a row has no count, NaN
+    std where the sums are not finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n > 0, total / n, np.nan)
+        # Over processes, the spread of their means adds to their own M2s.
+        spread = np.maximum(m2 + n_mean_sq - total * mean, 0.0)
+        std = np.where(n > 1, np.sqrt(spread / (n - 1)), 0.0)
     finite = np.isfinite(total) & np.isfinite(m2)
     return mean, np.where(finite, std, np.nan)
 
@@ -280,13 +309,15 @@ def mean_std_of_packed(
 def rms_of_squares(squares: np.ndarray, n: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Root mean square from sums of squares and counts (of :func:`packed_squares`),
     the squares first multiplied by ``scale``."""
-    root: np.ndarray = np.sqrt(squares * scale / n)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no count: NaN
+        root: np.ndarray = np.sqrt(squares * scale / n)
     return root
 
 
 def update_ratio(update_sq: np.ndarray, weight_sq: np.ndarray) -> np.ndarray:
     """‖ΔW‖ / ‖W‖ from the squared norms of the update and of the weight before it."""
-    ratio: np.ndarray = np.sqrt(update_sq) / np.sqrt(weight_sq)
+    with np.errstate(divide="ignore", invalid="ignore"):  # no weight: NaN or Inf
+        ratio: np.ndarray = np.sqrt(update_sq) / np.sqrt(weight_sq)
     return ratio
 
 

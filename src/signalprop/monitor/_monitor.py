@@ -34,14 +34,17 @@ from signalprop._stats import (
     DYING,
     SATURATING,
     alive_units,
+    change_norms,
     dead_of_flags,
     finite_flags,
     mean_std,
     mean_std_of_packed,
+    norms_by_id,
     packed_moments,
     packed_squares,
     rms_of_squares,
     saturated_count,
+    squared_norms,
     update_ratio,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
@@ -657,8 +660,7 @@ class Monitor:
                 torch._foreach_copy_(self._snapshot, params)
             else:
                 self._snapshot_params = []
-            norms = torch._foreach_norm(params)
-        self._weight_norms = dict(zip(map(id, params), norms, strict=True))
+            self._weight_norms = norms_by_id(params)
 
     def _plain_sgd(self) -> dict[int, tuple[float, str]] | None:
         """How each weight's update is read, if the optimizer is plain SGD (see
@@ -994,21 +996,17 @@ class Monitor:
             if update is not None:
                 steps.append((index, *update))
         # One norm pass over each tensor: plain SGD's step is the gradient itself.
-        unique = {id(t): t for _, t in grads} | {id(t): t for _, _, t in steps}
-        norms = dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
+        norms = norms_by_id([t for _, t in grads] + [t for _, _, t in steps])
         if grads:
             where = [index for index, _ in grads]
-            out[0, where] = torch.stack([norms[id(t)] for _, t in grads]).to(out.dtype).square()
+            out[0, where] = squared_norms([norms[id(t)] for _, t in grads])
         if steps:
             where = [index for index, _, _ in steps]
-            rates = torch.tensor([lr for _, lr, _ in steps], dtype=out.dtype, device=device)
-            lengths = torch.stack([norms[id(t)] for _, _, t in steps]).to(out.dtype)
-            out[2, where] = (lengths * rates).square()
+            lengths = [norms[id(t)] for _, _, t in steps]
+            out[2, where] = squared_norms(lengths, [lr for _, lr, _ in steps])
         elif self._snapshot_params:
             row_of = {id(w): i for i, w in owned}
-            with torch.no_grad():
-                torch._foreach_sub_(self._snapshot, self._snapshot_params)
-            changes = torch.stack(torch._foreach_norm(self._snapshot)).to(torch.float64)
+            changes = change_norms(self._snapshot, self._snapshot_params)
             for position, param in enumerate(self._snapshot_params):
                 if id(param) in row_of:
                     out[2, row_of[id(param)]] = changes[position].square()
