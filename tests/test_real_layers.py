@@ -14,9 +14,15 @@ from torch import Tensor, nn
 
 import signalprop as sp
 from _agree import assert_first_record_is_the_report
-from signalprop._model import activation_kind, is_norm, is_weight_layer, read_model, refusal
+from signalprop._model import (
+    activation_kind,
+    is_norm,
+    is_weight_layer,
+    layer_bias_split,
+    read_model,
+    refusal,
+)
 from signalprop.activations import probe
-from signalprop.diagnostics._record import bias_split
 from signalprop.monitor import QUANTITIES, MonitorHistory
 
 #: diagnose sums in float64; the monitor takes means and norms in float32 (see
@@ -107,7 +113,7 @@ def test_bias_split_reads_conv1d_as_in_out() -> None:
         layer.weight.normal_()
         layer.bias.copy_(-0.7 * layer.weight.sum(dim=0))
     # float32 weights: the bias is exact to float32 round-off (eps 1.2e-7).
-    assert bias_split(layer)[0] == pytest.approx(0.7, rel=1e-6)
+    assert layer_bias_split(layer)[0] == pytest.approx(0.7, rel=1e-6)
 
 
 class Attention(nn.Module):

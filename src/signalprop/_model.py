@@ -44,11 +44,13 @@ from typing import Any, ParamSpec, TypeVar
 import torch
 from torch import Tensor, nn
 
+from signalprop import _stats
 from signalprop import activations as _activations
 from signalprop.activations import activation_key
-from signalprop.init import is_hf_conv1d
+from signalprop.init import compute_fans, fans_for, is_hf_conv1d
 
 __all__ = [
+    "EMBEDDINGS",
     "TRANSPARENT",
     "ModelView",
     "ResidualBranch",
@@ -62,11 +64,15 @@ __all__ = [
     "is_norm",
     "is_transparent",
     "is_weight_layer",
+    "layer_bias_split",
+    "layer_fans",
+    "layer_scales",
     "layer_weight",
     "read_model",
     "reads_keras",
     "refusal",
     "trace",
+    "unit_axis",
     "unread",
 ]
 
@@ -245,6 +251,44 @@ def out_in_weight(module: nn.Module) -> Tensor | None:
     if isinstance(module, nn.modules.conv._ConvNd) and module.transposed:
         return weight.transpose(0, 1) if module.groups == 1 else None
     return weight
+
+
+#: Layers that turn token ids into the first signal: measured like a weight layer.
+EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+
+
+def unit_axis(module: nn.Module | None) -> int:
+    """The dimension of a layer's output that indexes its units (for
+    :func:`signalprop._stats.alive_units`): a convolution's channels (1), any other
+    layer's features (-1, whatever token or position dimensions come before); 1 when
+    the layer is not known (``module`` None)."""
+    return -1 if module is not None and not isinstance(module, nn.modules.conv._ConvNd) else 1
+
+
+def layer_fans(module: nn.Module) -> tuple[int, int]:
+    """Fan-in and fan-out of a weight layer: :func:`signalprop.init.fans_for`, or from
+    :func:`layer_weight`'s shape (:func:`signalprop.init.compute_fans`) for a type it
+    does not know."""
+    try:
+        return fans_for(module)
+    except ValueError:
+        weight = layer_weight(module)
+        assert weight is not None
+        return compute_fans(weight.shape)
+
+
+def layer_scales(module: nn.Module) -> dict[str, float]:
+    """:func:`signalprop._stats.weight_scales` of a weight layer's weight, bias and fans."""
+    weight = layer_weight(module)
+    assert weight is not None
+    fan_in, fan_out = layer_fans(module)
+    return _stats.weight_scales(weight, layer_bias(module), fan_in, fan_out)
+
+
+def layer_bias_split(module: nn.Module) -> tuple[float, float]:
+    """:func:`signalprop._stats.bias_split` of a weight layer's bias and its weight laid
+    out ``(out, in, *k)`` (:func:`out_in_weight`)."""
+    return _stats.bias_split(out_in_weight(module), layer_bias(module))
 
 
 #: What the reader does not read, by type, and why (see :func:`refusal`).

@@ -23,8 +23,10 @@ This module gives:
 * :func:`predict_stream` and :func:`measure_stream`: the stream of a real model's
   residual blocks (found by :func:`signalprop._model.find_residual_branches`),
   predicted from its weights and measured on a batch;
-* :func:`apply_residual_criterion`: autoinit's residual criterion;
-* :func:`residual_finding`: diagnose's ``residual_growth`` finding.
+* :func:`apply_residual_criterion`: autoinit's residual criterion.
+
+diagnose's ``residual_growth`` finding is made from :func:`measure_stream` and
+:func:`predict_stream` by :mod:`signalprop.diagnostics`.
 
 Autoinit's residual criterion (``residual="scaled"``, the default) scales the
 last layer of each of the N branches (or, for a branch ending in a
@@ -79,7 +81,6 @@ __all__ = [
     "measure_stream",
     "predict_stream",
     "relu_residual_growth",
-    "residual_finding",
     "residual_stream",
 ]
 
@@ -444,46 +445,6 @@ def apply_residual_criterion(
 
 
 # --------------------------------------------------------------------------- diagnose
-
-
-def residual_finding(model: nn.Module, args: tuple[Tensor, ...], threshold: float) -> Any:
-    """diagnose's ``residual_growth`` finding (or None): the stream's RMS, measured on
-    ``args`` in the model's current mode, grows by more than ``threshold`` from the first
-    block's input to the last block's output."""
-    from signalprop.diagnostics._report import Finding
-
-    branches, _ = find_residual_branches(model)
-    if len(branches) < 2:
-        return None
-    means: list[float] = []
-    try:
-        measured = measure_stream(model, args, branches, means)
-    except Exception:  # the traced graph did not run as the model does: nothing judged
-        return None
-    if len(measured) < 2 or not all(math.isfinite(v) for v in measured) or measured[0] <= 0:
-        return None
-    growth = measured[-1] / measured[0]
-    predicted = predict_stream(model, branches, measured[0] ** 2, means[0]).growth
-    if growth <= threshold:
-        return None
-    per_block = growth ** (1 / len(branches))
-    finding = Finding(
-        kind="residual_growth",
-        layers=[b.layers[-1] for b in branches],
-        severity="warning",
-        message=(
-            f"the residual stream's RMS grows {growth:.3g}× over {len(branches)} residual "
-            f"blocks (×{per_block:.3g} per block; the mean field predicts {predicted:.3g}× from "
-            "the weights): each branch adds variance in proportion to the stream instead of "
-            "a share of it, so the last blocks' branches and the gradient scale with the depth"
-        ),
-        fix=(
-            "sp.autoinit(model) applies its residual criterion: each branch's last layer (or "
-            "its closing normalization's weight γ) scaled so that the N branches together "
-            "at most e-fold the stream's variance (residual='zero' zeroes them instead)"
-        ),
-    )
-    return finding
 
 
 def after_autoinit(

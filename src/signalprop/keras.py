@@ -55,9 +55,9 @@ from torch import Tensor, nn
 
 from signalprop._keras_twin import SWITCH, KerasTwin, _from_keras, is_depthwise, twin
 from signalprop._model import activation_kind, is_dense, is_keras, is_weight_layer
+from signalprop._stats import alive_units
 from signalprop._validation import check_int, invalid_parameter
-from signalprop.diagnostics._record import alive_units
-from signalprop.diagnostics._report import Thresholds
+from signalprop.diagnostics import Thresholds
 from signalprop.monitor import Monitor as SignalpropMonitor
 from signalprop.monitor import MonitorHistory, NonFiniteEvent, TimedFinding
 
@@ -154,7 +154,7 @@ class _TwinMonitor(SignalpropMonitor):
         super()._record_act(index, kind, a)
         z = self._pre.get(index)
         if index in self._alive and z is not None and z.dim() > 2:
-            self._alive[index] = alive_units(z.movedim(-1, 1))
+            self._alive[index] = alive_units(z, unit=-1)
 
     def _conv_output(self, conv: nn.Module, z: Tensor, a: Tensor) -> None:
         self._on_weight_output(conv, (), a)

@@ -1,12 +1,22 @@
 """Diagnostics: see where a network's signal and gradient vanish, explode, saturate or die.
 
-Data flows one way: hooks record plain numbers (:class:`LayerStats`),
-detectors turn them into :class:`Finding` records, and a :class:`Report`
-prints them. Nothing here knows about training or studies.
+Data flows one way: hooks (:mod:`signalprop._recorder`) record plain numbers
+(:mod:`signalprop._stats`, gathered in :class:`LayerStats`), detectors turn them
+into :class:`Finding` records, and a :class:`Report` prints them. Nothing here
+knows about training or studies.
+
+Besides its public surface (``__all__``), the package offers signalprop's own
+modules its detectors: :func:`find` (a list of :class:`LayerStats` judged as
+``diagnose`` judges them), :func:`layer_range` (how a finding names its layers)
+and :data:`KINDS` (the findings' kinds, in the order a report lists them). The
+Monitor judges each of its records with them.
 """
 
 from signalprop.diagnostics._diagnose import diagnose, surrogate_loss
+from signalprop.diagnostics._findings import find as find
+from signalprop.diagnostics._findings import layer_range as layer_range
 from signalprop.diagnostics._phase import MeanFieldVerdict
+from signalprop.diagnostics._report import KINDS as KINDS
 from signalprop.diagnostics._report import Finding, LayerStats, Report, Thresholds
 from signalprop.diagnostics._selfnorm import (
     Condition,

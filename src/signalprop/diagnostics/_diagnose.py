@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -9,32 +10,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from signalprop._model import (
+    EMBEDDINGS,
     activation_kind,
     buffers_kept,
+    find_residual_branches,
     hidden_modules,
     is_norm,
     is_weight_layer,
+    layer_bias_split,
+    layer_scales,
     layer_weight,
     read_model,
     reads_keras,
     unread,
 )
-from signalprop._residual import residual_finding
+from signalprop._recorder import Recorder, Row
+from signalprop._residual import measure_stream, predict_stream
+from signalprop._stats import mean_std, norm_of, rms
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
 from signalprop.diagnostics._phase import normalized_note, verdict
-from signalprop.diagnostics._record import (
-    EMBEDDINGS,
-    Recorder,
-    Row,
-    bias_split,
-    mean_std,
-    norm_of,
-    rms,
-    weight_scales,
-)
-from signalprop.diagnostics._report import KINDS, LayerStats, Report, Thresholds
+from signalprop.diagnostics._report import KINDS, Finding, LayerStats, Report, Thresholds
 
 __all__ = ["diagnose"]
 
@@ -92,13 +89,52 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
         layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
     weight = layer_weight(row.module) if row.module is not None else None
     if row.module is not None and weight is not None:
-        for key, value in weight_scales(row.module).items():
+        for key, value in layer_scales(row.module).items():
             setattr(layer, key, value)
-        layer.input_offset = bias_split(row.module)[0]
+        layer.input_offset = layer_bias_split(row.module)[0]
         grad = weight_grads.get(id(weight))
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))
     return layer
+
+
+def residual_finding(
+    model: nn.Module, args: tuple[Tensor, ...], threshold: float
+) -> Finding | None:
+    """diagnose's ``residual_growth`` finding (or None): the stream's RMS, measured on
+    ``args`` in the model's current mode, grows by more than ``threshold`` from the first
+    block's input to the last block's output."""
+    branches, _ = find_residual_branches(model)
+    if len(branches) < 2:
+        return None
+    means: list[float] = []
+    try:
+        measured = measure_stream(model, args, branches, means)
+    except Exception:  # the traced graph did not run as the model does: nothing judged
+        return None
+    if len(measured) < 2 or not all(math.isfinite(v) for v in measured) or measured[0] <= 0:
+        return None
+    growth = measured[-1] / measured[0]
+    predicted = predict_stream(model, branches, measured[0] ** 2, means[0]).growth
+    if growth <= threshold:
+        return None
+    per_block = growth ** (1 / len(branches))
+    return Finding(
+        kind="residual_growth",
+        layers=[b.layers[-1] for b in branches],
+        severity="warning",
+        message=(
+            f"the residual stream's RMS grows {growth:.3g}× over {len(branches)} residual "
+            f"blocks (×{per_block:.3g} per block; the mean field predicts {predicted:.3g}× from "
+            "the weights): each branch adds variance in proportion to the stream instead of "
+            "a share of it, so the last blocks' branches and the gradient scale with the depth"
+        ),
+        fix=(
+            "sp.autoinit(model) applies its residual criterion: each branch's last layer (or "
+            "its closing normalization's weight γ) scaled so that the N branches together "
+            "at most e-fold the stream's variance (residual='zero' zeroes them instead)"
+        ),
+    )
 
 
 def _not_measured(model: nn.Module) -> list[str]:

@@ -39,9 +39,10 @@ from signalprop._model import (
     activation_key,
     activation_kind,
     is_dense,
+    layer_bias_split,
+    layer_scales,
     read_model,
 )
-from signalprop.diagnostics._record import bias_split, weight_scales
 from signalprop.diagnostics._report import Finding
 
 __all__ = ["MeanFieldVerdict", "finding", "normalized_note", "verdict"]
@@ -134,7 +135,7 @@ def _elementwise(activation: Activation | None) -> bool:
 
 
 def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]:
-    scales = {layer.name: weight_scales(layer.module) for layer in hidden}
+    scales = {layer.name: layer_scales(layer.module) for layer in hidden}
     return {name: (s["weight_scale_fan_in"], s["bias_var"]) for name, s in scales.items()}
 
 
@@ -174,7 +175,7 @@ def verdict(
     measured = measured or {}
     if not all(layer.name in measured for layer in hidden):
         measured = {**measured, **_read_variances(hidden)}
-    splits = {layer.name: bias_split(layer.module) for layer in view.layers}
+    splits = {layer.name: layer_bias_split(layer.module) for layer in view.layers}
     if any(
         activation_key(side) != key for layer in hidden for side in (layer.consumer, layer.producer)
     ):
@@ -247,7 +248,7 @@ def _chain_verdict(
         if layer.name in measured:
             weight_var = measured[layer.name][0]
         else:
-            weight_var = weight_scales(layer.module)["weight_scale_fan_in"]
+            weight_var = layer_scales(layer.module)["weight_scale_fan_in"]
         producer = None if layer.reads_data else layer.producer
         consumer = layer.consumer if _elementwise(layer.consumer) else None
         offset, bias_var = splits[layer.name]

@@ -18,10 +18,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from signalprop._model import WeightLayer, activation_kind, read_model, reads_keras, trace
+from signalprop._model import (
+    EMBEDDINGS,
+    WeightLayer,
+    activation_kind,
+    layer_scales,
+    read_model,
+    reads_keras,
+    trace,
+)
 from signalprop._validation import invalid_parameter
 from signalprop.diagnostics._diagnose import LossFn, _diagnose
-from signalprop.diagnostics._record import EMBEDDINGS, weight_scales
 from signalprop.diagnostics._report import Report
 
 #: Layer types that turn token ids into the first signal, by the name diagnose records.
@@ -119,7 +126,7 @@ def _check_weights(hidden: list[WeightLayer]) -> Condition:
     for layer in hidden:
         name, module = layer.name, layer.module
         weight = getattr(module, "weight").detach().double()  # noqa: B009
-        scales = weight_scales(module)
+        scales = layer_scales(module)
         n = weight.numel()
         tolerance = max(WEIGHT_MIN_TOLERANCE, WEIGHT_STANDARD_ERRORS * math.sqrt(2.0 / n))
         mean_limit = 5 * math.sqrt(scales["weight_var"] / n)

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from signalprop._validation import invalid_parameter
-from signalprop.diagnostics._findings import find, layer_range
-from signalprop.diagnostics._report import KINDS, Finding, LayerStats, Thresholds
+from signalprop.diagnostics import KINDS, Finding, LayerStats, Thresholds, find, layer_range
 
 __all__ = [
     "QUANTITIES",

@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import json
 import warnings
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from signalprop._model import (
+    EMBEDDINGS,
     activation_kind,
     buffers_kept,
     hidden_modules,
@@ -25,21 +25,30 @@ from signalprop._model import (
     is_transparent,
     is_weight_layer,
     layer_bias,
+    layer_fans,
     layer_weight,
+    unit_axis,
+)
+from signalprop._recorder import OutputMap, Recorder
+from signalprop._stats import (
+    DYING,
+    SATURATING,
+    alive_units,
+    change_norms,
+    dead_of_flags,
+    finite_flags,
+    mean_std,
+    mean_std_of_packed,
+    norms_by_id,
+    packed_moments,
+    packed_squares,
+    rms_of_squares,
+    saturated_count,
+    squared_norms,
+    update_ratio,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
-from signalprop.diagnostics._record import (
-    DYING,
-    EMBEDDINGS,
-    SATURATING,
-    OutputMap,
-    Recorder,
-    alive_units,
-    mean_std,
-    saturated_count,
-)
-from signalprop.diagnostics._report import Thresholds
-from signalprop.init import compute_fans, fans_for
+from signalprop.diagnostics import Thresholds
 from signalprop.monitor._history import (
     QUANTITIES,
     LayerInfo,
@@ -68,24 +77,6 @@ def _tensors(output: Any, depth: int = 0) -> list[Tensor]:
     if isinstance(output, dict | list | tuple):
         return [t for item in items for t in _tensors(item, depth + 1)]
     return []
-
-
-def _finite(tensors: list[Tensor]) -> list[bool]:
-    """Per tensor, whether every value is finite.
-
-    One sum of sums answers for all at once when it is finite (as it is on all but
-    a failing step); only otherwise, or when finite values overflow float32, is
-    each tensor looked at.
-    """
-    if not tensors:
-        return []
-    with torch.no_grad():
-        total = tensors[0].sum()
-        for tensor in tensors[1:]:
-            total = total + tensor.sum()
-    if bool(torch.isfinite(total)):
-        return [True] * len(tensors)
-    return [bool(torch.isfinite(t).all()) for t in tensors]
 
 
 def _batch_size(args: tuple[Any, ...]) -> int:
@@ -125,50 +116,6 @@ def _distributed() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def _stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
-    """Tensors of one shape stacked into one ``(count, elements)`` tensor, with their keys.
-
-    A few large reductions instead of several small ones per layer: on a CPU a
-    small reduction costs its dispatch, not its arithmetic.
-    """
-    groups: dict[tuple[torch.Size, torch.dtype], list[int]] = {}
-    for key, tensor in tensors.items():
-        groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
-    for keys in groups.values():
-        stacked = torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
-        yield torch.tensor(keys, device=stacked.device), stacked
-
-
-def _moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
-    """Per row, in float64: the count n, the sum n·m, the centred sum of squares M2
-    and n·m², where m is the mean.
-
-    Mean and M2 are taken in two float32 passes, which keeps the variance accurate
-    when |mean| ≫ std, as ``diagnose``'s float64 sums do, at half their cost here.
-    Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ.
-    """
-    out = torch.zeros(4, rows, dtype=torch.float64, device=device)
-    for where, x in _stacked(tensors):
-        mean = x.mean(1, keepdim=True)
-        m2 = (x - mean).square_().sum(1).to(torch.float64)
-        mean64 = mean.squeeze(1).to(torch.float64)
-        count = float(x.shape[1])
-        out[0, where] = count
-        out[1, where] = mean64 * count
-        out[2, where] = m2
-        out[3, where] = mean64.square() * count
-    return out
-
-
-def _squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
-    """Per row, in float64: the count and the sum of squares."""
-    out = torch.zeros(2, rows, dtype=torch.float64, device=device)
-    for where, x in _stacked(tensors):
-        out[0, where] = float(x.shape[1])
-        out[1, where] = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square()
-    return out
 
 
 class Monitor:
@@ -520,10 +467,7 @@ class Monitor:
         if isinstance(weight, Tensor) and not isinstance(
             weight, nn.parameter.UninitializedParameter
         ):
-            try:
-                fans = fans_for(weight_module)  # type: ignore[arg-type]
-            except ValueError:
-                fans = compute_fans(weight.shape)
+            fans = layer_fans(weight_module)  # type: ignore[arg-type]
             fan_in, fan_out, numel = float(fans[0]), float(fans[1]), weight.numel()
         else:
             weight = None
@@ -565,7 +509,7 @@ class Monitor:
         self._set_kind(index, kind)
         z = self._pre.get(index)
         if kind in DYING and z is not None and z.numel():
-            self._alive[index] = alive_units(z, self._row_module[index])
+            self._alive[index] = alive_units(z, unit_axis(self._row_module[index]))
         self._act[index] = a
 
     def _on_grad_of(self, index: int, grads: tuple[Tensor | None, ...]) -> None:
@@ -716,8 +660,7 @@ class Monitor:
                 torch._foreach_copy_(self._snapshot, params)
             else:
                 self._snapshot_params = []
-            norms = torch._foreach_norm(params)
-        self._weight_norms = dict(zip(map(id, params), norms, strict=True))
+            self._weight_norms = norms_by_id(params)
 
     def _plain_sgd(self) -> dict[int, tuple[float, str]] | None:
         """How each weight's update is read, if the optimizer is plain SGD (see
@@ -760,7 +703,7 @@ class Monitor:
         watched = self._outputs + _tensors(args) + _tensors(kwargs)
         if param.grad is not None:
             watched.append(param.grad)
-        flags = _finite(watched)
+        flags = finite_flags(watched)
         if all(flags):
             self._finite = True
         elif self._finite:
@@ -770,7 +713,7 @@ class Monitor:
 
     def _check_output(self) -> None:
         """At the end of a step whose gradient was not checked: the output only."""
-        if all(_finite(self._outputs)):
+        if all(finite_flags(self._outputs)):
             self._finite = True
         elif self._finite:
             self._finite = False
@@ -923,7 +866,7 @@ class Monitor:
         z = z.clone() if in_place else z
         self._pre[index] = z
         if self._row_kind[index] in DYING:
-            self._alive[index] = alive_units(z, self._row_module[index])
+            self._alive[index] = alive_units(z, unit_axis(self._row_module[index]))
 
     def fast_activation(self, index: int, a: Tensor) -> None:
         """Layer ``index``'s activation."""
@@ -950,7 +893,7 @@ class Monitor:
         shows first in the lowest weight, which the update has just changed; the highest
         layer with non-finite weights is where it began."""
         lowest = next((w for w in self._row_weight if w is not None), None)
-        if self._finite and lowest is not None and not all(_finite([lowest])):
+        if self._finite and lowest is not None and not all(finite_flags([lowest])):
             self._finite = False
             self._inputs = ((x,), {})
             weights = {i: w for i, w in enumerate(self._row_weight) if w is not None}
@@ -998,9 +941,9 @@ class Monitor:
             batch = float(_batch_size(self._inputs[0]))
             sums = torch.cat(
                 [
-                    _moments(self._pre, rows, device).reshape(-1),
-                    _moments(self._act, rows, device).reshape(-1),
-                    _squares(self._grad, rows, device).reshape(-1),
+                    packed_moments(self._pre, rows, device).reshape(-1),
+                    packed_moments(self._act, rows, device).reshape(-1),
+                    packed_squares(self._grad, rows, device).reshape(-1),
                     saturated.reshape(-1),
                     torch.tensor([batch], dtype=torch.float64, device=device),
                 ]
@@ -1053,21 +996,17 @@ class Monitor:
             if update is not None:
                 steps.append((index, *update))
         # One norm pass over each tensor: plain SGD's step is the gradient itself.
-        unique = {id(t): t for _, t in grads} | {id(t): t for _, _, t in steps}
-        norms = dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
+        norms = norms_by_id([t for _, t in grads] + [t for _, _, t in steps])
         if grads:
             where = [index for index, _ in grads]
-            out[0, where] = torch.stack([norms[id(t)] for _, t in grads]).to(out.dtype).square()
+            out[0, where] = squared_norms([norms[id(t)] for _, t in grads])
         if steps:
             where = [index for index, _, _ in steps]
-            rates = torch.tensor([lr for _, lr, _ in steps], dtype=out.dtype, device=device)
-            lengths = torch.stack([norms[id(t)] for _, _, t in steps]).to(out.dtype)
-            out[2, where] = (lengths * rates).square()
+            lengths = [norms[id(t)] for _, _, t in steps]
+            out[2, where] = squared_norms(lengths, [lr for _, lr, _ in steps])
         elif self._snapshot_params:
             row_of = {id(w): i for i, w in owned}
-            with torch.no_grad():
-                torch._foreach_sub_(self._snapshot, self._snapshot_params)
-            changes = torch.stack(torch._foreach_norm(self._snapshot)).to(torch.float64)
+            changes = change_norms(self._snapshot, self._snapshot_params)
             for position, param in enumerate(self._snapshot_params):
                 if id(param) in row_of:
                     out[2, row_of[id(param)]] = changes[position].square()
@@ -1108,37 +1047,27 @@ class Monitor:
         scale = 1.0 / (self.world_size * self.world_size)  # the local means' gradients, see doc
 
         with np.errstate(divide="ignore", invalid="ignore"):
-
-            def moments(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-                n, total, m2, n_mean_sq = parts
-                mean = np.where(n > 0, total / n, np.nan)
-                # Over processes, the spread of their means adds to their own M2s.
-                spread = np.maximum(m2 + n_mean_sq - total * mean, 0.0)
-                std = np.where(n > 1, np.sqrt(spread / (n - 1)), 0.0)
-                finite = np.isfinite(total) & np.isfinite(m2)
-                return mean, np.where(finite, std, np.nan)
-
             columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            pre_mean, pre_std = moments(pre)
-            act_mean, act_std = moments(act)
+            pre_mean, pre_std = mean_std_of_packed(*pre)
+            act_mean, act_std = mean_std_of_packed(*act)
             columns["pre_mean"] = (pre_mean, pre[0] > 0)
             columns["pre_std"] = (pre_std, pre[0] > 0)
             columns["act_mean"] = (act_mean, act[0] > 0)
             columns["act_std"] = (act_std, act[0] > 0)
             columns["saturated"] = (sat_count / sat_n, sat_n > 0)
-            columns["grad_pre_rms"] = (np.sqrt(grad_sq * scale / grad_n), grad_n > 0)
+            columns["grad_pre_rms"] = (rms_of_squares(grad_sq, grad_n, scale), grad_n > 0)
             has_grad = (grad_weight != ABSENT) & (numel > 0)
-            columns["grad_weight_rms"] = (np.sqrt(grad_weight / numel), has_grad)
+            columns["grad_weight_rms"] = (rms_of_squares(grad_weight, numel), has_grad)
             norm = np.sqrt(weight_sq)
             has_weight = weight_sq != ABSENT
             columns["weight_norm"] = (norm, has_weight)
-            ratio = np.sqrt(update_sq) / norm
+            ratio = update_ratio(update_sq, weight_sq)
             columns["update_ratio"] = (ratio, has_weight & (update_sq != ABSENT) & (norm > 0))
             dead = np.full(rows, np.nan)
             present = np.zeros(rows, dtype=bool)
             for index, flags in zip(alive_rows, alive, strict=True):
                 if len(flags):
-                    dead[index] = 1.0 - float(flags.sum()) / len(flags)
+                    dead[index] = dead_of_flags(flags)
                     present[index] = True
             columns["dead"] = (dead, present)
         record: dict[str, list[float | None]] = {}

@@ -1,5 +1,9 @@
 """Hooks that record per-layer statistics during one forward and one backward pass.
 
+The instrument of :func:`~signalprop.diagnose`, and of the
+:class:`~signalprop.Monitor`'s replay that localizes a NaN; what it measures is
+computed by :mod:`signalprop._stats`.
+
 A *row* is one measured layer: a weight layer (``nn.Linear``, ``nn.Conv*``,
 :class:`~signalprop.layers.Dense`, Hugging Face's ``Conv1D``,
 ``nn.MultiheadAttention``; see :func:`signalprop._model.is_weight_layer`) together
@@ -29,32 +33,35 @@ when they are turned into floats at once.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import torch
 from torch import Tensor, nn
 
 from signalprop._model import (
+    EMBEDDINGS,
     activation_kind,
     hidden_modules,
     is_norm,
     is_transparent,
     is_weight_layer,
-    layer_bias,
     layer_weight,
-    out_in_weight,
+    unit_axis,
 )
-from signalprop.init import compute_fans, fans_for
+from signalprop._stats import (
+    DYING,
+    SATURATING,
+    Moments,
+    Norm,
+    alive_units,
+    moments,
+    norm_of,
+    saturated_count,
+    similarity,
+)
 
-#: Activations whose outputs saturate, with their output range (low, high).
-SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
-#: Activations whose units die: zero output and zero gradient for z <= 0.
-DYING = {"relu"}
-#: Layers that turn token ids into the first signal: recorded like a weight layer.
-EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+__all__ = ["OutputMap", "Recorder", "Row"]
 
 
 @dataclass
@@ -69,94 +76,6 @@ class Row:
     stats: dict[str, Tensor] = field(default_factory=dict)  # fractions
     grads: dict[str, Norm] = field(default_factory=dict)  # "pre", "out"
     hooks: dict[str, Any] = field(default_factory=dict)  # the gradient hooks, by key
-
-
-Moments = tuple[Tensor, Tensor, int]
-
-
-def _moments(x: Tensor) -> Moments:
-    """Sum and 2-norm in float64, and the count: two fast reductions, no sync.
-
-    Mean and std follow at the end (:func:`mean_std`); float64 accumulation
-    keeps the variance accurate, and a NaN or Inf anywhere shows in the sums.
-    """
-    x = x.detach()
-    return (
-        x.sum(dtype=torch.float64),
-        torch.linalg.vector_norm(x, dtype=torch.float64),
-        x.numel(),
-    )
-
-
-def mean_std(moments: Moments) -> tuple[float, float, bool]:
-    """``(mean, std, finite)`` from :func:`_moments` (std with Bessel's correction)."""
-    total, norm, n = moments
-    return mean_std_of_sums(total.item(), norm.item() ** 2, n)
-
-
-def mean_std_of_sums(s1: float, s2: float, n: int) -> tuple[float, float, bool]:
-    """``(mean, std, finite)`` from the sum, the sum of squares and the count."""
-    finite = math.isfinite(s1) and math.isfinite(s2)
-    if n == 0:
-        return math.nan, math.nan, finite
-    mean = s1 / n
-    if n < 2 or not finite:
-        return mean, 0.0 if finite else math.nan, finite
-    return mean, math.sqrt(max(0.0, (s2 - n * mean * mean) / (n - 1))), finite
-
-
-Norm = tuple[Tensor, int]
-
-
-def norm_of(x: Tensor) -> Norm:
-    """The 2-norm in float64 and the count: all a gradient's RMS needs."""
-    x = x.detach()
-    return torch.linalg.vector_norm(x, dtype=torch.float64), x.numel()
-
-
-def rms(norm: Norm) -> float:
-    """Root mean square from :func:`norm_of`."""
-    value, n = norm
-    return value.item() / math.sqrt(max(1, n))
-
-
-def _similarity(z: Tensor) -> Tensor:
-    """How alike the examples' pre-activations are: B·‖mean_b v‖² / Σ_b ‖v_b‖².
-
-    1 when every example has the same pre-activations, about 1/B when they
-    are independent with mean 0. Deep ReLU stacks drive it toward 1, and then
-    a unit negative for one example is negative for all ("dead on the batch").
-    """
-    v = z.detach().reshape(z.shape[0], -1).float()
-    mean = v.mean(dim=0)
-    return z.shape[0] * mean.dot(mean) / v.pow(2).sum().clamp_min(1e-30)
-
-
-def _unit_dims(x: Tensor, unit: int) -> list[int]:
-    """Dimensions reduced to find a unit: all but ``unit``."""
-    return [d for d in range(x.dim()) if d != unit % x.dim()] if x.dim() > 1 else [0]
-
-
-def alive_units(z: Tensor, module: nn.Module | None = None) -> Tensor:
-    """Per unit, whether it is positive for any example: a ReLU unit that is not is
-    *dead* on the batch (zero output, zero gradient).
-
-    A unit is a channel (dimension 1) of a convolution's output, and a feature
-    (the last dimension, whatever token or position dimensions come before) of
-    any other layer's; dimension 1 when the layer is not known (``module`` None).
-    """
-    z = z.detach()
-    unit = -1 if module is not None and not isinstance(module, nn.modules.conv._ConvNd) else 1
-    return (z > 0).any(dim=_unit_dims(z, unit)) if z.dim() > 1 else (z > 0)
-
-
-def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
-    """How many of a saturating activation's outputs lie within ``margin`` of its
-    range's width from either end (see :class:`~signalprop.diagnostics.Thresholds`)."""
-    low, high = SATURATING[kind]
-    width = margin * (high - low)
-    y = y.detach()
-    return ((y <= low + width) | (y >= high - width)).sum()
 
 
 V = TypeVar("V")
@@ -256,7 +175,7 @@ class Recorder:
             and isinstance(args[0], Tensor)
             and args[0].is_floating_point()
         ):
-            self.input_moments = _moments(args[0])
+            self.input_moments = moments(args[0])
 
     def _watch(self, row: Row, key: str, tensor: Tensor) -> None:
         earlier = row.hooks.pop(key, None)
@@ -268,20 +187,20 @@ class Recorder:
             )
 
     def _record_pre(self, row: Row, z: Tensor) -> None:
-        row.moments["pre"] = _moments(z)
+        row.moments["pre"] = moments(z)
         self._watch(row, "pre", z)
 
     def _record_activation_input(self, row: Row, kind: str, z: Tensor) -> None:
         """Statistics of the pre-activation that need it fresh, before an in-place op."""
         if kind in DYING and z.numel() and z.dim() >= 1:
-            row.stats["dead"] = 1.0 - alive_units(z, row.module).float().mean()
+            row.stats["dead"] = 1.0 - alive_units(z, unit_axis(row.module)).float().mean()
             if z.dim() > 1 and z.shape[0] > 1:
-                row.stats["similarity"] = _similarity(z)
+                row.stats["similarity"] = similarity(z)
 
     def _record_activation(self, row: Row, kind: str, y: Tensor) -> None:
         row.activation = kind
         y_data = y.detach()
-        row.moments["act"] = _moments(y_data)
+        row.moments["act"] = moments(y_data)
         if kind in SATURATING:
             row.stats["saturated"] = saturated_count(y_data, kind, self.saturation_margin) / max(
                 1, y_data.numel()
@@ -371,55 +290,3 @@ class Recorder:
             ):
                 seen.append(weight)
         return seen
-
-
-def weight_scales(module: nn.Module) -> dict[str, float]:
-    """The weight's mean square ("variance", the mean being ~0), times fan_in and fan_avg,
-    and the bias's mean square (σ_b², 0 without a bias).
-
-    ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
-    Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
-    """
-    weight = layer_weight(module)
-    assert weight is not None
-    weight = weight.detach()
-    try:
-        fan_in, fan_out = fans_for(module)
-    except ValueError:
-        fan_in, fan_out = compute_fans(weight.shape)
-    bias = layer_bias(module)
-    has_bias = isinstance(bias, Tensor) and bias.numel() > 0
-    norms = torch.stack(
-        [torch.linalg.vector_norm(weight, dtype=torch.float64)]
-        + ([torch.linalg.vector_norm(bias.detach(), dtype=torch.float64)] if has_bias else [])  # type: ignore[union-attr]
-    ).tolist()  # one read back to the host for both
-    variance = norms[0] ** 2 / max(1, weight.numel())
-    return {
-        "weight_var": variance,
-        "weight_scale_fan_in": variance * fan_in,
-        "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
-        "fan_in": float(fan_in),
-        "fan_out": float(fan_out),
-        "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
-    }
-
-
-def bias_split(module: nn.Module) -> tuple[float, float]:
-    """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
-    squares) and the mean square of the rest ``r``. (0, 0) without a bias."""
-    bias = layer_bias(module)
-    weight = out_in_weight(module)
-    if bias is None or weight is None or weight.dim() < 2:
-        return 0.0, 0.0
-    with torch.no_grad():
-        b = bias.detach().double().reshape(-1)
-        sums = weight.detach().double().flatten(1).sum(dim=1)
-        if sums.shape != b.shape:
-            return 0.0, float(b.pow(2).mean())
-        norm = float(sums.pow(2).sum())
-        m = -float(b @ sums) / norm if norm > 0 else 0.0
-        rest = b + m * sums
-        # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
-        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
-            return 0.0, float(b.pow(2).mean())
-        return m, float(rest.pow(2).mean())

@@ -1,0 +1,327 @@
+"""The per-layer quantities, as pure functions on tensors: one place for the arithmetic.
+
+``diagnose`` (one batch), the :class:`~signalprop.Monitor` (a training run),
+the Keras callback (through the Monitor) and the study records (``diagnose``
+snapshots taken by ``fit``) all measure a layer with these functions. The
+instruments that find the tensors (hooks, the fast path, a Keras model's own
+tensors) live where they are used; this module knows nothing of models or
+hooks, only of tensors and the numbers made of them (Cockpit's split of
+``quantities/`` from ``instruments/``).
+
+Two ways of reducing, one per instrument:
+
+* one tensor at a time, as ``diagnose``'s hooks see them: :func:`moments`,
+  :func:`norm_of`, :func:`alive_units`, :func:`saturated_count`,
+  :func:`similarity`, kept as 0-d tensors until :func:`mean_std` and
+  :func:`rms` turn them into floats;
+* packed, as the Monitor reduces every layer of a record at once
+  (:func:`packed_moments`, :func:`packed_squares`): per-row sums that can be
+  summed over processes, then read back to the host in one go and turned
+  into the quantities by :func:`mean_std_of_packed`, :func:`rms_of_squares`,
+  :func:`dead_of_flags` and :func:`update_ratio`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DYING",
+    "SATURATING",
+    "Moments",
+    "Norm",
+    "alive_units",
+    "bias_split",
+    "change_norms",
+    "dead_of_flags",
+    "finite_flags",
+    "mean_std",
+    "mean_std_of_packed",
+    "mean_std_of_sums",
+    "moments",
+    "norm_of",
+    "norms_by_id",
+    "packed_moments",
+    "packed_squares",
+    "rms",
+    "rms_of_squares",
+    "saturated_count",
+    "similarity",
+    "squared_norms",
+    "stacked",
+    "update_ratio",
+    "weight_scales",
+]
+
+#: Activations whose outputs saturate, with their output range (low, high).
+SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+#: Activations whose units die: zero output and zero gradient for z <= 0.
+DYING = {"relu"}
+
+# ------------------------------------------------------------ one tensor at a time
+
+Moments = tuple[Tensor, Tensor, int]
+
+
+def moments(x: Tensor) -> Moments:
+    """Sum and 2-norm in float64, and the count: two fast reductions, no sync.
+
+    Mean and std follow at the end (:func:`mean_std`); float64 accumulation
+    keeps the variance accurate, and a NaN or Inf anywhere shows in the sums.
+    """
+    x = x.detach()
+    return (
+        x.sum(dtype=torch.float64),
+        torch.linalg.vector_norm(x, dtype=torch.float64),
+        x.numel(),
+    )
+
+
+def mean_std(moments: Moments) -> tuple[float, float, bool]:
+    """``(mean, std, finite)`` from :func:`moments` (std with Bessel's correction)."""
+    total, norm, n = moments
+    return mean_std_of_sums(total.item(), norm.item() ** 2, n)
+
+
+def mean_std_of_sums(s1: float, s2: float, n: int) -> tuple[float, float, bool]:
+    """``(mean, std, finite)`` from the sum, the sum of squares and the count."""
+    finite = math.isfinite(s1) and math.isfinite(s2)
+    if n == 0:
+        return math.nan, math.nan, finite
+    mean = s1 / n
+    if n < 2 or not finite:
+        return mean, 0.0 if finite else math.nan, finite
+    return mean, math.sqrt(max(0.0, (s2 - n * mean * mean) / (n - 1))), finite
+
+
+Norm = tuple[Tensor, int]
+
+
+def norm_of(x: Tensor) -> Norm:
+    """The 2-norm in float64 and the count: all a gradient's RMS needs."""
+    x = x.detach()
+    return torch.linalg.vector_norm(x, dtype=torch.float64), x.numel()
+
+
+def rms(norm: Norm) -> float:
+    """Root mean square from :func:`norm_of`."""
+    value, n = norm
+    return value.item() / math.sqrt(max(1, n))
+
+
+def similarity(z: Tensor) -> Tensor:
+    """How alike the examples' pre-activations are: B·‖mean_b v‖² / Σ_b ‖v_b‖².
+
+    1 when every example has the same pre-activations, about 1/B when they
+    are independent with mean 0. Deep ReLU stacks drive it toward 1, and then
+    a unit negative for one example is negative for all ("dead on the batch").
+    """
+    v = z.detach().reshape(z.shape[0], -1).float()
+    mean = v.mean(dim=0)
+    return z.shape[0] * mean.dot(mean) / v.pow(2).sum().clamp_min(1e-30)
+
+
+def _unit_dims(x: Tensor, unit: int) -> list[int]:
+    """Dimensions reduced to find a unit: all but ``unit``."""
+    return [d for d in range(x.dim()) if d != unit % x.dim()] if x.dim() > 1 else [0]
+
+
+def alive_units(z: Tensor, unit: int = 1) -> Tensor:
+    """Per unit, whether it is positive for any example: a ReLU unit that is not is
+    *dead* on the batch (zero output, zero gradient).
+
+    A unit is an index along dimension ``unit`` of ``z``: a convolution's channel
+    (1), any other layer's feature (-1, whatever token or position dimensions come
+    before); :func:`signalprop._model.unit_axis` says which for a layer.
+    """
+    z = z.detach()
+    return (z > 0).any(dim=_unit_dims(z, unit)) if z.dim() > 1 else (z > 0)
+
+
+def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
+    """How many of a saturating activation's outputs lie within ``margin`` of its
+    range's width from either end (see :class:`~signalprop.diagnostics.Thresholds`)."""
+    low, high = SATURATING[kind]
+    width = margin * (high - low)
+    y = y.detach()
+    return ((y <= low + width) | (y >= high - width)).sum()
+
+
+def finite_flags(tensors: list[Tensor]) -> list[bool]:
+    """Per tensor, whether every value is finite.
+
+    One sum of sums answers for all at once when it is finite (as it is on all but
+    a failing step); only otherwise, or when finite values overflow float32, is
+    each tensor looked at.
+    """
+    if not tensors:
+        return []
+    with torch.no_grad():
+        total = tensors[0].sum()
+        for tensor in tensors[1:]:
+            total = total + tensor.sum()
+    if bool(torch.isfinite(total)):
+        return [True] * len(tensors)
+    return [bool(torch.isfinite(t).all()) for t in tensors]
+
+
+# ------------------------------------------------------------ weights
+
+
+def weight_scales(
+    weight: Tensor, bias: Tensor | None, fan_in: float, fan_out: float
+) -> dict[str, float]:
+    """The weight's mean square ("variance", the mean being ~0), times fan_in and fan_avg,
+    and the bias's mean square (σ_b², 0 without a bias).
+
+    ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
+    Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
+    """
+    weight = weight.detach()
+    has_bias = isinstance(bias, Tensor) and bias.numel() > 0
+    norms = torch.stack(
+        [torch.linalg.vector_norm(weight, dtype=torch.float64)]
+        + ([torch.linalg.vector_norm(bias.detach(), dtype=torch.float64)] if has_bias else [])  # type: ignore[union-attr]
+    ).tolist()  # one read back to the host for both
+    variance = norms[0] ** 2 / max(1, weight.numel())
+    return {
+        "weight_var": variance,
+        "weight_scale_fan_in": variance * fan_in,
+        "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
+        "fan_in": float(fan_in),
+        "fan_out": float(fan_out),
+        "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
+    }
+
+
+def bias_split(weight: Tensor | None, bias: Tensor | None) -> tuple[float, float]:
+    """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
+    squares) and the mean square of the rest ``r``, for a weight in ``(out, in, …)``
+    layout. (0, 0) without a bias."""
+    if bias is None or weight is None or weight.dim() < 2:
+        return 0.0, 0.0
+    with torch.no_grad():
+        b = bias.detach().double().reshape(-1)
+        sums = weight.detach().double().flatten(1).sum(dim=1)
+        if sums.shape != b.shape:
+            return 0.0, float(b.pow(2).mean())
+        norm = float(sums.pow(2).sum())
+        m = -float(b @ sums) / norm if norm > 0 else 0.0
+        rest = b + m * sums
+        # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
+        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
+            return 0.0, float(b.pow(2).mean())
+        return m, float(rest.pow(2).mean())
+
+
+def norms_by_id(tensors: Iterable[Tensor]) -> dict[int, Tensor]:
+    """The 2-norm of each distinct tensor, keyed by its identity, in one fused pass: a
+    tensor named twice is reduced once (plain SGD's step is the gradient itself)."""
+    unique = {id(t): t for t in tensors}
+    return dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
+
+
+def squared_norms(norms: list[Tensor], rates: list[float] | None = None) -> Tensor:
+    """The squares of ``norms`` (of :func:`norms_by_id`) in float64, each first times its
+    rate if ``rates`` are given: ``‖lr · g‖²``, the squared length of an SGD step."""
+    lengths = torch.stack(norms).to(torch.float64)
+    if rates is not None:
+        lengths = lengths * torch.tensor(rates, dtype=torch.float64, device=lengths.device)
+    return lengths.square()
+
+
+def change_norms(copies: list[Tensor], tensors: list[Tensor]) -> Tensor:
+    """In float64, the norm of how far each of ``tensors`` moved since ``copies`` of it
+    were taken (the update of a step). The copies are overwritten with the change."""
+    with torch.no_grad():
+        torch._foreach_sub_(copies, tensors)
+    return torch.stack(torch._foreach_norm(copies)).to(torch.float64)
+
+
+# ------------------------------------------------------------ packed, all rows at once
+
+
+def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+    """Tensors of one shape stacked into one ``(count, elements)`` tensor, with their keys.
+
+    A few large reductions instead of several small ones per layer: on a CPU a
+    small reduction costs its dispatch, not its arithmetic.
+    """
+    groups: dict[tuple[torch.Size, torch.dtype], list[int]] = {}
+    for key, tensor in tensors.items():
+        groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
+    for keys in groups.values():
+        rows = torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
+        yield torch.tensor(keys, device=rows.device), rows
+
+
+def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
+    """Per row, in float64: the count n, the sum n·m, the centred sum of squares M2
+    and n·m², where m is the mean.
+
+    Mean and M2 are taken in two float32 passes, which keeps the variance accurate
+    when |mean| ≫ std, as :func:`moments`' float64 sums do, at half their cost here.
+    Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ
+    (:func:`mean_std_of_packed`).
+    """
+    out = torch.zeros(4, rows, dtype=torch.float64, device=device)
+    for where, x in stacked(tensors):
+        mean = x.mean(1, keepdim=True)
+        m2 = (x - mean).square_().sum(1).to(torch.float64)
+        mean64 = mean.squeeze(1).to(torch.float64)
+        count = float(x.shape[1])
+        out[0, where] = count
+        out[1, where] = mean64 * count
+        out[2, where] = m2
+        out[3, where] = mean64.square() * count
+    return out
+
+
+def packed_squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
+    """Per row, in float64: the count and the sum of squares."""
+    out = torch.zeros(2, rows, dtype=torch.float64, device=device)
+    for where, x in stacked(tensors):
+        out[0, where] = float(x.shape[1])
+        out[1, where] = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square()
+    return out
+
+
+def mean_std_of_packed(
+    n: np.ndarray, total: np.ndarray, m2: np.ndarray, n_mean_sq: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the mean and std (Bessel's correction) from :func:`packed_moments`'
+    four rows, summed over processes or not: NaN mean where a row has no count, NaN
+    std where the sums are not finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n > 0, total / n, np.nan)
+        # Over processes, the spread of their means adds to their own M2s.
+        spread = np.maximum(m2 + n_mean_sq - total * mean, 0.0)
+        std = np.where(n > 1, np.sqrt(spread / (n - 1)), 0.0)
+    finite = np.isfinite(total) & np.isfinite(m2)
+    return mean, np.where(finite, std, np.nan)
+
+
+def rms_of_squares(squares: np.ndarray, n: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Root mean square from sums of squares and counts (of :func:`packed_squares`),
+    the squares first multiplied by ``scale``."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # no count: NaN
+        root: np.ndarray = np.sqrt(squares * scale / n)
+    return root
+
+
+def update_ratio(update_sq: np.ndarray, weight_sq: np.ndarray) -> np.ndarray:
+    """‖ΔW‖ / ‖W‖ from the squared norms of the update and of the weight before it."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # no weight: NaN or Inf
+        ratio: np.ndarray = np.sqrt(update_sq) / np.sqrt(weight_sq)
+    return ratio
+
+
+def dead_of_flags(flags: np.ndarray) -> float:
+    """The dead fraction from per-unit alive flags (1.0 alive, 0.0 dead) read back to
+    the host, as :func:`alive_units` gives them (maxima over processes)."""
+    return 1.0 - float(flags.sum()) / len(flags)
