@@ -76,9 +76,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 #: Imports of another package's private modules that are known and left for now: the
 #: command line is being split into a package of its own, which takes these from
 #: ``signalprop.study``'s public surface.
-KNOWN_PRIVATE: dict[str, set[str]] = {
-    "signalprop.cli": {"signalprop.study._spec", "signalprop.study._dask"},
-}
+KNOWN_PRIVATE: dict[str, set[str]] = {}
 
 
 @dataclass(frozen=True)

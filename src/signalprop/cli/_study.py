@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import signal
 import sys
 import textwrap
@@ -22,9 +23,9 @@ NAME = "study"
 
 
 def _epilog() -> str:
-    from signalprop.study._spec import KEYS
+    from signalprop.study import SETTINGS
 
-    settings = textwrap.fill(", ".join(sorted(KEYS)), width=76, subsequent_indent="  ")
+    settings = textwrap.fill(", ".join(sorted(SETTINGS)), width=76, subsequent_indent="  ")
     return (
         'A grid file is a JSON object: {"name": ..., "description": ..., "defaults": '
         '{SETTING: VALUE},\n"grid": {SETTING: [VALUES]} (every combination is a run), '
@@ -161,19 +162,27 @@ def _dask_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("study: TLS needs --tls-ca-file and --tls-cert (and --tls-key)")
     if args.scheduler is None and args.cluster is None:
         return options
-    from signalprop.study import _dask
+    from signalprop.study import check_cluster, security_from_file, tls_security
 
     try:
         if args.cluster is not None:
-            options["cluster"] = _dask.local_workers(args.cluster)
+            options["cluster"] = local_workers(args.cluster)
         elif args.security is not None:
-            options["security"] = _dask.security_from_file(args.security)
+            options["security"] = security_from_file(args.security)
         elif any(tls_files):
-            options["security"] = _dask.tls_security(*tls_files)
-        _dask.check(options["scheduler"], options["cluster"], options["security"], args.dashboard)
+            options["security"] = tls_security(*tls_files)
+        check_cluster(options["scheduler"], options["cluster"], options["security"], args.dashboard)
     except (ValueError, ImportError) as error:
         raise UsageError(f"study: {error}") from None
     return options
+
+
+def local_workers(text: str) -> int:
+    """``"local:4"`` -> 4; raises ``ValueError`` for anything else."""
+    match = re.fullmatch(r"local:(\d+)", text.strip())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"--cluster must be local:N with N >= 1 worker processes, not {text!r}")
+    return int(match.group(1))
 
 
 class Terminated(KeyboardInterrupt):
@@ -207,7 +216,7 @@ def run(options: dict[str, Any]) -> int:
         with contextlib.ExitStack() as stack:
             executor, slots = None, None
             if options["scheduler"] is not None or options["cluster"] is not None:
-                from signalprop.study._dask import cluster
+                from signalprop.study import cluster
 
                 try:
                     dask = stack.enter_context(

@@ -8,25 +8,36 @@ with cluster(workers=2) as dask:         # or cluster("tls://HOST:8786", securit
     run_study(spec, "runs/x", executor=dask.executor, slots=dask.slots)
 """
 
-from signalprop.study._dask import Cluster, cluster
+from signalprop.study._dask import (
+    Cluster,
+    check_cluster,
+    cluster,
+    security_from_file,
+    tls_security,
+)
 from signalprop.study._lock import StudyLockedError
 from signalprop.study._report import RULE_OF_THUMB, write_report
 from signalprop.study._runner import build_model, execute, read_results, run_study
+from signalprop.study._spec import KEYS as SETTINGS
 from signalprop.study._spec import PRESET_NAMES, RunConfig, StudySpec, expand, load_spec
 
 __all__ = [
     "PRESET_NAMES",
     "RULE_OF_THUMB",
+    "SETTINGS",
     "Cluster",
     "RunConfig",
     "StudyLockedError",
     "StudySpec",
     "build_model",
+    "check_cluster",
     "cluster",
     "execute",
     "expand",
     "load_spec",
     "read_results",
     "run_study",
+    "security_from_file",
+    "tls_security",
     "write_report",
 ]

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import logging
 import os
-import re
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -34,9 +33,8 @@ from signalprop import _cancel
 
 __all__ = [
     "Cluster",
-    "check",
+    "check_cluster",
     "cluster",
-    "local_workers",
     "run_cancellable",
     "security_from_file",
     "tls_security",
@@ -61,14 +59,6 @@ class Cluster:
     description: str
     client: Any
     dashboard: str | None = None
-
-
-def local_workers(text: str) -> int:
-    """``"local:4"`` -> 4; raises ``ValueError`` for anything else."""
-    match = re.fullmatch(r"local:(\d+)", text.strip())
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"--cluster must be local:N with N >= 1 worker processes, not {text!r}")
-    return int(match.group(1))
 
 
 def _distributed() -> Any:
@@ -169,7 +159,7 @@ def cluster(
             (one line, with the address).
         ImportError: Dask is not installed.
     """
-    check(scheduler, workers, security, dashboard)
+    check_cluster(scheduler, workers, security, dashboard)
     distributed = _distributed()
     import dask
 
@@ -181,7 +171,9 @@ def cluster(
         yield live
 
 
-def check(scheduler: str | None, workers: int | None, security: Any, dashboard: bool) -> None:
+def check_cluster(
+    scheduler: str | None, workers: int | None, security: Any, dashboard: bool
+) -> None:
     """Refuse a combination of :func:`cluster`'s arguments that cannot work (``ValueError``)."""
     if (scheduler is None) == (workers is None):
         raise ValueError("give a scheduler address or a number of local workers, not both")
