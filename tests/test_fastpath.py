@@ -191,7 +191,7 @@ def test_compiled_fast_path_matches_the_eager_one() -> None:
     for p, q in zip(model.parameters(), other.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
     prelu = fit(net("prelu", depth=2), (x, y), None, epochs=1, progress=False, path="compiled")
-    assert prelu.path == "compiled (PReLU and RReLU are not compiled: eager fast path)"
+    assert prelu.path == "fast (PReLU and RReLU are not compiled; trained on the fast path)"
 
 
 def test_compiled_step_with_momentum_and_a_nan_batch() -> None:

@@ -220,7 +220,8 @@ def _choose_path(
     compile_for: int,
     free_core: bool,
 ) -> tuple[Any, str]:
-    """The fast-path trainer (or None) and a description of the path taken, and why."""
+    """The fast-path trainer (or None) and a description of the path taken, and why (for a
+    compiled trainer only why: its :meth:`describe` says at the end what ran)."""
     from signalprop._fastpath import (
         CompiledDenseStackTrainer,
         DenseStackTrainer,
@@ -256,8 +257,9 @@ def _choose_path(
     if path in ("compiled", "background"):
         compiled = CompiledDenseStackTrainer(model, lr, momentum)
         if path == "background" and compiled.note == "":
-            compiled.compile_in_background(x[:batch_size], y[:batch_size])
-        return compiled, f"compiled ({compiled.note or why})"
+            with _one_thread():  # the compile lock's key is the one-threaded training's
+                compiled.compile_in_background(x[:batch_size], y[:batch_size])
+        return compiled, why
     return DenseStackTrainer(model, lr, momentum), f"fast ({why})"
 
 
@@ -400,7 +402,8 @@ def fit(
 
     from signalprop.diagnostics import diagnose
 
-    history = History(path=path_taken)
+    describe = getattr(trainer, "describe", None)  # a compiled trainer says what ran
+    history = History(path=path_taken if describe is None else describe(path_taken))
     probe = (x_train[:diagnose_batch], y_train[:diagnose_batch])
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -489,11 +492,6 @@ def fit(
                 if progress:
                     say(_stopped_line(history.stopped, epochs, steps_per_epoch))
                 break
-    eager_steps = getattr(trainer, "eager_steps", 0)
-    if eager_steps and getattr(trainer, "compile_seconds", None) is None:
-        history.path = "fast" + history.path.removeprefix("compiled") + (
-            "; not ready before the end: the next run finds it cached"
-        )  # fmt: skip
-    elif eager_steps:
-        history.path += f"; the first {eager_steps:,} steps eager, while it compiled"
+    if describe is not None:
+        history.path = describe(path_taken)
     return history
