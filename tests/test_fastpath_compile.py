@@ -230,3 +230,82 @@ def test_a_failed_background_compile_says_it_trained_on_the_fast_path(unwritable
 def test_an_architecture_the_compiled_path_does_not_take_says_so() -> None:
     history = fit(net("prelu"), data(64), None, epochs=1, progress=False, path="compiled")
     assert history.path == "fast (PReLU and RReLU are not compiled; trained on the fast path)"
+
+
+# ------------------------------------------------------- the rule and its keys
+def test_a_cached_architecture_is_loaded_never_compiled_in_the_background(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    """With the architecture in the index, a run loads it when loading pays and otherwise
+    stays eager; it never has another process compile it again (FOR_LATER_RUNS at 0:
+    every run the compile does not pay for would otherwise be one)."""
+    monkeypatch.setattr(_fastpath, "FOR_LATER_RUNS", 0.0)
+    planned = _fastpath.plan(net("tanh", "tanh", "tanh"))
+    assert not isinstance(planned, str)
+    layers, flatten = planned
+    x = torch.randn(32, 8, 8)
+    assert _fastpath.choose_path(layers, flatten, 0.0, x, 10, free_core=True)[0] == "background"
+    key = _fastpath.architecture_key(layers, flatten, 0.0, x)
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / _fastpath._INDEX).write_text(json.dumps({key: {"seconds": 1.0}}))
+    warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * len(layers)
+    pays = math.ceil(warm / _fastpath._saved_per_step(layers))
+    for steps in (10, pays - 1):
+        path, why = _fastpath.choose_path(layers, flatten, 0.0, x, steps, free_core=True)
+        assert path == "fast" and "from the on-disk cache" in why
+    path, why = _fastpath.choose_path(layers, flatten, 0.0, x, pays + 1, free_core=True)
+    assert path == "compiled" and "from the on-disk cache" in why
+
+
+def test_the_background_rule_counts_the_slower_eager_steps_beside_a_compile(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    """At the boundary the docstring gives: a background compile is chosen when the steps
+    left after it (the eager ones, BACKGROUND_SLOWER times slower beside the compile)
+    save more than loading costs. Two steps either side of the boundary computed here."""
+    monkeypatch.setattr(_fastpath, "FOR_LATER_RUNS", math.inf)
+    planned = _fastpath.plan(net(*["tanh"] * 8))
+    assert not isinstance(planned, str)
+    layers, flatten = planned
+    count = len(layers)
+    x = torch.randn(32, 8, 8)
+    cold = _fastpath.COLD_COMPILE[0] + _fastpath.COLD_COMPILE[1] * count
+    warm = _fastpath.WARM_COMPILE[0] + _fastpath.WARM_COMPILE[1] * count
+    per_step = _fastpath._saved_per_step(layers)
+    eager_steps = cold * 1.45 / (70e-6 * count)  # the constants the docstring states
+    boundary = eager_steps + warm / per_step
+    assert boundary < cold / per_step  # below the steps a foreground compile pays at
+    choose = _fastpath.choose_path
+    assert choose(layers, flatten, 0.0, x, math.ceil(boundary) + 1, free_core=True)[0] == (
+        "background"
+    )
+    assert choose(layers, flatten, 0.0, x, math.floor(boundary) - 1, free_core=True)[0] == "fast"
+
+
+def test_compile_keys_tell_momentum_from_none_and_each_gets_its_own_step(cache: Path) -> None:
+    """0 and 0.9 momentum compile different steps (velocities or none): different keys, and
+    a compiled run with momentum after one without trains as the eager path with
+    momentum (1e-4 relative on the weights, as the other compiled-path tests)."""
+    planned = _fastpath.plan(net("selu", "leaky_relu"))
+    assert not isinstance(planned, str)
+    layers, flatten = planned
+    x, y = data(32 * 30)
+    activations = [layer.activation for layer in layers]
+    has_bias = [layer.bias is not None for layer in layers]
+    assert _fastpath.architecture_key(layers, flatten, 0.0, x[:32]) != (
+        _fastpath.architecture_key(layers, flatten, 0.9, x[:32])
+    )
+    assert _fastpath._process_key(activations, has_bias, flatten, False) != (
+        _fastpath._process_key(activations, has_bias, flatten, True)
+    )
+    fit(net("selu", "leaky_relu"), (x, y), None, epochs=1, lr=0.01, progress=False,
+        path="compiled")  # fmt: skip
+    model, other = net("selu", "leaky_relu", seed=1), net("selu", "leaky_relu", seed=1)
+    compiled = fit(model, (x, y), None, epochs=1, lr=0.01, momentum=0.9, progress=False,
+                   path="compiled")  # fmt: skip
+    eager = fit(other, (x, y), None, epochs=1, lr=0.01, momentum=0.9, progress=False,
+                path="fast")  # fmt: skip
+    assert compiled.path == "compiled (asked for)"
+    torch.testing.assert_close(compiled.loss, eager.loss, rtol=1e-5, atol=0)
+    for p, q in zip(model.parameters(), other.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
