@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,47 +39,52 @@ def net(*activations: str, seed: int = 0) -> sp.Sequential:
 @pytest.fixture
 def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An empty compile cache of this test's own (every architecture is new in it)."""
-    import torch._dynamo  # noqa: F401 (imported with a usable cache before any test changes it)
-
     folder = tmp_path / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
     return folder
 
 
 @pytest.fixture
-def unwritable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    """A compile cache no one can write, root included: a folder below a plain file."""
-    import torch._dynamo  # noqa: F401 (imported with a usable cache, as in a running process)
+def unwritable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A compile cache no one can write, root included: a folder below a plain file.
 
+    torch.compile is first called here on a usable folder: its first call imports
+    modules that read the folder, and an import that fails there leaves them half
+    imported for the rest of the process (the next tests' compiles would fail)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "usable"))
+    torch.compile(torch.neg)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(blocker / "inductor"))
-    yield blocker / "inductor"
+    return blocker / "inductor"
 
 
-def _compile_processes() -> list[int]:
-    """This process's children that run compile_offline and have not ended."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        if int(parent) == os.getpid() and state != "Z" and b"compile_offline" in command:
-            alive.append(int(entry.name))
-    return alive
+def _state(pid: int) -> tuple[str, int, bytes] | None:
+    """A process's state letter, parent and command line, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    state, parent = stat.rsplit(")", 1)[1].split()[:2]
+    return state, int(parent), command
 
 
 def _wait_for_compiles() -> None:
-    """Wait until no compiling process of this one is running (at most two minutes)."""
+    """Wait until this process's compiling processes have ended (at most two minutes).
+
+    Ended means a zombie or gone: an exiting process clears its command line before
+    it has ended, so each is found by its command line first, then watched by pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        state = _state(int(entry.name)) if entry.name.isdigit() else None
+        if state is not None and state[1] == os.getpid() and b"compile_offline" in state[2]:
+            found.append(int(entry.name))
     deadline = time.monotonic() + 120
-    while _compile_processes():
-        assert time.monotonic() < deadline, "a compiling process ran for two minutes"
-        time.sleep(0.05)
+    for pid in found:
+        while (state := _state(pid)) is not None and state[0] != "Z":
+            assert time.monotonic() < deadline, "a compiling process ran for two minutes"
+            time.sleep(0.05)
 
 
 # ------------------------------------------------------- one compile per architecture
@@ -132,11 +136,16 @@ def test_two_processes_wanting_one_new_architecture_compile_it_once(cache: Path)
             # A foreground compile here waits for it too, on the eager path.
             foreground = CompiledDenseStackTrainer(copy.deepcopy(model), lr=0.01)
             eager = DenseStackTrainer(copy.deepcopy(model), lr=0.01)
+            batches = data(32 * 64, seed=1)  # the loss stays of order one, where 1e-5 holds
+            step = 0
             while foreground.compile_seconds is None:
+                index = slice(32 * (step % 64), 32 * (step % 64 + 1))
+                xb, yb = batches[0][index], batches[1][index]
                 torch.testing.assert_close(
-                    foreground.step(x, y)[0], eager.step(x, y)[0], rtol=1e-5, atol=0
+                    foreground.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
                 )
                 assert foreground.failure is None and foreground._process is None
+                step += 1
             assert foreground.waited_for_another and foreground.eager_steps >= 1
             assert "steps eager, while another process compiled it" in foreground.describe("why")
             report = json.loads(other.stdout.readline())
@@ -186,12 +195,13 @@ def test_the_compile_lock_of_a_killed_process_is_free(cache: Path) -> None:
 
 
 # ------------------------------------------------------- history.path says what ran
-def test_a_failed_foreground_compile_says_it_trained_on_the_fast_path(
+def test_a_compile_on_an_unwritable_cache_says_it_trained_on_the_fast_path(
     unwritable: Path,
 ) -> None:
-    """An unwritable compile cache: the compile fails and the run trains eagerly, with
-    path="compiled" and with path="auto" (which compiles here: compile_for says many runs
-    share the step); history.path says so, with the reason in one line."""
+    """An unwritable compile cache: torch.compile fails (it makes the cache folder on each
+    call) and the run trains eagerly, with path="compiled" and with path="auto" (which
+    compiles here: compile_for says many runs share the step); history.path says so, with
+    the reason in one line, and the numbers are the eager fast path's."""
     x, y = data(320)
     for path, compile_for in (("compiled", 0), ("auto", 10**8)):
         model = net("mish", "gelu", "tanh")
@@ -201,16 +211,40 @@ def test_a_failed_foreground_compile_says_it_trained_on_the_fast_path(
             compile_for=compile_for,
         )  # fmt: skip
         eager = fit(other, (x, y), None, epochs=1, lr=0.01, progress=False, path="fast")
-        assert history.path.startswith("fast (compiling failed: "), history.path
+        assert history.path.startswith("fast (compiling failed: NotADirectoryError: ")
         assert history.path.endswith("; trained on the fast path)")
-        assert "\n" not in history.path and "Not a directory" in history.path
-        assert history.loss == eager.loss  # the eager fast path's numbers, bit for bit
+        assert "\n" not in history.path and str(unwritable) in history.path
+        assert history.loss == eager.loss
 
 
-def test_a_failed_background_compile_says_it_trained_on_the_fast_path(unwritable: Path) -> None:
+def test_a_compile_that_fails_at_its_first_step_says_it_trained_on_the_fast_path(
+    cache: Path,
+) -> None:
+    """A compile that fails when the first step compiles (here inductor's C++ compiler
+    is missing; a read-only cache folder fails there too): history.path says what ran."""
+    import torch._inductor.config
+
+    model = net("elu", "softplus", "mish")
+    other = copy.deepcopy(model)
+    x, y = data(320)
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        history = fit(model, (x, y), None, epochs=1, lr=0.01, progress=False, path="compiled")
+    eager = fit(other, (x, y), None, epochs=1, lr=0.01, progress=False, path="fast")
+    assert history.path.startswith("fast (compiling failed: "), history.path
+    assert history.path.endswith("; trained on the fast path)") and "\n" not in history.path
+    assert history.loss == eager.loss
+
+
+def test_a_failed_background_compile_says_it_trained_on_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
     """path="auto" chooses a background compile (a free core, a run the compile pays for
-    only in the background); its process fails on the unwritable cache; history.path says
-    the run trained on the fast path, and why."""
+    only in the background); the compiling process fails (no C++ compiler there: $CXX
+    names none; this process found its own before), and history.path says the run trained
+    on the fast path, with that process's last line."""
+    import torch._inductor.config  # this process finds its compiler before $CXX is set
+
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
     planned = _fastpath.plan(net("silu", "softplus"))
     assert not isinstance(planned, str)
     layers = planned[0]
@@ -223,7 +257,8 @@ def test_a_failed_background_compile_says_it_trained_on_the_fast_path(unwritable
         net("silu", "softplus"), (x, y), None, epochs=2, progress=False, compile_for=steps,
         callbacks=[lambda epoch, logs: _wait_for_compiles()],
     )  # fmt: skip
-    assert history.path.startswith("fast (compiling failed: NotADirectoryError"), history.path
+    assert history.path.startswith("fast (compiling failed: "), history.path
+    assert "/nonexistent/c++" in history.path and "\n" not in history.path
     assert history.path.endswith("; trained on the fast path)")
 
 

@@ -790,8 +790,17 @@ def compile_offline(description: str) -> None:
     Run by the process :meth:`CompiledDenseStackTrainer.compile_in_background`
     starts: the layers (sizes, bias, activation), flatten, batch shape, and the
     learning rate and momentum (constants of the compiled graph), on weights of
-    zeros, with one thread as the training uses.
+    zeros, with one thread as the training uses. A failure ends the process with
+    status 1 and its reason in one line, the last on stderr (the trainer reports it).
     """
+    try:
+        _compile_offline(description)
+    except Exception as error:
+        print(f"\n{_one_line(error)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _compile_offline(description: str) -> None:
     spec = json.loads(description)
     torch.set_num_threads(1)
     _use_compile_cache()
