@@ -88,75 +88,48 @@ def _wait_for_compiles() -> None:
 
 
 # ------------------------------------------------------- one compile per architecture
-#: The other process: a trainer of the same architecture as the test's, which asks for a
-#: background compile when told to ("go" on its stdin), then trains until it runs compiled.
-OTHER = """
-import json, sys, torch
-sys.path.insert(0, sys.argv[1])
-from test_fastpath_compile import data, net
-from signalprop._fastpath import CompiledDenseStackTrainer
-torch.set_num_threads(1)
-trainer = CompiledDenseStackTrainer(net("softplus", "tanh"), lr=0.01)
-x, y = data(32)
-print("ready", flush=True)
-sys.stdin.readline()
-trainer.compile_in_background(x, y)
-started = trainer._process is not None
-waited = trainer.waited_for_another
-while trainer.compile_seconds is None and trainer.failure is None:
-    trainer.step(x, y)
-    started = started or trainer._process is not None
-print(json.dumps({"started": started, "waited": waited, "eager_steps": trainer.eager_steps,
-                  "failure": trainer.failure, "path": trainer.describe("why")}), flush=True)
-"""
-
-
-def test_two_processes_wanting_one_new_architecture_compile_it_once(cache: Path) -> None:
-    """This process starts the background compile of a new architecture (its compiling
-    process holds the architecture's lock); another process that asks for the same one
-    meanwhile starts none, trains eagerly, and loads the step once it is compiled. So
-    does a foreground compile in this process. The losses are the eager path's
-    (1e-5 relative: the compiled step's fused rounding)."""
-    with subprocess.Popen(
-        [sys.executable, "-c", OTHER, str(Path(__file__).parent)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as other:
-        try:
-            assert other.stdout is not None and other.stdin is not None
-            assert other.stdout.readline().strip() == "ready"
-            x, y = data(32)
-            model = net("softplus", "tanh")
-            first = CompiledDenseStackTrainer(model, lr=0.01)
-            first.compile_in_background(x, y)
-            assert first._process is not None  # the compile, holding the lock from its start
-            other.stdin.write("go\n")
-            other.stdin.flush()
-            # A foreground compile here waits for it too, on the eager path.
-            foreground = CompiledDenseStackTrainer(copy.deepcopy(model), lr=0.01)
-            eager = DenseStackTrainer(copy.deepcopy(model), lr=0.01)
-            batches = data(32 * 64, seed=1)  # the loss stays of order one, where 1e-5 holds
-            step = 0
-            while foreground.compile_seconds is None:
-                index = slice(32 * (step % 64), 32 * (step % 64 + 1))
-                xb, yb = batches[0][index], batches[1][index]
-                torch.testing.assert_close(
-                    foreground.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
-                )
-                assert foreground.failure is None and foreground._process is None
-                step += 1
-            assert foreground.waited_for_another and foreground.eager_steps >= 1
-            assert "steps eager, while another process compiled it" in foreground.describe("why")
-            report = json.loads(other.stdout.readline())
-        finally:
-            other.kill()
-    assert report["failure"] is None
-    assert report["waited"] and not report["started"], report
-    assert report["eager_steps"] >= 1
-    assert report["path"].startswith("compiled (why); the first ")
-    assert report["path"].endswith(" steps eager, while another process compiled it")
-    first._process.wait()
+def test_two_trainers_wanting_one_new_architecture_while_another_process_compiles_it(
+    cache: Path,
+) -> None:
+    """A trainer here starts the background compile of a new architecture: its compiling
+    process holds the architecture's lock from its start to its end. A second trainer of
+    it that asks for a background compile meanwhile starts none, and a third that
+    compiles in the foreground does not compile: both train eagerly, then load the step
+    once it is compiled. Losses: the eager path's, bit for bit while eager, then up to
+    the compiled step's fused rounding (1e-5 relative, losses of order one)."""
+    x, y = data(32)
+    model = net("softplus", "tanh")
+    first = CompiledDenseStackTrainer(model, lr=0.01)
+    first.compile_in_background(x, y)
+    assert first._process is not None
+    second = CompiledDenseStackTrainer(copy.deepcopy(model), lr=0.01)
+    second.compile_in_background(x, y)
+    assert second._process is None and second.waited_for_another
+    foreground = CompiledDenseStackTrainer(copy.deepcopy(model), lr=0.01)
+    eager = DenseStackTrainer(copy.deepcopy(model), lr=0.01)
+    twin = DenseStackTrainer(copy.deepcopy(model), lr=0.01)
+    batches = data(32 * 64, seed=1)
+    step = 0
+    while second.compile_seconds is None or foreground.compile_seconds is None:
+        index = slice(32 * (step % 64), 32 * (step % 64 + 1))
+        xb, yb = batches[0][index], batches[1][index]
+        waiting = second.compile_seconds is None, foreground.compile_seconds is None
+        for trainer, reference, was_waiting in zip(
+            (second, foreground), (eager, twin), waiting, strict=True
+        ):
+            loss, expected = trainer.step(xb, yb)[0], reference.step(xb, yb)[0]
+            if was_waiting and trainer.compile_seconds is None:
+                assert torch.equal(loss, expected)  # an eager step
+            else:
+                torch.testing.assert_close(loss, expected, rtol=1e-5, atol=0)
+            assert trainer.failure is None and trainer._process is None  # no compile started
+        step += 1
+        time.sleep(0.01)  # leaves the cores to the compile
+    for trainer in (second, foreground):
+        assert trainer.eager_steps >= 1
+        assert trainer.describe("why").startswith("compiled (why); the first ")
+        assert trainer.describe("why").endswith(" steps eager, while another process compiled it")
+    assert first._process is not None and first._process.wait() == 0
     first.step(x, y)  # notes how the compile ended, and runs the step it compiled
     assert first.compile_seconds is not None and first.failure is None
     key = _fastpath.architecture_key(first.eager.layers, True, 0.0, x, threads=1)
