@@ -235,6 +235,24 @@ def test_a_failed_background_compile_says_it_trained_on_the_fast_path(
     assert history.path.endswith("; trained on the fast path)")
 
 
+def test_a_compiling_process_that_cannot_start_is_a_failed_compile(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(cache / "no-python"))
+    trainer = CompiledDenseStackTrainer(net("gelu"), lr=0.01)
+    x, y = data(32)
+    trainer.compile_in_background(x, y)
+    assert trainer._process is None and trainer.failure is not None
+    assert trainer.failure.startswith("FileNotFoundError: ")
+    trainer.step(x, y)
+    assert trainer.describe("why") == (
+        f"fast (compiling failed: {trainer.failure}; trained on the fast path)"
+    )
+    lock = _fastpath.compile_lock(_fastpath.architecture_key(trainer.eager.layers, True, 0, x))
+    assert lock is not None and lock >= 0  # not left held
+    _fastpath.release_compile_lock(lock)
+
+
 def test_an_architecture_the_compiled_path_does_not_take_says_so() -> None:
     history = fit(net("prelu"), data(64), None, epochs=1, progress=False, path="compiled")
     assert history.path == "fast (PReLU and RReLU are not compiled; trained on the fast path)"

@@ -536,7 +536,8 @@ class CompiledDenseStackTrainer:
         self._start_compiling(description, lock)
 
     def _start_compiling(self, description: str, lock: int) -> None:
-        """Start the compiling process, which inherits ``lock`` (this process lets go of it)."""
+        """Start the compiling process, which inherits ``lock`` (this process lets go of it);
+        one that cannot start is a failed compile."""
         self._errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
         try:
             self._process = subprocess.Popen(
@@ -546,6 +547,10 @@ class CompiledDenseStackTrainer:
                 stderr=self._errors,
                 pass_fds=(lock,) if lock >= 0 else (),
             )
+        except OSError as error:
+            self._errors.close()
+            self._errors = None
+            self._fail(_one_line(error))
         finally:
             release_compile_lock(lock)
 
