@@ -23,7 +23,6 @@ both paths' validation accuracy after 200 steps, under three conditions:
 from __future__ import annotations
 
 import argparse
-import copy
 
 import torch
 from torch import nn
@@ -33,6 +32,7 @@ from signalprop._fastpath import DenseStackTrainer
 from signalprop.data import load_fashion_mnist
 from signalprop.train import evaluate, fit
 
+Data = tuple[torch.Tensor, torch.Tensor]
 BATCH = 32
 STEPS = 200
 CHECKS = (1, 10, STEPS)
@@ -51,10 +51,12 @@ def build(seed: int) -> sp.Sequential:
 
 def max_difference(a: nn.Module, b: nn.Module) -> float:
     with torch.no_grad():
-        return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+        return max(
+            float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters(), strict=True)
+        )
 
 
-def by_fit(seed: int, threads: int, train, valid) -> tuple[list[float], float, float]:
+def by_fit(seed: int, threads: int, train: Data, valid: Data) -> tuple[list[float], float, float]:
     """Both paths through fit(), the caller on ``threads`` threads."""
     torch.set_num_threads(threads)
     differences = []
@@ -68,7 +70,7 @@ def by_fit(seed: int, threads: int, train, valid) -> tuple[list[float], float, f
     return differences, evaluate(fast, valid)[1], evaluate(slow, valid)[1]
 
 
-def by_hand(seed: int, threads: int, train, valid) -> tuple[list[float], float, float]:
+def by_hand(seed: int, threads: int, train: Data, valid: Data) -> tuple[list[float], float, float]:
     """The fast path's trainer and autograd + SGD, both on ``threads`` threads, same batches."""
     torch.set_num_threads(threads)
     fast, slow = build(seed), build(seed)
@@ -104,13 +106,13 @@ def main() -> None:
     print("max |w_fast - w_autograd| after " + ", ".join(f"{s}" for s in CHECKS) + " steps;")
     print("validation accuracy after 200 steps: fast / autograd")
     conditions = (
-        ("1 thread", lambda seed: by_fit(seed, 1, train, valid)),
-        (f"{default_threads} threads (default)", lambda s: by_fit(s, default_threads, train, valid)),
-        (f"both on {default_threads} threads", lambda s: by_hand(s, default_threads, train, valid)),
+        ("1 thread", by_fit, 1),
+        (f"{default_threads} threads (default)", by_fit, default_threads),
+        (f"both on {default_threads} threads", by_hand, default_threads),
     )
-    for name, run in conditions:
+    for name, run, threads in conditions:
         for seed in args.seeds:
-            differences, fast, slow = run(seed)
+            differences, fast, slow = run(seed, threads, train, valid)
             shown = ", ".join(f"{d:.3g}" for d in differences)
             print(f"{name:>24}  seed {seed}: max diff {shown:<28} val acc {fast:.3f} / {slow:.3f}")
 

@@ -435,7 +435,10 @@ class CompiledDenseStackTrainer:
     batch size (inductor caches it on disk), and a C++ compiler; batches of another size (an
     epoch's last) run on the eager fast path. PReLU (a learned slope) and
     RReLU (random slopes) are not compiled: such models run eagerly. If
-    compiling fails, the trainer says so in :attr:`note` and runs eagerly.
+    compiling fails, the trainer keeps the reason in :attr:`failure` (one line)
+    and runs eagerly. While another process compiles the same architecture
+    (it holds :func:`compile_lock`), the steps run eagerly and the step is
+    loaded once that compile is done. :meth:`describe` says what ran.
     """
 
     def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:

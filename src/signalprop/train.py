@@ -67,7 +67,11 @@ class History:
             stopped (``{"reason", "epoch", "step", ...}``).
         diagnostics: Epoch -> ``Report.to_dict()`` of the snapshots taken
             (epoch 0 is before training).
-        path: The training path used: ``"fast"``, or ``"autograd (why)"``.
+        path: The training path that ran, and why: ``"autograd (why)"``,
+            ``"fast (why)"`` (``"fast (compiling failed: reason; trained on the
+            fast path)"`` when a compile failed), or ``"compiled (why)"``, followed
+            by ``"; the first N steps eager, while ..."`` when the compiled step
+            took over during the run.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -344,8 +348,11 @@ def fit(
             ``"fast"`` insists on the eager fast path and ``"compiled"`` on the
             compiled one (equal to it up to float32 rounding), and both raise
             if the model does not qualify. ``history.path`` says which path
-            was taken, and why. Compiled steps are cached on disk in
-            :func:`signalprop._fastpath.compile_cache_dir`.
+            ran, and why, and says so when a compile failed and the run trained
+            on the eager fast path. Compiled steps are cached on disk in
+            :func:`signalprop._fastpath.compile_cache_dir`; one process at a
+            time compiles an architecture (a lock per architecture there),
+            others train eagerly meanwhile and then load it.
         flush_denormal: Flush subnormal floats (below 1.2e-38) to zero while
             training, as TensorFlow does on CPUs. A deep net whose gradients
             vanish otherwise spends most of its time on subnormal arithmetic
