@@ -488,6 +488,8 @@ class CompiledDenseStackTrainer:
         self._pending: tuple[str, str] | None = None
         #: The compile lock this process holds while compiling in the foreground.
         self._lock: int | None = None
+        #: The architecture key of the compiled step's batches (one shape).
+        self._key: str | None = None
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
@@ -608,7 +610,11 @@ class CompiledDenseStackTrainer:
             return self.eager.step(x, y)
         first = self.compile_seconds is None
         if first:
-            key = architecture_key(self.eager.layers, self.eager.flatten, self.eager.momentum, x)
+            if self._key is None:  # asked on every step while another process compiles
+                self._key = architecture_key(
+                    self.eager.layers, self.eager.flatten, self.eager.momentum, x
+                )
+            key = self._key
             if not self._may_compile(key):
                 self.eager_steps += 1
                 return self.eager.step(x, y, monitor)
