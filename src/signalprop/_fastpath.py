@@ -50,8 +50,10 @@ __all__ = [
     "DenseStackTrainer",
     "choose_path",
     "compile_cache_dir",
+    "compile_lock",
     "compile_offline",
     "plan",
+    "release_compile_lock",
 ]
 
 _aten = torch.ops.aten
@@ -433,7 +435,10 @@ class CompiledDenseStackTrainer:
     batch size (inductor caches it on disk), and a C++ compiler; batches of another size (an
     epoch's last) run on the eager fast path. PReLU (a learned slope) and
     RReLU (random slopes) are not compiled: such models run eagerly. If
-    compiling fails, the trainer says so in :attr:`note` and runs eagerly.
+    compiling fails, the trainer keeps the reason in :attr:`failure` (one line)
+    and runs eagerly. While another process compiles the same architecture
+    (it holds :func:`compile_lock`), the steps run eagerly and the step is
+    loaded once that compile is done. :meth:`describe` says what ran.
     """
 
     def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:
@@ -441,17 +446,22 @@ class CompiledDenseStackTrainer:
         self.eager = DenseStackTrainer(model, lr, momentum)
         self.model = model
         self.note = ""
+        #: Why compiling failed, in one line, if it did (the steps then ran eagerly).
+        self.failure: str | None = None
         layers = self.eager.layers
         self._step: Callable[..., tuple[Tensor, Tensor]] | None = None
         if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
-            self.note = "PReLU and RReLU are not compiled: eager fast path"
+            self.note = "PReLU and RReLU are not compiled"
         else:
-            self._step = _compiled_step(
-                [layer.activation for layer in layers],
-                [layer.bias is not None for layer in layers],
-                self.eager.flatten,
-                bool(momentum),
-            )
+            try:
+                self._step = _compiled_step(
+                    [layer.activation for layer in layers],
+                    [layer.bias is not None for layer in layers],
+                    self.eager.flatten,
+                    bool(momentum),
+                )
+            except Exception as error:  # torch.compile itself (an unusable cache folder)
+                self._fail(_one_line(error))
         #: Seconds the first compiled step took (compiling included), once it ran.
         self.compile_seconds: float | None = None
         self._weights = [layer.weight.detach() for layer in layers]
@@ -468,8 +478,23 @@ class CompiledDenseStackTrainer:
         self._shape: torch.Size | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._errors: IO[str] | None = None
-        #: Steps taken on the eager fast path while the step compiled in the background.
+        #: Steps taken on the eager fast path while the step compiled (in the background,
+        #: or in another process that held the architecture's compile lock).
         self.eager_steps = 0
+        #: Whether another process was compiling this architecture when this one wanted it.
+        self.waited_for_another = False
+        #: The background compile to start once another process has released its lock
+        #: without leaving the step in the cache (its key and description).
+        self._pending: tuple[str, str] | None = None
+        #: The compile lock this process holds while compiling in the foreground.
+        self._lock: int | None = None
+        #: The architecture key of the compiled step's batches (one shape).
+        self._key: str | None = None
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.note = f"compiling failed: {reason}"
+        self._step = None
 
     def compile_in_background(self, x: Tensor, y: Tensor) -> None:
         """Compile the step for batches shaped like ``(x, y)`` in another process, on the
@@ -480,6 +505,14 @@ class CompiledDenseStackTrainer:
         slow it to a crawl. The other process (:func:`compile_offline`, one
         thread) fills the on-disk cache; the first step after it is done loads
         the step from there, in seconds.
+
+        One compile per architecture at a time, across processes: this process
+        takes the architecture's compile lock (:func:`compile_lock`) and hands
+        it to the compiling process, which holds it until it ends. If another
+        process holds it (it is compiling the same step), none is started:
+        :meth:`step` trains eagerly until that lock is free, then loads the step
+        from the cache, or, if the other compile ended without it, starts this
+        one's own.
         """
         if self._step is None:
             return
@@ -493,13 +526,54 @@ class CompiledDenseStackTrainer:
                 "momentum": self.eager.momentum,
             }
         )  # fmt: skip
-        self._errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _OFFLINE, description],
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=self._errors,
+        # The key the compiling process (one thread) notes in the index.
+        key = architecture_key(
+            self.eager.layers, self.eager.flatten, self.eager.momentum, x, threads=1
         )
+        lock = compile_lock(key)
+        if lock is None:
+            self.waited_for_another = True
+            self._pending = key, description
+            return
+        if key in _read_index():  # compiled meanwhile: the first compiled step loads it
+            release_compile_lock(lock)
+            return
+        self._start_compiling(description, lock)
+
+    def _start_compiling(self, description: str, lock: int) -> None:
+        """Start the compiling process, which inherits ``lock`` (this process lets go of it);
+        one that cannot start is a failed compile."""
+        self._errors = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _OFFLINE, description],
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                stdout=subprocess.DEVNULL,
+                stderr=self._errors,
+                pass_fds=(lock,) if lock >= 0 else (),
+            )
+        except OSError as error:
+            self._errors.close()
+            self._errors = None
+            self._fail(_one_line(error))
+        finally:
+            release_compile_lock(lock)
+
+    def _another_done(self) -> bool:
+        """Whether the process that held this architecture's compile lock has let go; if
+        it left no compiled step in the cache, this process starts its own compile."""
+        assert self._pending is not None
+        key, description = self._pending
+        lock = compile_lock(key)
+        if lock is None:
+            return False
+        self._pending = None
+        if key in _read_index():
+            release_compile_lock(lock)  # compiled: the next compiled step loads it
+            return True
+        self.waited_for_another = False  # that compile failed or was stopped: compile here
+        self._start_compiling(description, lock)
+        return False
 
     def _offline_done(self) -> bool:
         """Whether the compiling process has ended (and how it went, noted once)."""
@@ -510,9 +584,10 @@ class CompiledDenseStackTrainer:
         self._process = None
         if process.returncode != 0 and self._errors is not None:
             self._errors.seek(0)
-            last = self._errors.read().strip().splitlines()[-1:] or ["no message"]
-            self.note = f"compiling failed ({last[0][:200]}): eager fast path"
-            self._step = None
+            last = self._errors.read().strip().splitlines()[-1:]
+            self._fail(
+                last[0][:200] if last else f"the compiling process exited {process.returncode}"
+            )
         if self._errors is not None:
             self._errors.close()
             self._errors = None
@@ -522,7 +597,9 @@ class CompiledDenseStackTrainer:
         """One SGD step; batches of another shape than the first run eagerly, and so do
         the steps a :class:`~signalprop.Monitor` records (it reads the eager step's tensors)
         and those taken while the step compiles in the background."""
-        if self._process is not None and not self._offline_done():
+        if (self._process is not None and not self._offline_done()) or (
+            self._pending is not None and not self._another_done()
+        ):
             self.eager_steps += 1
             return self.eager.step(x, y, monitor)
         if self._step is None or (monitor is not None and monitor.scheduled):
@@ -532,6 +609,15 @@ class CompiledDenseStackTrainer:
         if x.shape != self._shape:
             return self.eager.step(x, y)
         first = self.compile_seconds is None
+        if first:
+            if self._key is None:  # asked on every step while another process compiles
+                self._key = architecture_key(
+                    self.eager.layers, self.eager.flatten, self.eager.momentum, x
+                )
+            key = self._key
+            if not self._may_compile(key):
+                self.eager_steps += 1
+                return self.eager.step(x, y, monitor)
         start = time.perf_counter() if first else 0.0
         try:
             with torch.no_grad():
@@ -545,16 +631,50 @@ class CompiledDenseStackTrainer:
                     self.eager.lr,
                     self.eager.momentum,
                 )
-        except Exception as error:  # a platform where inductor cannot compile
-            self.note = f"compiling failed ({type(error).__name__}): eager fast path"
-            self._step = None
+        except Exception as error:  # inductor cannot compile here (no compiler, no cache)
+            self._fail(_one_line(error))
             return self.eager.step(x, y)
+        finally:
+            if self._lock is not None:
+                release_compile_lock(self._lock)
+                self._lock = None
         if first:
             self.compile_seconds = time.perf_counter() - start
-            key = architecture_key(self.eager.layers, self.eager.flatten, self.eager.momentum, x)
             _SEEN.add(key)
             _remember_compile(key, self.compile_seconds)
         return loss, correct
+
+    def _may_compile(self, key: str) -> bool:
+        """Whether this process may compile ``key`` now: it has, or the on-disk cache has
+        it (a load, unguarded), or it takes the compile lock (held until the step ran).
+        False while another process holds the lock: that one is compiling it."""
+        if key in _SEEN:
+            return True
+        lock = compile_lock(key)
+        if lock is None:
+            self.waited_for_another = True
+            return False
+        if key in _read_index():
+            release_compile_lock(lock)
+        else:
+            self._lock = lock
+        return True
+
+    def describe(self, why: str) -> str:
+        """What ran, for :attr:`signalprop.train.History.path`: ``compiled (why)`` when
+        the compiled step ran (after how many eager steps), else ``fast (...)`` and why
+        not. ``why`` is why the compiled path was chosen."""
+        if self.compile_seconds is not None:
+            if not self.eager_steps:
+                return f"compiled ({why})"
+            who = "another process compiled it" if self.waited_for_another else "it compiled"
+            return f"compiled ({why}); the first {self.eager_steps:,} steps eager, while {who}"
+        if self.note:
+            return f"fast ({self.note}; trained on the fast path)"
+        if self.eager_steps:
+            who = "another process was compiling it and " if self.waited_for_another else ""
+            return f"fast ({why}); {who}not ready before the end: the next run finds it cached"
+        return f"fast ({why}; no step ran compiled)"
 
 
 #: Inductor options for the compiled step: a C++ wrapper around the kernels instead of a
@@ -684,8 +804,17 @@ def compile_offline(description: str) -> None:
     Run by the process :meth:`CompiledDenseStackTrainer.compile_in_background`
     starts: the layers (sizes, bias, activation), flatten, batch shape, and the
     learning rate and momentum (constants of the compiled graph), on weights of
-    zeros, with one thread as the training uses.
+    zeros, with one thread as the training uses. A failure ends the process with
+    status 1 and its reason in one line, the last on stderr (the trainer reports it).
     """
+    try:
+        _compile_offline(description)
+    except Exception as error:
+        print(f"\n{_one_line(error)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _compile_offline(description: str) -> None:
     spec = json.loads(description)
     torch.set_num_threads(1)
     _use_compile_cache()
@@ -755,11 +884,14 @@ def _layer_spec(layers: list[_Layer]) -> list[list[Any]]:
     ]  # fmt: skip
 
 
-def architecture_key(layers: list[_Layer], flatten: bool, momentum: float, x: Tensor) -> str:
-    """What a compiled step depends on: layers, activations, batch shape, torch, threads."""
+def architecture_key(
+    layers: list[_Layer], flatten: bool, momentum: float, x: Tensor, *, threads: int | None = None
+) -> str:
+    """What a compiled step depends on: layers, activations, momentum or not, batch shape,
+    torch, and threads (``threads``, else this process's)."""
     description = {
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if threads is None else threads,
         "options": _OPTIONS,
         "flatten": flatten,
         "momentum": bool(momentum),
@@ -791,6 +923,61 @@ def _remember_compile(key: str, seconds: float) -> None:
         temporary.replace(folder / _INDEX)
     except OSError:
         pass
+
+
+#: The folder in :func:`compile_cache_dir` with one lock file per architecture key.
+_LOCKS = "locks"
+
+
+def compile_lock(key: str) -> int | None:
+    """Take the lock on compiling architecture ``key``, without waiting.
+
+    One compile per architecture at a time, across processes: whichever
+    process compiles a step (a foreground compile, or the process
+    :meth:`CompiledDenseStackTrainer.compile_in_background` starts) holds an
+    exclusive ``flock`` on ``<compile_cache_dir()>/locks/<key>.lock`` while it
+    compiles. The lock belongs to the open file: the kernel releases it when
+    its holder dies, however it dies, and a child process that inherits the
+    file holds it until it ends.
+
+    Returns:
+        The open file descriptor that holds the lock (let go of it with
+        :func:`release_compile_lock`); ``None`` if another process holds it (it
+        is compiling this step); ``-1`` if no lock can be had here (a cache
+        folder that cannot be written, a platform without ``flock``): the
+        compile goes ahead unguarded, as before locks.
+    """
+    try:
+        import fcntl  # POSIX only; imported here so that the package imports everywhere
+    except ImportError:  # pragma: no cover (not on the platforms tested)
+        return -1
+    folder = compile_cache_dir() / _LOCKS
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:  # a file system without locks
+        os.close(fd)
+        return -1
+    return fd
+
+
+def release_compile_lock(lock: int) -> None:
+    """Let go of a lock :func:`compile_lock` returned (-1: there was none)."""
+    if lock >= 0:
+        os.close(lock)
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}"[:200] if lines else type(error).__name__
 
 
 def cpp_compiler() -> str | None:

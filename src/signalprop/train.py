@@ -68,7 +68,11 @@ class History:
             stopped (``{"reason", "epoch", "step", ...}``).
         diagnostics: Epoch -> ``Report.to_dict()`` of the snapshots taken
             (epoch 0 is before training).
-        path: The training path used: ``"fast"``, or ``"autograd (why)"``.
+        path: The training path that ran, and why: ``"autograd (why)"``,
+            ``"fast (why)"`` (``"fast (compiling failed: reason; trained on the
+            fast path)"`` when a compile failed), or ``"compiled (why)"``, followed
+            by ``"; the first N steps eager, while ..."`` when the compiled step
+            took over during the run.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -221,7 +225,8 @@ def _choose_path(
     compile_for: int,
     free_core: bool,
 ) -> tuple[Any, str]:
-    """The fast-path trainer (or None) and a description of the path taken, and why."""
+    """The fast-path trainer (or None) and a description of the path taken, and why (for a
+    compiled trainer only why: its :meth:`describe` says at the end what ran)."""
     from signalprop._fastpath import (
         CompiledDenseStackTrainer,
         DenseStackTrainer,
@@ -257,8 +262,9 @@ def _choose_path(
     if path in ("compiled", "background"):
         compiled = CompiledDenseStackTrainer(model, lr, momentum)
         if path == "background" and compiled.note == "":
-            compiled.compile_in_background(x[:batch_size], y[:batch_size])
-        return compiled, f"compiled ({compiled.note or why})"
+            with _one_thread():  # the compile lock's key is the one-threaded training's
+                compiled.compile_in_background(x[:batch_size], y[:batch_size])
+        return compiled, why
     return DenseStackTrainer(model, lr, momentum), f"fast ({why})"
 
 
@@ -343,8 +349,11 @@ def fit(
             ``"fast"`` insists on the eager fast path and ``"compiled"`` on the
             compiled one (equal to it up to float32 rounding), and both raise
             if the model does not qualify. ``history.path`` says which path
-            was taken, and why. Compiled steps are cached on disk in
-            :func:`signalprop._fastpath.compile_cache_dir`.
+            ran, and why, and says so when a compile failed and the run trained
+            on the eager fast path. Compiled steps are cached on disk in
+            :func:`signalprop._fastpath.compile_cache_dir`; one process at a
+            time compiles an architecture (a lock per architecture there),
+            others train eagerly meanwhile and then load it.
         flush_denormal: Flush subnormal floats (below 1.2e-38) to zero while
             training, as TensorFlow does on CPUs. A deep net whose gradients
             vanish otherwise spends most of its time on subnormal arithmetic
@@ -401,7 +410,8 @@ def fit(
 
     from signalprop.diagnostics import diagnose
 
-    history = History(path=path_taken)
+    describe = getattr(trainer, "describe", None)  # a compiled trainer says what ran
+    history = History(path=path_taken if describe is None else describe(path_taken))
     probe = (x_train[:diagnose_batch], y_train[:diagnose_batch])
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -491,11 +501,6 @@ def fit(
                 if progress:
                     say(_stopped_line(history.stopped, epochs, steps_per_epoch))
                 break
-    eager_steps = getattr(trainer, "eager_steps", 0)
-    if eager_steps and getattr(trainer, "compile_seconds", None) is None:
-        history.path = "fast" + history.path.removeprefix("compiled") + (
-            "; not ready before the end: the next run finds it cached"
-        )  # fmt: skip
-    elif eager_steps:
-        history.path += f"; the first {eager_steps:,} steps eager, while it compiled"
+    if describe is not None:
+        history.path = describe(path_taken)
     return history
