@@ -45,7 +45,7 @@ from signalprop._model import (
 )
 from signalprop.diagnostics._report import Finding
 
-__all__ = ["MeanFieldVerdict", "finding", "normalized_note", "verdict"]
+__all__ = ["MeanFieldVerdict", "finding", "normalized_note", "phase_finding", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -366,3 +366,13 @@ def finding(result: MeanFieldVerdict, all_names: list[str]) -> Finding | None:
         message=message,
         fix=fix,
     )
+
+
+def phase_finding(
+    model: nn.Module, measured: dict[str, tuple[float, float]], names: list[str]
+) -> Finding | None:
+    """``diagnose``'s ``ordered``/``chaotic`` finding for ``model`` with the weight
+    layers' ``measured`` (σ_w², σ_b²) (see :func:`verdict`), its layers ``names``;
+    None when the model gets no verdict or is within its trainable depth."""
+    result = verdict(model, measured)
+    return None if result is None else finding(result, names)
