@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -21,11 +23,13 @@ from signalprop._model import (
     buffers_kept,
     hidden_modules,
     is_dense,
+    is_keras,
     is_norm,
     is_transparent,
     is_weight_layer,
     layer_bias,
     layer_fans,
+    layer_scales,
     layer_weight,
     unit_axis,
 )
@@ -39,6 +43,8 @@ from signalprop._stats import (
     finite_flags,
     mean_std,
     mean_std_of_packed,
+    moments,
+    norm_of,
     norms_by_id,
     packed_moments,
     packed_squares,
@@ -48,7 +54,7 @@ from signalprop._stats import (
     update_ratio,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
-from signalprop.diagnostics import Thresholds
+from signalprop.diagnostics import Finding, Thresholds, phase_finding
 from signalprop.monitor._history import (
     QUANTITIES,
     LayerInfo,
@@ -109,6 +115,22 @@ def _sgd_updates(optimizer: torch.optim.Optimizer | None) -> dict[int, tuple[flo
         for param in group["params"]:
             updates[id(param)] = (float(group["lr"]), source)
     return updates
+
+
+def _check_owns(optimizer: torch.optim.Optimizer, model: nn.Module, caller: str) -> None:
+    """Refuse an optimizer that updates none of the model's trainable parameters: its
+    ``step`` would end steps in which the model never changes, and the records of
+    such a run would read healthy."""
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    owned = [p for group in optimizer.param_groups for p in group["params"]]
+    if trainable and not any(id(p) in trainable for p in owned):
+        raise invalid_parameter(
+            "optimizer",
+            caller,
+            "an optimizer over the model's parameters",
+            f"a {type(optimizer).__name__} over {len(owned)} other tensor(s)",
+            hint="Build it from this model: torch.optim.SGD(model.parameters(), lr=...).",
+        )
 
 
 def _distributed() -> tuple[int, int]:
@@ -201,6 +223,15 @@ class Monitor:
         caller = "Monitor"
         if not isinstance(overwrite, bool):
             raise invalid_parameter("overwrite", caller, "True or False", overwrite)
+        if is_keras(model):
+            raise invalid_parameter(
+                "model",
+                caller,
+                "a PyTorch nn.Module",
+                f"a Keras model ({type(model).__name__})",
+                hint="Monitor a Keras model with its callback: "
+                "model.fit(..., callbacks=[sp.keras.Monitor(every=16)]).",
+            )
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
         self.every = check_int(every, param="every", caller=caller, low=1)
@@ -223,10 +254,10 @@ class Monitor:
             for m in inner.modules()
             if (is_weight_layer(m) or isinstance(m, EMBEDDINGS)) and m not in self._hidden
         ]
-        activations = [
+        activations = [  # an nn.Identity ("linear") measures nothing of its own
             m
             for m in inner.modules()
-            if m not in self._hidden and activation_kind(m) not in (None, "softmax")
+            if m not in self._hidden and activation_kind(m) not in (None, "softmax", "linear")
         ]
         if not self._weight_modules and not activations:
             raise invalid_parameter(
@@ -236,6 +267,8 @@ class Monitor:
                 "or activation modules)",
                 type(model).__name__,
             )
+        if optimizer is not None:
+            _check_owns(optimizer, inner, caller)
         self.rank, self.world_size = _distributed()
         #: The records and events so far.
         self.history = MonitorHistory(every=self.every, world_size=self.world_size)
@@ -911,6 +944,20 @@ class Monitor:
         """
         if self._closed:
             raise RuntimeError("this Monitor is closed: make a new one to monitor again")
+        if (
+            self._scheduled
+            and self._recorded
+            and not self._grad
+            and any(z.requires_grad for z in self._pre.values())
+        ):
+            self._clear_step()
+            self._recorded = self._recording = False
+            raise RuntimeError(
+                "Monitor.step() was called after a forward pass whose backward pass never "
+                "reached the model's layers: call it once per training step, after "
+                "loss.backward() and optimizer.step() (or give Monitor(optimizer=...), "
+                "which calls it for you)"
+            )
         if not self._checked and self._outputs:
             self._check_output()
         self._outputs = []
@@ -956,10 +1003,37 @@ class Monitor:
             torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
             torch.distributed.all_reduce(maxima, op=torch.distributed.ReduceOp.MAX)
         values = torch.cat([sums, maxima]).tolist()  # the one read back to the host
+        self._redo_overflowed(values, rows)
         sizes = [self._alive[i].numel() for i in alive_rows]
         activations = self._act
         self._clear_step()
         self._make_record(step, rows, values, sizes, alive_rows, activations)
+
+    def _redo_overflowed(self, values: list[float], rows: int) -> None:
+        """Rows whose float32 sums came out NaN or Inf, summed again in float64 in place.
+
+        The packed sums square float32 values: a finite signal past ~1e19 (a run
+        blowing up) overflows them, and its std would read NaN, as if the layer
+        held NaN. Summed in float64, as ``diagnose`` sums, a finite layer stays
+        finite and only a layer that holds NaN or Inf reads so. Runs only on such
+        rows (and in one process: summed over processes, the local tensors no
+        longer give the record's sums).
+        """
+        if self.world_size > 1 or all(map(math.isfinite, values[: 10 * rows])):
+            return
+        for start, tensors in ((0, self._pre), (4 * rows, self._act)):
+            for index, x in tensors.items():
+                at = [start + k * rows + index for k in (1, 2, 3)]
+                if all(math.isfinite(values[i]) for i in at):
+                    continue
+                total, norm, n = moments(x)
+                s1, s2 = total.item(), norm.item() ** 2
+                mean = s1 / n if n else 0.0
+                values[at[0]], values[at[1]], values[at[2]] = s1, s2 - s1 * mean, s1 * mean
+        for index, g in self._grad.items():
+            where = 9 * rows + index  # the sum of squares, after the counts
+            if not math.isfinite(values[where]):
+                values[where] = norm_of(g)[0].item() ** 2
 
     def _weight_quantities(self, rows: int, device: torch.device) -> Tensor:
         """Per row: the squared norms of the weight gradient, of the weight before the
@@ -1128,11 +1202,39 @@ class Monitor:
 
     def findings(self) -> list[TimedFinding]:
         """``diagnose``'s findings over the recorded steps, each with when it began."""
-        return self.history.findings(self.thresholds)
+        return self.history.findings(self.thresholds, self._phase())
 
     def summary(self) -> str:
         """Events and findings over time, as text."""
-        return self.history.summary(self.thresholds)
+        return self.history.summary(self.thresholds, self._phase())
+
+    def _phase(self) -> Callable[[Record], list[Finding]]:
+        """``diagnose``'s mean-field ``ordered``/``chaotic`` finding at a record: σ_w²
+        from the record's weight norms, σ_b² from the biases as they are now (a
+        record does not hold them). Drawn when the findings are asked for, never
+        while training."""
+        scales = {
+            name: layer_scales(module)["bias_var"]
+            for name, module in self.model.named_modules()
+            if is_weight_layer(module) and layer_weight(module) is not None
+        }
+        verdicts: dict[tuple[float, ...], Finding | None] = {}
+
+        def phase(record: Record) -> list[Finding]:
+            rows = record.layer_stats(self.history.layers)
+            measured = {
+                r.name: (r.weight_scale_fan_in, scales[r.name])
+                for r in rows
+                if r.weight_scale_fan_in is not None and r.name in scales
+            }
+            key = tuple(v for pair in measured.values() for v in pair)
+            if key not in verdicts:  # a record whose weights have not changed: the same
+                names = [r.name for r in rows if r.has_weight]
+                verdicts[key] = phase_finding(self.model, measured, names)
+            found = verdicts[key]
+            return [] if found is None else [found]
+
+        return phase
 
     def close(self) -> None:
         """Remove every hook and close the log files (the monitor's history stays)."""
