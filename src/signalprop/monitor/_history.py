@@ -175,12 +175,13 @@ class TimedFinding:
         began: The first monitored step it was seen at.
         clean_before: The last monitored step before ``began`` without it
             (None: seen from the first monitored step).
-        ended: The first monitored step after its last sighting (None: seen at
-            the last monitored step).
+        ended: The first monitored step after its last sighting whose values
+            were judged (None: none was; records holding NaN or Inf are judged
+            for that alone).
         last_step: The last monitored step of the run.
         detail: The finding's own message at ``began``.
         seen: How many records showed it.
-        records: How many records there are from ``began`` to the end.
+        records: How many records from ``began`` to the end were judged for it.
         last_seen: The last monitored step that showed it.
     """
 
@@ -220,7 +221,12 @@ class TimedFinding:
             when = f"from the first monitored step ({self.began:,})"
         else:
             when = f"between steps {self.clean_before:,} and {self.began:,}"
-        if self.persistent and self.ended is None:
+        if self.persistent and self.ended is None and self.last_seen < self.last_step:
+            until = (
+                f"seen in every record to step {self.last_seen:,}; the records after it hold "
+                "NaN or Inf, which no other detector judges"
+            )
+        elif self.persistent and self.ended is None:
             until = (
                 f"seen in every record from then on, to step {self.last_step:,}"
                 if self.began != self.last_step
@@ -326,13 +332,16 @@ class MonitorHistory:
         worst: dict[tuple[str, str], str] = {}
         sightings: dict[tuple[str, str], int] = {}
         previous: int | None = None
+        judged: list[int] = []  # the records whose values the detectors could judge
         for position, record in enumerate(self.records):
             found, _ = find(record.layer_stats(self.layers), thresholds, record.batch_size)
             if any(f.kind == "non_finite" for f in found):
                 if any(event.step <= record.step for event in self.events):
                     found = []  # the event says where it began
-            elif more is not None:
-                found = found + more(record)
+            else:
+                judged.append(position)
+                if more is not None:
+                    found = found + more(record)
             for finding in found:
                 for layer in finding.layers:
                     key = (finding.kind, layer)
@@ -349,8 +358,11 @@ class MonitorHistory:
         for (kind, began, before), keys in groups.items():
             keys.sort(key=lambda k: names.index(k[1]))
             last_seen = max(latest[k] for k in keys)
-            ended = None if last_seen == last else steps[steps.index(last_seen) + 1]
-            records_since = len(self.records) - first[keys[0]][3]
+            # Records of NaN or Inf judge no other kind: they neither show nor end it.
+            since = range(len(self.records)) if kind == "non_finite" else judged
+            after = [steps[p] for p in since if steps[p] > last_seen]
+            ended = after[0] if after else None
+            records_since = sum(1 for p in since if p >= first[keys[0]][3])
             seen = max(sightings[k] for k in keys)
             severity = "error" if any(worst[k] == "error" for k in keys) else "warning"
             if ended is not None and seen < INTERMITTENT * records_since:

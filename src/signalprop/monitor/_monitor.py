@@ -29,7 +29,6 @@ from signalprop._model import (
     is_weight_layer,
     layer_bias,
     layer_fans,
-    layer_scales,
     layer_weight,
     unit_axis,
 )
@@ -54,7 +53,13 @@ from signalprop._stats import (
     update_ratio,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
-from signalprop.diagnostics import Finding, Thresholds, phase_finding
+from signalprop.diagnostics import (
+    Finding,
+    Thresholds,
+    bias_splits,
+    phase_applies,
+    phase_finding,
+)
 from signalprop.monitor._history import (
     QUANTITIES,
     LayerInfo,
@@ -115,6 +120,17 @@ def _sgd_updates(optimizer: torch.optim.Optimizer | None) -> dict[int, tuple[flo
         for param in group["params"]:
             updates[id(param)] = (float(group["lr"]), source)
     return updates
+
+
+def _biases(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """Each weight layer's bias, by the layer's name."""
+    found = []
+    for name, module in model.named_modules():
+        if is_weight_layer(module):
+            bias = layer_bias(module)
+            if isinstance(bias, Tensor) and bias.numel():
+                found.append((name, bias))
+    return found
 
 
 def _check_owns(optimizer: torch.optim.Optimizer, model: nn.Module, caller: str) -> None:
@@ -269,6 +285,12 @@ class Monitor:
             )
         if optimizer is not None:
             _check_owns(optimizer, inner, caller)
+        # Per record, each layer's σ_b², for the mean-field phase (plain dense stacks only).
+        self._bias_vars: dict[int, dict[str, float]] = {}
+        self._biases = _biases(inner) if phase_applies(inner) else []
+        # What the biases cancel (autoinit's centring), as at the start of the run.
+        self._splits = bias_splits(inner) if self._biases else {}
+        self._bias_norms: list[Tensor] = []
         self.rank, self.world_size = _distributed()
         #: The records and events so far.
         self.history = MonitorHistory(every=self.every, world_size=self.world_size)
@@ -566,6 +588,7 @@ class Monitor:
             self._attach()
             self._sgd = self._plain_sgd()
             self._snapshot_weights(copy=self._sgd is None)
+            self._snapshot_biases()
 
     def _on_end(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -891,6 +914,7 @@ class Monitor:
         # The fast path hands its updates over, and changes the weights as it goes.
         self._sgd = None
         self._snapshot_weights(copy=False)
+        self._snapshot_biases()
         self._recorded = True
         return True
 
@@ -1160,6 +1184,8 @@ class Monitor:
                 started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
                 self._write(self.history.header(self.thresholds) | {"started": started})
         self.history.records.append(entry)
+        if self._bias_norms:
+            self._keep_bias_vars(entry.step)
         if self.rank != 0:
             return
         self._write_line(record_line(entry))
@@ -1173,6 +1199,22 @@ class Monitor:
                     self._tensorboard.histograms(entry.step, "activations", act, names)
             except OSError as error:
                 self._stop_tensorboard(error)
+
+    def _snapshot_biases(self) -> None:
+        """The biases' norms before the step's update, as the weights' (a plain dense
+        stack's only: the mean-field phase needs them). One fused norm, no sync."""
+        if self._biases:
+            norms = norms_by_id(bias for _, bias in self._biases)
+            self._bias_norms = [norms[id(bias)] for _, bias in self._biases]
+
+    def _keep_bias_vars(self, step: int) -> None:
+        """The record's σ_b² per layer, from :meth:`_snapshot_biases`."""
+        squares = squared_norms(self._bias_norms).tolist()
+        self._bias_norms = []
+        self._bias_vars[step] = {
+            name: square / bias.numel()
+            for (name, bias), square in zip(self._biases, squares, strict=True)
+        }
 
     def _clear_step(self) -> None:
         """Forget the step's tensors."""
@@ -1210,17 +1252,17 @@ class Monitor:
 
     def _phase(self) -> Callable[[Record], list[Finding]]:
         """``diagnose``'s mean-field ``ordered``/``chaotic`` finding at a record: σ_w²
-        from the record's weight norms, σ_b² from the biases as they are now (a
-        record does not hold them). Drawn when the findings are asked for, never
-        while training."""
-        scales = {
-            name: layer_scales(module)["bias_var"]
-            for name, module in self.model.named_modules()
-            if is_weight_layer(module) and layer_weight(module) is not None
-        }
+        from the record's weight norms, σ_b² from the biases' norms taken with them
+        (kept beside the record for a plain dense stack, the only model the verdict
+        speaks of), the input mean the biases cancel (autoinit's centring) as at the
+        start of the run. Drawn when the findings are asked for, never while
+        training."""
         verdicts: dict[tuple[float, ...], Finding | None] = {}
 
         def phase(record: Record) -> list[Finding]:
+            scales = self._bias_vars.get(record.step)
+            if scales is None:
+                return []
             rows = record.layer_stats(self.history.layers)
             measured = {
                 r.name: (r.weight_scale_fan_in, scales[r.name])
@@ -1230,7 +1272,7 @@ class Monitor:
             key = tuple(v for pair in measured.values() for v in pair)
             if key not in verdicts:  # a record whose weights have not changed: the same
                 names = [r.name for r in rows if r.has_weight]
-                verdicts[key] = phase_finding(self.model, measured, names)
+                verdicts[key] = phase_finding(self.model, measured, names, self._splits)
             found = verdicts[key]
             return [] if found is None else [found]
 
