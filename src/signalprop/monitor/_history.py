@@ -183,6 +183,8 @@ class TimedFinding:
         seen: How many records showed it.
         records: How many records from ``began`` to the end were judged for it.
         last_seen: The last monitored step that showed it.
+        spell: How many records from ``began`` to ``last_seen`` were judged for it
+            (``seen == spell``: it showed in every one of them).
     """
 
     kind: str
@@ -197,18 +199,27 @@ class TimedFinding:
     seen: int = 1
     records: int = 1
     last_seen: int = 0
+    spell: int = 1
     all_layers: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def unbroken(self) -> bool:
+        """Whether every record from ``began`` to ``last_seen`` showed it."""
+        return self.seen >= self.spell
 
     @property
     def persistent(self) -> bool:
         """Whether every record from ``began`` to the last one showed it."""
-        return self.seen >= self.records
+        return self.unbroken and self.ended is None
 
     @property
     def persistence(self) -> str:
-        """How long it lasted: ``"in all 3 records since"``, ``"in 3 of 127 records"``."""
+        """How long it lasted: ``"from step 26 on"``, ``"steps 4–6"``, ``"in 3 of 127
+        records"``."""
         if self.persistent:
-            return f"in all {self.records:,} records since" if self.records > 1 else "once"
+            return f"from step {self.began:,} on"
+        if self.unbroken:
+            return f"steps {self.began:,}–{self.last_seen:,}"
         return f"in {self.seen:,} of {self.records:,} records"
 
     @property
@@ -221,18 +232,18 @@ class TimedFinding:
             when = f"from the first monitored step ({self.began:,})"
         else:
             when = f"between steps {self.clean_before:,} and {self.began:,}"
-        if self.persistent and self.ended is None and self.last_seen < self.last_step:
+        if self.persistent and self.last_seen < self.last_step:
             until = (
                 f"seen in every record to step {self.last_seen:,}; the records after it hold "
                 "NaN or Inf, which no other detector judges"
             )
-        elif self.persistent and self.ended is None:
+        elif self.persistent:
             until = (
                 f"seen in every record from then on, to step {self.last_step:,}"
                 if self.began != self.last_step
                 else "at the last monitored step"
             )
-        elif self.persistent:
+        elif self.unbroken:
             until = (
                 f"seen in every record to step {self.last_seen:,}, and in none from step "
                 f"{self.ended:,} on"
@@ -363,6 +374,7 @@ class MonitorHistory:
             after = [steps[p] for p in since if steps[p] > last_seen]
             ended = after[0] if after else None
             records_since = sum(1 for p in since if p >= first[keys[0]][3])
+            spell = sum(1 for p in since if first[keys[0]][3] <= p and steps[p] <= last_seen)
             seen = max(sightings[k] for k in keys)
             severity = "error" if any(worst[k] == "error" for k in keys) else "warning"
             if ended is not None and seen < INTERMITTENT * records_since:
@@ -381,6 +393,7 @@ class MonitorHistory:
                     seen=seen,
                     records=records_since,
                     last_seen=last_seen,
+                    spell=spell,
                     all_layers=names,
                 )
             )
@@ -448,8 +461,8 @@ class MonitorHistory:
             lines.append(f"  [error] non_finite: {event.message}")
         findings = self.findings(thresholds, more)
         for finding in findings:
-            spell = "" if finding.persistent else f" ({finding.persistence})"
-            lines.append(f"  [{finding.severity}] {finding.kind}{spell}: {finding.message}")
+            lasting = "" if finding.persistent else f" ({finding.persistence})"
+            lines.append(f"  [{finding.severity}] {finding.kind}{lasting}: {finding.message}")
             lines.append(f"      fix: {finding.fix}")
         if not self.records and not self.events:
             lines.append("  nothing recorded: no monitored step ran a forward pass with gradients")
