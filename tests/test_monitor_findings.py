@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 import signalprop as sp
 from signalprop._stats import alive_units
+from signalprop.cli import main
 from signalprop.monitor import LayerInfo, MonitorHistory, Record
 from signalprop.plots import NON_FINITE_COLOR, plot_monitor
 
@@ -233,3 +235,26 @@ def test_an_optimizer_over_other_parameters_is_refused() -> None:
     # Fine-tuning the head alone is an optimizer over the model's parameters.
     model = small_net()
     sp.Monitor(model, optimizer=torch.optim.SGD(model[-1].parameters(), lr=0.1)).close()
+
+
+def test_plot_monitor_prints_the_monitors_own_summary_from_its_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log keeps the findings drawn with the model (the mean-field phase) in its last
+    line: `signalprop plot monitor` on it says what the Monitor said, word for word."""
+    torch.manual_seed(0)
+    x, y = torch.rand(4 * BATCH, 784), torch.randint(0, 10, (4 * BATCH,))
+    layers = [sp.Dense(300, "relu", kernel_initializer="he_normal") for _ in range(4)]
+    model = sp.Sequential([*layers, sp.Dense(10, "softmax")], input_shape=(784,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e4)
+    log = tmp_path / "monitor.jsonl"
+    with sp.Monitor(model, every=1, optimizer=optimizer, log=log) as monitor:
+        for i in range(4):
+            optimizer.zero_grad()
+            rows = slice(BATCH * i, BATCH * (i + 1))
+            clipped_nll(model(x[rows]), y[rows]).backward()
+            optimizer.step()
+    assert "chaotic" in {f.kind for f in monitor.findings()}
+    assert main(["plot", "monitor", str(log), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.endswith(monitor.summary() + "\n")
