@@ -436,3 +436,43 @@ def test_the_callbacks_update_ratio_is_the_kernels_change(optimizer: str) -> Non
     assert monitor.history.records[0].values["update_ratio"] == pytest.approx(actual, rel=1e-5)
     plain = monitor.monitor._plain_sgd()  # type: ignore[attr-defined]
     assert (plain is not None) == (optimizer == "sgd")
+
+
+def keras_crossentropy(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Keras's sparse categorical cross-entropy on probabilities, as its torch backend
+    computes it: renormalized, clipped to [1e-7, 1 − 1e-7], then the log."""
+    p = (p / p.sum(-1, keepdim=True)).clamp(1e-7, 1 - 1e-7)
+    return torch.nn.functional.nll_loss(torch.log(p), y)
+
+
+def test_the_monitor_callback_finds_a_blow_up_as_diagnose_does_on_the_same_steps() -> None:
+    """A 5-layer He-ReLU net fitted with SGD at lr 1e4: after step 1 the output's
+    pre-activations reach ~1e18, the loss is stuck at 13–16 and every gradient is 0.
+    diagnose, run on the model before each batch with Keras's loss, and the callback's
+    summary find the same kinds: at the first step, at the last, and over the run."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Input([784])]
+        + [keras.layers.Dense(300, "relu", kernel_initializer="he_normal") for _ in range(4)]
+        + [keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.SGD(1e4))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((512, 784), dtype="float32"), rng.integers(0, 10, 512)
+    diagnosed: list[set[str]] = []
+
+    class Diagnose(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            rows = slice(32 * batch, 32 * (batch + 1))
+            report = sp.diagnose(self.model, x[rows], y[rows], keras_crossentropy)
+            diagnosed.append({f.kind for f in report.findings})
+
+    monitor = sp_keras.Monitor(every=1)
+    losses = keras_fit(model, x, y, [Diagnose(), monitor], batch_size=32, epochs=1)
+    assert 10 < losses.history["loss"][-1] < 17
+    assert {"chaotic", "exploding_signal", "vanishing_gradients"} <= diagnosed[-1]
+    findings = monitor.findings()
+    assert {f.kind for f in findings if f.began == 1} == diagnosed[0]
+    assert {f.kind for f in findings if f.last_seen == 16} == diagnosed[-1]
+    assert {f.kind for f in findings} == set().union(*diagnosed)
+    assert "healthy" not in monitor.summary()

@@ -365,7 +365,10 @@ def test_findings_say_when_they_began_and_where() -> None:
     (finding,) = [f for f in monitor.findings() if f.kind == "dead_units" and "2" in f.layers]
     assert finding.layers[0] == "2"
     assert (finding.clean_before, finding.began, finding.ended) == (21, 26, None)
-    assert "units died between steps 21 and 26; still at step 36" in finding.message
+    assert (
+        "units died between steps 21 and 26; seen in every record from then on, to step 36"
+        in finding.message
+    )
     assert "up to 100% of units never positive" in finding.message
     assert "units died between steps 21 and 26" in monitor.summary()
 

@@ -133,14 +133,17 @@ def _unit_dims(x: Tensor, unit: int) -> list[int]:
 
 def alive_units(z: Tensor, unit: int = 1) -> Tensor:
     """Per unit, whether it is positive for any example: a ReLU unit that is not is
-    *dead* on the batch (zero output, zero gradient).
+    *dead* on the batch (zero output, zero gradient). A unit with a NaN or -Inf
+    pre-activation is not counted as dead: it is not finite, which the finite flags
+    report, and counting it dead would call a blown-up layer a dead one.
 
     A unit is an index along dimension ``unit`` of ``z``: a convolution's channel
     (1), any other layer's feature (-1, whatever token or position dimensions come
     before); :func:`signalprop._model.unit_axis` says which for a layer.
     """
     z = z.detach()
-    return (z > 0).any(dim=_unit_dims(z, unit)) if z.dim() > 1 else (z > 0)
+    dead = (z <= 0) & (z > -math.inf)  # NaN and -Inf: neither
+    return ~dead.all(dim=_unit_dims(z, unit)) if z.dim() > 1 else ~dead
 
 
 def saturated_count(y: Tensor, kind: str, margin: float) -> Tensor:
@@ -223,6 +226,8 @@ def norms_by_id(tensors: Iterable[Tensor]) -> dict[int, Tensor]:
     """The 2-norm of each distinct tensor, keyed by its identity, in one fused pass: a
     tensor named twice is reduced once (plain SGD's step is the gradient itself)."""
     unique = {id(t): t for t in tensors}
+    if not unique:
+        return {}
     return dict(zip(unique, torch._foreach_norm(list(unique.values())), strict=True))
 
 

@@ -15,12 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from signalprop.diagnostics import Report
 from signalprop.meanfield import TRAINABLE_DEPTH_FACTOR, PhaseDiagram
-from signalprop.monitor import MonitorHistory
+from signalprop.monitor import MonitorHistory, TimedFinding
 from signalprop.propagate import PropagationResult
 
 __all__ = [
@@ -684,18 +686,36 @@ MONITOR_PANELS = ("grad_pre_rms", "act_std", "act_mean", "update_ratio", "satura
 LOG_QUANTITIES = {"grad_pre_rms", "grad_weight_rms", "act_std", "pre_std", "update_ratio"}
 
 
-def plot_monitor(history: MonitorHistory, quantities: Sequence[str] = MONITOR_PANELS) -> Figure:
+#: The colours ``plot_monitor`` gives cells outside the colour scale, and its marks.
+NON_FINITE_COLOR = "red"
+ZERO_COLOR = "0.55"
+FINDING_COLOR = "white"
+#: Finding starts named in a panel's legend (all are marked).
+MARKED_STARTS = 6
+
+
+def plot_monitor(
+    history: MonitorHistory,
+    quantities: Sequence[str] = MONITOR_PANELS,
+    findings: Sequence[TimedFinding] | None = None,
+) -> Figure:
     """Per-layer heatmaps over the steps of a monitored run, one panel per quantity.
 
     Rows are the layers in forward order (the input at the bottom), columns the
-    monitored steps; gradient RMS, std and the update ratio use a log colour
-    scale. Quantities that no layer has (the saturated fraction of a ReLU net)
-    are left out, and NaN or Inf cells stay blank.
+    monitored steps, ticked at whole steps; gradient RMS, std and the update
+    ratio use a log colour scale. Quantities that no layer has (the saturated
+    fraction of a ReLU net) are left out. A NaN or Inf value is drawn in red and
+    an exact 0 on a log scale in grey, each with a legend entry; a layer a
+    quantity does not apply to stays blank. A dashed line and a triangle mark
+    the step at which each finding (and each NaN or Inf event) began; the
+    legend names the kinds that began there.
 
     Args:
         history: From a :class:`~signalprop.Monitor` or
             :func:`~signalprop.monitor.read_log`.
         quantities: Names from :data:`~signalprop.monitor.QUANTITIES`.
+        findings: The findings to mark (``monitor.findings()``); None:
+            ``history.findings()``.
 
     Returns:
         The figure.
@@ -709,9 +729,11 @@ def plot_monitor(history: MonitorHistory, quantities: Sequence[str] = MONITOR_PA
         ...         opt.zero_grad()
         ...         F.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 16, (8,))).backward()
         ...         opt.step()
-        >>> fig = plot_monitor(monitor.history)
+        >>> fig = plot_monitor(monitor.history, findings=monitor.findings())
     """
-    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     steps = np.array([record.step for record in history.records], dtype=float)
     names = history.names
@@ -721,29 +743,74 @@ def plot_monitor(history: MonitorHistory, quantities: Sequence[str] = MONITOR_PA
             [[np.nan if v is None else v for v in column] for column in history.series(quantity)],
             dtype=float,
         ).T.reshape(len(names), len(steps))
-        grid[~np.isfinite(grid)] = np.nan
-        if len(steps) and np.isfinite(grid).any():
-            panels.append((quantity, grid))
+        known = np.array(
+            [[v is not None for v in column] for column in history.series(quantity)], dtype=bool
+        ).T.reshape(len(names), len(steps))
+        if len(steps) and known.any():
+            panels.append((quantity, grid, known))
     figure, axes = _grid(max(1, len(panels)), None, (6.0, 4.2))
     if not panels:
         axes[0].text(0.5, 0.5, "nothing recorded", ha="center", va="center")
         axes[0].set_axis_off()
         return figure
-    for axis, (quantity, grid) in zip(axes, panels, strict=True):
-        finite = grid[np.isfinite(grid)]
+    if findings is None:
+        findings = history.findings()
+    starts: dict[int, list[str]] = {}
+    for event in history.events:
+        starts.setdefault(event.step, []).append("non_finite")
+    for finding in findings:
+        kinds = starts.setdefault(finding.began, [])
+        if finding.kind not in kinds:
+            kinds.append(finding.kind)
+    rows = np.arange(len(names))
+    for axis, (quantity, grid, known) in zip(axes, panels, strict=True):
+        non_finite = known & ~np.isfinite(grid)
+        finite = grid[known & np.isfinite(grid)]
         positive = finite[finite > 0]
+        zero = np.zeros_like(known)
         if quantity in LOG_QUANTITIES and positive.size:
             norm: Normalize = LogNorm(positive.min(), max(positive.max(), positive.min() * 1.01))
-            grid = np.where(grid > 0, grid, np.nan)
-        else:
+            zero = known & (grid == 0)
+            shown = np.where(grid > 0, grid, np.nan)
+        elif finite.size:
             norm = Normalize(finite.min(), max(finite.max(), finite.min() + 1e-12))
-        mesh = axis.pcolormesh(
-            steps, np.arange(len(names)), grid, norm=norm, cmap="viridis", shading="nearest"
-        )
+            shown = np.where(np.isfinite(grid), grid, np.nan)
+        else:  # every value of it is NaN or Inf
+            norm, shown = Normalize(0.0, 1.0), np.full_like(grid, np.nan)
+        mesh = axis.pcolormesh(steps, rows, shown, norm=norm, cmap="viridis", shading="nearest")
         figure.colorbar(mesh, ax=axis).set_label(quantity)
+        handles: list[Artist] = []
+        for mask, color, label in (
+            (non_finite, NON_FINITE_COLOR, "NaN or Inf"),
+            (zero, ZERO_COLOR, "0 (below the log scale)"),
+        ):
+            if mask.any():
+                axis.pcolormesh(
+                    steps,
+                    rows,
+                    np.where(mask, 1.0, np.nan),
+                    cmap=ListedColormap([color]),
+                    shading="nearest",
+                )
+                handles.append(Patch(color=color, label=label))
+        for step in sorted(starts):
+            axis.axvline(step, color=FINDING_COLOR, linestyle="--", linewidth=1.0)
+            axis.plot(step, 1.0, "v", color="black", transform=axis.get_xaxis_transform())
+        shown_starts = sorted(starts.items())[:MARKED_STARTS]
+        for step, kinds in shown_starts:
+            label = f"step {step:,}: " + ", ".join(kinds)
+            handles.append(Line2D([], [], color="black", marker="v", linestyle="--", label=label))
+        if len(starts) > MARKED_STARTS:
+            more = len(starts) - MARKED_STARTS
+            handles.append(Line2D([], [], linestyle="", label=f"… {more} more start(s)"))
+        if handles:
+            axis.legend(
+                handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=7
+            )
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("step")
         axis.set_ylabel("layer")
         if len(names) <= 12:
-            axis.set_yticks(np.arange(len(names)), names)
+            axis.set_yticks(rows, names)
         axis.set_title(quantity.replace("_", " "))
     return figure

@@ -53,6 +53,7 @@ class _Weights:
             otherwise what to change instead.
         reinit: Whether ``advice`` is to re-initialize.
         relation: Median weight variance over the initializer's (None: unknown).
+        init_name: The activation's matching initializer (None: none known).
     """
 
     activation: str
@@ -60,6 +61,7 @@ class _Weights:
     advice: str
     reinit: bool
     relation: float | None
+    init_name: str | None = None
 
     def not_the_cause(self) -> str:
         """Advice for when the weights' size cannot explain the finding."""
@@ -104,7 +106,13 @@ def _weights(rows: list[LayerStats]) -> _Weights:
     variance = statistics.median(r.weight_var or 0.0 for r in weighted)
     if 0.5 < variance < 2 and relation > 3:  # the pre-2010 habit of N(0, 1) weights
         state = f"N(0, 1)-like weights (var ≈ {variance:.2g}, {relation:.3g}× {init_name}'s)"
-    return _Weights(activation, f"{shown} with {state}", advice, reinit, relation)
+    return _Weights(activation, f"{shown} with {state}", advice, reinit, relation, init_name)
+
+
+def weights_of(rows: list[LayerStats]) -> _Weights:
+    """What the weights of ``rows`` are against their activation's initializer: the
+    sentence the detectors' messages use, their advice, and the median ratio."""
+    return _weights(rows)
 
 
 def _gradient_flow(
@@ -267,7 +275,14 @@ def _dead_units(
         if r.pre_mean is not None and r.pre_std is not None and r.pre_mean < -2 * r.pre_std
     ]
     alike = [r for r in flagged if r.similarity is not None and r.similarity > 0.5]
-    fix = "use he_normal with zero biases, or leaky_relu/elu/selu, whose units cannot die"
+    weights = _weights(flagged)
+    if weights.reinit or weights.init_name is None:
+        fix = "use he_normal with zero biases, or leaky_relu/elu/selu, whose units cannot die"
+    else:  # the weights are at he_normal's scale already: naming it again helps no one
+        fix = (
+            f"the weights are at {weights.init_name}'s scale already: check the biases, or use "
+            "leaky_relu/elu/selu, whose units cannot die"
+        )
     if negative:
         shown = ", ".join(negative[:6])
         fix = f"the pre-activations of {shown} are mostly negative: check their biases; {fix}"

@@ -45,7 +45,15 @@ from signalprop._model import (
 )
 from signalprop.diagnostics._report import Finding
 
-__all__ = ["MeanFieldVerdict", "finding", "normalized_note", "verdict"]
+__all__ = [
+    "MeanFieldVerdict",
+    "bias_splits",
+    "finding",
+    "normalized_note",
+    "phase_applies",
+    "phase_finding",
+    "verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,9 @@ def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]
 
 
 def verdict(
-    model: nn.Module, measured: dict[str, tuple[float, float]] | None = None
+    model: nn.Module,
+    measured: dict[str, tuple[float, float]] | None = None,
+    splits: dict[str, tuple[float, float]] | None = None,
 ) -> MeanFieldVerdict | None:
     """The mean-field verdict of a plain dense stack; None for any other model.
 
@@ -152,6 +162,9 @@ def verdict(
         model: The model.
         measured: Layer name -> (σ_w², σ_b²) already read from the weights
             (diagnose's per-layer numbers); read here when missing.
+        splits: Layer name -> :func:`~signalprop._model.layer_bias_split` (the
+            input mean the biases cancel, and σ_b² of the rest) already read; read
+            here when missing.
     """
     view = read_model(model)
     if not view.plain or len(view.layers) < 3:
@@ -175,7 +188,8 @@ def verdict(
     measured = measured or {}
     if not all(layer.name in measured for layer in hidden):
         measured = {**measured, **_read_variances(hidden)}
-    splits = {layer.name: layer_bias_split(layer.module) for layer in view.layers}
+    if splits is None or not all(layer.name in splits for layer in view.layers):
+        splits = {layer.name: layer_bias_split(layer.module) for layer in view.layers}
     if any(
         activation_key(side) != key for layer in hidden for side in (layer.consumer, layer.producer)
     ):
@@ -366,3 +380,27 @@ def finding(result: MeanFieldVerdict, all_names: list[str]) -> Finding | None:
         message=message,
         fix=fix,
     )
+
+
+def phase_finding(
+    model: nn.Module,
+    measured: dict[str, tuple[float, float]],
+    names: list[str],
+    splits: dict[str, tuple[float, float]] | None = None,
+) -> Finding | None:
+    """``diagnose``'s ``ordered``/``chaotic`` finding for ``model`` with the weight
+    layers' ``measured`` (σ_w², σ_b²) and bias ``splits`` (see :func:`verdict`), its
+    layers ``names``; None when the model gets no verdict or is within its trainable
+    depth."""
+    result = verdict(model, measured, splits)
+    return None if result is None else finding(result, names)
+
+
+def bias_splits(model: nn.Module) -> dict[str, tuple[float, float]]:
+    """:func:`verdict`'s ``splits`` of ``model`` as its weights are now."""
+    return {layer.name: layer_bias_split(layer.module) for layer in read_model(model).layers}
+
+
+def phase_applies(model: nn.Module) -> bool:
+    """Whether :func:`verdict` speaks of ``model`` (a plain dense stack it can read)."""
+    return verdict(model) is not None

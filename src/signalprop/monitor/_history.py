@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from signalprop._validation import invalid_parameter
-from signalprop.diagnostics import KINDS, Finding, LayerStats, Thresholds, find, layer_range
+from signalprop.diagnostics import (
+    KINDS,
+    Finding,
+    LayerStats,
+    Thresholds,
+    find,
+    layer_range,
+    weights_of,
+)
 
 __all__ = [
     "QUANTITIES",
@@ -139,8 +148,11 @@ class NonFiniteEvent:
 
 #: What each finding kind means as an event in time, for "… between steps A and B".
 ONSET = {
+    "non_finite": "values became NaN or Inf",
     "vanishing_gradients": "gradients vanished",
     "exploding_gradients": "gradients exploded",
+    "ordered": "the weights put the net in the ordered phase",
+    "chaotic": "the weights put the net in the chaotic phase",
     "vanishing_signal": "the forward signal vanished",
     "exploding_signal": "the forward signal exploded",
     "saturation": "units saturated",
@@ -156,15 +168,23 @@ class TimedFinding:
 
     Attributes:
         kind, severity, fix: As in :class:`~signalprop.diagnostics.Finding`
-            (severity: the worst seen).
+            (severity: the worst seen, or ``"warning"`` for an intermittent
+            finding: absent from the last record and seen in fewer than half of
+            the records since it began).
         layers: The layers it began in at the same time.
         began: The first monitored step it was seen at.
         clean_before: The last monitored step before ``began`` without it
             (None: seen from the first monitored step).
-        ended: The first monitored step after which it was no longer seen
-            (None: still present at the last monitored step).
+        ended: The first monitored step after its last sighting whose values
+            were judged (None: none was; records holding NaN or Inf are judged
+            for that alone).
         last_step: The last monitored step of the run.
         detail: The finding's own message at ``began``.
+        seen: How many records showed it.
+        records: How many records from ``began`` to the end were judged for it.
+        last_seen: The last monitored step that showed it.
+        spell: How many records from ``began`` to ``last_seen`` were judged for it
+            (``seen == spell``: it showed in every one of them).
     """
 
     kind: str
@@ -176,22 +196,64 @@ class TimedFinding:
     last_step: int
     detail: str
     fix: str
+    seen: int = 1
+    records: int = 1
+    last_seen: int = 0
+    spell: int = 1
     all_layers: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
+    def unbroken(self) -> bool:
+        """Whether every record from ``began`` to ``last_seen`` showed it."""
+        return self.seen >= self.spell
+
+    @property
+    def persistent(self) -> bool:
+        """Whether every record from ``began`` to the last one showed it."""
+        return self.unbroken and self.ended is None
+
+    @property
+    def persistence(self) -> str:
+        """How long it lasted: ``"from step 26 on"``, ``"steps 4–6"``, ``"in 3 of 127
+        records"``."""
+        if self.persistent:
+            return f"from step {self.began:,} on"
+        if self.unbroken:
+            return f"steps {self.began:,}–{self.last_seen:,}"
+        return f"in {self.seen:,} of {self.records:,} records"
+
+    @property
     def message(self) -> str:
-        """``"layer 37: units died between steps 4,200 and 4,800 (…); still at step 9,000"``."""
+        """``"layer 37: units died between steps 4,200 and 4,800; seen in every record
+        from then on, to step 9,000 (…)"``."""
         where = layer_range(self.layers, self.all_layers or self.layers)
         what = ONSET.get(self.kind, self.kind)
         if self.clean_before is None:
             when = f"from the first monitored step ({self.began:,})"
         else:
             when = f"between steps {self.clean_before:,} and {self.began:,}"
-        until = (
-            f"still at step {self.last_step:,}"
-            if self.ended is None
-            else f"gone by step {self.ended:,}"
-        )
+        if self.persistent and self.last_seen < self.last_step:
+            until = (
+                f"seen in every record to step {self.last_seen:,}; the records after it hold "
+                "NaN or Inf, which no other detector judges"
+            )
+        elif self.persistent:
+            until = (
+                f"seen in every record from then on, to step {self.last_step:,}"
+                if self.began != self.last_step
+                else "at the last monitored step"
+            )
+        elif self.unbroken:
+            until = (
+                f"seen in every record to step {self.last_seen:,}, and in none from step "
+                f"{self.ended:,} on"
+            )
+        else:
+            last = "the last one" if self.ended is None else f"step {self.last_seen:,}"
+            until = (
+                f"seen in only {self.seen:,} of the {self.records:,} records from then on, "
+                f"last at {last}"
+            )
         return f"{where}: {what} {when}; {until} ({self.detail})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +261,20 @@ class TimedFinding:
         data.pop("all_layers")
         data["message"] = self.message
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], all_layers: list[str]) -> TimedFinding:
+        """Back from :meth:`to_dict` (a log's last line)."""
+        names = {f.name for f in fields(cls)} - {"all_layers"}
+        return cls(**{k: v for k, v in data.items() if k in names}, all_layers=all_layers)
+
+
+#: Kinds drawn from the model as well as the records (the mean-field phase needs the
+#: model's structure): a log keeps them in its last line, and read_log reads them back.
+MODEL_KINDS = ("ordered", "chaotic")
+#: A finding absent from the last record and seen in fewer than this share of the
+#: records since it began is intermittent, and reported as a warning.
+INTERMITTENT = 0.5
 
 
 @dataclass
@@ -212,6 +288,8 @@ class MonitorHistory:
         every: Steps between monitored steps.
         world_size: Processes whose batches each record combines.
         steps: Training steps taken (0 when unknown, e.g. a log cut short).
+        model_findings: The ``ordered``/``chaotic`` findings a log's last line kept
+            (they are drawn with the model, which a log does not hold).
     """
 
     layers: list[LayerInfo] = field(default_factory=list)
@@ -220,6 +298,7 @@ class MonitorHistory:
     every: int = 1
     world_size: int = 1
     steps: int = 0
+    model_findings: list[TimedFinding] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -233,28 +312,48 @@ class MonitorHistory:
             )
         return [record.values[quantity] for record in self.records]
 
-    def findings(self, thresholds: Thresholds | None = None) -> list[TimedFinding]:
+    def findings(
+        self,
+        thresholds: Thresholds | None = None,
+        more: Callable[[Record], list[Finding]] | None = None,
+    ) -> list[TimedFinding]:
         """``diagnose``'s detectors on every record, as findings with a time and layers.
 
         For each kind and layer, the finding *began* at the first record that
         shows it, and has *ended* if the last record no longer does. Layers
         that began at the same time are one finding: units that died between
-        steps 100 and 200 and others that died later are two.
+        steps 100 and 200 and others that died later are two. A record whose
+        values are not finite gets ``diagnose``'s ``non_finite`` finding (and no
+        other, as there), unless a :class:`NonFiniteEvent` at or before its step
+        already says where the NaN or Inf began.
+
+        Args:
+            thresholds: When a measurement becomes a finding.
+            more: Findings of a record drawn from more than the record (the
+                Monitor's mean-field phase, which reads the model). Without it,
+                the ``ordered``/``chaotic`` findings a log kept are returned.
         """
         thresholds = thresholds if thresholds is not None else Thresholds()
         names = self.names
-        last = self.records[-1].step if self.records else 0
+        steps = [record.step for record in self.records]
+        last = steps[-1] if steps else 0
         # (kind, layer) -> its first sighting, the record before it, and the last sighting
         first: dict[tuple[str, str], tuple[int, int | None, Finding, int]] = {}
         latest: dict[tuple[str, str], int] = {}
         worst: dict[tuple[str, str], str] = {}
         sightings: dict[tuple[str, str], int] = {}
         previous: int | None = None
+        judged: list[int] = []  # the records whose values the detectors could judge
         for position, record in enumerate(self.records):
             found, _ = find(record.layer_stats(self.layers), thresholds, record.batch_size)
+            if any(f.kind == "non_finite" for f in found):
+                if any(event.step <= record.step for event in self.events):
+                    found = []  # the event says where it began
+            else:
+                judged.append(position)
+                if more is not None:
+                    found = found + more(record)
             for finding in found:
-                if finding.kind == "non_finite":
-                    continue  # an event, with its own step and pass
                 for layer in finding.layers:
                     key = (finding.kind, layer)
                     first.setdefault(key, (record.step, previous, finding, position))
@@ -263,34 +362,43 @@ class MonitorHistory:
                     if finding.severity == "error" or key not in worst:
                         worst[key] = finding.severity
             previous = record.step
-        steps = [record.step for record in self.records]
         groups: dict[tuple[str, int, int | None], list[tuple[str, str]]] = {}
         for key, (began, before, _, _) in first.items():
             groups.setdefault((key[0], began, before), []).append(key)
         result = []
         for (kind, began, before), keys in groups.items():
             keys.sort(key=lambda k: names.index(k[1]))
-            still = any(latest[k] == last for k in keys)
-            ended = None
-            if not still:
-                gone = max(latest[k] for k in keys)
-                ended = steps[steps.index(gone) + 1]
-            records_since = len(self.records) - first[keys[0]][3]
+            last_seen = max(latest[k] for k in keys)
+            # Records of NaN or Inf judge no other kind: they neither show nor end it.
+            since = range(len(self.records)) if kind == "non_finite" else judged
+            after = [steps[p] for p in since if steps[p] > last_seen]
+            ended = after[0] if after else None
+            records_since = sum(1 for p in since if p >= first[keys[0]][3])
+            spell = sum(1 for p in since if first[keys[0]][3] <= p and steps[p] <= last_seen)
             seen = max(sightings[k] for k in keys)
+            severity = "error" if any(worst[k] == "error" for k in keys) else "warning"
+            if ended is not None and seen < INTERMITTENT * records_since:
+                severity = "warning"  # a passing spell, not the state of the run
             result.append(
                 TimedFinding(
                     kind=kind,
-                    severity="error" if any(worst[k] == "error" for k in keys) else "warning",
+                    severity=severity,
                     layers=[k[1] for k in keys],
                     began=began,
                     clean_before=before,
                     ended=ended,
                     last_step=last,
-                    detail=self._detail(kind, keys, first, seen, records_since),
-                    fix=first[keys[0]][2].fix,
+                    detail=self._detail(kind, keys, first),
+                    fix=self._fix(keys, first),
+                    seen=seen,
+                    records=records_since,
+                    last_seen=last_seen,
+                    spell=spell,
                     all_layers=names,
                 )
             )
+        if more is None:
+            result += self.model_findings
         result.sort(key=lambda f: (KINDS.index(f.kind), f.began, names.index(f.layers[0])))
         return result
 
@@ -299,8 +407,6 @@ class MonitorHistory:
         kind: str,
         keys: list[tuple[str, str]],
         first: dict[tuple[str, str], tuple[int, int | None, Finding, int]],
-        seen: int,
-        records_since: int,
     ) -> str:
         """What the finding measured when it began, for these layers."""
         _, _, finding, position = first[keys[0]]
@@ -310,15 +416,42 @@ class MonitorHistory:
         if quantity is not None:
             values = [record.values[quantity][names.index(k[1])] or 0.0 for k in keys]
             what = "units never positive" if kind == "dead_units" else "activations saturated"
-            detail = f"up to {max(values):.0%} of {what} at step {record.step:,}"
-        else:
-            detail = finding.message
-        if seen < records_since:
-            detail += f"; seen in {seen} of the {records_since} records since"
-        return detail
+            return f"up to {max(values):.0%} of {what} at step {record.step:,}"
+        return finding.message
 
-    def summary(self, thresholds: Thresholds | None = None) -> str:
-        """The events and findings over time, as text a person reads."""
+    def _fix(
+        self,
+        keys: list[tuple[str, str]],
+        first: dict[tuple[str, str], tuple[int, int | None, Finding, int]],
+    ) -> str:
+        """The finding's fix, unless it says to (re-)initialize weights that were at their
+        initializer's scale at the first record: then training moved them, and starting
+        over from the same initialization would only repeat the run."""
+        began, _, finding, position = first[keys[0]]
+        if position == 0 or not any(w in finding.fix for w in ("initiali", "he_normal")):
+            return finding.fix
+        where = [self.names.index(k[1]) for k in keys]
+        start = [self.records[0].layer_stats(self.layers)[i] for i in where]
+        now = [self.records[position].layer_stats(self.layers)[i] for i in where]
+        before, after = weights_of(start), weights_of(now)
+        if before.reinit or before.relation is None or after.relation is None:
+            return finding.fix  # not at the initializer's scale to begin with
+        if not after.reinit:
+            return finding.fix  # still at it: the fix does not name the initializer
+        return (
+            f"the weights were at {before.init_name}'s scale at step {self.records[0].step:,}; "
+            f"training took them to {after.relation:.3g}× it by step {began:,}: lower the "
+            "learning rate, or clip gradients (torch.nn.utils.clip_grad_norm_)"
+        )
+
+    def summary(
+        self,
+        thresholds: Thresholds | None = None,
+        more: Callable[[Record], list[Finding]] | None = None,
+    ) -> str:
+        """The events and findings over time, as text a person reads (``more``: as
+        for :meth:`findings`). "Healthy" is said only of a run in which no record
+        had a finding and no NaN or Inf appeared."""
         last = max(self.steps, self.records[-1].step if self.records else 0)
         lines = [
             f"{len(self.layers)} layers, {len(self.records)} monitored steps "
@@ -326,11 +459,14 @@ class MonitorHistory:
         ]
         for event in self.events:
             lines.append(f"  [error] non_finite: {event.message}")
-        findings = self.findings(thresholds)
+        findings = self.findings(thresholds, more)
         for finding in findings:
-            lines.append(f"  [{finding.severity}] {finding.kind}: {finding.message}")
+            lasting = "" if finding.persistent else f" ({finding.persistence})"
+            lines.append(f"  [{finding.severity}] {finding.kind}{lasting}: {finding.message}")
             lines.append(f"      fix: {finding.fix}")
-        if not self.events and not findings:
+        if not self.records and not self.events:
+            lines.append("  nothing recorded: no monitored step ran a forward pass with gradients")
+        elif not self.events and not findings:
             lines.append("  healthy over the whole run: no findings")
         return "\n".join(lines)
 
@@ -439,6 +575,11 @@ def read_log(path: str | Path) -> MonitorHistory:
                 )
             elif kind == "end":
                 history.steps = int(data["steps"])
+                history.model_findings = [
+                    TimedFinding.from_dict(item, history.names)
+                    for item in data.get("findings", [])
+                    if item.get("kind") in MODEL_KINDS
+                ]
     if history is None:
         raise invalid_parameter(
             "path", "read_log", f"a log written by signalprop.Monitor ({FORMAT})", str(path)

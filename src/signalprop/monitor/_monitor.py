@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +23,7 @@ from signalprop._model import (
     buffers_kept,
     hidden_modules,
     is_dense,
+    is_keras,
     is_norm,
     is_transparent,
     is_weight_layer,
@@ -39,6 +42,8 @@ from signalprop._stats import (
     finite_flags,
     mean_std,
     mean_std_of_packed,
+    moments,
+    norm_of,
     norms_by_id,
     packed_moments,
     packed_squares,
@@ -48,7 +53,13 @@ from signalprop._stats import (
     update_ratio,
 )
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
-from signalprop.diagnostics import Thresholds
+from signalprop.diagnostics import (
+    Finding,
+    Thresholds,
+    bias_splits,
+    phase_applies,
+    phase_finding,
+)
 from signalprop.monitor._history import (
     QUANTITIES,
     LayerInfo,
@@ -109,6 +120,33 @@ def _sgd_updates(optimizer: torch.optim.Optimizer | None) -> dict[int, tuple[flo
         for param in group["params"]:
             updates[id(param)] = (float(group["lr"]), source)
     return updates
+
+
+def _biases(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """Each weight layer's bias, by the layer's name."""
+    found = []
+    for name, module in model.named_modules():
+        if is_weight_layer(module):
+            bias = layer_bias(module)
+            if isinstance(bias, Tensor) and bias.numel():
+                found.append((name, bias))
+    return found
+
+
+def _check_owns(optimizer: torch.optim.Optimizer, model: nn.Module, caller: str) -> None:
+    """Refuse an optimizer that updates none of the model's trainable parameters: its
+    ``step`` would end steps in which the model never changes, and the records of
+    such a run would read healthy."""
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    owned = [p for group in optimizer.param_groups for p in group["params"]]
+    if trainable and not any(id(p) in trainable for p in owned):
+        raise invalid_parameter(
+            "optimizer",
+            caller,
+            "an optimizer over the model's parameters",
+            f"a {type(optimizer).__name__} over {len(owned)} other tensor(s)",
+            hint="Build it from this model: torch.optim.SGD(model.parameters(), lr=...).",
+        )
 
 
 def _distributed() -> tuple[int, int]:
@@ -201,6 +239,15 @@ class Monitor:
         caller = "Monitor"
         if not isinstance(overwrite, bool):
             raise invalid_parameter("overwrite", caller, "True or False", overwrite)
+        if is_keras(model):
+            raise invalid_parameter(
+                "model",
+                caller,
+                "a PyTorch nn.Module",
+                f"a Keras model ({type(model).__name__})",
+                hint="Monitor a Keras model with its callback: "
+                "model.fit(..., callbacks=[sp.keras.Monitor(every=16)]).",
+            )
         if not isinstance(model, nn.Module):
             raise invalid_parameter("model", caller, "an nn.Module", type(model).__name__)
         self.every = check_int(every, param="every", caller=caller, low=1)
@@ -223,10 +270,10 @@ class Monitor:
             for m in inner.modules()
             if (is_weight_layer(m) or isinstance(m, EMBEDDINGS)) and m not in self._hidden
         ]
-        activations = [
+        activations = [  # an nn.Identity ("linear") measures nothing of its own
             m
             for m in inner.modules()
-            if m not in self._hidden and activation_kind(m) not in (None, "softmax")
+            if m not in self._hidden and activation_kind(m) not in (None, "softmax", "linear")
         ]
         if not self._weight_modules and not activations:
             raise invalid_parameter(
@@ -236,6 +283,15 @@ class Monitor:
                 "or activation modules)",
                 type(model).__name__,
             )
+        if optimizer is not None:
+            _check_owns(optimizer, inner, caller)
+        # Per record, each layer's σ_b², for the mean-field phase (plain dense stacks only).
+        self._bias_vars: dict[int, dict[str, float]] = {}
+        self._biases = _biases(inner) if phase_applies(inner) else []
+        # What the biases cancel (autoinit's centring), as at the start of the run.
+        self._splits = bias_splits(inner) if self._biases else {}
+        self._bias_norms: list[Tensor] = []
+        self._verdicts: dict[int, Finding | None] = {}  # by record step, drawn when asked
         self.rank, self.world_size = _distributed()
         #: The records and events so far.
         self.history = MonitorHistory(every=self.every, world_size=self.world_size)
@@ -533,6 +589,7 @@ class Monitor:
             self._attach()
             self._sgd = self._plain_sgd()
             self._snapshot_weights(copy=self._sgd is None)
+            self._snapshot_biases()
 
     def _on_end(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -858,6 +915,7 @@ class Monitor:
         # The fast path hands its updates over, and changes the weights as it goes.
         self._sgd = None
         self._snapshot_weights(copy=False)
+        self._snapshot_biases()
         self._recorded = True
         return True
 
@@ -911,6 +969,20 @@ class Monitor:
         """
         if self._closed:
             raise RuntimeError("this Monitor is closed: make a new one to monitor again")
+        if (
+            self._scheduled
+            and self._recorded
+            and not self._grad
+            and any(z.requires_grad for z in self._pre.values())
+        ):
+            self._clear_step()
+            self._recorded = self._recording = False
+            raise RuntimeError(
+                "Monitor.step() was called after a forward pass whose backward pass never "
+                "reached the model's layers: call it once per training step, after "
+                "loss.backward() and optimizer.step() (or give Monitor(optimizer=...), "
+                "which calls it for you)"
+            )
         if not self._checked and self._outputs:
             self._check_output()
         self._outputs = []
@@ -956,10 +1028,37 @@ class Monitor:
             torch.distributed.all_reduce(sums, op=torch.distributed.ReduceOp.SUM)
             torch.distributed.all_reduce(maxima, op=torch.distributed.ReduceOp.MAX)
         values = torch.cat([sums, maxima]).tolist()  # the one read back to the host
+        self._redo_overflowed(values, rows)
         sizes = [self._alive[i].numel() for i in alive_rows]
         activations = self._act
         self._clear_step()
         self._make_record(step, rows, values, sizes, alive_rows, activations)
+
+    def _redo_overflowed(self, values: list[float], rows: int) -> None:
+        """Rows whose float32 sums came out NaN or Inf, summed again in float64 in place.
+
+        The packed sums square float32 values: a finite signal past ~1e19 (a run
+        blowing up) overflows them, and its std would read NaN, as if the layer
+        held NaN. Summed in float64, as ``diagnose`` sums, a finite layer stays
+        finite and only a layer that holds NaN or Inf reads so. Runs only on such
+        rows (and in one process: summed over processes, the local tensors no
+        longer give the record's sums).
+        """
+        if self.world_size > 1 or all(map(math.isfinite, values[: 10 * rows])):
+            return
+        for start, tensors in ((0, self._pre), (4 * rows, self._act)):
+            for index, x in tensors.items():
+                at = [start + k * rows + index for k in (1, 2, 3)]
+                if all(math.isfinite(values[i]) for i in at):
+                    continue
+                total, norm, n = moments(x)
+                s1, s2 = total.item(), norm.item() ** 2
+                mean = s1 / n if n else 0.0
+                values[at[0]], values[at[1]], values[at[2]] = s1, s2 - s1 * mean, s1 * mean
+        for index, g in self._grad.items():
+            where = 9 * rows + index  # the sum of squares, after the counts
+            if not math.isfinite(values[where]):
+                values[where] = norm_of(g)[0].item() ** 2
 
     def _weight_quantities(self, rows: int, device: torch.device) -> Tensor:
         """Per row: the squared norms of the weight gradient, of the weight before the
@@ -1086,6 +1185,8 @@ class Monitor:
                 started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
                 self._write(self.history.header(self.thresholds) | {"started": started})
         self.history.records.append(entry)
+        if self._bias_norms:
+            self._keep_bias_vars(entry.step)
         if self.rank != 0:
             return
         self._write_line(record_line(entry))
@@ -1099,6 +1200,22 @@ class Monitor:
                     self._tensorboard.histograms(entry.step, "activations", act, names)
             except OSError as error:
                 self._stop_tensorboard(error)
+
+    def _snapshot_biases(self) -> None:
+        """The biases' norms before the step's update, as the weights' (a plain dense
+        stack's only: the mean-field phase needs them). One fused norm, no sync."""
+        if self._biases:
+            norms = norms_by_id(bias for _, bias in self._biases)
+            self._bias_norms = [norms[id(bias)] for _, bias in self._biases]
+
+    def _keep_bias_vars(self, step: int) -> None:
+        """The record's σ_b² per layer, from :meth:`_snapshot_biases`."""
+        squares = squared_norms(self._bias_norms).tolist()
+        self._bias_norms = []
+        self._bias_vars[step] = {
+            name: square / bias.numel()
+            for (name, bias), square in zip(self._biases, squares, strict=True)
+        }
 
     def _clear_step(self) -> None:
         """Forget the step's tensors."""
@@ -1128,11 +1245,38 @@ class Monitor:
 
     def findings(self) -> list[TimedFinding]:
         """``diagnose``'s findings over the recorded steps, each with when it began."""
-        return self.history.findings(self.thresholds)
+        return self.history.findings(self.thresholds, self._phase())
 
     def summary(self) -> str:
         """Events and findings over time, as text."""
-        return self.history.summary(self.thresholds)
+        return self.history.summary(self.thresholds, self._phase())
+
+    def _phase(self) -> Callable[[Record], list[Finding]]:
+        """``diagnose``'s mean-field ``ordered``/``chaotic`` finding at a record: σ_w²
+        from the record's weight norms, σ_b² from the biases' norms taken with them
+        (kept beside the record for a plain dense stack, the only model the verdict
+        speaks of), the input mean the biases cancel (autoinit's centring) as at the
+        start of the run. Drawn when the findings are asked for, never while
+        training; each record's once (a verdict costs ~6 ms on a 100-layer net)."""
+        verdicts = self._verdicts
+
+        def phase(record: Record) -> list[Finding]:
+            scales = self._bias_vars.get(record.step)
+            if scales is None:
+                return []
+            if record.step not in verdicts:
+                rows = record.layer_stats(self.history.layers)
+                measured = {
+                    r.name: (r.weight_scale_fan_in, scales[r.name])
+                    for r in rows
+                    if r.weight_scale_fan_in is not None and r.name in scales
+                }
+                names = [r.name for r in rows if r.has_weight]
+                verdicts[record.step] = phase_finding(self.model, measured, names, self._splits)
+            found = verdicts[record.step]
+            return [] if found is None else [found]
+
+        return phase
 
     def close(self) -> None:
         """Remove every hook and close the log files (the monitor's history stays)."""
