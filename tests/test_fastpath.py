@@ -300,38 +300,6 @@ def test_auto_compiles_only_when_the_run_pays_for_it(
     assert history.path.startswith("fast (") and "no C++ compiler" in history.path
 
 
-def test_a_step_compiled_in_the_background_takes_over_from_the_eager_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """An architecture the on-disk cache lacks is compiled by another process, then
-    loaded here. Steps run eagerly until it is ready, then compiled; the losses are
-    the eager fast path's up to fused rounding (1e-5 relative)."""
-    from signalprop import _fastpath
-    from signalprop._fastpath import CompiledDenseStackTrainer
-
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # empty: cold
-    model = net("tanh", depth=3)
-    other = copy.deepcopy(model)
-    compiled = CompiledDenseStackTrainer(model, lr=0.01)
-    eager = DenseStackTrainer(other, lr=0.01)
-    x, y = data(32 * 41)
-    compiled.compile_in_background(x[:32], y[:32])
-    assert compiled._process is not None
-    xb, yb = x[:32], y[:32]
-    torch.testing.assert_close(compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=0, atol=0)
-    assert compiled.eager_steps == 1  # the other process is still compiling
-    compiled._process.wait()
-    x, y = x[32:], y[32:]
-    for step in range(40):
-        xb, yb = x[step * 32 : (step + 1) * 32], y[step * 32 : (step + 1) * 32]
-        torch.testing.assert_close(
-            compiled.step(xb, yb)[0], eager.step(xb, yb)[0], rtol=1e-5, atol=0
-        )
-    assert compiled.compile_seconds is not None and compiled.note == ""
-    key = _fastpath.architecture_key(compiled.eager.layers, True, 0.0, x[:32])
-    assert key in _fastpath._read_index()  # noted by the compiling process
-
-
 def test_the_chapters_layer_shapes_are_bit_equal_to_autograd() -> None:
     """784 -> 300 -> 100 -> 10, as in the chapter: every weight gradient formed as
     autograd forms it (a transposed product differed from it on the 100 -> 10 layer)."""

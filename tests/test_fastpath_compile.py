@@ -91,17 +91,22 @@ def _wait_for_compiles() -> None:
 def test_two_trainers_wanting_one_new_architecture_while_another_process_compiles_it(
     cache: Path,
 ) -> None:
-    """A trainer here starts the background compile of a new architecture: its compiling
-    process holds the architecture's lock from its start to its end. A second trainer of
-    it that asks for a background compile meanwhile starts none, and a third that
-    compiles in the foreground does not compile: both train eagerly, then load the step
-    once it is compiled. Losses: the eager path's, bit for bit while eager, then up to
-    the compiled step's fused rounding (1e-5 relative, losses of order one)."""
+    """A trainer here starts the background compile of a new architecture (the on-disk
+    cache is empty): it trains eagerly meanwhile, then takes over the step the other
+    process compiled. That process holds the architecture's lock from its start to its
+    end. A second trainer of it that asks for a background compile meanwhile starts
+    none, and a third that compiles in the foreground does not compile: both train
+    eagerly, then load the step once it is compiled. Losses: the eager path's, bit for
+    bit while eager, then up to the compiled step's fused rounding (1e-5 relative,
+    losses of order one)."""
     x, y = data(32)
     model = net("softplus", "tanh")
+    first_eager = DenseStackTrainer(copy.deepcopy(model), lr=0.01)
     first = CompiledDenseStackTrainer(model, lr=0.01)
     first.compile_in_background(x, y)
     assert first._process is not None
+    assert torch.equal(first.step(x, y)[0], first_eager.step(x, y)[0])
+    assert first.eager_steps == 1  # the other process is still compiling
     second = CompiledDenseStackTrainer(copy.deepcopy(model), lr=0.01)
     second.compile_in_background(x, y)
     assert second._process is None and second.waited_for_another
@@ -130,8 +135,14 @@ def test_two_trainers_wanting_one_new_architecture_while_another_process_compile
         assert trainer.describe("why").startswith("compiled (why); the first ")
         assert trainer.describe("why").endswith(" steps eager, while another process compiled it")
     assert first._process is not None and first._process.wait() == 0
-    first.step(x, y)  # notes how the compile ended, and runs the step it compiled
-    assert first.compile_seconds is not None and first.failure is None
+    for step in range(8):  # notes how the compile ended, then runs the step it compiled
+        index = slice(32 * step, 32 * (step + 1))
+        xb, yb = batches[0][index], batches[1][index]
+        torch.testing.assert_close(
+            first.step(xb, yb)[0], first_eager.step(xb, yb)[0], rtol=1e-5, atol=0
+        )
+    assert first.compile_seconds is not None and first.failure is None and first.note == ""
+    assert first.eager_steps == 1
     key = _fastpath.architecture_key(first.eager.layers, True, 0.0, x, threads=1)
     assert key in _fastpath._read_index()
     lock = _fastpath.compile_lock(key)  # free again once the compile has ended
