@@ -1148,6 +1148,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms"
 
 
+def _s(seconds: float) -> str:
+    return f"{seconds:.0f} s" if abs(seconds) >= 10 else f"{seconds:.1f} s"
+
+
 def _settled(
     layers: list[_Layer], flatten: bool, momentum: float, x: Tensor
 ) -> tuple[str, str] | None:
@@ -1247,7 +1251,7 @@ def choose_path(
         measured.append(f"loading {load:.1f} s last time")
     cost = warm if cached else COLD_COMPILE[0] + COLD_COMPILE[1] * count
     if load is None or not cached:
-        assumed.append(f"{'loading' if cached else 'compiling'} ≈ {cost:.0f} s")
+        assumed.append(f"{'loading' if cached else 'compiling'} ≈ {_s(cost)}")
     basis = "".join(
         f"; {label}: {', '.join(items)}"
         for label, items in (("measured", measured), ("assumed (the rule's constants)", assumed))
@@ -1259,7 +1263,7 @@ def choose_path(
     where = "from the on-disk cache" if cached else "the first time"
     if saved >= cost:
         return "compiled", (
-            f"compiling, ≈ {cost:.0f} s {where}, saves ≈ {saved:.0f} s over {steps:,} steps{basis}"
+            f"compiling, ≈ {_s(cost)} {where}, saves ≈ {_s(saved)} over {steps:,} steps{basis}"
         )
     if free_core and not cached:
         # Another process compiles while this one trains eagerly, then this one loads it
@@ -1268,18 +1272,18 @@ def choose_path(
         left = (steps - eager_steps) * per_step
         if left >= warm:
             return "background", (
-                f"compiled by another process on the second core, ≈ {cost:.0f} s, while "
-                f"this one trains eagerly; saves ≈ {left:.0f} s over the steps after that"
+                f"compiled by another process on the second core, ≈ {_s(cost)}, while "
+                f"this one trains eagerly; saves ≈ {_s(left)} over the steps after that"
                 f"{basis}"
             )
         if steps * eager_step >= FOR_LATER_RUNS:
             return "background", (
-                f"compiling, ≈ {cost:.0f} s, would not pay in this run: another process "
+                f"compiling, ≈ {_s(cost)}, would not pay in this run: another process "
                 f"compiles it on the second core for the next runs, which load it in seconds"
                 f"{basis}"
             )
     return "fast", (
-        f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.1f} s "
+        f"compiling would take ≈ {_s(cost)} {where}, more than the ≈ {_s(saved)} "
         f"it saves over {steps:,} steps{basis}"
     )
 
