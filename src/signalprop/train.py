@@ -72,7 +72,11 @@ class History:
             ``"fast (why)"`` (``"fast (compiling failed: reason; trained on the
             fast path)"`` when a compile failed), or ``"compiled (why)"``, followed
             by ``"; the first N steps eager, while ..."`` when the compiled step
-            took over during the run.
+            took over during the run. With ``path="auto"``, ``why`` ends with the
+            numbers the rule weighed that were measured on this machine
+            (``"measured: eager 10.4 ms/step (the median of 20 steps), compiled
+            7.14 ms/step last time"``) and those it assumed (``"assumed (the
+            rule's constants): ..."``).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -347,9 +351,13 @@ def fit(
             anything else with autograd. ``"autograd"`` always uses autograd;
             ``"fast"`` insists on the eager fast path and ``"compiled"`` on the
             compiled one (equal to it up to float32 rounding), and both raise
-            if the model does not qualify. ``history.path`` says which path
-            ran, and why, and says so when a compile failed and the run trained
-            on the eager fast path. Compiled steps are cached on disk in
+            if the model does not qualify. With ``"auto"`` the first 21 full
+            batches train on the eager fast path, timed: the rule weighs this
+            machine's eager step time, and the compiled step's time and load
+            time that earlier runs here noted in the compile cache's index.
+            ``history.path`` says which path ran, and why, and says so when a
+            compile failed and the run trained on the eager fast path.
+            Compiled steps are cached on disk in
             :func:`signalprop._fastpath.compile_cache_dir`; one process at a
             time compiles an architecture (a lock per architecture there),
             others train eagerly meanwhile and then load it.
