@@ -231,12 +231,22 @@ def test_the_rule_takes_the_median_eager_step_after_the_first_leaving_out_others
 
 
 def test_a_run_that_ends_before_its_steps_are_timed_says_so() -> None:
+    """A run stopped after its first epoch (10 full batches of 30), and a run whose every
+    step a Monitor records (the compiled step would not have run either)."""
     history = fit(
         net("tanh"), data(320), None, epochs=3, progress=False,
         callbacks=[lambda epoch, logs: True],
     )  # fmt: skip
     assert history.path == (
-        "fast (the run ended after 10 full batches, before the rule had timed its 21 eager steps)"
+        "fast (the run ended after 10 full batches, before the rule had timed the 20 eager "
+        "steps it chooses on)"
+    )
+    model = net("tanh")
+    with sp.Monitor(model, every=1) as monitor:
+        history = fit(model, data(320), None, epochs=3, progress=False, monitor=monitor)
+    assert history.path == (
+        "fast (the run ended after 30 full batches, 30 of them recorded by a Monitor (those "
+        "are not timed), before the rule had timed the 20 eager steps it chooses on)"
     )
 
 

@@ -1250,7 +1250,7 @@ def choose_path(
         warm = load
         measured.append(f"loading {load:.1f} s last time")
     cost = warm if cached else COLD_COMPILE[0] + COLD_COMPILE[1] * count
-    if load is None or not cached:
+    if not measured or not measured[-1].startswith("loading"):
         assumed.append(f"{'loading' if cached else 'compiling'} ≈ {_s(cost)}")
     basis = "".join(
         f"; {label}: {', '.join(items)}"
@@ -1332,6 +1332,7 @@ class AutoDenseStackTrainer:
         self._steps = steps
         self._free_core = free_core
         self._taken = 0  # full batches trained
+        self._recorded = 0  # of which a Monitor recorded (not timed)
         self._times: list[float] = []
         settled = _settled(self.eager.layers, self.eager.flatten, momentum, x)
         if settled is not None:
@@ -1361,7 +1362,9 @@ class AutoDenseStackTrainer:
         if self.path is not None:
             return self.eager.step(x, y, monitor)
         full = x.shape == self._batch[0].shape
-        timed = full and self._taken >= UNTIMED_STEPS and not getattr(monitor, "scheduled", False)
+        recorded = full and getattr(monitor, "scheduled", False)
+        self._recorded += recorded
+        timed = full and self._taken >= UNTIMED_STEPS and not recorded
         start = _clock() if timed else 0.0
         result = self.eager.step(x, y, monitor)
         if timed:
@@ -1379,7 +1382,12 @@ class AutoDenseStackTrainer:
             return self.compiled.describe(self.why)
         if self.path is not None:
             return f"fast ({self.why})"
+        recorded = (
+            f", {self._recorded:,} of them recorded by a Monitor (those are not timed)"
+            if self._recorded
+            else ""
+        )
         return (
-            f"fast (the run ended after {self._taken:,} full batches, before the rule had "
-            f"timed its {UNTIMED_STEPS + TIMED_STEPS} eager steps)"
+            f"fast (the run ended after {self._taken:,} full batches{recorded}, before the "
+            f"rule had timed the {TIMED_STEPS} eager steps it chooses on)"
         )
