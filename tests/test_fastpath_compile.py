@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import signalprop as sp
+from _machine import Machine
 from signalprop import _fastpath
 from signalprop._fastpath import CompiledDenseStackTrainer, DenseStackTrainer
 from signalprop.train import fit
@@ -223,22 +224,25 @@ def test_a_failed_background_compile_says_it_trained_on_the_fast_path(
     monkeypatch: pytest.MonkeyPatch, cache: Path
 ) -> None:
     """path="auto" chooses a background compile (a free core, a run the compile pays for
-    only in the background); the compiling process fails (no C++ compiler there: $CXX
-    names none; this process found its own before), and history.path says the run trained
-    on the fast path, with that process's last line."""
+    only in the background, on a machine whose eager steps take the rule's constant
+    time); the compiling process fails (no C++ compiler there: $CXX names none; this
+    process found its own before), and history.path says the run trained on the fast
+    path, with that process's last line."""
     import torch._inductor.config  # this process finds its compiler before $CXX is set
 
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     planned = _fastpath.plan(net("silu", "softplus"))
     assert not isinstance(planned, str)
     layers = planned[0]
+    Machine(monkeypatch, eager=_fastpath._eager_per_step(layers))
     count = len(layers)
     cold = _fastpath.COLD_COMPILE[0] + _fastpath.COLD_COMPILE[1] * count
     steps = math.ceil(cold / _fastpath._saved_per_step(layers)) - 1  # just does not pay
     x, y = data(32 * 20)
     torch.set_num_threads(2)  # a free core (the fixture one_thread restores the count)
+    # The compile starts after the 21 steps timed, in epoch 2; epoch 3 finds it ended.
     history = fit(
-        net("silu", "softplus"), (x, y), None, epochs=2, progress=False, compile_for=steps,
+        net("silu", "softplus"), (x, y), None, epochs=3, progress=False, compile_for=steps,
         callbacks=[lambda epoch, logs: _wait_for_compiles()],
     )  # fmt: skip
     assert history.path.startswith("fast (compiling failed: "), history.path

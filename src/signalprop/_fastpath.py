@@ -27,7 +27,9 @@ import datetime
 import hashlib
 import itertools
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,8 +48,10 @@ from signalprop import activations as _activations
 from signalprop._model import activation_kind as _activation_kind
 
 __all__ = [
+    "AutoDenseStackTrainer",
     "CompiledDenseStackTrainer",
     "DenseStackTrainer",
+    "EagerTiming",
     "choose_path",
     "compile_cache_dir",
     "compile_lock",
@@ -439,11 +443,26 @@ class CompiledDenseStackTrainer:
     and runs eagerly. While another process compiles the same architecture
     (it holds :func:`compile_lock`), the steps run eagerly and the step is
     loaded once that compile is done. :meth:`describe` says what ran.
+
+    The compile cache's index notes what this trainer measured: how long
+    loading the step from the cache took, and the compiled step's median time
+    over ``TIMED_STEPS`` steps after its first (:func:`_remember`);
+    :func:`choose_path` decides the next runs on them.
+
+    ``eager``: the eager fast path's trainer to fall back on and share the
+    velocities with, if it has trained already (made here otherwise).
     """
 
-    def __init__(self, model: nn.Module, lr: float, momentum: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float,
+        momentum: float = 0.0,
+        *,
+        eager: DenseStackTrainer | None = None,
+    ) -> None:
         _use_compile_cache()  # before inductor is first used: it sets its own default
-        self.eager = DenseStackTrainer(model, lr, momentum)
+        self.eager = DenseStackTrainer(model, lr, momentum) if eager is None else eager
         self.model = model
         self.note = ""
         #: Why compiling failed, in one line, if it did (the steps then ran eagerly).
@@ -490,6 +509,12 @@ class CompiledDenseStackTrainer:
         self._lock: int | None = None
         #: The architecture key of the compiled step's batches (one shape).
         self._key: str | None = None
+        #: What the first compiled step does: "compile", "load" (from the on-disk cache)
+        #: or "seen" (compiled in this process already).
+        self._first = "compile"
+        #: The compiled steps' times, while they are timed (None once done, or not to be).
+        self._step_times: list[float] | None = []
+        self._untimed = UNTIMED_STEPS
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
@@ -618,7 +643,8 @@ class CompiledDenseStackTrainer:
             if not self._may_compile(key):
                 self.eager_steps += 1
                 return self.eager.step(x, y, monitor)
-        start = time.perf_counter() if first else 0.0
+        timing = not first and self._step_times is not None
+        start = _clock() if first or timing else 0.0
         try:
             with torch.no_grad():
                 loss, correct = self._step(
@@ -639,16 +665,37 @@ class CompiledDenseStackTrainer:
                 release_compile_lock(self._lock)
                 self._lock = None
         if first:
-            self.compile_seconds = time.perf_counter() - start
+            self.compile_seconds = _clock() - start
+            if self._first == "compile":
+                _remember_compile(key, self.compile_seconds)
+            elif self._first == "load":
+                _remember_load(key, self.compile_seconds)
             _SEEN.add(key)
-            _remember_compile(key, self.compile_seconds)
+            if key in _TIMED_HERE:
+                self._step_times = None
+        elif timing:
+            self._time(_clock() - start)
         return loss, correct
+
+    def _time(self, seconds: float) -> None:
+        """Count a compiled step's time; note the median of ``TIMED_STEPS`` in the index."""
+        times = self._step_times
+        assert times is not None and self._key is not None
+        if self._untimed:
+            self._untimed -= 1
+            return
+        times.append(seconds)
+        if len(times) == TIMED_STEPS:
+            _remember_speed(self._key, statistics.median(times), TIMED_STEPS)
+            _TIMED_HERE.add(self._key)
+            self._step_times = None
 
     def _may_compile(self, key: str) -> bool:
         """Whether this process may compile ``key`` now: it has, or the on-disk cache has
         it (a load, unguarded), or it takes the compile lock (held until the step ran).
         False while another process holds the lock: that one is compiling it."""
         if key in _SEEN:
+            self._first = "seen"
             return True
         lock = compile_lock(key)
         if lock is None:
@@ -656,8 +703,10 @@ class CompiledDenseStackTrainer:
             return False
         if key in _read_index():
             release_compile_lock(lock)
+            self._first = "load"
         else:
             self._lock = lock
+            self._first = "compile"
         return True
 
     def describe(self, why: str) -> str:
@@ -903,6 +952,7 @@ def architecture_key(
 
 
 def _read_index() -> dict[str, Any]:
+    """The index: architecture key -> its entry (see :func:`_remember`)."""
     try:
         data = json.loads((compile_cache_dir() / _INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -910,11 +960,39 @@ def _read_index() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def _remember_compile(key: str, seconds: float) -> None:
-    """Note that ``key`` is compiled (an unwritable cache is not an error)."""
+    """Note that ``key`` is compiled, and how long that took."""
+    _remember(key, seconds=round(seconds, 2), when=_now())
+
+
+def _remember_speed(key: str, step_seconds: float, steps: int) -> None:
+    """Note the compiled step's time measured here: the median of ``steps`` steps."""
+    _remember(key, step_seconds=float(f"{step_seconds:.4g}"), steps_timed=steps, timed=_now())
+
+
+def _remember_load(key: str, seconds: float) -> None:
+    """Note how long loading ``key``'s step from the on-disk cache took here."""
+    _remember(key, load_seconds=round(seconds, 2), loaded=_now())
+
+
+def _remember(key: str, **fields: Any) -> None:
+    """Set ``fields`` in ``key``'s entry of the index, keeping the others (an unwritable
+    cache is not an error).
+
+    An entry (a key is in the index once its step is in inductor's cache):
+    ``seconds`` and ``when``, the compile that put it there; ``step_seconds``
+    and ``steps_timed``, the compiled step's median time over that many
+    steps, ``timed`` when; ``load_seconds``, its last load from the cache,
+    ``loaded`` when. Older indexes hold only the first two: the rule then
+    assumes its constants.
+    """
     index = _read_index()
-    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    index[key] = {"seconds": round(seconds, 2), "when": when}
+    entry = index.get(key)
+    index[key] = {**(entry if isinstance(entry, dict) else {}), **fields}
     folder = compile_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -991,7 +1069,7 @@ def cpp_compiler() -> str | None:
         return None
 
 
-#: The rule's measurements: this project's machine (2 cores, gcc 12.2, torch 2.13.0 CPU, one
+#: The rule's constants: this project's machine (2 cores, gcc 12.2, torch 2.13.0 CPU, one
 #: thread), 2026-11-30, ``benchmarks/train_speed.py``. Compiling the step of a stack of L
 #: dense layers took about COLD[0] + COLD[1]·L seconds the first time (3 s for 3 layers,
 #: 65–68 s for 101), and WARM[0] + WARM[1]·L in a new process that found it in the on-disk
@@ -1011,14 +1089,80 @@ BACKGROUND_SLOWER = 1.45
 #: another process compile its step on a free core, for the next runs of the architecture.
 FOR_LATER_RUNS = 30.0
 #: What an eager fast-path step took per layer at batch 32 (82 µs with SELU, 70 µs with
-#: ReLU on the 100-layer nets): the smaller is the rule's.
+#: ReLU on the 100-layer nets): the smaller is the rule's when no step was timed.
 EAGER_PER_LAYER = 70e-6
+#: SELU's 82 µs, for the other activations than the rectifiers and the identity: on that
+#: machine the compiled step took 30/82 = 37 % less time than the eager one with SELU, and
+#: 16/70 = 23 % less with ReLU. The rule expects that fraction of an eager step timed
+#: elsewhere when the compiled step has not been timed there.
+EAGER_PER_LAYER_OTHER = 82e-6
+
+#: ``fit(path="auto")`` times the eager fast path before it chooses: it lets the first
+#: ``UNTIMED_STEPS`` full batches pass (the first allocates what the next ones reuse) and
+#: takes the median time of the next ``TIMED_STEPS`` (a median: a step slowed by another
+#: process moves it little). The compiled step is timed alike after the step that
+#: compiled or loaded it, and its median kept in the index (:func:`_remember`).
+UNTIMED_STEPS = 1
+TIMED_STEPS = 20
+
+#: The clock the steps are timed on (the tests give another: a simulated machine).
+_clock: Callable[[], float] = time.perf_counter
+
+#: The architectures whose compiled step this process has timed (once per process).
+_TIMED_HERE: set[str] = set()
 
 
 def _saved_per_step(layers: list[_Layer]) -> float:
     return sum(
         SAVED_PER_LAYER.get(layer.activation.kind, SAVED_PER_LAYER_OTHER) for layer in layers
     )
+
+
+def _eager_per_step(layers: list[_Layer]) -> float:
+    """The eager step's time on the rule's machine, per activation (see EAGER_PER_LAYER_OTHER)."""
+    return sum(
+        EAGER_PER_LAYER if layer.activation.kind in SAVED_PER_LAYER else EAGER_PER_LAYER_OTHER
+        for layer in layers
+    )
+
+
+@dataclass(frozen=True)
+class EagerTiming:
+    """The eager fast path's step time measured in this run: ``seconds``, the median of
+    ``steps`` steps."""
+
+    seconds: float
+    steps: int
+
+
+def _measured(entry: Any, name: str) -> float | None:
+    """A measured time from an index entry: a positive finite number, else None (an
+    older index without it, or a damaged one)."""
+    value = entry.get(name) if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.0f} s" if abs(seconds) >= 10 else f"{seconds:.1f} s"
+
+
+def _settled(
+    layers: list[_Layer], flatten: bool, momentum: float, x: Tensor
+) -> tuple[str, str] | None:
+    """The path when no timing could change it, and why; else None."""
+    if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
+        return "fast", "PReLU and RReLU are not compiled"
+    if architecture_key(layers, flatten, momentum, x) in _SEEN:
+        return "compiled", "compiled in this process already"
+    if cpp_compiler() is None:
+        return "fast", "no C++ compiler for torch.compile"
+    return None
 
 
 def choose_path(
@@ -1029,29 +1173,44 @@ def choose_path(
     steps: int,
     *,
     free_core: bool = False,
+    eager: EagerTiming | None = None,
 ) -> tuple[str, str]:
     """``"compiled"``, ``"background"`` or ``"fast"`` for a model :func:`plan` accepts,
     and why.
 
-    The rule, from the measurements above. The eager fast path when there is
-    no C++ compiler or a layer has PReLU or RReLU (not compiled). Else the
-    compile time is expected to be none if this process compiled the
-    architecture already, ``WARM_COMPILE`` if the on-disk cache has it
-    (:func:`compile_cache_dir`), ``COLD_COMPILE`` otherwise, and:
+    The rule, from the numbers measured on this machine where there are some,
+    else from the constants above. The eager fast path when there is no C++
+    compiler or a layer has PReLU or RReLU (not compiled). Else:
 
-    * ``"compiled"`` (compile first) when the time the compiled step saves over
-      the run's ``steps`` full batches (``SAVED_PER_LAYER`` per layer and step)
-      covers that compile time;
+    * the eager step takes ``eager.seconds`` (timed in this run), else
+      ``EAGER_PER_LAYER`` per layer;
+    * each compiled step saves the eager step's time less the compiled step's
+      time the index holds for the architecture (timed in an earlier run here),
+      else, with a timed eager step, the fraction of it the compiled step saved
+      on the rule's machine (``SAVED_PER_LAYER`` of ``EAGER_PER_LAYER``, per
+      activation), else ``SAVED_PER_LAYER`` per layer;
+    * compiling costs nothing if this process compiled the architecture
+      already; if the on-disk cache has it (:func:`compile_cache_dir`), the
+      load time the index holds (measured in an earlier run here), else
+      ``WARM_COMPILE``; otherwise ``COLD_COMPILE``.
+
+    Then:
+
+    * ``"compiled"`` (compile first) when the time saved over the run's
+      ``steps`` full batches covers that compile time;
     * ``"background"`` when it does not, the architecture is not cached and a
       core is free (``free_core``): another process compiles it while this one
-      trains eagerly (``EAGER_PER_LAYER`` per layer and step), then this one
-      loads it from the cache (``WARM_COMPILE``) — chosen when the steps left
-      after that save more than the loading costs, or when the run is at least
-      ``FOR_LATER_RUNS`` seconds long: then the compile is for the next runs of
-      the architecture (the process goes on after this run ends);
-    * ``"fast"`` otherwise. The eager fast path is faster than autograd on
+      trains eagerly, then this one loads it from the cache (``WARM_COMPILE``) —
+      chosen when the steps left after that save more than the loading costs,
+      or when the run is at least ``FOR_LATER_RUNS`` seconds long: then the
+      compile is for the next runs of the architecture (the process goes on
+      after this run ends);
+    * ``"fast"`` otherwise (and whenever the compiled step was timed no faster
+      than the eager one here). The eager fast path is faster than autograd on
       every stack measured (``benchmarks/train_speed.py``: 1.28× on the
       300-100 net, 1.33–1.58× on the 100-layer nets).
+
+    ``why`` ends with which numbers were measured here and which assumed.
 
     Args:
         layers, flatten: What :func:`plan` returned.
@@ -1060,40 +1219,176 @@ def choose_path(
         steps: Full batches the run will train (or all runs that will share the
             compiled step, for a study).
         free_core: Whether a core is idle while this run trains.
+        eager: The eager step's time, as timed in this run, if it was.
     """
+    settled = _settled(layers, flatten, momentum, x)
+    if settled is not None:
+        return settled
     count = len(layers)
-    if any(layer.activation.kind in ("prelu", "rrelu") for layer in layers):
-        return "fast", "PReLU and RReLU are not compiled"
-    saved = steps * _saved_per_step(layers)
-    key = architecture_key(layers, flatten, momentum, x)
-    if key in _SEEN:
-        return "compiled", "compiled in this process already"
-    if cpp_compiler() is None:
-        return "fast", "no C++ compiler for torch.compile"
-    cached = key in _read_index()
+    entry = _read_index().get(architecture_key(layers, flatten, momentum, x))
+    cached = entry is not None
+    measured: list[str] = []
+    assumed: list[str] = []
+    if eager is None:
+        eager_step = EAGER_PER_LAYER * count
+        per_step = _saved_per_step(layers)
+        assumed.append("the step times (none timed here)")
+    else:
+        eager_step = eager.seconds
+        measured.append(f"eager {_ms(eager_step)}/step (the median of {eager.steps} steps)")
+        compiled_step = _measured(entry, "step_seconds")
+        if compiled_step is not None:
+            per_step = eager_step - compiled_step
+            measured.append(f"compiled {_ms(compiled_step)}/step last time")
+        else:
+            fraction = _saved_per_step(layers) / _eager_per_step(layers)
+            per_step = eager_step * fraction
+            assumed.append(f"the compiled step {fraction:.0%} faster")
     warm = WARM_COMPILE[0] + WARM_COMPILE[1] * count
+    load = _measured(entry, "load_seconds")
+    if cached and load is not None:
+        warm = load
+        measured.append(f"loading {load:.1f} s last time")
     cost = warm if cached else COLD_COMPILE[0] + COLD_COMPILE[1] * count
+    if not measured or not measured[-1].startswith("loading"):
+        assumed.append(f"{'loading' if cached else 'compiling'} ≈ {_s(cost)}")
+    basis = "".join(
+        f"; {label}: {', '.join(items)}"
+        for label, items in (("measured", measured), ("assumed (the rule's constants)", assumed))
+        if items
+    )
+    if per_step <= 0:
+        return "fast", f"the compiled step was no faster than the eager one here{basis}"
+    saved = steps * per_step
     where = "from the on-disk cache" if cached else "the first time"
     if saved >= cost:
         return "compiled", (
-            f"compiling, ≈ {cost:.0f} s {where}, saves ≈ {saved:.0f} s over {steps:,} steps"
+            f"compiling, ≈ {_s(cost)} {where}, saves ≈ {_s(saved)} over {steps:,} steps{basis}"
         )
     if free_core and not cached:
         # Another process compiles while this one trains eagerly, then this one loads it
         # from the cache (the warm cost): it pays if the steps left after that save more.
-        eager_steps = cost * BACKGROUND_SLOWER / (EAGER_PER_LAYER * count)
-        left = (steps - eager_steps) * _saved_per_step(layers)
+        eager_steps = cost * BACKGROUND_SLOWER / eager_step
+        left = (steps - eager_steps) * per_step
         if left >= warm:
             return "background", (
-                f"compiled by another process on the second core, ≈ {cost:.0f} s, while "
-                f"this one trains eagerly; saves ≈ {left:.0f} s over the steps after that"
+                f"compiled by another process on the second core, ≈ {_s(cost)}, while "
+                f"this one trains eagerly; saves ≈ {_s(left)} over the steps after that"
+                f"{basis}"
             )
-        if steps * EAGER_PER_LAYER * count >= FOR_LATER_RUNS:
+        if steps * eager_step >= FOR_LATER_RUNS:
             return "background", (
-                f"compiling, ≈ {cost:.0f} s, would not pay in this run: another process "
-                "compiles it on the second core for the next runs, which load it in seconds"
+                f"compiling, ≈ {_s(cost)}, would not pay in this run: another process "
+                f"compiles it on the second core for the next runs, which load it in seconds"
+                f"{basis}"
             )
     return "fast", (
-        f"compiling would take ≈ {cost:.0f} s {where}, more than the ≈ {saved:.1f} s "
-        f"it saves over {steps:,} steps"
+        f"compiling would take ≈ {_s(cost)} {where}, more than the ≈ {_s(saved)} "
+        f"it saves over {steps:,} steps{basis}"
     )
+
+
+class AutoDenseStackTrainer:
+    """``fit(path="auto")``'s trainer for a model :func:`plan` accepts: it times its
+    first eager steps, then chooses its path by :func:`choose_path` on that time.
+
+    The first ``UNTIMED_STEPS + TIMED_STEPS`` full batches train on the eager
+    fast path (at most what the compiled step would have saved on 21 steps,
+    a few hundredths of a second on the 100-layer nets); the median time
+    of the last ``TIMED_STEPS`` of them (steps a Monitor records are left out:
+    its work is in them) is this machine's eager step. ``choose_path`` weighs
+    it, with what the index measured of the compiled step here, over the
+    ``steps`` left: the next step compiles (or loads) the compiled step,
+    another process compiles it, or the run stays eager. A run with too few
+    full batches to be timed, and a path no timing could change (PReLU, no C++
+    compiler, compiled in this process already), are chosen at once.
+
+    Args:
+        model, lr, momentum: As :class:`DenseStackTrainer`'s.
+        x, y: One full batch.
+        steps: Full batches the compiled step would serve (the run's, or a study's).
+        run_steps: Full batches of this run.
+        free_core: Whether a core is idle while this run trains.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float,
+        momentum: float,
+        x: Tensor,
+        y: Tensor,
+        steps: int,
+        *,
+        run_steps: int,
+        free_core: bool,
+    ) -> None:
+        self.eager = DenseStackTrainer(model, lr, momentum)
+        #: The compiled step's trainer, once the path chosen is "compiled" or "background".
+        self.compiled: CompiledDenseStackTrainer | None = None
+        #: The path chosen (None until then), and why.
+        self.path: str | None = None
+        self.why = ""
+        self._batch = x, y
+        self._steps = steps
+        self._free_core = free_core
+        self._taken = 0  # full batches trained
+        self._recorded = 0  # of which a Monitor recorded (not timed)
+        self._times: list[float] = []
+        settled = _settled(self.eager.layers, self.eager.flatten, momentum, x)
+        if settled is not None:
+            self._take(*settled)
+        elif run_steps < UNTIMED_STEPS + TIMED_STEPS + 1:
+            self._take(*self._choose(steps, None))
+
+    def _choose(self, steps: int, eager: EagerTiming | None) -> tuple[str, str]:
+        x = self._batch[0]
+        layers, flatten, momentum = self.eager.layers, self.eager.flatten, self.eager.momentum
+        return choose_path(layers, flatten, momentum, x, steps, free_core=self._free_core,
+                           eager=eager)  # fmt: skip
+
+    def _take(self, path: str, why: str) -> None:
+        self.path, self.why = path, why
+        if path in ("compiled", "background"):
+            eager = self.eager
+            self.compiled = CompiledDenseStackTrainer(eager.model, eager.lr, eager.momentum,
+                                                      eager=eager)  # fmt: skip
+            if path == "background" and self.compiled.note == "":
+                self.compiled.compile_in_background(*self._batch)
+
+    def step(self, x: Tensor, y: Tensor, monitor: Any = None) -> tuple[Tensor, Tensor]:
+        """One SGD step, on the path chosen, or eagerly (and timed) until it is."""
+        if self.compiled is not None:
+            return self.compiled.step(x, y, monitor)
+        if self.path is not None:
+            return self.eager.step(x, y, monitor)
+        full = x.shape == self._batch[0].shape
+        recorded = full and getattr(monitor, "scheduled", False)
+        self._recorded += recorded
+        timed = full and self._taken >= UNTIMED_STEPS and not recorded
+        start = _clock() if timed else 0.0
+        result = self.eager.step(x, y, monitor)
+        if timed:
+            self._times.append(_clock() - start)
+        self._taken += full
+        if len(self._times) == TIMED_STEPS:
+            timing = EagerTiming(statistics.median(self._times), TIMED_STEPS)
+            self._take(*self._choose(max(self._steps - self._taken, 0), timing))
+        return result
+
+    def describe(self) -> str:
+        """What ran, for :attr:`signalprop.train.History.path` (see
+        :meth:`CompiledDenseStackTrainer.describe`)."""
+        if self.compiled is not None:
+            return self.compiled.describe(self.why)
+        if self.path is not None:
+            return f"fast ({self.why})"
+        recorded = (
+            f", {self._recorded:,} of them recorded by a Monitor (those are not timed)"
+            if self._recorded
+            else ""
+        )
+        return (
+            f"fast (the run ended after {self._taken:,} full batches{recorded}, before the "
+            f"rule had timed the {TIMED_STEPS} eager steps it chooses on)"
+        )
