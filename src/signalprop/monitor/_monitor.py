@@ -379,8 +379,7 @@ class Monitor:
 
     def _stop_tensorboard(self, error: OSError) -> None:
         board, self._tensorboard = self._tensorboard, None
-        with contextlib.suppress(OSError):  # the same disk: said once below
-            board.writer.close()
+        board.abort()  # the same disk: said once below
         self._disk_failed("TensorBoard files in", self._tensorboard_dir, error)
 
     @staticmethod
