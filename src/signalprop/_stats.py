@@ -246,7 +246,7 @@ def change_norms(copies: list[Tensor], tensors: list[Tensor]) -> Tensor:
 # ------------------------------------------------------------ packed, all rows at once
 
 
-def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[list[int], Tensor]]:
     """Tensors of one shape stacked into one ``(count, elements)`` tensor, with their keys.
 
     A few large reductions instead of several small ones per layer: on a CPU a
@@ -256,8 +256,15 @@ def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
     for key, tensor in tensors.items():
         groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
     for keys in groups.values():
-        rows = torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
-        yield torch.tensor(keys, device=rows.device), rows
+        yield keys, torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
+
+
+def _indexed(keys: list[int], counts: list[float], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``keys`` as an index and ``counts`` as float64, for one indexed write of all rows."""
+    return (
+        torch.tensor(keys, device=device),
+        torch.tensor(counts, dtype=torch.float64, device=device),
+    )
 
 
 def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
@@ -267,27 +274,41 @@ def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) 
     Mean and M2 are taken in two float32 passes, which keeps the variance accurate
     when |mean| ≫ std, as :func:`moments`' float64 sums do, at half their cost here.
     Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ
-    (:func:`mean_std_of_packed`).
+    (:func:`mean_std_of_packed`). Rows of one shape are reduced together, and all
+    are written to the result at once: a record of two quantities (pre-activations
+    and activations) is cheapest packed as one call with twice the rows.
     """
     out = torch.zeros(4, rows, dtype=torch.float64, device=device)
-    for where, x in stacked(tensors):
+    keys: list[int] = []
+    counts: list[float] = []
+    means: list[Tensor] = []
+    squares: list[Tensor] = []
+    for group, x in stacked(tensors):
         mean = x.mean(1, keepdim=True)
-        m2 = (x - mean).square_().sum(1).to(torch.float64)
-        mean64 = mean.squeeze(1).to(torch.float64)
-        count = float(x.shape[1])
-        out[0, where] = count
-        out[1, where] = mean64 * count
-        out[2, where] = m2
-        out[3, where] = mean64.square() * count
+        squares.append((x - mean).square_().sum(1).to(torch.float64))
+        means.append(mean.squeeze(1).to(torch.float64))
+        keys += group
+        counts += [float(x.shape[1])] * len(group)
+    if keys:
+        where, n = _indexed(keys, counts, device)
+        mean64 = torch.cat(means)
+        out[:, where] = torch.stack([n, mean64 * n, torch.cat(squares), mean64.square() * n])
     return out
 
 
 def packed_squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
     """Per row, in float64: the count and the sum of squares."""
     out = torch.zeros(2, rows, dtype=torch.float64, device=device)
-    for where, x in stacked(tensors):
-        out[0, where] = float(x.shape[1])
-        out[1, where] = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square()
+    keys: list[int] = []
+    counts: list[float] = []
+    norms: list[Tensor] = []
+    for group, x in stacked(tensors):
+        norms.append(torch.linalg.vector_norm(x, dim=1).to(torch.float64))
+        keys += group
+        counts += [float(x.shape[1])] * len(group)
+    if keys:
+        where, n = _indexed(keys, counts, device)
+        out[:, where] = torch.stack([n, torch.cat(norms).square()])
     return out
 
 

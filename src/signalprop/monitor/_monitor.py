@@ -938,10 +938,13 @@ class Monitor:
                     saturated[0, index] = saturated_count(a, kind, margin)
                     saturated[1, index] = float(a.numel())
             batch = float(_batch_size(self._inputs[0]))
+            # Pre-activations and activations of one shape are reduced together.
+            both = {i: z for i, z in self._pre.items()}
+            both.update((rows + i, a) for i, a in self._act.items())
+            moments = packed_moments(both, 2 * rows, device).reshape(4, 2, rows)
             sums = torch.cat(
                 [
-                    packed_moments(self._pre, rows, device).reshape(-1),
-                    packed_moments(self._act, rows, device).reshape(-1),
+                    moments.transpose(0, 1).reshape(-1),  # 4 rows of "pre", then of "act"
                     packed_squares(self._grad, rows, device).reshape(-1),
                     saturated.reshape(-1),
                     torch.tensor([batch], dtype=torch.float64, device=device),
