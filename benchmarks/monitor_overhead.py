@@ -7,7 +7,9 @@ throughout, in blocks of steps with and without a Monitor:
 * baseline: no monitor;
 * a Monitor that records no step: what its NaN watch costs every step;
 * ``Monitor(every=16)`` and ``Monitor(every=1)``, each writing its JSON Lines log;
-* with ``--tensorboard``, also ``Monitor(every=16, tensorboard=DIR)``;
+* with ``--tensorboard``, also ``Monitor(every=16, tensorboard=DIR)``, in blocks ten
+  times as long: ten records, one of which draws the histograms, as every tenth
+  record does in a run (the default ``histograms_every=10``);
 * Cockpit (``cockpit-for-pytorch``), its "economy" quantities every 16th step and
   every step, where it is installed; the script says so where it is not. It
   installs next to torch 2.13 in a separate environment with
@@ -80,9 +82,13 @@ class Loop:
             log = self.folder / f"block{self.blocks}.jsonl"
             watcher = sp.Monitor(self.model, optimizer=self.optimizer, log=log, **monitor)
         self.step(*data[-1])  # untimed: a new Monitor learns the model's layers here
+        # A Monitor whose TensorBoard events are written by a thread: wait for it.
+        flush = getattr(getattr(watcher, "_tensorboard", None), "flush", lambda: None)
+        flush()  # its first record's events are not this block's
         start = time.perf_counter()
         for x, y in data:
             self.step(x, y)
+        flush()  # the block's own events are
         elapsed = time.perf_counter() - start
         if watcher is not None:
             watcher.close()
@@ -166,7 +172,9 @@ def plain_step(model: nn.Module) -> Step:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=40, help="interleaved rounds (a block per variant each)")
+    parser.add_argument(
+        "--blocks", type=int, default=40, help="interleaved rounds (a block per variant each)"
+    )
     parser.add_argument("--steps", type=int, default=16, help="training steps per block")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--tensorboard", action="store_true", help="also time TensorBoard output")
@@ -190,8 +198,10 @@ def main() -> None:
         "Monitor(every=1)": lambda: loop.block(data, {"every": 1}),
     }
     if args.tensorboard:
+        # Blocks of 10 records, one of them with histograms (histograms_every=10), as a
+        # long run has them; the events' writer thread is waited for before the clock stops.
         tensorboard = {"every": 16, "tensorboard": folder / "tensorboard"}
-        variants["Monitor(every=16) + TensorBoard"] = lambda: loop.block(data, tensorboard)
+        variants["Monitor(every=16) + TensorBoard"] = lambda: loop.block(data * 10, tensorboard)
     # Cockpit's BackPACK extends torch.nn's layers only: it trains the same net built from
     # nn.Linear + nn.SELU, against that net's own baseline.
     plain = build_plain()

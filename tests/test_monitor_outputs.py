@@ -115,6 +115,40 @@ raise SystemExit(3)  # no close()
     assert len(got) > 4 * 8  # every layer's quantities
 
 
+def test_histograms_have_the_numbers_add_histogram_writes(tmp_path: Path) -> None:
+    """signalprop counts a histogram's bins itself (add_histogram's own counting costs
+    more than the counting): the same numbers as torch's, exactly, values on the bins'
+    edges included."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import make_histogram
+
+    from signalprop.monitor._tensorboard import histogram
+
+    writer = SummaryWriter(str(tmp_path))
+    bins = writer.default_bins
+    writer.close()
+    edges = np.asarray(bins, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.standard_normal(10_000),
+        rng.standard_normal(3_200) * 1e-3 + 5.0,
+        np.array([0.0]),
+        np.array([1.5, 1.5, -1.5]),
+        edges[700:720].copy(),  # every value on an edge
+        np.array([edges[0], edges[-1], 0.0]),  # the outermost edges
+        rng.standard_normal(100) * 1e9,
+        np.zeros(10),
+    ]
+    for values in cases:
+        expected = make_histogram(values, bins)
+        got = histogram(values, edges)
+        assert got["bucket_limits"] == list(expected.bucket_limit)
+        assert got["bucket_counts"] == list(expected.bucket)
+        for field in ("min", "max", "num", "sum", "sum_squares"):
+            assert got[field] == getattr(expected, field), field
+
+
 def test_tensorboard_without_the_package_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
