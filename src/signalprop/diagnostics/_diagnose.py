@@ -68,7 +68,10 @@ def surrogate_loss(output: Tensor, seed: int) -> Tensor:
     return (output * g).sum() / batch
 
 
-def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
+def _layer_stats(
+    row: Row, weight_grads: dict[int, Tensor | None], splits: dict[str, tuple[float, float]]
+) -> LayerStats:
+    """A row's numbers; its layer's bias split goes into ``splits`` (for the verdict)."""
     layer = LayerStats(
         name=row.name,
         layer_type=row.layer_type,
@@ -91,7 +94,8 @@ def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats
     if row.module is not None and weight is not None:
         for key, value in layer_scales(row.module).items():
             setattr(layer, key, value)
-        layer.input_offset = layer_bias_split(row.module)[0]
+        splits[row.name] = layer_bias_split(row.module)
+        layer.input_offset = splits[row.name][0]
         grad = weight_grads.get(id(weight))
         if grad is not None:
             layer.grad_weight_rms = rms(norm_of(grad))
@@ -309,7 +313,8 @@ def _diagnose(
         else:
             notes.append("no parameter requires a gradient: gradient statistics skipped")
 
-    layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
+    splits: dict[str, tuple[float, float]] = {}
+    layers = [_layer_stats(row, weight_grads, splits) for row in recorder.rows]
     normalized = {layer.module for layer in read_model(model).layers if layer.norm is not None}
     for row, layer in zip(recorder.rows, layers, strict=True):
         layer.normalized = row.module is not None and row.module in normalized
@@ -325,6 +330,7 @@ def _diagnose(
             for r in layers
             if r.weight_scale_fan_in is not None and r.bias_var is not None
         },
+        splits,
     )
     # Like the other detectors, the phase is not judged once values are not finite.
     if meanfield is not None and not any(f.kind == "non_finite" for f in findings):

@@ -140,7 +140,9 @@ def _read_variances(hidden: list[WeightLayer]) -> dict[str, tuple[float, float]]
 
 
 def verdict(
-    model: nn.Module, measured: dict[str, tuple[float, float]] | None = None
+    model: nn.Module,
+    measured: dict[str, tuple[float, float]] | None = None,
+    splits: dict[str, tuple[float, float]] | None = None,
 ) -> MeanFieldVerdict | None:
     """The mean-field verdict of a plain dense stack; None for any other model.
 
@@ -152,6 +154,8 @@ def verdict(
         model: The model.
         measured: Layer name -> (σ_w², σ_b²) already read from the weights
             (diagnose's per-layer numbers); read here when missing.
+        splits: Layer name -> its :func:`~signalprop._model.layer_bias_split`, already
+            read (by diagnose); read here when missing.
     """
     view = read_model(model)
     if not view.plain or len(view.layers) < 3:
@@ -175,7 +179,11 @@ def verdict(
     measured = measured or {}
     if not all(layer.name in measured for layer in hidden):
         measured = {**measured, **_read_variances(hidden)}
-    splits = {layer.name: layer_bias_split(layer.module) for layer in view.layers}
+    known = splits or {}
+    splits = {
+        layer.name: known[layer.name] if layer.name in known else layer_bias_split(layer.module)
+        for layer in view.layers
+    }
     if any(
         activation_key(side) != key for layer in hidden for side in (layer.consumer, layer.producer)
     ):
