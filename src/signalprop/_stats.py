@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ __all__ = [
     "Norm",
     "alive_units",
     "bias_split",
+    "bias_splits",
     "change_norms",
     "dead_of_flags",
     "finite_flags",
@@ -46,8 +48,11 @@ __all__ = [
     "moments",
     "norm_of",
     "norms_by_id",
+    "norms_of",
     "packed_moments",
     "packed_squares",
+    "packed_weight_scales",
+    "read_back",
     "rms",
     "rms_of_squares",
     "saturated_count",
@@ -182,41 +187,118 @@ def weight_scales(
     ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
     Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
     """
-    weight = weight.detach()
-    has_bias = isinstance(bias, Tensor) and bias.numel() > 0
-    norms = torch.stack(
-        [torch.linalg.vector_norm(weight, dtype=torch.float64)]
-        + ([torch.linalg.vector_norm(bias.detach(), dtype=torch.float64)] if has_bias else [])  # type: ignore[union-attr]
-    ).tolist()  # one read back to the host for both
-    variance = norms[0] ** 2 / max(1, weight.numel())
-    return {
-        "weight_var": variance,
-        "weight_scale_fan_in": variance * fan_in,
-        "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
-        "fan_in": float(fan_in),
-        "fan_out": float(fan_out),
-        "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
-    }
+    return packed_weight_scales([weight], [bias], [(fan_in, fan_out)])[0]
+
+
+def packed_weight_scales(
+    weights: list[Tensor], biases: list[Tensor | None], fans: list[tuple[float, float]]
+) -> list[dict[str, float]]:
+    """:func:`weight_scales` of many layers: their norms in one fused pass, read back
+    to the host at once."""
+    if not weights:
+        return []
+    with torch.no_grad():
+        has_bias = [isinstance(b, Tensor) and b.numel() > 0 for b in biases]
+        tensors = [w.detach() for w in weights]
+        tensors += [b.detach() for b, has in zip(biases, has_bias, strict=True) if has]  # type: ignore[union-attr]
+        norms = iter(torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64)).tolist())
+    weight_norms = [next(norms) for _ in weights]
+    scales = []
+    for weight, bias, has, norm, (fan_in, fan_out) in zip(
+        weights, biases, has_bias, weight_norms, fans, strict=True
+    ):
+        variance = norm**2 / max(1, weight.numel())
+        scales.append(
+            {
+                "weight_var": variance,
+                "weight_scale_fan_in": variance * fan_in,
+                "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
+                "fan_in": float(fan_in),
+                "fan_out": float(fan_out),
+                "bias_var": next(norms) ** 2 / bias.numel() if has else 0.0,  # type: ignore[union-attr]
+            }
+        )
+    return scales
 
 
 def bias_split(weight: Tensor | None, bias: Tensor | None) -> tuple[float, float]:
     """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
     squares) and the mean square of the rest ``r``, for a weight in ``(out, in, …)``
     layout. (0, 0) without a bias."""
-    if bias is None or weight is None or weight.dim() < 2:
-        return 0.0, 0.0
+    return bias_splits([weight], [bias])[0]
+
+
+def bias_splits(
+    weights: list[Tensor | None], biases: list[Tensor | None]
+) -> list[tuple[float, float]]:
+    """:func:`bias_split` of many layers: those of one shape stacked and split together,
+    all read back to the host at once (each row's arithmetic is the one of a layer
+    alone, so the numbers do not depend on the company)."""
+    splits = [(0.0, 0.0)] * len(weights)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+        if bias is not None and weight is not None and weight.dim() >= 2:
+            key = (weight.shape, weight.dtype, weight.device, bias.shape, bias.dtype)
+            groups.setdefault(key, []).append(index)
+    columns: list[Tensor] = []
     with torch.no_grad():
-        b = bias.detach().double().reshape(-1)
-        sums = weight.detach().double().flatten(1).sum(dim=1)
-        if sums.shape != b.shape:
-            return 0.0, float(b.pow(2).mean())
-        norm = float(sums.pow(2).sum())
-        m = -float(b @ sums) / norm if norm > 0 else 0.0
-        rest = b + m * sums
+        for rows in groups.values():
+            b = torch.stack([biases[i].detach() for i in rows]).double().reshape(len(rows), -1)  # type: ignore[union-attr]
+            sums = torch.stack([weights[i].detach() for i in rows]).double().flatten(2).sum(2)  # type: ignore[union-attr]
+            if sums.shape != b.shape:  # no unit per bias: the bias is all rest
+                columns.append(torch.zeros(6, len(rows), dtype=torch.float64, device=b.device))
+                columns[-1][4:] = b.pow(2).mean(1)
+                continue
+            norm = sums.pow(2).sum(1)
+            m = torch.where(norm > 0, -(b * sums).sum(1) / norm, 0.0)
+            rest = b + m[:, None] * sums
+            columns.append(
+                torch.stack(
+                    [
+                        norm,
+                        m,
+                        rest.pow(2).sum(1),
+                        b.pow(2).sum(1),
+                        b.pow(2).mean(1),
+                        rest.pow(2).mean(1),
+                    ]
+                )
+            )
+        if not columns:
+            return splits
+        values = torch.cat([c.cpu() for c in columns], dim=1).T.tolist()
+    order = [i for rows in groups.values() for i in rows]
+    for index, (norm, m, rest_sq, b_sq, b_mean_sq, rest_mean_sq) in zip(order, values, strict=True):
         # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
-        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
-            return 0.0, float(b.pow(2).mean())
-        return m, float(rest.pow(2).mean())
+        if norm > 0 and rest_sq > 0.5 * b_sq:
+            splits[index] = (0.0, b_mean_sq)
+        else:
+            splits[index] = (m, rest_mean_sq)
+    return splits
+
+
+def norms_of(tensors: list[Tensor]) -> list[Tensor]:
+    """Each tensor's 2-norm in float64 (as :func:`norm_of`'s), in one fused pass."""
+    if not tensors:
+        return []
+    with torch.no_grad():
+        return list(torch._foreach_norm([t.detach() for t in tensors], 2, dtype=torch.float64))
+
+
+def read_back(tensors: list[Tensor]) -> list[float]:
+    """The values of 0-d tensors (no gradient) as floats, read back to the host in one go per dtype
+    and device instead of one ``.item()`` each (the same floats: float32 and integer
+    values are exact in float64)."""
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        groups.setdefault((tensor.dtype, tensor.device), []).append(index)
+    values = [0.0] * len(tensors)
+    with torch.no_grad():
+        for where in groups.values():
+            stacked = torch.stack([tensors[i] for i in where])
+            for index, value in zip(where, stacked.double().tolist(), strict=True):
+                values[index] = value
+    return values
 
 
 def norms_by_id(tensors: Iterable[Tensor]) -> dict[int, Tensor]:
