@@ -43,6 +43,7 @@ from signalprop._model import (
     EMBEDDINGS,
     activation_kind,
     hidden_modules,
+    is_dense,
     is_norm,
     is_transparent,
     is_weight_layer,
@@ -135,7 +136,7 @@ class Recorder:
             for module in self.model.modules():
                 if module in hidden:
                     continue
-                if getattr(module, "_signalprop_dense", False):
+                if is_dense(module):
                     self._handles.append(module.register_forward_pre_hook(self._on_dense_input))
                     self._handles.append(module.register_forward_hook(self._on_dense_output))
                 elif is_weight_layer(module) or isinstance(module, EMBEDDINGS):
