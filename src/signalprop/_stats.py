@@ -36,6 +36,7 @@ __all__ = [
     "SATURATING",
     "Moments",
     "Norm",
+    "Workspace",
     "alive_units",
     "bias_split",
     "bias_splits",
@@ -328,17 +329,42 @@ def change_norms(copies: list[Tensor], tensors: list[Tensor]) -> Tensor:
 # ------------------------------------------------------------ packed, all rows at once
 
 
-def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[list[int], Tensor]]:
+#: Buffers a caller keeps for the packed reductions, reused from record to record.
+Workspace = dict[tuple[Any, ...], Tensor]
+
+
+def _buffer(
+    workspace: Workspace | None, shape: tuple[int, ...], like: Tensor, use: str
+) -> Tensor | None:
+    """``workspace``'s buffer for ``use`` of ``shape`` and ``like``'s dtype and device, made
+    on first use; None without a workspace."""
+    if workspace is None:
+        return None
+    key = (use, shape, like.dtype, like.device)
+    buffer = workspace.get(key)
+    if buffer is None:
+        buffer = workspace[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffer
+
+
+def stacked(
+    tensors: dict[int, Tensor], workspace: Workspace | None = None
+) -> Iterator[tuple[list[int], Tensor]]:
     """Tensors of one shape stacked into one ``(count, elements)`` tensor, with their keys.
 
     A few large reductions instead of several small ones per layer: on a CPU a
-    small reduction costs its dispatch, not its arithmetic.
+    small reduction costs its dispatch, not its arithmetic. With a ``workspace``
+    the stacks are written into buffers kept there: on a CPU a fresh buffer of a
+    few megabytes is fresh pages from the system, and touching them costs more
+    than the reductions.
     """
     groups: dict[tuple[torch.Size, torch.dtype], list[int]] = {}
     for key, tensor in tensors.items():
         groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
-    for keys in groups.values():
-        yield keys, torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
+    for (shape, _), keys in groups.items():
+        parts = [tensors[k] for k in keys]
+        out = _buffer(workspace, (len(keys), *shape), parts[0], "stack")
+        yield keys, torch.stack(parts, out=out).reshape(len(keys), -1)
 
 
 def _indexed(keys: list[int], counts: list[float], device: torch.device) -> tuple[Tensor, Tensor]:
@@ -349,7 +375,12 @@ def _indexed(keys: list[int], counts: list[float], device: torch.device) -> tupl
     )
 
 
-def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
+def packed_moments(
+    tensors: dict[int, Tensor],
+    rows: int,
+    device: torch.device,
+    workspace: Workspace | None = None,
+) -> Tensor:
     """Per row, in float64: the count n, the sum n·m, the centred sum of squares M2
     and n·m², where m is the mean.
 
@@ -358,16 +389,18 @@ def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) 
     Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ
     (:func:`mean_std_of_packed`). Rows of one shape are reduced together, and all
     are written to the result at once: a record of two quantities (pre-activations
-    and activations) is cheapest packed as one call with twice the rows.
+    and activations) is cheapest packed as one call with twice the rows. A
+    ``workspace`` keeps the temporary buffers (see :func:`stacked`).
     """
     out = torch.zeros(4, rows, dtype=torch.float64, device=device)
     keys: list[int] = []
     counts: list[float] = []
     means: list[Tensor] = []
     squares: list[Tensor] = []
-    for group, x in stacked(tensors):
+    for group, x in stacked(tensors, workspace):
         mean = x.mean(1, keepdim=True)
-        squares.append((x - mean).square_().sum(1).to(torch.float64))
+        centred = torch.sub(x, mean, out=_buffer(workspace, tuple(x.shape), x, "centred"))
+        squares.append(centred.square_().sum(1).to(torch.float64))
         means.append(mean.squeeze(1).to(torch.float64))
         keys += group
         counts += [float(x.shape[1])] * len(group)
@@ -378,13 +411,19 @@ def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) 
     return out
 
 
-def packed_squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
-    """Per row, in float64: the count and the sum of squares."""
+def packed_squares(
+    tensors: dict[int, Tensor],
+    rows: int,
+    device: torch.device,
+    workspace: Workspace | None = None,
+) -> Tensor:
+    """Per row, in float64: the count and the sum of squares (``workspace``: see
+    :func:`stacked`)."""
     out = torch.zeros(2, rows, dtype=torch.float64, device=device)
     keys: list[int] = []
     counts: list[float] = []
     norms: list[Tensor] = []
-    for group, x in stacked(tensors):
+    for group, x in stacked(tensors, workspace):
         norms.append(torch.linalg.vector_norm(x, dim=1).to(torch.float64))
         keys += group
         counts += [float(x.shape[1])] * len(group)

@@ -33,6 +33,7 @@ from signalprop._recorder import OutputMap, Recorder
 from signalprop._stats import (
     DYING,
     SATURATING,
+    Workspace,
     alive_units,
     change_norms,
     dead_of_flags,
@@ -289,6 +290,7 @@ class Monitor:
         self._frozen = False
         self._weight_layout: tuple[int, list[tuple[int, Tensor]], list[tuple[int, int]]] | None
         self._weight_layout = None  # (rows, owned, copies) of _weight_rows
+        self._workspace: Workspace = {}  # the packed reductions' buffers
         if self.rank == 0:
             self._open_outputs(tensorboard)
         try:
@@ -943,11 +945,13 @@ class Monitor:
             # Pre-activations and activations of one shape are reduced together.
             both = {i: z for i, z in self._pre.items()}
             both.update((rows + i, a) for i, a in self._act.items())
-            moments = packed_moments(both, 2 * rows, device).reshape(4, 2, rows)
+            # On a CPU the stacks are kept from record to record (see _stats.stacked).
+            workspace = self._workspace if device.type == "cpu" else None
+            moments = packed_moments(both, 2 * rows, device, workspace).reshape(4, 2, rows)
             sums = torch.cat(
                 [
                     moments.transpose(0, 1).reshape(-1),  # 4 rows of "pre", then of "act"
-                    packed_squares(self._grad, rows, device).reshape(-1),
+                    packed_squares(self._grad, rows, device, workspace).reshape(-1),
                     saturated.reshape(-1),
                     torch.tensor([batch], dtype=torch.float64, device=device),
                 ]
@@ -1162,6 +1166,7 @@ class Monitor:
         self._clear_step()
         self._keep.clear()
         self._snapshot = []
+        self._workspace = {}
         self.history.steps = self.steps
         if self.rank == 0 and (self._log is not None or self._tensorboard is not None):
             summary = self.summary()
