@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,104 @@ def test_tensorboard_gets_a_scalar_per_layer_and_quantity_and_histograms(tmp_pat
     assert [e.step for e in events.Histograms("weights/000_0")] == [1, 5]
     assert "activations/002_2" in tags["histograms"]
     assert "signalprop/findings/text_summary" in tags["tensors"]
+
+
+def scalars_read_back(board: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in ``board``'s event files, as TensorBoard's own reader loads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(board), size_guidance={"scalars": 0}).Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def scalars_recorded(monitor: sp.Monitor) -> dict[str, list[tuple[int, float]]]:
+    """The scalars a Monitor's history holds, by tag, in float32 as TensorBoard keeps them."""
+    from signalprop.monitor._tensorboard import tag
+
+    wanted: dict[str, list[tuple[int, float]]] = {}
+    for record in monitor.history.records:
+        for quantity in QUANTITIES:
+            for index, value in enumerate(record.values[quantity]):
+                if value is not None:
+                    name = tag(quantity, index, monitor.history.names[index])
+                    wanted.setdefault(name, []).append((record.step, float(np.float32(value))))
+    return wanted
+
+
+def test_tensorboard_reader_loads_every_value_the_monitor_recorded(tmp_path: Path) -> None:
+    """Each (quantity, layer, step) of the history is a scalar in the event files, equal
+    to the recorded value rounded to float32 (TensorBoard's simple_value), NaN as NaN."""
+    pytest.importorskip("tensorboard")
+    monitor = monitored_run(tmp_path, tensorboard=tmp_path / "tb")
+    wanted = scalars_recorded(monitor)
+    assert sum(len(v) for v in wanted.values()) > 100  # 3 records x 4 layers x most quantities
+    got = scalars_read_back(tmp_path / "tb")
+    assert got.keys() == wanted.keys()
+    for name, points in wanted.items():
+        np.testing.assert_array_equal(np.array(got[name]), np.array(points), err_msg=name)
+
+
+def test_tensorboard_events_queued_at_a_crash_reach_the_files(tmp_path: Path) -> None:
+    """A loop that raises and never closes its Monitor: the writer thread's queue is
+    written out at the interpreter's exit, every record in it."""
+    pytest.importorskip("tensorboard")
+    script = f"""
+import time, torch, torch.nn.functional as F, signalprop as sp
+from signalprop.monitor._tensorboard import TensorBoardLog
+write = TensorBoardLog._write_scalars
+def slow(self, *args):  # a slow disk: the queue is full when the loop ends
+    time.sleep(0.02)
+    write(self, *args)
+TensorBoardLog._write_scalars = slow
+torch.manual_seed(0)
+model = sp.Sequential([sp.Dense(16, "tanh") for _ in range(3)] + [sp.Dense(4)], input_shape=(6,))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+monitor = sp.Monitor(model, every=1, optimizer=optimizer, tensorboard={str(tmp_path / "tb")!r})
+for _ in range(40):
+    optimizer.zero_grad()
+    F.cross_entropy(model(torch.randn(32, 6)), torch.randint(0, 4, (32,))).backward()
+    optimizer.step()
+raise SystemExit(3)  # no close()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    got = scalars_read_back(tmp_path / "tb")
+    assert [step for step, _ in got["grad_pre_rms/000_0"]] == list(range(1, 41))
+    assert len(got) > 4 * 8  # every layer's quantities
+
+
+def test_histograms_have_the_numbers_add_histogram_writes(tmp_path: Path) -> None:
+    """signalprop counts a histogram's bins itself (add_histogram's own counting costs
+    more than the counting): the same numbers as torch's, exactly, values on the bins'
+    edges included."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import make_histogram
+
+    from signalprop.monitor._tensorboard import histogram
+
+    writer = SummaryWriter(str(tmp_path))
+    bins = writer.default_bins
+    writer.close()
+    edges = np.asarray(bins, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    cases = [
+        rng.standard_normal(10_000),
+        rng.standard_normal(3_200) * 1e-3 + 5.0,
+        np.array([0.0]),
+        np.array([1.5, 1.5, -1.5]),
+        edges[700:720].copy(),  # every value on an edge
+        np.array([edges[0], edges[-1], 0.0]),  # the outermost edges
+        rng.standard_normal(100) * 1e9,
+        np.zeros(10),
+    ]
+    for values in cases:
+        expected = make_histogram(values, bins)
+        got = histogram(values, edges)
+        assert got["bucket_limits"] == list(expected.bucket_limit)
+        assert got["bucket_counts"] == list(expected.bucket)
+        for field in ("min", "max", "num", "sum", "sum_squares"):
+            assert got[field] == getattr(expected, field), field
 
 
 def test_tensorboard_without_the_package_says_how_to_install_it(

@@ -118,3 +118,77 @@ def test_finite_flags() -> None:
     assert _stats.finite_flags([big, big]) == [True, True]
     assert _stats.finite_flags([big, nan, torch.ones(2)]) == [True, False, True]
     assert _stats.finite_flags([]) == []
+
+
+def _split_in_numpy(weight: np.ndarray, bias: np.ndarray) -> tuple[float, float]:
+    """bias_split's least squares, written out: b = -m·W1 + r."""
+    sums = weight.reshape(len(weight), -1).sum(axis=1)
+    m = -float(bias @ sums) / float(sums @ sums)
+    rest = bias + m * sums
+    if float(rest @ rest) > 0.5 * float(bias @ bias):
+        return 0.0, float(np.mean(bias**2))
+    return m, float(np.mean(rest**2))
+
+
+def test_bias_splits_of_many_layers_are_each_layers_own() -> None:
+    """Layers of mixed shapes, packed: each gets its own split, in its own place, equal to
+    NumPy's; a layer without a bias, a 1-D weight and a bias of another length too."""
+    aligned_w = _data(20, 12, 7)
+    aligned_b = -0.3 * aligned_w.sum(dim=1) + 1e-3 * _data(21, 12)  # m = 0.3, small rest
+    weights = [_data(22, 12, 7), aligned_w, _data(23, 5, 3, 2), _data(24, 12, 7), _data(25, 6)]
+    biases = [_data(26, 12), aligned_b, _data(27, 5), None, _data(28, 6)]
+    weights.append(_data(29, 4, 3))
+    biases.append(_data(30, 5))  # no unit per bias: all of it is rest
+    splits = _stats.bias_splits(weights, biases)  # type: ignore[arg-type]
+    assert splits == [_stats.bias_split(w, b) for w, b in zip(weights, biases, strict=True)]
+    for index in (0, 1, 2):
+        expected = _split_in_numpy(weights[index].numpy(), biases[index].numpy())  # type: ignore[union-attr]
+        assert splits[index] == pytest.approx(expected, rel=TIGHT, abs=1e-300)
+    assert splits[1][0] == pytest.approx(0.3, rel=1e-3)
+    assert splits[3] == (0.0, 0.0) and splits[4] == (0.0, 0.0)  # no bias; 1-D weight
+    assert splits[5] == pytest.approx((0.0, float(np.mean(biases[5].numpy() ** 2))), rel=TIGHT)  # type: ignore[union-attr]
+
+
+def test_weight_scales_of_many_layers_are_each_layers_own() -> None:
+    weights = [_data(31, 20, 50, std=0.2), _data(32, 8, 3, 3, 3), _data(33, 20, 50, std=3.0)]
+    biases = [_data(34, 20, std=0.1), None, torch.zeros(0, dtype=torch.float64)]
+    fans = [(50.0, 20.0), (27.0, 72.0), (50.0, 20.0)]
+    scales = _stats.packed_weight_scales(weights, biases, fans)
+    for (weight, bias, (fan_in, fan_out)), scale in zip(
+        zip(weights, biases, fans, strict=True), scales, strict=True
+    ):
+        variance = float(np.mean(weight.numpy() ** 2))
+        assert scale["weight_var"] == pytest.approx(variance, rel=TIGHT)
+        assert scale["weight_scale_fan_in"] == pytest.approx(variance * fan_in, rel=TIGHT)
+        expected_bias = float(np.mean(bias.numpy() ** 2)) if bias is not None and len(bias) else 0.0
+        assert scale["bias_var"] == pytest.approx(expected_bias, rel=TIGHT)
+        assert (scale["fan_in"], scale["fan_out"]) == (fan_in, fan_out)
+
+
+def test_read_back_gives_each_tensors_own_value() -> None:
+    tensors = [
+        torch.tensor(1 / 3, dtype=torch.float64),
+        torch.tensor(0.1, dtype=torch.float32),
+        torch.tensor(7),
+        torch.tensor(-2.25, dtype=torch.float64),
+        torch.tensor(float("nan")),
+    ]
+    values = _stats.read_back(tensors)
+    assert values[:4] == [t.item() for t in tensors[:4]]  # float32's 0.1 exactly, as .item()
+    assert np.isnan(values[4])
+    assert _stats.norms_of([]) == []
+    (norm,) = _stats.norms_of([_data(35, 30, 30)])
+    assert norm.item() == _stats.norm_of(_data(35, 30, 30))[0].item()
+
+
+def test_packed_reductions_in_a_workspace_are_those_without() -> None:
+    """A workspace's buffers, reused for another record's numbers, change nothing."""
+    workspace: _stats.Workspace = {}
+    cpu = torch.device("cpu")
+    for seed in (40, 41):  # the second record writes over the first's buffers
+        tensors = {0: _data(seed, 32, 10).float(), 1: _data(seed + 9, 32, 10).float()}
+        tensors[2] = _data(seed + 19, 32, 3).float()
+        for reduce in (_stats.packed_moments, _stats.packed_squares):
+            kept = reduce(tensors, 3, cpu, workspace)
+            assert torch.equal(kept, reduce(tensors, 3, cpu))
+    assert workspace  # the buffers are kept

@@ -97,9 +97,7 @@ def buffers_kept(model: nn.Module) -> Iterator[None]:
 def is_transparent(module: nn.Module) -> bool:
     """Whether a signal passes ``module`` unchanged in scale: :data:`TRANSPARENT`, or a
     module marked ``_signalprop_transparent`` (the Keras twin's layout permutes)."""
-    return isinstance(module, TRANSPARENT) or bool(
-        getattr(module, "_signalprop_transparent", False)
-    )
+    return isinstance(module, TRANSPARENT) or _flag(module, "_signalprop_transparent")
 
 
 #: Tensor methods that are activations: ``x.relu()``.
@@ -200,6 +198,26 @@ def reads_keras(*, write_back: bool = False) -> Callable[[Callable[P, R]], Calla
     return wrap
 
 
+def _has(module: nn.Module, name: str) -> bool:
+    """``hasattr(module, name)`` without the ``AttributeError`` that ``nn.Module``
+    raises and formats for a missing name: the reader asks every module of a model
+    a few such questions, and a miss costs microseconds."""
+    if type(module).__getattr__ is not nn.Module.__getattr__:  # e.g. a wrapper forwarding
+        return hasattr(module, name)
+    return (
+        name in module.__dict__
+        or name in module._parameters
+        or name in module._buffers
+        or name in module._modules
+        or hasattr(type(module), name)
+    )
+
+
+def _flag(module: nn.Module, name: str) -> bool:
+    """``bool(getattr(module, name, False))``, a miss answered as :func:`_has` does."""
+    return _has(module, name) and bool(getattr(module, name, False))
+
+
 def is_weight_layer(module: nn.Module) -> bool:
     """Whether ``module`` is a layer whose weight acts as a dense or convolutional map
     with known fans: ``nn.Linear``, ``nn.Conv*``, :class:`~signalprop.layers.Dense`,
@@ -212,7 +230,7 @@ def is_weight_layer(module: nn.Module) -> bool:
     """
     return (
         isinstance(module, nn.Linear | nn.modules.conv._ConvNd | nn.MultiheadAttention)
-        or getattr(module, "_signalprop_dense", False)
+        or _flag(module, "_signalprop_dense")
         or is_hf_conv1d(module)
     )
 
@@ -321,7 +339,7 @@ def refusal(module: nn.Module) -> str | None:
     for kind, reason in REFUSED.items():
         if isinstance(module, kind):
             return reason
-    if (hasattr(module, "lora_A") and hasattr(module, "lora_B")) or any(
+    if (_has(module, "lora_A") and _has(module, "lora_B")) or any(
         cls.__name__ == "LoraLayer" for cls in type(module).__mro__
     ):
         return LORA_REASON
@@ -393,7 +411,7 @@ def is_norm(module: nn.Module) -> bool:
 
 def is_dense(module: nn.Module) -> bool:
     """Whether ``module`` is a :class:`~signalprop.layers.Dense` (it applies its own activation)."""
-    return bool(getattr(module, "_signalprop_dense", False))
+    return _flag(module, "_signalprop_dense")
 
 
 def activation_kind(module: nn.Module) -> str | None:

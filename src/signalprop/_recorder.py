@@ -43,6 +43,7 @@ from signalprop._model import (
     EMBEDDINGS,
     activation_kind,
     hidden_modules,
+    is_dense,
     is_norm,
     is_transparent,
     is_weight_layer,
@@ -124,6 +125,7 @@ class Recorder:
         self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
         self._handles: list[Any] = []
         self._keep: list[Tensor] = []  # keeps matched outputs alive so ids stay unique
+        self._kinds: dict[nn.Module, str] = {}  # each hooked activation's, read once
 
     # ----------------------------------------------------------------- hooks
     @contextlib.contextmanager
@@ -135,13 +137,14 @@ class Recorder:
             for module in self.model.modules():
                 if module in hidden:
                     continue
-                if getattr(module, "_signalprop_dense", False):
+                if is_dense(module):
                     self._handles.append(module.register_forward_pre_hook(self._on_dense_input))
                     self._handles.append(module.register_forward_hook(self._on_dense_output))
                 elif is_weight_layer(module) or isinstance(module, EMBEDDINGS):
                     # An embedding's output is the first signal of a token-id model.
                     self._handles.append(module.register_forward_hook(self._on_weight_output))
-                elif activation_kind(module) is not None:
+                elif (kind := activation_kind(module)) is not None:
+                    self._kinds[module] = kind
                     self._handles.append(
                         module.register_forward_pre_hook(self._on_activation_input)
                     )
@@ -245,7 +248,7 @@ class Recorder:
         if not args or not isinstance(args[0], Tensor):
             return
         z = args[0]
-        kind = activation_kind(module) or "other"
+        kind = self._kinds.get(module) or activation_kind(module) or "other"
         dense_row = next(
             (
                 row
@@ -280,13 +283,9 @@ class Recorder:
     # ---------------------------------------------------------------- result
     def weight_parameters(self) -> list[Tensor]:
         """The weights of recorded rows, for one ``torch.autograd.grad`` call."""
-        seen: list[Tensor] = []
+        seen: dict[int, Tensor] = {}
         for row in self.rows:
             weight = layer_weight(row.module) if row.module is not None else None
-            if (
-                isinstance(weight, Tensor)
-                and weight.requires_grad
-                and not any(weight is w for w in seen)
-            ):
-                seen.append(weight)
-        return seen
+            if isinstance(weight, Tensor) and weight.requires_grad:
+                seen.setdefault(id(weight), weight)
+        return list(seen.values())

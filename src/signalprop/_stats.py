@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +36,10 @@ __all__ = [
     "SATURATING",
     "Moments",
     "Norm",
+    "Workspace",
     "alive_units",
     "bias_split",
+    "bias_splits",
     "change_norms",
     "dead_of_flags",
     "finite_flags",
@@ -46,8 +49,11 @@ __all__ = [
     "moments",
     "norm_of",
     "norms_by_id",
+    "norms_of",
     "packed_moments",
     "packed_squares",
+    "packed_weight_scales",
+    "read_back",
     "rms",
     "rms_of_squares",
     "saturated_count",
@@ -185,41 +191,118 @@ def weight_scales(
     ``var · fan_in`` is 1 for LeCun, 2 for He; ``var · fan_avg`` is 1 for
     Glorot; about ``fan_in`` for the N(0, 1) weights of the pre-2010 habit.
     """
-    weight = weight.detach()
-    has_bias = isinstance(bias, Tensor) and bias.numel() > 0
-    norms = torch.stack(
-        [torch.linalg.vector_norm(weight, dtype=torch.float64)]
-        + ([torch.linalg.vector_norm(bias.detach(), dtype=torch.float64)] if has_bias else [])  # type: ignore[union-attr]
-    ).tolist()  # one read back to the host for both
-    variance = norms[0] ** 2 / max(1, weight.numel())
-    return {
-        "weight_var": variance,
-        "weight_scale_fan_in": variance * fan_in,
-        "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
-        "fan_in": float(fan_in),
-        "fan_out": float(fan_out),
-        "bias_var": norms[1] ** 2 / bias.numel() if has_bias else 0.0,  # type: ignore[union-attr]
-    }
+    return packed_weight_scales([weight], [bias], [(fan_in, fan_out)])[0]
+
+
+def packed_weight_scales(
+    weights: list[Tensor], biases: list[Tensor | None], fans: list[tuple[float, float]]
+) -> list[dict[str, float]]:
+    """:func:`weight_scales` of many layers: their norms in one fused pass, read back
+    to the host at once."""
+    if not weights:
+        return []
+    with torch.no_grad():
+        has_bias = [isinstance(b, Tensor) and b.numel() > 0 for b in biases]
+        tensors = [w.detach() for w in weights]
+        tensors += [b.detach() for b, has in zip(biases, has_bias, strict=True) if has]  # type: ignore[union-attr]
+        norms = iter(torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float64)).tolist())
+    weight_norms = [next(norms) for _ in weights]
+    scales = []
+    for weight, bias, has, norm, (fan_in, fan_out) in zip(
+        weights, biases, has_bias, weight_norms, fans, strict=True
+    ):
+        variance = norm**2 / max(1, weight.numel())
+        scales.append(
+            {
+                "weight_var": variance,
+                "weight_scale_fan_in": variance * fan_in,
+                "weight_scale_fan_avg": variance * (fan_in + fan_out) / 2,
+                "fan_in": float(fan_in),
+                "fan_out": float(fan_out),
+                "bias_var": next(norms) ** 2 / bias.numel() if has else 0.0,  # type: ignore[union-attr]
+            }
+        )
+    return scales
 
 
 def bias_split(weight: Tensor | None, bias: Tensor | None) -> tuple[float, float]:
     """(m, σ_b²): the input mean ``m`` the biases cancel (``b = −m·W𝟙 + r``, least
     squares) and the mean square of the rest ``r``, for a weight in ``(out, in, …)``
     layout. (0, 0) without a bias."""
-    if bias is None or weight is None or weight.dim() < 2:
-        return 0.0, 0.0
+    return bias_splits([weight], [bias])[0]
+
+
+def bias_splits(
+    weights: list[Tensor | None], biases: list[Tensor | None]
+) -> list[tuple[float, float]]:
+    """:func:`bias_split` of many layers: those of one shape stacked and split together,
+    all read back to the host at once (each row's arithmetic is the one of a layer
+    alone, so the numbers do not depend on the company)."""
+    splits = [(0.0, 0.0)] * len(weights)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+        if bias is not None and weight is not None and weight.dim() >= 2:
+            key = (weight.shape, weight.dtype, weight.device, bias.shape, bias.dtype)
+            groups.setdefault(key, []).append(index)
+    columns: list[Tensor] = []
     with torch.no_grad():
-        b = bias.detach().double().reshape(-1)
-        sums = weight.detach().double().flatten(1).sum(dim=1)
-        if sums.shape != b.shape:
-            return 0.0, float(b.pow(2).mean())
-        norm = float(sums.pow(2).sum())
-        m = -float(b @ sums) / norm if norm > 0 else 0.0
-        rest = b + m * sums
+        for rows in groups.values():
+            b = torch.stack([biases[i].detach() for i in rows]).double().reshape(len(rows), -1)  # type: ignore[union-attr]
+            sums = torch.stack([weights[i].detach() for i in rows]).double().flatten(2).sum(2)  # type: ignore[union-attr]
+            if sums.shape != b.shape:  # no unit per bias: the bias is all rest
+                columns.append(torch.zeros(6, len(rows), dtype=torch.float64, device=b.device))
+                columns[-1][4:] = b.pow(2).mean(1)
+                continue
+            norm = sums.pow(2).sum(1)
+            m = torch.where(norm > 0, -(b * sums).sum(1) / norm, 0.0)
+            rest = b + m[:, None] * sums
+            columns.append(
+                torch.stack(
+                    [
+                        norm,
+                        m,
+                        rest.pow(2).sum(1),
+                        b.pow(2).sum(1),
+                        b.pow(2).mean(1),
+                        rest.pow(2).mean(1),
+                    ]
+                )
+            )
+        if not columns:
+            return splits
+        values = torch.cat([c.cpu() for c in columns], dim=1).T.tolist()
+    order = [i for rows in groups.values() for i in rows]
+    for index, (norm, m, rest_sq, b_sq, b_mean_sq, rest_mean_sq) in zip(order, values, strict=True):
         # Only a clear alignment counts: a random bias has |m| ≈ σ_b / (σ_w √n).
-        if norm > 0 and float(rest.pow(2).sum()) > 0.5 * float(b.pow(2).sum()):
-            return 0.0, float(b.pow(2).mean())
-        return m, float(rest.pow(2).mean())
+        if norm > 0 and rest_sq > 0.5 * b_sq:
+            splits[index] = (0.0, b_mean_sq)
+        else:
+            splits[index] = (m, rest_mean_sq)
+    return splits
+
+
+def norms_of(tensors: list[Tensor]) -> list[Tensor]:
+    """Each tensor's 2-norm in float64 (as :func:`norm_of`'s), in one fused pass."""
+    if not tensors:
+        return []
+    with torch.no_grad():
+        return list(torch._foreach_norm([t.detach() for t in tensors], 2, dtype=torch.float64))
+
+
+def read_back(tensors: list[Tensor]) -> list[float]:
+    """The values of 0-d tensors (no gradient) as floats, read back to the host in one go per dtype
+    and device instead of one ``.item()`` each (the same floats: float32 and integer
+    values are exact in float64)."""
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        groups.setdefault((tensor.dtype, tensor.device), []).append(index)
+    values = [0.0] * len(tensors)
+    with torch.no_grad():
+        for where in groups.values():
+            stacked = torch.stack([tensors[i] for i in where])
+            for index, value in zip(where, stacked.double().tolist(), strict=True):
+                values[index] = value
+    return values
 
 
 def norms_by_id(tensors: Iterable[Tensor]) -> dict[int, Tensor]:
@@ -251,48 +334,107 @@ def change_norms(copies: list[Tensor], tensors: list[Tensor]) -> Tensor:
 # ------------------------------------------------------------ packed, all rows at once
 
 
-def stacked(tensors: dict[int, Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+#: Buffers a caller keeps for the packed reductions, reused from record to record.
+Workspace = dict[tuple[Any, ...], Tensor]
+
+
+def _buffer(
+    workspace: Workspace | None, shape: tuple[int, ...], like: Tensor, use: str
+) -> Tensor | None:
+    """``workspace``'s buffer for ``use`` of ``shape`` and ``like``'s dtype and device, made
+    on first use; None without a workspace."""
+    if workspace is None:
+        return None
+    key = (use, shape, like.dtype, like.device)
+    buffer = workspace.get(key)
+    if buffer is None:
+        buffer = workspace[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffer
+
+
+def stacked(
+    tensors: dict[int, Tensor], workspace: Workspace | None = None
+) -> Iterator[tuple[list[int], Tensor]]:
     """Tensors of one shape stacked into one ``(count, elements)`` tensor, with their keys.
 
     A few large reductions instead of several small ones per layer: on a CPU a
-    small reduction costs its dispatch, not its arithmetic.
+    small reduction costs its dispatch, not its arithmetic. With a ``workspace``
+    the stacks are written into buffers kept there: on a CPU a fresh buffer of a
+    few megabytes is fresh pages from the system, and touching them costs more
+    than the reductions.
     """
     groups: dict[tuple[torch.Size, torch.dtype], list[int]] = {}
     for key, tensor in tensors.items():
         groups.setdefault((tensor.shape, tensor.dtype), []).append(key)
-    for keys in groups.values():
-        rows = torch.stack([tensors[k] for k in keys]).reshape(len(keys), -1)
-        yield torch.tensor(keys, device=rows.device), rows
+    for (shape, _), keys in groups.items():
+        parts = [tensors[k] for k in keys]
+        out = _buffer(workspace, (len(keys), *shape), parts[0], "stack")
+        yield keys, torch.stack(parts, out=out).reshape(len(keys), -1)
 
 
-def packed_moments(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
+def _indexed(keys: list[int], counts: list[float], device: torch.device) -> tuple[Tensor, Tensor]:
+    """``keys`` as an index and ``counts`` as float64, for one indexed write of all rows."""
+    return (
+        torch.tensor(keys, device=device),
+        torch.tensor(counts, dtype=torch.float64, device=device),
+    )
+
+
+def packed_moments(
+    tensors: dict[int, Tensor],
+    rows: int,
+    device: torch.device,
+    workspace: Workspace | None = None,
+) -> Tensor:
     """Per row, in float64: the count n, the sum n·m, the centred sum of squares M2
     and n·m², where m is the mean.
 
     Mean and M2 are taken in two float32 passes, which keeps the variance accurate
     when |mean| ≫ std, as :func:`moments`' float64 sums do, at half their cost here.
     Sums over processes combine as M2 = ΣM2ᵣ + Σnᵣmᵣ² − (Σnᵣmᵣ)²/Σnᵣ
-    (:func:`mean_std_of_packed`).
+    (:func:`mean_std_of_packed`). Rows of one shape are reduced together, and all
+    are written to the result at once: a record of two quantities (pre-activations
+    and activations) is cheapest packed as one call with twice the rows. A
+    ``workspace`` keeps the temporary buffers (see :func:`stacked`).
     """
     out = torch.zeros(4, rows, dtype=torch.float64, device=device)
-    for where, x in stacked(tensors):
+    keys: list[int] = []
+    counts: list[float] = []
+    means: list[Tensor] = []
+    squares: list[Tensor] = []
+    for group, x in stacked(tensors, workspace):
         mean = x.mean(1, keepdim=True)
-        m2 = (x - mean).square_().sum(1).to(torch.float64)
-        mean64 = mean.squeeze(1).to(torch.float64)
-        count = float(x.shape[1])
-        out[0, where] = count
-        out[1, where] = mean64 * count
-        out[2, where] = m2
-        out[3, where] = mean64.square() * count
+        centred = torch.sub(x, mean, out=_buffer(workspace, tuple(x.shape), x, "centred"))
+        squares.append(centred.square_().sum(1).to(torch.float64))
+        means.append(mean.squeeze(1).to(torch.float64))
+        keys += group
+        counts += [float(x.shape[1])] * len(group)
+    if keys:
+        where, n = _indexed(keys, counts, device)
+        mean64 = torch.cat(means)
+        out[:, where] = torch.stack([n, mean64 * n, torch.cat(squares), mean64.square() * n])
     return out
 
 
-def packed_squares(tensors: dict[int, Tensor], rows: int, device: torch.device) -> Tensor:
-    """Per row, in float64: the count and the sum of squares."""
+def packed_squares(
+    tensors: dict[int, Tensor],
+    rows: int,
+    device: torch.device,
+    workspace: Workspace | None = None,
+) -> Tensor:
+    """Per row, in float64: the count and the sum of squares (``workspace``: see
+    :func:`stacked`)."""
     out = torch.zeros(2, rows, dtype=torch.float64, device=device)
-    for where, x in stacked(tensors):
-        out[0, where] = float(x.shape[1])
-        out[1, where] = torch.linalg.vector_norm(x, dim=1).to(torch.float64).square()
+    keys: list[int] = []
+    counts: list[float] = []
+    norms: list[Tensor] = []
+    for group, x in stacked(tensors, workspace):
+        norms.append(torch.linalg.vector_norm(x, dim=1).to(torch.float64))
+        keys += group
+        counts += [float(x.shape[1])] * len(group)
+    if keys:
+        where, n = _indexed(keys, counts, device)
+        out[:, where] = torch.stack([n, torch.cat(norms).square()])
     return out
 
 

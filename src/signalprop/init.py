@@ -175,11 +175,12 @@ def is_hf_conv1d(module: nn.Module) -> bool:
     importing ``transformers``: a class named ``Conv1D`` with an integer ``nf`` and a
     2-D weight of shape ``(nx, nf)``, stored ``(in, out)``, the transpose of ``nn.Linear``'s.
     """
+    if type(module).__name__ != "Conv1D":  # first: a miss costs nn.Module an exception
+        return False
     weight = getattr(module, "weight", None)
     nf = getattr(module, "nf", None)
     return (
-        type(module).__name__ == "Conv1D"
-        and isinstance(nf, int)
+        isinstance(nf, int)
         and isinstance(weight, Tensor)
         and weight.dim() == 2
         and weight.shape[1] == nf

@@ -17,16 +17,25 @@ from signalprop._model import (
     hidden_modules,
     is_norm,
     is_weight_layer,
-    layer_bias_split,
-    layer_scales,
+    layer_bias,
+    layer_fans,
     layer_weight,
+    out_in_weight,
     read_model,
     reads_keras,
     unread,
 )
 from signalprop._recorder import Recorder, Row
 from signalprop._residual import measure_stream, predict_stream
-from signalprop._stats import mean_std, norm_of, rms
+from signalprop._stats import (
+    bias_splits,
+    mean_std,
+    mean_std_of_sums,
+    norm_of,
+    norms_of,
+    packed_weight_scales,
+    read_back,
+)
 from signalprop._validation import check_batch, check_int, invalid_parameter
 from signalprop.diagnostics._findings import find
 from signalprop.diagnostics._phase import finding as phase_finding
@@ -68,34 +77,91 @@ def surrogate_loss(output: Tensor, seed: int) -> Tensor:
     return (output * g).sum() / batch
 
 
-def _layer_stats(row: Row, weight_grads: dict[int, Tensor | None]) -> LayerStats:
-    layer = LayerStats(
-        name=row.name,
-        layer_type=row.layer_type,
-        activation=row.activation,
-        saturated=_value(row.stats.get("saturated")),
-        dead=_value(row.stats.get("dead")),
-        similarity=_value(row.stats.get("similarity")),
+def _layer_stats(
+    rows: list[Row], weight_grads: dict[int, Tensor | None]
+) -> tuple[list[LayerStats], dict[str, tuple[float, float]]]:
+    """Every row's numbers, and its layer's bias split by name (for the verdict).
+
+    The hooks' 0-d tensors are read back to the host at once, and the weights'
+    norms and bias splits are taken in packed passes over all layers: a 100-layer
+    net would otherwise spend more on a thousand small reductions' dispatch than
+    on their arithmetic.
+    """
+    scalars: list[Tensor] = []
+
+    def slot(tensor: Tensor) -> int:
+        scalars.append(tensor)
+        return len(scalars) - 1
+
+    plans = []
+    for row in rows:
+        moments = {k: (slot(m[0]), slot(m[1]), m[2]) for k, m in row.moments.items()}
+        grads = {k: (slot(g[0]), g[1]) for k, g in row.grads.items()}
+        stats = {k: slot(v) for k, v in row.stats.items()}
+        plans.append((moments, grads, stats))
+    weighted = [
+        (index, row.module, weight)
+        for index, row in enumerate(rows)
+        if row.module is not None and (weight := layer_weight(row.module)) is not None
+    ]
+    modules = [module for _, module, _ in weighted]
+    scales = packed_weight_scales(
+        [weight for _, _, weight in weighted],
+        [layer_bias(m) for m in modules],
+        [layer_fans(m) for m in modules],
     )
-    for key in ("pre", "act"):
-        if key in row.moments:
-            mean, std, finite = mean_std(row.moments[key])
-            setattr(layer, f"{key}_mean", mean)
-            setattr(layer, f"{key}_std", std)
-            layer.finite = layer.finite and finite
-    if "pre" in row.grads:
-        layer.grad_pre_rms = rms(row.grads["pre"])
-    if "out" in row.grads or "pre" in row.grads:
-        layer.grad_out_rms = rms(row.grads.get("out", row.grads.get("pre")))  # type: ignore[arg-type]
-    weight = layer_weight(row.module) if row.module is not None else None
-    if row.module is not None and weight is not None:
-        for key, value in layer_scales(row.module).items():
+    split_of = bias_splits([out_in_weight(m) for m in modules], [layer_bias(m) for m in modules])
+    grads_of = {
+        index: grad
+        for index, _, weight in weighted
+        if (grad := weight_grads.get(id(weight))) is not None
+    }
+    dense = [i for i, g in grads_of.items() if not g.is_sparse]
+    grad_norms = dict(zip(dense, norms_of([grads_of[i] for i in dense]), strict=True))
+    grad_slots = {
+        i: (slot(grad_norms[i]) if i in grad_norms else slot(norm_of(g)[0]), g.numel())
+        for i, g in grads_of.items()
+    }
+    values = read_back(scalars)
+
+    layers: list[LayerStats] = []
+    for row, (moments, grads, stats) in zip(rows, plans, strict=True):
+
+        def number(key: str, stats: dict[str, int] = stats) -> float | None:
+            return values[stats[key]] if key in stats else None
+
+        layer = LayerStats(
+            name=row.name,
+            layer_type=row.layer_type,
+            activation=row.activation,
+            saturated=number("saturated"),
+            dead=number("dead"),
+            similarity=number("similarity"),
+        )
+        for key in ("pre", "act"):
+            if key in moments:
+                total, norm, n = moments[key]
+                mean, std, finite = mean_std_of_sums(values[total], values[norm] ** 2, n)
+                setattr(layer, f"{key}_mean", mean)
+                setattr(layer, f"{key}_std", std)
+                layer.finite = layer.finite and finite
+        if "pre" in grads:
+            layer.grad_pre_rms = values[grads["pre"][0]] / math.sqrt(max(1, grads["pre"][1]))
+        out = grads.get("out", grads.get("pre"))
+        if out is not None:
+            layer.grad_out_rms = values[out[0]] / math.sqrt(max(1, out[1]))
+        layers.append(layer)
+    splits: dict[str, tuple[float, float]] = {}
+    for (index, _, _), scale, split in zip(weighted, scales, split_of, strict=True):
+        layer = layers[index]
+        for key, value in scale.items():
             setattr(layer, key, value)
-        layer.input_offset = layer_bias_split(row.module)[0]
-        grad = weight_grads.get(id(weight))
-        if grad is not None:
-            layer.grad_weight_rms = rms(norm_of(grad))
-    return layer
+        splits[layer.name] = split
+        layer.input_offset = split[0]
+        if index in grad_slots:
+            where, n = grad_slots[index]
+            layer.grad_weight_rms = values[where] / math.sqrt(max(1, n))
+    return layers, splits
 
 
 def residual_finding(
@@ -309,7 +375,7 @@ def _diagnose(
         else:
             notes.append("no parameter requires a gradient: gradient statistics skipped")
 
-    layers = [_layer_stats(row, weight_grads) for row in recorder.rows]
+    layers, splits = _layer_stats(recorder.rows, weight_grads)
     normalized = {layer.module for layer in read_model(model).layers if layer.norm is not None}
     for row, layer in zip(recorder.rows, layers, strict=True):
         layer.normalized = row.module is not None and row.module in normalized
@@ -325,6 +391,7 @@ def _diagnose(
             for r in layers
             if r.weight_scale_fan_in is not None and r.bias_var is not None
         },
+        splits,
     )
     # Like the other detectors, the phase is not judged once values are not finite.
     if meanfield is not None and not any(f.kind == "non_finite" for f in findings):

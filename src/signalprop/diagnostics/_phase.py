@@ -188,8 +188,11 @@ def verdict(
     measured = measured or {}
     if not all(layer.name in measured for layer in hidden):
         measured = {**measured, **_read_variances(hidden)}
-    if splits is None or not all(layer.name in splits for layer in view.layers):
-        splits = {layer.name: layer_bias_split(layer.module) for layer in view.layers}
+    known = splits or {}
+    splits = {
+        layer.name: known[layer.name] if layer.name in known else layer_bias_split(layer.module)
+        for layer in view.layers
+    }
     if any(
         activation_key(side) != key for layer in hidden for side in (layer.consumer, layer.producer)
     ):

@@ -36,6 +36,7 @@ from signalprop._recorder import OutputMap, Recorder
 from signalprop._stats import (
     DYING,
     SATURATING,
+    Workspace,
     alive_units,
     change_norms,
     dead_of_flags,
@@ -343,6 +344,9 @@ class Monitor:
         self._row_module: list[nn.Module | None] = []
         self._row_kind: list[str | None] = []
         self._frozen = False
+        self._weight_layout: tuple[int, list[tuple[int, Tensor]], list[tuple[int, int]]] | None
+        self._weight_layout = None  # (rows, owned, copies) of _weight_rows
+        self._workspace: Workspace = {}  # the packed reductions' buffers
         if self.rank == 0:
             self._open_outputs(tensorboard)
         try:
@@ -435,8 +439,7 @@ class Monitor:
 
     def _stop_tensorboard(self, error: OSError) -> None:
         board, self._tensorboard = self._tensorboard, None
-        with contextlib.suppress(OSError):  # the same disk: said once below
-            board.writer.close()
+        board.abort()  # the same disk: said once below
         self._disk_failed("TensorBoard files in", self._tensorboard_dir, error)
 
     @staticmethod
@@ -1011,11 +1014,16 @@ class Monitor:
                     saturated[0, index] = saturated_count(a, kind, margin)
                     saturated[1, index] = float(a.numel())
             batch = float(_batch_size(self._inputs[0]))
+            # Pre-activations and activations of one shape are reduced together.
+            both = {i: z for i, z in self._pre.items()}
+            both.update((rows + i, a) for i, a in self._act.items())
+            # On a CPU the stacks are kept from record to record (see _stats.stacked).
+            workspace = self._workspace if device.type == "cpu" else None
+            moments = packed_moments(both, 2 * rows, device, workspace).reshape(4, 2, rows)
             sums = torch.cat(
                 [
-                    packed_moments(self._pre, rows, device).reshape(-1),
-                    packed_moments(self._act, rows, device).reshape(-1),
-                    packed_squares(self._grad, rows, device).reshape(-1),
+                    moments.transpose(0, 1).reshape(-1),  # 4 rows of "pre", then of "act"
+                    packed_squares(self._grad, rows, device, workspace).reshape(-1),
                     saturated.reshape(-1),
                     torch.tensor([batch], dtype=torch.float64, device=device),
                 ]
@@ -1069,28 +1077,21 @@ class Monitor:
         reading every weight again is most of what a monitored step costs.
         """
         out = torch.full((3, rows), ABSENT, dtype=torch.float64, device=device)
-        first_row: dict[int, int] = {}
-        for index, weight in enumerate(self._row_weight):
-            if weight is not None:
-                first_row.setdefault(id(weight), index)
-        owned = [
-            (index, weight)
-            for index, weight in enumerate(self._row_weight)
-            if weight is not None and first_row[id(weight)] == index
-        ]
+        owned, copies = self._weight_rows()
         # Gradients, and the tensors whose norm times lr is the update.
         grads: list[tuple[int, Tensor]] = []
         steps: list[tuple[int, float, Tensor]] = []
+        weight_grads, fast, sgd = self._weight_grad, self._fast_updates, self._sgd
+        state = self._optimizer.state if self._optimizer is not None else {}
         for index, weight in owned:
-            grad = self._weight_grad.get(index)
+            grad = weight_grads.get(index) if weight_grads else None
             grad = weight.grad if grad is None else grad
             if grad is not None and not grad.is_sparse:
                 grads.append((index, grad))
-            update = self._fast_updates.get(index)
-            if update is None and self._sgd is not None and id(weight) in self._sgd:
-                lr, source = self._sgd[id(weight)]
-                state = self._optimizer.state.get(weight, {}) if self._optimizer else {}
-                tensor = weight.grad if source == "grad" else state.get(source)
+            update = fast.get(index) if fast else None
+            if update is None and sgd is not None and id(weight) in sgd:
+                lr, source = sgd[id(weight)]
+                tensor = weight.grad if source == "grad" else state.get(weight, {}).get(source)
                 update = None if tensor is None else (lr, tensor)
             if update is not None:
                 steps.append((index, *update))
@@ -1109,14 +1110,32 @@ class Monitor:
             for position, param in enumerate(self._snapshot_params):
                 if id(param) in row_of:
                     out[2, row_of[id(param)]] = changes[position].square()
-        for index, weight in owned:
-            norm = self._weight_norms.get(id(weight))
-            if norm is not None:
-                out[1, index] = norm.to(torch.float64).square()
-        for index, weight in enumerate(self._row_weight):  # a layer called twice
-            if weight is not None and first_row[id(weight)] != index:
-                out[:, index] = out[:, first_row[id(weight)]]
+        norms_before = self._weight_norms
+        before = [(i, norms_before[id(w)]) for i, w in owned if id(w) in norms_before]
+        if before:
+            out[1, [i for i, _ in before]] = squared_norms([norm for _, norm in before])
+        if copies:  # a layer called twice: its later rows repeat its first
+            out[:, [i for i, _ in copies]] = out[:, [first for _, first in copies]]
         return out
+
+    def _weight_rows(self) -> tuple[list[tuple[int, Tensor]], list[tuple[int, int]]]:
+        """The rows that own their weight (its first row), and ``(row, first row)`` of the
+        rest: a layer called twice. Worked out once the layout is fixed."""
+        if self._weight_layout is not None and self._weight_layout[0] == len(self._row_weight):
+            return self._weight_layout[1], self._weight_layout[2]
+        first_row: dict[int, int] = {}
+        owned: list[tuple[int, Tensor]] = []
+        copies: list[tuple[int, int]] = []
+        for index, weight in enumerate(self._row_weight):
+            if weight is None:
+                continue
+            first = first_row.setdefault(id(weight), index)
+            if first == index:
+                owned.append((index, weight))
+            else:
+                copies.append((index, first))
+        self._weight_layout = (len(self._row_weight), owned, copies)
+        return owned, copies
 
     def _make_record(
         self,
@@ -1189,7 +1208,8 @@ class Monitor:
             self._keep_bias_vars(entry.step)
         if self.rank != 0:
             return
-        self._write_line(record_line(entry))
+        if self._log is not None:
+            self._write_line(record_line(entry))
         if self._tensorboard is not None:
             names = self.history.names
             try:
@@ -1290,6 +1310,7 @@ class Monitor:
         self._clear_step()
         self._keep.clear()
         self._snapshot = []
+        self._workspace = {}
         self.history.steps = self.steps
         if self.rank == 0 and (self._log is not None or self._tensorboard is not None):
             summary = self.summary()
