@@ -105,7 +105,9 @@ def test_nan_units_are_neither_dead_nor_alive_by_accident() -> None:
         monitor.step()
     (record,) = monitor.history.records
     assert math.isnan(record.values["pre_std"][1])
-    assert record.values["dead"][1] == 0.0 and record.values["dead"][2] == 0.0
+    # Its dead fraction is undefined (NaN, drawn as NaN), not 0 % nor 100 %.
+    assert math.isnan(record.values["dead"][1]) and math.isnan(record.values["dead"][2])
+    assert record.values["dead"][0] is not None and math.isfinite(record.values["dead"][0])
 
 
 def test_non_finite_values_behind_a_finite_loss_are_a_finding() -> None:

@@ -1187,6 +1187,9 @@ class Monitor:
                 if len(flags):
                     dead[index] = dead_of_flags(flags)
                     present[index] = True
+            # A layer holding NaN or Inf has no dead fraction: NaN (drawn as such), not
+            # the 0 % its non-finite units would read as (they are not counted dead).
+            dead[(pre[0] > 0) & ~np.isfinite(pre_std)] = np.nan
             columns["dead"] = (dead, present)
         record: dict[str, list[float | None]] = {}
         for quantity in QUANTITIES:
