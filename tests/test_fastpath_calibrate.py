@@ -50,14 +50,6 @@ def planned(model: sp.Sequential) -> tuple[list[Any], bool]:
 
 
 @pytest.fixture
-def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty compile cache of this test's own."""
-    folder = tmp_path / "inductor"
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
 def new_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """A process that has compiled and timed nothing yet (what the tests before compiled
     stays out of the rule's way)."""

@@ -38,14 +38,6 @@ def net(*activations: str, seed: int = 0) -> sp.Sequential:
 
 
 @pytest.fixture
-def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty compile cache of this test's own (every architecture is new in it)."""
-    folder = tmp_path / "inductor"
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
 def unwritable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A compile cache no one can write, root included: a folder below a plain file.
 
