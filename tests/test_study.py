@@ -352,34 +352,3 @@ def test_a_monitored_study_keeps_each_runs_history_and_reports_its_heatmaps(
 def test_study_monitor_flag_must_be_a_positive_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["study", "--preset", "quick", "--out", "x", "--monitor", "0"]) == 2
     assert "--monitor" in capsys.readouterr().err
-
-
-@needs_data
-def test_workers_end_when_the_driver_is_killed(tmp_path: Path) -> None:
-    """SIGKILL to `signalprop study --jobs 2`: its worker processes end within seconds
-    instead of training their runs for nobody (each checks for its parent every 0.5 s)."""
-    grid = {**TINY, "grid": {**TINY["grid"], "seed": list(range(40))}}
-    path = tmp_path / "grid.json"
-    path.write_text(json.dumps(grid))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "signalprop", "study", "--preset", str(path), "--out",
-               str(out), "--data-dir", str(DATA), "--no-report", "--jobs", "2"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results = out / "results.jsonl"
-    while not (results.exists() and results.read_text().count("\n") >= 1):
-        assert process.poll() is None, "the study ended before a run was recorded"
-        time.sleep(0.05)
-    listed = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True
-    )
-    workers = [int(pid) for pid in listed.stdout.split()]
-    assert workers, "no worker processes found"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 20  # 0.5 s checks; a loaded machine gets slack
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
-        time.sleep(0.1)
-    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
-    for pid in alive:  # do not leave them behind if the test fails
-        os.kill(pid, signal.SIGKILL)
-    assert not alive
