@@ -110,6 +110,29 @@ def test_nan_units_are_neither_dead_nor_alive_by_accident() -> None:
     assert record.values["dead"][0] is not None and math.isfinite(record.values["dead"][0])
 
 
+def test_the_update_ratio_of_nan_weights_is_nan_and_of_zero_weights_unknown() -> None:
+    """NaN weights (and so NaN updates everywhere) give a NaN update ratio, drawn as NaN,
+    not a gap; a weight of norm zero has no scale to compare its update with."""
+    torch.manual_seed(0)
+    model = sp.Sequential(
+        [sp.Dense(20, "relu") for _ in range(3)] + [sp.Dense(3)], input_shape=(5,)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        model[3].weight.zero_()
+    with sp.Monitor(model, every=1, optimizer=optimizer) as monitor:
+        for broken in (False, True):
+            if broken:
+                with torch.no_grad():
+                    model[1].weight.fill_(math.nan)
+            optimizer.zero_grad()
+            F.cross_entropy(model(torch.randn(32, 5)), torch.randint(0, 3, (32,))).backward()
+            optimizer.step()
+    first, second = (record.values["update_ratio"] for record in monitor.history.records)
+    assert all(math.isfinite(r) for r in first[:3]) and first[3] is None
+    assert math.isnan(second[1])
+
+
 def test_non_finite_values_behind_a_finite_loss_are_a_finding() -> None:
     """Inf pre-activations that tanh turns into 1: the output, loss and gradients stay
     finite, so no NaN event is raised; the record itself still holds Inf."""

@@ -1180,7 +1180,10 @@ class Monitor:
             has_weight = weight_sq != ABSENT
             columns["weight_norm"] = (norm, has_weight)
             ratio = update_ratio(update_sq, weight_sq)
-            columns["update_ratio"] = (ratio, has_weight & (update_sq != ABSENT) & (norm > 0))
+            # Unknown for a weight of norm zero (no scale to compare with); NaN weights or
+            # updates give NaN, recorded and drawn as such rather than left out.
+            known_ratio = has_weight & (update_sq != ABSENT) & (norm != 0)
+            columns["update_ratio"] = (ratio, known_ratio)
             dead = np.full(rows, np.nan)
             present = np.zeros(rows, dtype=bool)
             for index, flags in zip(alive_rows, alive, strict=True):
