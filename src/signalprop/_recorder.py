@@ -62,7 +62,7 @@ from signalprop._stats import (
     similarity,
 )
 
-__all__ = ["OutputMap", "Recorder", "Row"]
+__all__ = ["OutputMap", "Recorder", "Row", "call_name"]
 
 
 @dataclass
@@ -107,6 +107,20 @@ class OutputMap(Generic[V]):
 
     def clear(self) -> None:
         self._items.clear()
+
+
+def call_name(
+    names: dict[nn.Module, str], calls: dict[str, int], module: nn.Module, new_call: bool
+) -> str:
+    """A row's name for a call of ``module`` in a forward pass: its name in the model
+    (its class's for a module the model does not name, "(model)" for the model), with
+    ``#N`` from its second call on. ``calls`` counts each name's calls in the pass:
+    ``new_call`` counts one more; otherwise the name is the latest call's."""
+    base = names.get(module, type(module).__name__) or "(model)"
+    count = calls.get(base, 0) + 1 if new_call else calls.get(base, 1)
+    if new_call:
+        calls[base] = count
+    return base if count == 1 else f"{base}#{count}"
 
 
 class Recorder:
@@ -162,10 +176,7 @@ class Recorder:
             self._keep.clear()
 
     def _new_row(self, module: nn.Module, weight_module: nn.Module | None) -> Row:
-        base = self._names.get(module, type(module).__name__) or "(model)"
-        count = self._calls.get(base, 0) + 1
-        self._calls[base] = count
-        name = base if count == 1 else f"{base}#{count}"
+        name = call_name(self._names, self._calls, module, new_call=True)
         row = Row(name=name, layer_type=type(module).__name__, module=weight_module)
         self.rows.append(row)
         return row

@@ -32,7 +32,7 @@ from signalprop._model import (
     layer_weight,
     unit_axis,
 )
-from signalprop._recorder import OutputMap, Recorder
+from signalprop._recorder import OutputMap, Recorder, call_name
 from signalprop._stats import (
     DYING,
     SATURATING,
@@ -511,10 +511,7 @@ class Monitor:
     # ------------------------------------------------------------ rows
     def _row(self, module: nn.Module, weight_module: nn.Module | None) -> int:
         """The row index of this call of ``module`` in the step (-1: not in the layout)."""
-        base = self._names.get(module, type(module).__name__) or "(model)"
-        count = self._calls.get(base, 0) + 1
-        self._calls[base] = count
-        name = base if count == 1 else f"{base}#{count}"
+        name = call_name(self._names, self._calls, module, new_call=True)
         index = self._index.get(name)
         if index is not None:
             return index
@@ -637,9 +634,7 @@ class Monitor:
                 self._keep.append(output)
 
     def _current_name(self, module: nn.Module) -> str:
-        base = self._names.get(module, type(module).__name__) or "(model)"
-        count = self._calls.get(base, 1)
-        return base if count == 1 else f"{base}#{count}"
+        return call_name(self._names, self._calls, module, new_call=False)
 
     def _on_weight_output(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, tuple) and output:  # nn.MultiheadAttention: (output, weights)
