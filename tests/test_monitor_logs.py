@@ -180,12 +180,9 @@ def test_a_full_disk_stops_tensorboard_with_one_warning(tmp_path: Path) -> None:
     model, optimizer = model_and_optimizer()
     board = tmp_path / "tb"
     monitor = sp.Monitor(model, every=1, tensorboard=board, optimizer=optimizer)
-    writer = monitor._tensorboard.writer
-
-    def full(*args: Any, **kwargs: Any) -> None:
-        raise FULL
-
-    writer.file_writer.add_event = full  # every scalar, histogram and text goes through it
+    event_file = monitor._tensorboard.file
+    # The disk fills after the file's first event: every scalar, histogram and text fails.
+    event_file._file = FullDisk(event_file._file, room=0)  # type: ignore[arg-type]
     with pytest.warns(RuntimeWarning) as caught:
         train(None, model, optimizer, 3)
         monitor.close()

@@ -123,12 +123,13 @@ def test_histograms_have_the_numbers_add_histogram_writes(tmp_path: Path) -> Non
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import make_histogram
 
-    from signalprop.monitor._tensorboard import histogram
+    from signalprop.monitor._tensorboard import BINS, histogram
 
     writer = SummaryWriter(str(tmp_path))
     bins = writer.default_bins
     writer.close()
     edges = np.asarray(bins, dtype=np.float64)
+    np.testing.assert_array_equal(BINS, edges)  # the Monitor's bins are add_histogram's
     rng = np.random.default_rng(0)
     cases = [
         rng.standard_normal(10_000),
@@ -140,13 +141,34 @@ def test_histograms_have_the_numbers_add_histogram_writes(tmp_path: Path) -> Non
         rng.standard_normal(100) * 1e9,
         np.zeros(10),
     ]
+    # The Monitor hands over float32 tensors: counted as their float64 copies are.
+    cases += [rng.standard_normal(5_000).astype(np.float32), np.float32(edges[690:730])]
     for values in cases:
-        expected = make_histogram(values, bins)
+        expected = make_histogram(values.astype(np.float64), bins)
         got = histogram(values, edges)
         assert got["bucket_limits"] == list(expected.bucket_limit)
         assert got["bucket_counts"] == list(expected.bucket)
         for field in ("min", "max", "num", "sum", "sum_squares"):
             assert got[field] == getattr(expected, field), field
+
+
+def test_the_event_checksum_is_tensorboards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C checksum of google-crc32c and TensorBoard's own pure-Python one (used when
+    google-crc32c is missing) give the same masked CRC-32C."""
+    pytest.importorskip("google_crc32c")
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    from signalprop.monitor._tensorboard import _masked_crc32c
+
+    fast = _masked_crc32c()
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    fallback = _masked_crc32c()
+    assert fallback is masked_crc32c and fast is not masked_crc32c
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 8, 1000, 47_305):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert fast(data) == masked_crc32c(data), size
 
 
 def test_tensorboard_without_the_package_says_how_to_install_it(

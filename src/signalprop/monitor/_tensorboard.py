@@ -16,14 +16,25 @@ thousand scalars and its histograms cost the training loop a copy of the
 tensors drawn, not their protocol buffers. The queue is emptied into the
 files when the monitor is closed, and at the interpreter's exit when it is not
 (a training loop that raised): nothing is lost.
+
+The event file is written here (:class:`EventFile`), in TensorBoard's record
+format, with the CRC-32C checksums of ``google-crc32c``: TensorBoard's own
+writer computes them in pure Python, a byte at a time (200 ms for one set of a
+100-layer net's histograms, against 1 ms), and that thread holds the
+interpreter lock the training loop needs.
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
+import os
 import queue
 import re
+import socket
+import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,15 +56,17 @@ def tag(group: str, index: int, name: str) -> str:
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
-    """The arguments of ``SummaryWriter.add_histogram_raw`` for ``values`` (float64,
-    finite) in the bins between ``edges``: the numbers ``add_histogram`` writes.
+    """The arguments of ``SummaryWriter.add_histogram_raw`` for ``values`` (finite,
+    float32 or float64) in the bins between ``edges``: the numbers ``add_histogram``
+    writes, which counts and sums the values in float64.
 
     Counted as ``np.histogram`` counts them (the sorted values searched for each
     edge: bin ``i`` holds ``edges[i] <= v < edges[i + 1]``, the last bin also
     ``v == edges[-1]``), without its checks and copies, which cost more than the
-    counting on a layer's tensor. As ``add_histogram`` does, only the bins from
-    the first to the last one holding a value are kept, with an empty bin before
-    them for the lowest limit.
+    counting on a layer's tensor; float32 values are sorted as they are (twice as
+    fast), which orders them as their exact float64 copies. As ``add_histogram``
+    does, only the bins from the first to the last one holding a value are kept,
+    with an empty bin before them for the lowest limit.
     """
     ordered = np.sort(values)
     below = np.searchsorted(ordered, edges[:-1], side="left")
@@ -61,12 +74,13 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     filled = np.flatnonzero(counts)
     start, end = (int(filled[0]), int(filled[-1]) + 1) if len(filled) else (0, 0)
     counts = counts[start - 1 : end] if start > 0 else np.concatenate([[0], counts[:end]])
+    wide = values.astype(np.float64, copy=False)
     return {
-        "min": values.min(),
-        "max": values.max(),
+        "min": float(ordered[0]),
+        "max": float(ordered[-1]),
         "num": len(values),
-        "sum": values.sum(),
-        "sum_squares": values.dot(values),
+        "sum": wide.sum(),
+        "sum_squares": wide.dot(wide),
         "bucket_limits": edges[start : end + 1].tolist(),
         "bucket_counts": counts.tolist(),
     }
@@ -83,17 +97,18 @@ class TensorBoardLog:
     def __init__(self, directory: str | Path) -> None:
         try:
             from tensorboard.compat.proto.summary_pb2 import Summary
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import summary
         except ImportError as error:  # tensorboard is an optional extra
             raise ImportError(
                 "TensorBoard output needs the tensorboard package: "
                 "pip install 'signalprop[tensorboard]'"
             ) from error
-        self.writer: Any = SummaryWriter(log_dir=str(directory))
+        self.file = EventFile(directory)
         self._summary: Any = Summary
+        self._histogram_summary = summary.histogram_raw
+        self._text_summary = summary.text
         self._tags: dict[str, list[str]] = {}
         self._names: list[str] = []
-        self._edges: np.ndarray | None = None  # of the bins, add_histogram's "tensorflow"
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(QUEUE_SIZE)
         self._error: Exception | None = None  # of the writer thread, not yet raised
         self._stopped = False  # after an error: jobs are dropped
@@ -155,7 +170,7 @@ class TensorBoardLog:
         """Wait until everything queued so far is in the files."""
         self._jobs.join()
         if not self._closed and not self._stopped:
-            self.writer.flush()
+            self.file.flush()
         self._raise()
 
     def _work(self) -> None:
@@ -182,7 +197,7 @@ class TensorBoardLog:
         self._jobs.put(None)
         self._thread.join()
         try:
-            self.writer.close()
+            self.file.close()
         except OSError as error:
             if not self._stopped:
                 self._stopped = True
@@ -202,16 +217,91 @@ class TensorBoardLog:
             if number is not None
         ]
         if values:
-            self.writer.file_writer.add_summary(self._summary(value=values), record.step)
+            self.file.add(self._summary(value=values), record.step)
 
     def _write_histograms(self, step: int, copies: list[tuple[str, Tensor]]) -> None:
-        if self._edges is None:
-            self._edges = np.asarray(self.writer.default_bins, dtype=np.float64)
         for name, values in copies:
             if values.numel() and bool(values.isfinite().all()):
-                numbers = histogram(values.numpy().reshape(-1).astype(np.float64), self._edges)
-                self.writer.add_histogram_raw(name, global_step=step, **numbers)
+                numbers = histogram(values.numpy().reshape(-1), BINS)
+                self.file.add(self._histogram_summary(name, **numbers), step)
 
     def _write_text(self, name: str, text: str, step: int) -> None:
-        self.writer.add_text(name, text, step)
-        self.writer.flush()
+        self.file.add(self._text_summary(name, text), step)
+        self.file.flush()
+
+
+def _default_bins() -> np.ndarray:
+    """The edges of ``SummaryWriter.add_histogram``'s bins ("tensorflow"): from 1e-12
+    growing by 10 % to 1e20, mirrored below zero, with zero in the middle."""
+    v = 1e-12
+    positive = []
+    while v < 1e20:
+        positive.append(v)
+        v *= 1.1
+    return np.array([-x for x in reversed(positive)] + [0.0] + positive, dtype=np.float64)
+
+
+#: The histograms' bin edges, as TensorBoard's writer draws them.
+BINS = _default_bins()
+
+_FILES = itertools.count()  # a process's event files, for unique names
+
+
+class EventFile:
+    """A TensorBoard event file, written as TensorBoard's writer writes one: the
+    file named ``events.out.tfevents.<time>.<host>.<pid>.<n>``, a first event
+    giving the format's version, then one event per :meth:`add`, each a record of
+    its length, the length's masked CRC-32C, the event and the event's masked
+    CRC-32C (all little-endian).
+
+    Not thread-safe: the Monitor's writer thread is its one user.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        self._event: Any = Event
+        self._crc = _masked_crc32c()
+        host, pid, number = socket.gethostname(), os.getpid(), next(_FILES)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{host}.{pid}.{number}"
+        self.path = Path(directory) / name
+        self._file = open(self.path, "wb")  # noqa: SIM115 -- closed by close()
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add(self, summary: Any, step: int) -> None:
+        """Append one event holding ``summary`` (a ``Summary`` protocol buffer)."""
+        self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+
+    def _write(self, event: Any) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        crc = self._crc
+        self._file.write(
+            header + struct.pack("<I", crc(header)) + data + struct.pack("<I", crc(data))
+        )
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _masked_crc32c() -> Callable[[bytes], int]:
+    """The record format's checksum: CRC-32C, rotated right by 15 bits plus a constant.
+
+    ``google-crc32c`` (in the ``tensorboard`` extra) computes it in C; without it,
+    TensorBoard's own pure-Python one is used, the same numbers, 200 times slower.
+    """
+    try:
+        from google_crc32c import value
+    except ImportError:
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+        return masked_crc32c  # type: ignore[no-any-return]
+
+    def masked(data: bytes) -> int:
+        crc = value(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    return masked
