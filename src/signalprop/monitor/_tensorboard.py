@@ -105,8 +105,8 @@ class TensorBoardLog:
             ) from error
         self.file = EventFile(directory)
         self._summary: Any = Summary
-        self._histogram_summary = summary.histogram_raw
-        self._text_summary = summary.text
+        self._histogram_summary: Callable[..., Any] = summary.histogram_raw
+        self._text_summary: Callable[..., Any] = summary.text
         self._tags: dict[str, list[str]] = {}
         self._names: list[str] = []
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(QUEUE_SIZE)
@@ -301,7 +301,7 @@ def _masked_crc32c() -> Callable[[bytes], int]:
         return masked_crc32c  # type: ignore[no-any-return]
 
     def masked(data: bytes) -> int:
-        crc = value(data)
+        crc = int(value(data))
         return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
     return masked
