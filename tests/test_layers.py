@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -191,6 +192,20 @@ def test_sequential_rejects_non_modules_and_bad_shapes() -> None:
 
 
 # --------------------------------------------------------------- Sequential
+
+
+def test_a_slice_of_a_sequential_is_a_sequential_of_those_layers() -> None:
+    """``model[1:]`` as nn.Sequential slices: the same layer objects, under their names."""
+    model = Sequential([Dense(8, "relu"), Dense(8, "tanh"), Dense(2)], input_shape=(4,))
+    tail = model[1:]
+    assert isinstance(tail, Sequential)
+    assert list(tail) == list(model)[1:]
+    assert [name for name, _ in tail.named_children()] == ["1", "2"]
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(tail(x), model[2](model[1](x)))
+    refused = """The "layers['b']" parameter of Sequential"""
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        Sequential(OrderedDict([("a", Dense(3)), ("b", "relu")]))  # type: ignore[list-item]
 
 
 def test_sequential_with_input_shape_builds_every_layer_and_keeps_modes() -> None:

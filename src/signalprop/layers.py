@@ -22,6 +22,7 @@ Example: the chapter's 100-layer self-normalizing net.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -209,7 +210,8 @@ class Sequential(nn.Sequential):
     """A plain stack of layers, built from a list as in Keras.
 
     Args:
-        layers: The modules, applied in order.
+        layers: The modules, applied in order (or an ``OrderedDict`` of them by
+            name, as ``nn.Sequential`` takes: a slice ``model[1:]`` is one).
         input_shape: The shape of one example without the batch dimension,
             e.g. ``(28, 28)``. When given, lazily sized layers are built at
             once by one forward pass of zeros (in eval mode, without
@@ -222,14 +224,20 @@ class Sequential(nn.Sequential):
 
     def __init__(
         self,
-        layers: Iterable[nn.Module] | None = None,
+        layers: Iterable[nn.Module] | OrderedDict[str, nn.Module] | None = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
-        modules = list(layers) if layers is not None else []
-        for index, layer in enumerate(modules):
+        if isinstance(layers, OrderedDict):
+            named = list(layers.items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(layers if layers is not None else [])]
+        for index, (name, layer) in enumerate(named):
             if not isinstance(layer, nn.Module):
-                raise invalid_parameter(f"layers[{index}]", "Sequential", "an nn.Module", layer)
-        super().__init__(*modules)
+                where = (
+                    f"layers[{name!r}]" if isinstance(layers, OrderedDict) else f"layers[{index}]"
+                )
+                raise invalid_parameter(where, "Sequential", "an nn.Module", layer)
+        super().__init__(OrderedDict(named))
         self.input_shape: tuple[int, ...] | None = None
         if input_shape is not None:
             shape = tuple(input_shape)
