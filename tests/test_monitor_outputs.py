@@ -115,41 +115,37 @@ raise SystemExit(3)  # no close()
     assert len(got) > 4 * 8  # every layer's quantities
 
 
-def test_histograms_have_the_numbers_add_histogram_writes(tmp_path: Path) -> None:
-    """signalprop counts a histogram's bins itself (add_histogram's own counting costs
-    more than the counting): the same numbers as torch's, exactly, values on the bins'
-    edges included."""
+def test_histograms_read_back_are_add_histograms_numbers_for_the_weights(tmp_path: Path) -> None:
+    """TensorBoard's reader gets, for a weight at the last record, the histogram
+    ``add_histogram(weight, bins=BUCKETS)`` would write: its min, max, count, sum, sum
+    of squares and buckets, from the weight after that step's update."""
     pytest.importorskip("tensorboard")
-    from torch.utils.tensorboard import SummaryWriter
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard.summary import make_histogram
 
-    from signalprop.monitor._tensorboard import BINS, histogram
+    from signalprop.monitor._tensorboard import BUCKETS
 
-    writer = SummaryWriter(str(tmp_path))
-    bins = writer.default_bins
-    writer.close()
-    edges = np.asarray(bins, dtype=np.float64)
-    np.testing.assert_array_equal(BINS, edges)  # the Monitor's bins are add_histogram's
-    rng = np.random.default_rng(0)
-    cases = [
-        rng.standard_normal(10_000),
-        rng.standard_normal(3_200) * 1e-3 + 5.0,
-        np.array([0.0]),
-        np.array([1.5, 1.5, -1.5]),
-        edges[700:720].copy(),  # every value on an edge
-        np.array([edges[0], edges[-1], 0.0]),  # the outermost edges
-        rng.standard_normal(100) * 1e9,
-        np.zeros(10),
-    ]
-    # The Monitor hands over float32 tensors: counted as their float64 copies are.
-    cases += [rng.standard_normal(5_000).astype(np.float32), np.float32(edges[690:730])]
-    for values in cases:
-        expected = make_histogram(values.astype(np.float64), bins)
-        got = histogram(values, edges)
-        assert got["bucket_limits"] == list(expected.bucket_limit)
-        assert got["bucket_counts"] == list(expected.bucket)
+    torch.manual_seed(0)
+    model = sp.Sequential([sp.Dense(16, "relu"), sp.Dense(4)], input_shape=(6,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with sp.Monitor(
+        model, every=1, optimizer=optimizer, tensorboard=tmp_path / "tb", histograms_every=1
+    ):
+        for _ in range(3):
+            optimizer.zero_grad()
+            F.cross_entropy(model(torch.randn(32, 6)), torch.randint(0, 4, (32,))).backward()
+            optimizer.step()
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0}).Reload()
+    for index, layer in enumerate(model):
+        written = events.Histograms(f"weights/{index:03d}_{index}")
+        assert [e.step for e in written] == [1, 2, 3]
+        got = written[-1].histogram_value
+        expected = make_histogram(layer.weight.detach().double().numpy(), BUCKETS)
+        assert list(got.bucket_limit) == list(expected.bucket_limit)
+        assert list(got.bucket) == list(expected.bucket)
+        assert sum(got.bucket) == layer.weight.numel()
         for field in ("min", "max", "num", "sum", "sum_squares"):
-            assert got[field] == getattr(expected, field), field
+            assert getattr(got, field) == getattr(expected, field), field
 
 
 def test_the_event_checksum_is_tensorboards(monkeypatch: pytest.MonkeyPatch) -> None:
