@@ -90,6 +90,16 @@ CASES = {
         (64, 12),
         None,
     ),
+    # The linear Dense's output is overwritten by the ReLU: its gradient is caught on the
+    # node that made it, not kept by the tensor (which would then hold dL/da).
+    "dense-then-inplace-relu": (
+        lambda: sp.Sequential(
+            [sp.Dense(30), nn.ReLU(inplace=True), sp.Dense(30, "tanh"), sp.Dense(5)],
+            input_shape=(12,),
+        ),
+        (64, 12),
+        None,
+    ),
     "conv-shared-activation": (SharedActivationConv, (16, 1, 8, 8), None),
     "token-ids-dict-output": (TokenModel, None, dict_loss),
 }

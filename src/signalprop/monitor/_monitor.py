@@ -324,6 +324,7 @@ class Monitor:
         self._by_output: OutputMap[int] = OutputMap()
         self._relayed: set[int] = set()  # outputs of a norm or pass-through in _by_output
         self._pre_hooks: dict[int, Any] = {}  # row -> the hook catching its "pre" gradient
+        self._retained: dict[int, Tensor] = {}  # row -> a "pre" that keeps its own gradient
         self._keep: list[Tensor] = []
         self._pre: dict[int, Tensor] = {}
         self._act: dict[int, Tensor] = {}
@@ -544,17 +545,25 @@ class Monitor:
                 info.name, info.layer_type, kind, info.fan_in, info.fan_out, info.weight_numel
             )
 
-    def _record_pre(self, index: int, z: Tensor) -> None:
+    def _record_pre(self, index: int, z: Tensor, retain: bool = False) -> None:
         self._pre[index] = z  # no detach: reduced under no_grad
-        self._watch_pre(index, z)
+        self._watch_pre(index, z, retain)
 
-    def _watch_pre(self, index: int, z: Tensor) -> None:
+    def _watch_pre(self, index: int, z: Tensor, retain: bool = False) -> None:
         """Catch dL/dz for row ``index`` (replacing the hook of an earlier "pre": a
-        layer's output when a norm then feeds the activation)."""
+        layer's output when a norm then feeds the activation).
+
+        ``retain``: nothing changes ``z`` in place (a Dense layer's own activation
+        that is not in place reads it), so ``z`` keeps its gradient itself, which
+        costs the backward pass no Python call (read back in :meth:`step`)."""
         earlier = self._pre_hooks.pop(index, None)
         if earlier is not None:
             earlier.remove()
-        if z.grad_fn is not None:
+        self._retained.pop(index, None)
+        if retain and z.grad_fn is not None:
+            z.retain_grad()
+            self._retained[index] = z
+        elif z.grad_fn is not None:
             # The node that made z receives dL/dz: a hook on it costs half a tensor hook,
             # and still sees the gradient at z when an in-place activation follows.
             self._pre_hooks[index] = z.grad_fn.register_prehook(partial(self._on_grad_of, index))
@@ -626,7 +635,8 @@ class Monitor:
         else:
             index = self._row(dense, dense)
             if index >= 0 and args and isinstance(args[0], Tensor):
-                self._record_pre(index, args[0])
+                # A linear Dense's output may be changed in place by an activation next.
+                self._record_pre(index, args[0], retain=kind != "linear")
         if index >= 0:
             self._record_act(index, kind, output)
             if kind == "linear":  # an activation module next is this layer's, as in diagnose
@@ -967,6 +977,11 @@ class Monitor:
         """
         if self._closed:
             raise RuntimeError("this Monitor is closed: make a new one to monitor again")
+        if self._retained:
+            for index, z in self._retained.items():
+                if z.grad is not None:
+                    self._grad[index] = z.grad
+            self._retained = {}
         if (
             self._scheduled
             and self._recorded
@@ -1241,6 +1256,7 @@ class Monitor:
     def _clear_step(self) -> None:
         """Forget the step's tensors."""
         self._pre, self._act, self._alive, self._grad = {}, {}, {}, {}
+        self._retained = {}
         self._weight_grad = {}
         self._fast_updates = {}
         self._weight_norms = {}
