@@ -3,7 +3,7 @@
 The right weight initialization for every activation, non-saturating
 activations, and layers in Keras words, on PyTorch.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """

@@ -987,7 +987,7 @@ def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str 
     Models torch.fx cannot trace are not read: the result is ``([], note)`` with
     the note saying so (module order cannot tell a branch from its skip).
 
-    Example:
+    Examples:
         >>> class Block(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()

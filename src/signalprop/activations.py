@@ -24,7 +24,7 @@ mish           z · tanh(softplus(z))                               :class:`Mish
 softplus       log(1 + e^z)                                        :class:`Softplus`
 =============  ==================================================  ==================
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> sp.activations.get("leaky_relu")
     LeakyReLU(alpha=0.3)
@@ -122,9 +122,23 @@ def _selu_constants() -> tuple[float, float]:
         return float(alpha), float(scale)
 
 
-#: SELU's α and λ (Klambauer et al., 2017), computed from their defining
-#: equations: ≈ 1.6732632423543772848 and ≈ 1.0507009873554804934.
-SELU_ALPHA, SELU_SCALE = _selu_constants()
+_SELU_CONSTANTS = _selu_constants()
+SELU_ALPHA = _SELU_CONSTANTS[0]
+"""SELU's α (Klambauer et al., 2017), computed from its defining equations: ≈ 1.6732632423543772848.
+
+Examples:
+    >>> import signalprop as sp
+    >>> round(sp.SELU_ALPHA, 10)
+    1.6732632424
+"""
+SELU_SCALE = _SELU_CONSTANTS[1]
+"""SELU's λ (Klambauer et al., 2017), computed from its defining equations: ≈ 1.0507009873554804934.
+
+Examples:
+    >>> import signalprop as sp
+    >>> round(sp.SELU_SCALE, 10)
+    1.0507009874
+"""
 
 
 # ------------------------------------------------------------------ functions
@@ -267,7 +281,7 @@ class LeakyReLU(nn.LeakyReLU):
             chapter's experiments use 0.2, Xu et al. (2015) found 0.2 better
             than 0.01, and PyTorch's own default is 0.01.
 
-    Example:
+    Examples:
         >>> LeakyReLU(alpha=0.2)(torch.tensor([-1.0, 2.0]))
         tensor([-0.2000,  2.0000])
     """
@@ -297,7 +311,7 @@ class PReLU(nn.PReLU):
         init: The slopes' initial value; 0.0 as Keras's ``PReLU`` (PyTorch's
             default is 0.25). Any finite value; training may move it anywhere.
 
-    Example:
+    Examples:
         >>> PReLU(num_parameters=3).weight.shape
         torch.Size([3])
     """
@@ -568,7 +582,7 @@ def is_elementwise(activation: str | nn.Module | type | Callable[..., Any]) -> b
     module, module class or function is taken to be (a user's callable is
     trusted). An unknown name is not.
 
-    Example:
+    Examples:
         >>> is_elementwise("tanh"), is_elementwise("softmax"), is_elementwise(nn.Softmax(-1))
         (True, False, False)
     """
@@ -628,7 +642,7 @@ def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.M
     Raises:
         ValueError: For an unknown name, listing the valid ones and the closest.
 
-    Example:
+    Examples:
         >>> get("selu")
         SELU()
     """
@@ -665,7 +679,7 @@ def curves(
 
     Modules are built with their defaults, in eval mode (RReLU at its mean slope).
 
-    Example:
+    Examples:
         >>> z, y = curves(["relu"], -1.0, 1.0, 3)["relu"]
         >>> y.tolist()
         [0.0, 0.0, 1.0]
@@ -756,7 +770,7 @@ def probe(module: nn.Module) -> str | None:
         is none of them (Hugging Face's ``QuickGELUActivation``); None when it is
         not an elementwise activation.
 
-    Example:
+    Examples:
         >>> class HandMadeTanh(nn.Module):
         ...     def forward(self, x):
         ...         return torch.tanh(x)

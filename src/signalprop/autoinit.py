@@ -73,7 +73,7 @@ pre-activations have mean ≈ 0 and the target std √q: LSUV (Mishkin & Matas,
 The result says, for each layer, the gradient factor χ = σ_w² E[φ_in′(√q_in z)²]
 its initialization gives it and the phase that puts it in.
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))

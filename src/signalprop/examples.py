@@ -98,7 +98,7 @@ def build_example(
     Everything is drawn from generators seeded with ``seed``; the global RNG
     is left as it was.
 
-    Example:
+    Examples:
         >>> model, x, y = build_example("chapter-selu", batch=8)
         >>> model(x).shape
         torch.Size([8, 10])
@@ -182,7 +182,7 @@ class ResidualMLP(nn.Module):
     variance 1/(3·fan_in), 256 blocks: ×10⁶): see :mod:`signalprop.meanfield` 's
     residual functions.
 
-    Example:
+    Examples:
         >>> ResidualMLP(3, width=8)(torch.randn(2, 28, 28)).shape
         torch.Size([2, 10])
     """
@@ -232,7 +232,7 @@ class SmallResNet(nn.Module):
     average pooling, Linear → 10. PyTorch's default initialization (torchvision's
     own draws He-normal convolutions; both leave the BN weights at 1).
 
-    Example:
+    Examples:
         >>> SmallResNet(1, width=4)(torch.randn(2, 28, 28)).shape
         torch.Size([2, 10])
     """

@@ -27,7 +27,7 @@ Two calling conventions are offered, with the same numbers:
 Weights use PyTorch's layout ``(out, in, *kernel)``; see :func:`compute_fans`
 and :func:`fans_for` for convolutions, transposed and grouped ones included.
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> w = torch.empty(100, 300)
     >>> _ = sp.init.lecun_normal_(w, generator=torch.Generator().manual_seed(0))
@@ -147,7 +147,7 @@ def compute_fans(
     Returns:
         ``(fan_in, fan_out)``.
 
-    Example:
+    Examples:
         >>> compute_fans((64, 3, 3, 3))
         (27, 576)
     """
@@ -203,7 +203,7 @@ def fans_for(module: nn.Module) -> tuple[int, int]:
         ValueError: For other module types (their fans are not determined by
             the weight's shape alone) and for weights not yet materialized.
 
-    Example:
+    Examples:
         >>> fans_for(nn.ConvTranspose2d(16, 8, 3))
         (144, 72)
         >>> fans_for(nn.MultiheadAttention(32, 4))
@@ -311,7 +311,7 @@ def variance_scaling_(
     Returns:
         ``tensor``, filled.
 
-    Example:
+    Examples:
         >>> w = variance_scaling_(torch.empty(100, 50), 2.0, "fan_avg", "uniform")
         >>> bool(w.abs().max() <= math.sqrt(3 * 2.0 / 75))
         True
@@ -604,7 +604,7 @@ def _check_seed(seed: int | None, caller: str) -> int | None:
 class VarianceScaling(Initializer):
     """Keras's ``VarianceScaling``: variance ``scale / n``; see :func:`variance_scaling_`.
 
-    Example:
+    Examples:
         >>> he_avg_uniform = VarianceScaling(scale=2.0, mode="fan_avg", distribution="uniform")
         >>> he_avg_uniform(torch.empty(3, 4)).shape
         torch.Size([3, 4])
@@ -917,7 +917,7 @@ def get(identifier: str | Initializer | Callable[..., Any]) -> Initializer:
     Raises:
         ValueError: For an unknown name, listing the valid ones.
 
-    Example:
+    Examples:
         >>> get("he_normal")
         HeNormal()
     """
@@ -950,7 +950,7 @@ def init_module_(
     The fans come from :func:`fans_for`, so transposed and grouped
     convolutions get theirs right.
 
-    Example:
+    Examples:
         >>> conv = init_module_(nn.ConvTranspose2d(16, 8, 3), "he_normal")
     """
     kernel = get(kernel_initializer)

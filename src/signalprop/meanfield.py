@@ -76,7 +76,7 @@ Numerics:
   passes it while the gap ``V(q) − q`` shrinks has a fixed point beyond the
   engine's range (tanh at σ_w² > 1e8): refused, not called ∞.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> mf = sp.meanfield.analyze("tanh", weight_var=2.54)
     >>> mf.phase, round(mf.chi_1, 2)
@@ -1047,7 +1047,7 @@ def analyze(
     Returns:
         A :class:`MeanField`.
 
-    Example:
+    Examples:
         >>> mf = analyze("relu", 2.0)
         >>> mf.phase, round(mf.chi_1, 12), mf.xi_c
         ('critical', 1.0, inf)
@@ -1082,7 +1082,7 @@ def trainable_depth(
     found the trainable region bounded by ``L ≈ 6 ξ_c``
     (:data:`TRAINABLE_DEPTH_FACTOR`). ``inf`` at the edge of chaos.
 
-    Example:
+    Examples:
         >>> round(trainable_depth("tanh", 2.54))
         83
     """
@@ -1125,7 +1125,7 @@ def kernel(
 
     Computed by Mehler's series (see the module's notes); exact at ``c = 1``.
 
-    Example:
+    Examples:
         >>> import math
         >>> round(float(kernel("relu", 1.0, 0.0)) * 2 * math.pi, 12)
         1.0
@@ -1206,7 +1206,7 @@ def second_moments(
     pre-activations of variance σ_w² E[φ(√q z)²] (+ σ_b²), and multiplies the
     mean squared gradient by σ_w² E[φ′(√q z)²] on its way down.
 
-    Example:
+    Examples:
         >>> [round(v, 12) for v in second_moments("relu", 1.0)]
         [0.5, 0.5]
     """
@@ -1296,7 +1296,7 @@ def critical_weight_var(
         activation: Name (with ``params``), module or callable.
         bias_var: σ_b²; default :func:`default_bias_var` of the activation.
 
-    Example:
+    Examples:
         >>> round(critical_weight_var("relu"), 12)
         2.0
         >>> critical_weight_var("relu", bias_var=0.1) is None
@@ -1403,7 +1403,7 @@ def default_bias_var(activation: Activation, *, centred: bool = False, **params:
     where the variance settles within ξ_q ≤ 100 layers.
     :data:`DEFAULT_BIAS_VAR` when there is none at all (softplus).
 
-    Example:
+    Examples:
         >>> default_bias_var("relu"), default_bias_var("tanh")
         (0.0, 0.05)
     """
@@ -1480,7 +1480,7 @@ def centres(activation: Activation, **params: Any) -> bool:
     q = 1, its own fixed point, and it is not centred; the ReLU family keeps
     He's point, its uncentred edge of chaos at σ_b² = 0.
 
-    Example:
+    Examples:
         >>> centres("sigmoid"), centres("tanh"), centres("relu")
         (True, False, False)
     """
@@ -1501,7 +1501,7 @@ def centres(activation: Activation, **params: Any) -> bool:
 def activation_mean(activation: Activation, q: float, **params: Any) -> float:
     """``E[φ(√q z)]``: the mean a layer's bias cancels when φ is centred.
 
-    Example:
+    Examples:
         >>> round(activation_mean("sigmoid", 4.0), 12)
         0.5
     """
@@ -1566,7 +1566,7 @@ def init_point(
     ``−W·mean·𝟙`` (``mean`` is E[φ(√q* z)]); :func:`signalprop.autoinit`
     does that.
 
-    Example:
+    Examples:
         >>> init_point("relu").weight_var
         2.0
         >>> p = init_point("tanh")
@@ -1916,7 +1916,7 @@ def chain(
             biases cancel (0 for plain biases).
         input_var: The data's second moment E[x²].
 
-    Example:
+    Examples:
         >>> c = chain([(None, "tanh", 1.0, 0.0, 0.0), ("tanh", "relu", 2.0, 0.0, 0.0),
         ...            ("relu", None, 2.0, 0.0, 0.0)])
         >>> [layer.phase for layer in c.layers]
@@ -2006,7 +2006,7 @@ def init_chain(
             the activation: γ² + β²), None where not. Read instead of the
             producer's own target variance by a layer that is not chained.
 
-    Example:
+    Examples:
         >>> c = init_chain([(None, "tanh"), ("tanh", "relu"), ("relu", "tanh"),
         ...                 ("tanh", None)])
         >>> [round(layer.chi, 6) for layer in c.layers[1:-1]]
@@ -2240,7 +2240,7 @@ def residual_stream(
 
     Gaussian integrals are signalprop's (:func:`signalprop.meanfield.second_moments`).
 
-    Example:
+    Examples:
         >>> stream = residual_stream(64, "relu", weight_var=1 / 3)  # PyTorch's default
         >>> round(stream.growth, 3)
         5.642
@@ -2290,7 +2290,7 @@ def relu_residual_growth(
     the same factor, since E[relu′²] = E[relu²]/q = 1/2). Returns the RMS growth,
     its square root.
 
-    Example:
+    Examples:
         >>> round(relu_residual_growth(64, 1 / 3), 3)  # PyTorch's default, 64 blocks
         5.642
     """

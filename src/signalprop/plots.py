@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no display),
 so they work headless; save them with ``fig.savefig(path)``.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> fig = plot_activations(sp.activations.curves())
     >>> fig.savefig("/tmp/activations.png")
@@ -489,7 +489,7 @@ def plot_phase_diagram(
     Returns:
         The figure.
 
-    Example:
+    Examples:
         >>> import numpy as np, signalprop as sp
         >>> diagram = sp.meanfield.phase_diagram("tanh", np.linspace(0.1, 4, 40), [0, 0.1, 0.2])
         >>> fig = plot_phase_diagram(diagram, {"He": (2.0, 0.0)})
@@ -720,7 +720,7 @@ def plot_monitor(
     Returns:
         The figure.
 
-    Example:
+    Examples:
         >>> import torch, torch.nn.functional as F, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(16, "tanh") for _ in range(3)], input_shape=(4,))
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)

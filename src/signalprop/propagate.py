@@ -155,7 +155,7 @@ def propagate(
     Returns:
         A :class:`PropagationResult`.
 
-    Example:
+    Examples:
         >>> r = propagate("selu", "lecun_normal", depth=100)
         >>> bool(0.8 < r.forward_std[-1] < 1.2)
         True

@@ -7,7 +7,7 @@ stops the run with a record of when and where (a diagnosis of the batch that
 blew up), not a crash. The same seed gives the same history on the same
 machine.
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> model = sp.Sequential([sp.Dense(16, "selu"), sp.Dense(3)], input_shape=(4,))
     >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
@@ -274,7 +274,7 @@ def _choose_path(
 def _stopped_line(stopped: dict[str, Any], epochs: int, steps_per_epoch: int) -> str:
     """The one line :func:`fit` prints when it ends early: when and why.
 
-    Example:
+    Examples:
         >>> stopped = {"reason": "non-finite loss", "epoch": 2, "step": 7, "loss": math.nan}
         >>> print(_stopped_line(stopped, 5, 100))  # doctest: +NORMALIZE_WHITESPACE
         stopped early at epoch 2/5, step 7/100: the loss was nan (non-finite), no step

@@ -275,7 +275,7 @@ def diagnose(
     Returns:
         A :class:`Report`; ``report.healthy`` is true when there are no findings.
 
-    Example:
+    Examples:
         >>> import torch, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(100, "selu", kernel_initializer="lecun_normal")
         ...                        for _ in range(20)], input_shape=(100,))

@@ -243,7 +243,7 @@ def check_self_normalizing(
             Face ``ModelOutput``:
             ``loss_fn=lambda out, y: F.cross_entropy(out["logits"], y)``.
 
-    Example:
+    Examples:
         >>> import torch, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(50, "selu", kernel_initializer="lecun_normal")
         ...                        for _ in range(10)] + [sp.Dense(10)], input_shape=(50,))

@@ -139,7 +139,7 @@ Activation = str | dict[str, Any]
 def cycle_of(activation: Activation) -> list[tuple[str, dict[str, Any]]] | None:
     """A cycle's entries as ``(name, arguments)``; None for a single activation.
 
-    Example:
+    Examples:
         >>> cycle_of({"cycle": ["relu", {"name": "leaky_relu", "alpha": 0.1}]})
         [('relu', {}), ('leaky_relu', {'alpha': 0.1})]
     """
