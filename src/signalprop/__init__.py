@@ -19,6 +19,13 @@ from signalprop.monitor import Monitor
 from signalprop.propagate import PropagationResult, propagate
 
 __version__ = "0.1.0"
+"""signalprop's version.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.__version__
+    '0.1.0'
+"""
 
 __all__ = [
     "SELU_ALPHA",

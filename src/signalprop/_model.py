@@ -135,7 +135,13 @@ Activation = nn.Module | Callable[[Tensor], Tensor]
 
 
 def is_keras(model: object) -> bool:
-    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras."""
+    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.keras.is_keras(torch.nn.Linear(2, 2))
+        False
+    """
     return any(
         cls.__module__.split(".")[0] in ("keras", "tf_keras")
         or cls.__module__.startswith("tensorflow.python.keras")

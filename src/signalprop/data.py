@@ -54,7 +54,6 @@ __all__ = [
     "read_idx",
 ]
 
-#: Fashion-MNIST's class names, in label order (label ``k`` is ``CLASS_NAMES[k]``).
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",
@@ -67,9 +66,22 @@ CLASS_NAMES: tuple[str, ...] = (
     "Bag",
     "Ankle boot",
 )
+"""Fashion-MNIST's class names, in label order (label ``k`` is ``CLASS_NAMES[k]``).
 
-#: The environment variable naming the data folder when ``data_dir`` is not given.
+Examples:
+    >>> from signalprop.data import CLASS_NAMES
+    >>> CLASS_NAMES[9]
+    'Ankle boot'
+"""
+
 ENV_VAR = "SIGNALPROP_DATA"
+"""The environment variable naming the data folder when ``data_dir`` is not given.
+
+Examples:
+    >>> from signalprop.data import ENV_VAR
+    >>> ENV_VAR
+    'SIGNALPROP_DATA'
+"""
 
 _TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 _TRAIN_LABELS = "train-labels-idx1-ubyte.gz"

@@ -190,7 +190,13 @@ class Dense(LazyModuleMixin, nn.Module):
 
 
 class Flatten(nn.Flatten):
-    """Flattens every dimension but the first (the batch), as Keras's ``Flatten``."""
+    """Flattens every dimension but the first (the batch), as Keras's ``Flatten``.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.layers.Flatten()(torch.zeros(32, 28, 28)).shape
+        torch.Size([32, 784])
+    """
 
     def __init__(self) -> None:
         super().__init__(start_dim=1, end_dim=-1)

@@ -129,13 +129,32 @@ __all__ = [
     "variance_map",
 ]
 
-#: Hermite terms of the correlation map (Mehler's series), before the tail term.
 HERMITE_TERMS = 256
-#: Depth, in units of ξ_c, up to which a network trains: Schoenholz et al. (2017)
-#: found the trainable region of tanh nets on MNIST and CIFAR-10 bounded by L ≈ 6 ξ_c.
+"""Hermite terms of the correlation map (Mehler's series), before the tail term.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.HERMITE_TERMS
+    256
+"""
 TRAINABLE_DEPTH_FACTOR = 6.0
-#: |ln χ₁| at most this is "critical": the gradient changes by at most e over 50 layers.
+"""Depth, in units of ξ_c, up to which a network trains: Schoenholz et al. (2017)
+found the trainable region of tanh nets on MNIST and CIFAR-10 bounded by L ≈ 6 ξ_c.
+
+Examples:
+    >>> import signalprop as sp
+    >>> mf = sp.meanfield.analyze('tanh', weight_var=2.54)
+    >>> round(mf.trainable_depth / mf.xi_c, 6) == sp.meanfield.TRAINABLE_DEPTH_FACTOR
+    True
+"""
 CRITICAL_TOLERANCE = 0.02
+"""|ln χ₁| at most this is "critical": the gradient changes by at most e over 50 layers.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.phase_of(1 + sp.meanfield.CRITICAL_TOLERANCE / 2)
+    'critical'
+"""
 #: Variances below this are q* = 0, above Q_MAX q* = ∞.
 Q_MIN = 1e-12
 Q_MAX = 1e8
@@ -864,6 +883,12 @@ class MeanField:
         correlation_error: Bound on the correlation map's absolute error for
             c ≥ 0 (σ_w² times the Hermite series' missing mass, over q*);
             twice it for c < 0.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> mf = sp.meanfield.analyze('relu', weight_var=2.0)
+        >>> mf.phase, round(mf.chi_1, 6)
+        ('critical', 1.0)
     """
 
     activation: str
@@ -1101,6 +1126,11 @@ def variance_map(
     """``σ_w² E[φ(√q z)²] + σ_b²`` for each ``q`` (an array of the same shape).
 
     With ``centred``, φ − E[φ(√q z)]: ``σ_w² Var[φ(√q z)] + σ_b²``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.variance_map('relu', 2.0, 0.0, [0.5, 1.0])   # He: q maps to itself
+        array([0.5, 1. ])
     """
     caller = "meanfield.variance_map"
     weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
@@ -1154,6 +1184,11 @@ def correlation_map(
 
     Raises:
         ValueError: When ``q*`` is 0 or infinite (the map is then undefined).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.correlation_map('tanh', 1.761, 0.05, [0.0, 0.5, 1.0]).round(4)
+        array([0.0877, 0.5292, 1.    ])
     """
     caller = "meanfield.correlation_map"
     weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
@@ -1219,7 +1254,13 @@ def second_moments(
 
 
 def phase_of(chi: float) -> str:
-    """``"ordered"``, ``"critical"`` or ``"chaotic"`` for a gradient factor χ per layer."""
+    """``"ordered"``, ``"critical"`` or ``"chaotic"`` for a gradient factor χ per layer.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.phase_of(0.5), sp.meanfield.phase_of(1.0), sp.meanfield.phase_of(1.5)
+        ('ordered', 'critical', 'chaotic')
+    """
     return str(_phase(np.array([chi]))[0])
 
 
@@ -1315,7 +1356,13 @@ def critical_line(
     centred: bool = False,
     **params: Any,
 ) -> np.ndarray:
-    """σ_w² on the critical line for each σ_b² (NaN where no critical point exists)."""
+    """σ_w² on the critical line for each σ_b² (NaN where no critical point exists).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.critical_line('tanh', [0.0, 0.05]).round(4)   # σ_w² with χ₁ = 1
+        array([1.   , 1.761])
+    """
     caller = "meanfield.critical_line"
     b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
     if (b < 0).any() or not np.isfinite(b).all():
@@ -1410,8 +1457,14 @@ def default_bias_var(activation: Activation, *, centred: bool = False, **params:
     return _default_point(_Phi(activation, params, "meanfield.default_bias_var", centred))[0]
 
 
-#: Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
 CRITERIA = ("critical", "variance")
+"""Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.CRITERIA
+    ('critical', 'variance')
+"""
 
 
 @dataclass(frozen=True)
@@ -1436,6 +1489,12 @@ class InitPoint:
             :func:`centres`).
         mean: ``E[φ(√q* z)]``, the mean a reading layer's bias cancels when
             ``centred``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> point = sp.meanfield.init_point('tanh')   # critical, at the default σ_b²
+        >>> round(point.weight_var, 3), point.bias_var
+        (1.761, 0.05)
     """
 
     activation: str
@@ -1668,6 +1727,12 @@ class PhaseDiagram:
         q_star, chi_1, c_star, xi_c, xi_q: As in :class:`MeanField`.
         phase: ``"ordered"``, ``"critical"`` or ``"chaotic"`` per point.
         critical: σ_w² of the critical line at each σ_b² (NaN: none).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> diagram = sp.meanfield.phase_diagram('tanh', [1.0, 4.0], [0.0])
+        >>> diagram.chi_1.shape, diagram.phase.tolist()
+        ((1, 2), [['critical', 'chaotic']])
     """
 
     activation: str
@@ -1690,7 +1755,14 @@ def phase_diagram(
     centred: bool = False,
     **params: Any,
 ) -> PhaseDiagram:
-    """Every mean-field quantity over a grid, vectorized (100 × 100 in a few seconds)."""
+    """Every mean-field quantity over a grid, vectorized (100 × 100 in a few seconds).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> diagram = sp.meanfield.phase_diagram('tanh', [0.5, 4.0], [0.05])
+        >>> diagram.phase.tolist()
+        [['ordered', 'chaotic']]
+    """
     caller = "meanfield.phase_diagram"
     w = np.asarray(weight_vars, dtype=np.float64).reshape(-1)
     b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
@@ -2192,6 +2264,12 @@ class ResidualStream:
             after block N (so ``gradient[-1] == 1`` and ``gradient[0]`` is the
             growth of the gradient from the top of the stack to its bottom).
         block: ``"pre"``, ``"post"`` or ``"normalized"``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> stream = sp.meanfield.residual_stream(64, 'relu', weight_var=1 / 3)   # PyTorch's
+        >>> round(stream.growth, 2), stream.q.shape
+        (5.64, (65,))
     """
 
     q: np.ndarray
