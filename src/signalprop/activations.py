@@ -5,24 +5,22 @@ Each module subclasses the matching ``torch.nn`` module where PyTorch has one
 tooling recognizes it), takes the Keras argument names, checks them when it
 is built, and calls this module's function in ``forward``.
 
-=============  ==================================================  ==================
-name           definition                                          module
-=============  ==================================================  ==================
-sigmoid        1 / (1 + e^−z), alias ``logistic``                  :class:`Sigmoid`
-tanh           tanh z                                              :class:`Tanh`
-relu           max(0, z)                                           :class:`ReLU`
-leaky_relu     max(αz, z), α = 0.3 by default                      :class:`LeakyReLU`
-prelu          max(αz, z), α learned                               :class:`PReLU`
-rrelu          max(αz, z), α ~ U(lower, upper) in training         :class:`RReLU`
-elu            z if z > 0 else α(e^z − 1)                          :class:`ELU`
-selu           λ · elu(z; α), α ≈ 1.6733, λ ≈ 1.0507               :class:`SELU`
-softmax        e^z / Σ e^z along ``axis``                          :class:`Softmax`
-linear         z                                                   :class:`Identity`
-gelu           z · Φ(z)                                            :class:`GELU`
-silu           z · sigmoid(z), alias ``swish``                     :class:`SiLU`
-mish           z · tanh(softplus(z))                               :class:`Mish`
-softplus       log(1 + e^z)                                        :class:`Softplus`
-=============  ==================================================  ==================
+| name | definition | module |
+| --- | --- | --- |
+| sigmoid | 1 / (1 + e^−z), alias ``logistic`` | :class:`Sigmoid` |
+| tanh | tanh z | :class:`Tanh` |
+| relu | max(0, z) | :class:`ReLU` |
+| leaky_relu | max(αz, z), α = 0.3 by default | :class:`LeakyReLU` |
+| prelu | max(αz, z), α learned | :class:`PReLU` |
+| rrelu | max(αz, z), α ~ U(lower, upper) in training | :class:`RReLU` |
+| elu | z if z > 0 else α(e^z − 1) | :class:`ELU` |
+| selu | λ · elu(z; α), α ≈ 1.6733, λ ≈ 1.0507 | :class:`SELU` |
+| softmax | e^z / Σ e^z along ``axis`` | :class:`Softmax` |
+| linear | z | :class:`Identity` |
+| gelu | z · Φ(z) | :class:`GELU` |
+| silu | z · sigmoid(z), alias ``swish`` | :class:`SiLU` |
+| mish | z · tanh(softplus(z)) | :class:`Mish` |
+| softplus | log(1 + e^z) | :class:`Softplus` |
 
 Examples:
     >>> import torch, signalprop as sp

@@ -5,16 +5,14 @@ Every fan-based initializer draws weights with variance ``scale / n``, where
 He et al., 2015; LeCun et al., 1998). :func:`variance_scaling_` does all the
 arithmetic; the named presets only choose ``(scale, mode, distribution)``:
 
-================  =====  =======  ================  ==========================
-preset            scale  mode     distribution      pairs with
-================  =====  =======  ================  ==========================
-glorot_uniform    1      fan_avg  uniform           none, tanh, logistic,
-glorot_normal     1      fan_avg  truncated_normal  softmax
-he_uniform        2      fan_in   uniform           ReLU family, ELU
-he_normal         2      fan_in   truncated_normal
-lecun_uniform     1      fan_in   uniform           SELU
-lecun_normal      1      fan_in   truncated_normal
-================  =====  =======  ================  ==========================
+| preset | scale | mode | distribution | pairs with |
+| --- | --- | --- | --- | --- |
+| glorot_uniform | 1 | fan_avg | uniform | none, tanh, logistic, softmax |
+| glorot_normal | 1 | fan_avg | truncated_normal | same |
+| he_uniform | 2 | fan_in | uniform | ReLU family, ELU |
+| he_normal | 2 | fan_in | truncated_normal | same |
+| lecun_uniform | 1 | fan_in | uniform | SELU |
+| lecun_normal | 1 | fan_in | truncated_normal | same |
 
 Two calling conventions are offered, with the same numbers:
 
