@@ -11,7 +11,7 @@ import torch
 from _data_dir import DATA
 
 #: The dev extras every test file counts on; outside CI a missing one skips its tests.
-EXTRAS = ("keras", "transformers", "tensorboard", "distributed", "scipy")
+EXTRAS = ("keras", "transformers", "tensorboard", "distributed", "scipy", "griffe")
 
 
 def pytest_configure(config: pytest.Config) -> None:

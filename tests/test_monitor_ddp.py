@@ -172,7 +172,8 @@ def test_a_unit_dead_on_one_rank_but_alive_on_another_is_alive(spawned: Path) ->
 
 
 def test_the_readme_torchrun_command_runs(tmp_path: Path) -> None:
-    """The README's torchrun line, on synthetic data and a few steps."""
+    """The Monitor guide's torchrun line (docs/guide/monitor.md), on synthetic data and a
+    few steps."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--master-port", str(free_port()),

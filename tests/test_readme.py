@@ -1,7 +1,10 @@
-"""Every Python snippet of the README runs as written, in order, as one session.
+"""Every Python snippet of the README and the guides runs as written, in order, as one session.
 
-The snippets are taken from README.md's ```python blocks and executed one after the
-other in one namespace, as a reader pasting them into one interpreter would. The
+The snippets are taken from the ```python blocks of README.md and then of the guide
+pages (docs/guide/, in the order of PAGES) and executed one after the other in one
+namespace, as a reader going through them in one interpreter would; a block that
+repeats one already run (the guides restate the chapter's net so that each page reads
+on its own) is not run again. The
 training snippet loads the real Fashion-MNIST through the project's data-directory
 setting ($SIGNALPROP_DATA) and is run as written; only the data set is cut to its
 first 640 training and 200 validation images by wrapping the loader, so that five
@@ -22,13 +25,49 @@ from _data_dir import DATA, needs_data
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _snippets() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+#: The pages whose Python blocks run, in this order: each may use what earlier ones made.
+PAGES = [
+    "README.md",
+    "docs/guide/layers.md",
+    "docs/guide/diagnose.md",
+    "docs/guide/meanfield.md",
+    "docs/guide/train.md",
+    "docs/guide/monitor.md",
+    "docs/guide/real-models.md",
+    "docs/guide/keras.md",
+]
 
 
-def test_the_readme_has_python_snippets():
-    assert len(_snippets()) >= 5
+def _blocks(page: str) -> list[str]:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def _snippets() -> list[tuple[str, str]]:
+    """``(page, code)`` of every distinct Python block of PAGES, in order."""
+    seen: set[str] = set()
+    snippets = []
+    for page in PAGES:
+        for code in _blocks(page):
+            if code not in seen:
+                seen.add(code)
+                snippets.append((page, code))
+    return snippets
+
+
+def test_the_readme_and_guides_have_python_snippets():
+    assert len(_blocks("README.md")) >= 2
+    assert len(_snippets()) >= 10
+
+
+def test_every_guide_page_with_python_is_run():
+    """A guide page added with Python blocks but left out of PAGES would go untested."""
+    with_python = {
+        str(page.relative_to(ROOT))
+        for page in (ROOT / "docs" / "guide").glob("*.md")
+        if _blocks(str(page.relative_to(ROOT)))
+    }
+    assert with_python <= set(PAGES)
 
 
 @needs_data
@@ -52,7 +91,7 @@ def test_every_python_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
 
     monkeypatch.setattr(signalprop.data, "load_fashion_mnist", smaller)
     namespace: dict[str, object] = {}
-    for number, code in enumerate(_snippets()):
+    for number, (page, code) in enumerate(_snippets()):
         try:
             with warnings.catch_warnings():
                 # The chapter's Keras code passes `input_shape=` to a layer, which Keras 3
@@ -60,9 +99,9 @@ def test_every_python_snippet_runs_as_written(monkeypatch, capsys, tmp_path):
                 warnings.filterwarnings("ignore", "Do not pass an `input_shape`", UserWarning)
                 # NumPy 2 deprecations raised inside Keras's own fit (its progress bar).
                 warnings.filterwarnings("ignore", category=DeprecationWarning, module="keras")
-                exec(compile(code, f"README.md python block {number}", "exec"), namespace)
+                exec(compile(code, f"{page} python block {number}", "exec"), namespace)
         except Exception as error:  # name the block that failed
-            pytest.fail(f"README python block {number} failed: {error!r}\n{code}")
+            pytest.fail(f"{page} python block {number} failed: {error!r}\n{code}")
     history = namespace["history"]
     assert len(history.val_accuracy) == 5  # the training snippet ran its five epochs
     assert namespace["mf"].phase == "chaotic"

@@ -1,4 +1,4 @@
-"""A study's Dask cluster is no open door: the README's TLS recipe run as written (a
+"""A study's Dask cluster is no open door: the Dask guide's TLS recipe run as written (a
 certificate authority made here, scheduler and worker on 127.0.0.1) with a study through
 it, TLS mistakes refused in one line before anything is made, and a local cluster that
 listens on loopback only, over TLS, with no HTTP port unless a dashboard is asked for."""
@@ -36,18 +36,18 @@ GRID = {
 }
 
 
-def _readme_blocks(language: str) -> list[str]:
-    """The fenced blocks of ``language`` in the README's Security section, list-item
-    indentation removed."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    text = text[text.index("#### Security") :]
+def _guide_blocks(language: str) -> list[str]:
+    """The fenced blocks of ``language`` in the Security section of the Dask guide
+    (docs/guide/dask.md), list-item indentation removed."""
+    text = (ROOT / "docs" / "guide" / "dask.md").read_text(encoding="utf-8")
+    text = text[text.index("## Security") :]
     text = text[: text.index("\n#")]
     pattern = rf"^( *)```{language}\n(.*?)^\1```"
     return [textwrap.dedent(m.group(2)) for m in re.finditer(pattern, text, flags=re.S | re.M)]
 
 
 def _security_block(first_words: str) -> str:
-    (block,) = [b for b in _readme_blocks("bash") if b.startswith(first_words)]
+    (block,) = [b for b in _guide_blocks("bash") if b.startswith(first_words)]
     return block
 
 
@@ -78,7 +78,7 @@ def _port(address: str) -> int:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The README's certificates, scheduler and worker, on 127.0.0.1: its address, its
+    """The guide's certificates, scheduler and worker, on 127.0.0.1: its address, its
     folder (the certificates) and the scheduler's process."""
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
@@ -145,10 +145,10 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 
 @needs_data
-def test_the_readme_tls_recipe_runs_a_study(
+def test_the_guide_tls_recipe_runs_a_study(
     tls_cluster: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The README's `signalprop study ... --scheduler tls://...` as written (the grid and
+    """The guide's `signalprop study ... --scheduler tls://...` as written (the grid and
     --out swapped for small ones): every run trained on the TLS cluster's workers."""
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps(GRID))
@@ -167,8 +167,8 @@ def test_the_readme_tls_recipe_runs_a_study(
     assert str(os.getpid()) not in workers  # trained on the cluster, not here
 
 
-def test_the_readme_tls_scheduler_listens_on_loopback_only(tls_cluster: dict[str, Any]) -> None:
-    """Bound as the README binds it (--host, --dashboard-address on loopback): nothing of
+def test_the_guide_tls_scheduler_listens_on_loopback_only(tls_cluster: dict[str, Any]) -> None:
+    """Bound as the guide binds it (--host, --dashboard-address on loopback): nothing of
     the scheduler's listens beyond 127.0.0.1, its HTTP included."""
     listening = _listening(tls_cluster["scheduler"])
     assert len(listening) == 2  # the scheduler's TLS port and its HTTP
@@ -179,7 +179,7 @@ def test_the_readme_tls_scheduler_listens_on_loopback_only(tls_cluster: dict[str
 def test_a_security_file_in_dasks_format_runs_a_study(
     tls_cluster: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (yaml_block,) = _readme_blocks("yaml")
+    (yaml_block,) = _guide_blocks("yaml")
     folder = tls_cluster["folder"]
     text = re.sub(r"\b([\w-]+\.pem)\b", lambda m: str(folder / m.group(1)), yaml_block)
     (tmp_path / "dask.yaml").write_text(text)

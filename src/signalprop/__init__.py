@@ -3,7 +3,7 @@
 The right weight initialization for every activation, non-saturating
 activations, and layers in Keras words, on PyTorch.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> layer = sp.Dense(100, activation="selu", kernel_initializer="lecun_normal")
 """
@@ -19,6 +19,13 @@ from signalprop.monitor import Monitor
 from signalprop.propagate import PropagationResult, propagate
 
 __version__ = "0.1.0"
+"""signalprop's version.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.__version__
+    '0.1.0'
+"""
 
 __all__ = [
     "SELU_ALPHA",

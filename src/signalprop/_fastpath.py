@@ -299,7 +299,7 @@ class DenseStackTrainer:
         lr: Learning rate.
         momentum: SGD momentum (PyTorch's convention: v ← μv + g, w ← w − lr·v).
 
-    Example:
+    Examples:
         >>> import torch, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(8, "selu"), sp.Dense(3)], input_shape=(4,))
         >>> trainer = DenseStackTrainer(model, lr=0.1)

@@ -80,6 +80,23 @@ class KerasTwin:
         names: Twin module name -> Keras layer name.
         weighted: ``(twin Dense or ConvNd, Keras layer)`` pairs, input to output.
         prelu: ``(twin PReLU, Keras PReLU)`` pairs.
+
+    Examples:
+        ```python
+        import os
+        os.environ['KERAS_BACKEND'] = 'torch'   # before Keras is imported
+        import keras, torch, signalprop as sp
+
+        model = keras.Sequential([
+            keras.Input(shape=(28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(100, activation='selu', kernel_initializer='lecun_normal'),
+            keras.layers.Dense(10, activation='softmax'),
+        ])
+        twin = sp.keras.twin(model)
+        twin.model     # a signalprop Sequential with the same weights
+        twin.names     # its layers' names -> the Keras layers' names
+        ```
     """
 
     model: nn.Module
@@ -310,6 +327,22 @@ def twin(
     Raises:
         ValueError: Another backend, Keras 2, an unbuilt model without ``example``,
             a branching model or an unknown layer (named, with the layers that are read).
+
+    Examples:
+        ```python
+        import os
+        os.environ['KERAS_BACKEND'] = 'torch'   # before Keras is imported
+        import keras, torch, signalprop as sp
+
+        model = keras.Sequential([
+            keras.Input(shape=(28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(100, activation='selu', kernel_initializer='lecun_normal'),
+            keras.layers.Dense(10, activation='softmax'),
+        ])
+        twin = sp.keras.twin(model)
+        twin.model(torch.randn(4, 28, 28))   # the same outputs as model(...)
+        ```
     """
     _check_backend(model)
     _built(model, example, caller)

@@ -135,7 +135,13 @@ Activation = nn.Module | Callable[[Tensor], Tensor]
 
 
 def is_keras(model: object) -> bool:
-    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras."""
+    """Whether ``model`` is a Keras model (any version, any backend), without importing Keras.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.keras.is_keras(torch.nn.Linear(2, 2))
+        False
+    """
     return any(
         cls.__module__.split(".")[0] in ("keras", "tf_keras")
         or cls.__module__.startswith("tensorflow.python.keras")
@@ -987,7 +993,7 @@ def find_residual_branches(model: nn.Module) -> tuple[list[ResidualBranch], str 
     Models torch.fx cannot trace are not read: the result is ``([], note)`` with
     the note saying so (module order cannot tell a branch from its skip).
 
-    Example:
+    Examples:
         >>> class Block(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()

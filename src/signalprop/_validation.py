@@ -43,7 +43,7 @@ def describe(value: Any) -> str:
     (anything with a ``shape`` and a ``dtype``: NumPy, PyTorch, JAX, TensorFlow) by its
     type, shape and dtype, in tuples, lists and dicts too, and a long ``repr`` cut.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> describe((np.zeros((64, 784), "float32"), [1, 2]))
         '(ndarray of shape (64, 784) and dtype float32, [1, 2])'

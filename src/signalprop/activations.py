@@ -5,26 +5,24 @@ Each module subclasses the matching ``torch.nn`` module where PyTorch has one
 tooling recognizes it), takes the Keras argument names, checks them when it
 is built, and calls this module's function in ``forward``.
 
-=============  ==================================================  ==================
-name           definition                                          module
-=============  ==================================================  ==================
-sigmoid        1 / (1 + e^−z), alias ``logistic``                  :class:`Sigmoid`
-tanh           tanh z                                              :class:`Tanh`
-relu           max(0, z)                                           :class:`ReLU`
-leaky_relu     max(αz, z), α = 0.3 by default                      :class:`LeakyReLU`
-prelu          max(αz, z), α learned                               :class:`PReLU`
-rrelu          max(αz, z), α ~ U(lower, upper) in training         :class:`RReLU`
-elu            z if z > 0 else α(e^z − 1)                          :class:`ELU`
-selu           λ · elu(z; α), α ≈ 1.6733, λ ≈ 1.0507               :class:`SELU`
-softmax        e^z / Σ e^z along ``axis``                          :class:`Softmax`
-linear         z                                                   :class:`Identity`
-gelu           z · Φ(z)                                            :class:`GELU`
-silu           z · sigmoid(z), alias ``swish``                     :class:`SiLU`
-mish           z · tanh(softplus(z))                               :class:`Mish`
-softplus       log(1 + e^z)                                        :class:`Softplus`
-=============  ==================================================  ==================
+| name | definition | module |
+| --- | --- | --- |
+| sigmoid | 1 / (1 + e^−z), alias ``logistic`` | :class:`Sigmoid` |
+| tanh | tanh z | :class:`Tanh` |
+| relu | max(0, z) | :class:`ReLU` |
+| leaky_relu | max(αz, z), α = 0.3 by default | :class:`LeakyReLU` |
+| prelu | max(αz, z), α learned | :class:`PReLU` |
+| rrelu | max(αz, z), α ~ U(lower, upper) in training | :class:`RReLU` |
+| elu | z if z > 0 else α(e^z − 1) | :class:`ELU` |
+| selu | λ · elu(z; α), α ≈ 1.6733, λ ≈ 1.0507 | :class:`SELU` |
+| softmax | e^z / Σ e^z along ``axis`` | :class:`Softmax` |
+| linear | z | :class:`Identity` |
+| gelu | z · Φ(z) | :class:`GELU` |
+| silu | z · sigmoid(z), alias ``swish`` | :class:`SiLU` |
+| mish | z · tanh(softplus(z)) | :class:`Mish` |
+| softplus | log(1 + e^z) | :class:`Softplus` |
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> sp.activations.get("leaky_relu")
     LeakyReLU(alpha=0.3)
@@ -122,26 +120,58 @@ def _selu_constants() -> tuple[float, float]:
         return float(alpha), float(scale)
 
 
-#: SELU's α and λ (Klambauer et al., 2017), computed from their defining
-#: equations: ≈ 1.6732632423543772848 and ≈ 1.0507009873554804934.
-SELU_ALPHA, SELU_SCALE = _selu_constants()
+_SELU_CONSTANTS = _selu_constants()
+SELU_ALPHA = _SELU_CONSTANTS[0]
+"""SELU's α (Klambauer et al., 2017), computed from its defining equations: ≈ 1.6732632423543772848.
+
+Examples:
+    >>> import signalprop as sp
+    >>> round(sp.SELU_ALPHA, 10)
+    1.6732632424
+"""
+SELU_SCALE = _SELU_CONSTANTS[1]
+"""SELU's λ (Klambauer et al., 2017), computed from its defining equations: ≈ 1.0507009873554804934.
+
+Examples:
+    >>> import signalprop as sp
+    >>> round(sp.SELU_SCALE, 10)
+    1.0507009874
+"""
 
 
 # ------------------------------------------------------------------ functions
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """Logistic function 1 / (1 + e^−x); saturates at 0 and 1, mean 0.5."""
+    """Logistic function 1 / (1 + e^−x); saturates at 0 and 1, mean 0.5.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.sigmoid(torch.tensor([0.0]))
+        tensor([0.5000])
+    """
     return torch.sigmoid(x)
 
 
 def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent; saturates at ±1, mean 0."""
+    """Hyperbolic tangent; saturates at ±1, mean 0.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.tanh(torch.tensor([0.0, 100.0]))
+        tensor([0., 1.])
+    """
     return torch.tanh(x)
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(0, x) (Nair & Hinton, 2010). Units can die: gradient 0 for x < 0 (and at 0)."""
+    """max(0, x) (Nair & Hinton, 2010). Units can die: gradient 0 for x < 0 (and at 0).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.relu(torch.tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+    """
     return F.relu(x)
 
 
@@ -151,13 +181,24 @@ def leaky_relu(x: Tensor, alpha: float = 0.3) -> Tensor:
     The default α = 0.3 is Keras's ``LeakyReLU`` layer default, used everywhere
     in signalprop (PyTorch's default is 0.01; ``keras.activations.leaky_relu``'s
     is 0.2).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.leaky_relu(torch.tensor([-1.0, 1.0]))   # Keras's default slope, 0.3
+        tensor([-0.3000,  1.0000])
     """
     alpha = check_real(alpha, param="alpha", caller="leaky_relu", low=0.0)
     return F.leaky_relu(x, alpha)
 
 
 def prelu(x: Tensor, weight: Tensor) -> Tensor:
-    """max(αx, x) with α = ``weight``: one slope shared, or one per channel (dim 1)."""
+    """max(αx, x) with α = ``weight``: one slope shared, or one per channel (dim 1).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.prelu(torch.tensor([-1.0, 1.0]), torch.tensor([0.25]))
+        tensor([-0.2500,  1.0000])
+    """
     return F.prelu(x, weight)
 
 
@@ -168,6 +209,11 @@ def rrelu(
 
     In training, each element's slope is drawn from U(lower, upper) anew at
     every call; otherwise the slope is the mean (lower + upper) / 2.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.rrelu(torch.tensor([-1.0, 1.0]), lower=0.1, upper=0.3)   # mean slope
+        tensor([-0.2000,  1.0000])
     """
     caller = "rrelu"
     lower = check_real(lower, param="lower", caller=caller, low=0.0)
@@ -178,7 +224,13 @@ def rrelu(
 
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
-    """x if x > 0 else α(e^x − 1) (Clevert et al., 2015); smooth at 0 when α = 1."""
+    """x if x > 0 else α(e^x − 1) (Clevert et al., 2015); smooth at 0 when α = 1.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.elu(torch.tensor([-1.0, 1.0]), alpha=0.5)
+        tensor([-0.3161,  1.0000])
+    """
     alpha = check_real(alpha, param="alpha", caller="elu", low=0.0)
     return F.elu(x, alpha)
 
@@ -190,41 +242,90 @@ def selu(x: Tensor) -> Tensor:
     through LeCun-normal dense layers. Computed by PyTorch's fused ``torch.selu``,
     whose built-in float64 constants are exactly :data:`SELU_ALPHA` and
     :data:`SELU_SCALE` (checked by the tests).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.selu(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 1.0507])
     """
     return torch.selu(x)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """e^x / Σ e^x along ``axis`` (for output layers)."""
+    """e^x / Σ e^x along ``axis`` (for output layers).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.softmax(torch.zeros(1, 4))
+        tensor([[0.2500, 0.2500, 0.2500, 0.2500]])
+    """
     return F.softmax(x, dim=axis)
 
 
 def linear(x: Tensor) -> Tensor:
-    """The identity (Keras's ``"linear"`` activation)."""
+    """The identity (Keras's ``"linear"`` activation).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.linear(torch.tensor([-1.0, 1.0]))
+        tensor([-1.,  1.])
+    """
     return x
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    """x · Φ(x) (Hendrycks & Gimpel, 2016); ``approximate="tanh"`` for the tanh form."""
+    """x · Φ(x) (Hendrycks & Gimpel, 2016); ``approximate="tanh"`` for the tanh form.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.gelu(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.8413])
+    """
     check_option(approximate, ("none", "tanh"), param="approximate", caller="gelu")
     return F.gelu(x, approximate=approximate)
 
 
 def silu(x: Tensor) -> Tensor:
-    """x · sigmoid(x), also called swish (Ramachandran et al., 2017)."""
+    """x · sigmoid(x), also called swish (Ramachandran et al., 2017).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.silu(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.7311])
+    """
     return F.silu(x)
 
 
 swish = silu
+"""Keras's name for `silu`, the same function.
+
+Examples:
+    >>> import torch, signalprop as sp
+    >>> x = torch.randn(5)
+    >>> torch.equal(sp.activations.swish(x), sp.activations.silu(x))
+    True
+"""
 
 
 def mish(x: Tensor) -> Tensor:
-    """x · tanh(softplus(x)) (Misra, 2019)."""
+    """x · tanh(softplus(x)) (Misra, 2019).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.mish(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.8651])
+    """
     return F.mish(x)
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + e^{βx}) / β, linear where βx > ``threshold`` for numerical stability."""
+    """log(1 + e^{βx}) / β, linear where βx > ``threshold`` for numerical stability.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.softplus(torch.tensor([0.0]))
+        tensor([0.6931])
+    """
     beta = check_real(beta, param="beta", caller="softplus", low=0.0, low_inclusive=False)
     threshold = check_real(
         threshold, param="threshold", caller="softplus", low=0.0, low_inclusive=False
@@ -236,21 +337,39 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
 
 
 class Sigmoid(nn.Sigmoid):
-    """Logistic activation 1 / (1 + e^−x). Shape: any, elementwise."""
+    """Logistic activation 1 / (1 + e^−x). Shape: any, elementwise.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Sigmoid()(torch.tensor([0.0]))
+        tensor([0.5000])
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         return sigmoid(x)
 
 
 class Tanh(nn.Tanh):
-    """Hyperbolic tangent activation. Shape: any, elementwise."""
+    """Hyperbolic tangent activation. Shape: any, elementwise.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Tanh()(torch.tensor([0.0, 100.0]))
+        tensor([0., 1.])
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         return tanh(x)
 
 
 class ReLU(nn.ReLU):
-    """max(0, x). Shape: any, elementwise. Keras's ``ReLU()`` with no arguments."""
+    """max(0, x). Shape: any, elementwise. Keras's ``ReLU()`` with no arguments.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.ReLU()(torch.tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -267,7 +386,7 @@ class LeakyReLU(nn.LeakyReLU):
             chapter's experiments use 0.2, Xu et al. (2015) found 0.2 better
             than 0.01, and PyTorch's own default is 0.01.
 
-    Example:
+    Examples:
         >>> LeakyReLU(alpha=0.2)(torch.tensor([-1.0, 2.0]))
         tensor([-0.2000,  2.0000])
     """
@@ -297,7 +416,7 @@ class PReLU(nn.PReLU):
         init: The slopes' initial value; 0.0 as Keras's ``PReLU`` (PyTorch's
             default is 0.25). Any finite value; training may move it anywhere.
 
-    Example:
+    Examples:
         >>> PReLU(num_parameters=3).weight.shape
         torch.Size([3])
     """
@@ -327,6 +446,12 @@ class RReLU(nn.RReLU):
     Args:
         lower: Smallest slope, ≥ 0. Default 1/8.
         upper: Largest slope, ≥ lower. Default 1/3.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> act = sp.activations.RReLU(lower=0.1, upper=0.3).eval()   # the mean slope in eval
+        >>> act(torch.tensor([-10.0, 1.0]))
+        tensor([-2.,  1.])
     """
 
     def __init__(self, lower: float = 1.0 / 8.0, upper: float = 1.0 / 3.0) -> None:
@@ -347,6 +472,11 @@ class ELU(nn.ELU):
     Args:
         alpha: Saturation value −α for x → −∞, ≥ 0. Default 1.0, where ELU is
             smooth at 0.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.ELU(alpha=1.0)(torch.tensor([-1.0, 1.0]))
+        tensor([-0.6321,  1.0000])
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
@@ -365,6 +495,11 @@ class SELU(nn.SELU):
     Self-normalizing (Klambauer et al., 2017) in a plain stack of dense layers
     initialized with LeCun normal, on standardized inputs, without skip
     connections, ℓ1/ℓ2, ordinary dropout or max-norm.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.SELU()(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 1.0507])
     """
 
     def __init__(self) -> None:
@@ -378,7 +513,13 @@ class SELU(nn.SELU):
 
 
 class Softmax(nn.Softmax):
-    """e^x / Σ e^x along ``axis`` (default −1, as Keras). For output layers."""
+    """e^x / Σ e^x along ``axis`` (default −1, as Keras). For output layers.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Softmax(axis=-1)(torch.zeros(1, 4))
+        tensor([[0.2500, 0.2500, 0.2500, 0.2500]])
+    """
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__(dim=check_int(axis, param="axis", caller="Softmax"))
@@ -395,7 +536,13 @@ class Softmax(nn.Softmax):
 
 
 class Identity(nn.Identity):
-    """The ``"linear"`` activation: returns its input unchanged."""
+    """The ``"linear"`` activation: returns its input unchanged.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Identity()(torch.tensor([-2.0, 3.0]))
+        tensor([-2.,  3.])
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -405,7 +552,13 @@ class Identity(nn.Identity):
 
 
 class GELU(nn.GELU):
-    """x · Φ(x) (Hendrycks & Gimpel, 2016). Shape: any, elementwise."""
+    """x · Φ(x) (Hendrycks & Gimpel, 2016). Shape: any, elementwise.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.GELU()(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.8413])
+    """
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__(
@@ -417,7 +570,13 @@ class GELU(nn.GELU):
 
 
 class SiLU(nn.SiLU):
-    """x · sigmoid(x), a.k.a. swish (Ramachandran et al., 2017). Shape: any."""
+    """x · sigmoid(x), a.k.a. swish (Ramachandran et al., 2017). Shape: any.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.SiLU()(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.7311])
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -427,10 +586,23 @@ class SiLU(nn.SiLU):
 
 
 Swish = SiLU
+"""Keras's name for the SiLU module, the same class.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.activations.Swish is sp.activations.SiLU
+    True
+"""
 
 
 class Mish(nn.Mish):
-    """x · tanh(softplus(x)) (Misra, 2019). Shape: any, elementwise."""
+    """x · tanh(softplus(x)) (Misra, 2019). Shape: any, elementwise.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Mish()(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 0.8651])
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -440,7 +612,13 @@ class Mish(nn.Mish):
 
 
 class Softplus(nn.Softplus):
-    """log(1 + e^{βx}) / β, linear above ``threshold``. Shape: any, elementwise."""
+    """log(1 + e^{βx}) / β, linear above ``threshold``. Shape: any, elementwise.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.Softplus()(torch.tensor([0.0]))
+        tensor([0.6931])
+    """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         beta = check_real(beta, param="beta", caller="Softplus", low=0.0, low_inclusive=False)
@@ -454,7 +632,14 @@ class Softplus(nn.Softplus):
 
 
 class Lambda(nn.Module):
-    """Wraps any elementwise callable ``fn(x)`` as an activation module."""
+    """Wraps any elementwise callable ``fn(x)`` as an activation module.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> act = sp.activations.Lambda(torch.square)
+        >>> act(torch.tensor([-2.0, 3.0]))
+        tensor([4., 9.])
+    """
 
     def __init__(self, fn: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
@@ -522,7 +707,13 @@ _FUNCTIONS: dict[Callable[..., Any], type[nn.Module]] = {
 
 
 def names() -> list[str]:
-    """The names :func:`get` accepts, sorted."""
+    """The names :func:`get` accepts, sorted.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.names()[:4]
+        ['elu', 'gelu', 'leaky_relu', 'linear']
+    """
     return sorted(_REGISTRY)
 
 
@@ -530,6 +721,13 @@ def name_of(module: nn.Module) -> str | None:
     """The registry name of an activation module (``"selu"`` for ``SELU()``), else ``None``.
 
     PyTorch's own modules are recognized too (``nn.ReLU()`` is ``"relu"``).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.name_of(torch.nn.LeakyReLU())
+        'leaky_relu'
+        >>> sp.activations.name_of(torch.nn.Linear(2, 2)) is None
+        True
     """
     for name, cls in _REGISTRY.items():
         if type(module) is cls:
@@ -568,7 +766,7 @@ def is_elementwise(activation: str | nn.Module | type | Callable[..., Any]) -> b
     module, module class or function is taken to be (a user's callable is
     trusted). An unknown name is not.
 
-    Example:
+    Examples:
         >>> is_elementwise("tanh"), is_elementwise("softmax"), is_elementwise(nn.Softmax(-1))
         (True, False, False)
     """
@@ -583,7 +781,14 @@ def is_elementwise(activation: str | nn.Module | type | Callable[..., Any]) -> b
 
 
 def elementwise_names() -> list[str]:
-    """The names :func:`is_elementwise` accepts, sorted: every name but softmax."""
+    """The names :func:`is_elementwise` accepts, sorted: every name but softmax.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> names = sp.activations.elementwise_names()
+        >>> 'softmax' in names, 'tanh' in names
+        (False, True)
+    """
     return [name for name in names() if is_elementwise(name)]
 
 
@@ -594,6 +799,14 @@ def check_elementwise(activation: Any, *, param: str = "activation", caller: str
         ValueError: *The 'activation' parameter of propagate must be an elementwise
             activation (one of [...]). Got 'softmax' instead.* An unknown name is
             refused in the same words, with the closest elementwise name.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.check_elementwise(torch.nn.Tanh(), caller='my_function')   # fine
+        >>> sp.activations.check_elementwise(torch.nn.Softmax(dim=-1), caller='my_function')
+        Traceback (most recent call last):
+            ...
+        ValueError: The 'activation' parameter of my_function must be an elementwise ...
     """
     if is_elementwise(activation):
         return
@@ -609,6 +822,11 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     Raises:
         ValueError: For an unknown name, an argument the activation does not
             take (listing those it takes), or an invalid value.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.activations.create('leaky_relu', alpha=0.2)
+        LeakyReLU(alpha=0.2)
     """
     caller = "signalprop.activations.create"
     cls = lookup(_REGISTRY, name, param="activation", caller=caller)
@@ -628,7 +846,7 @@ def get(identifier: str | nn.Module | Callable[[Tensor], Tensor] | None) -> nn.M
     Raises:
         ValueError: For an unknown name, listing the valid ones and the closest.
 
-    Example:
+    Examples:
         >>> get("selu")
         SELU()
     """
@@ -665,7 +883,7 @@ def curves(
 
     Modules are built with their defaults, in eval mode (RReLU at its mean slope).
 
-    Example:
+    Examples:
         >>> z, y = curves(["relu"], -1.0, 1.0, 3)["relu"]
         >>> y.tolist()
         [0.0, 0.0, 1.0]
@@ -756,7 +974,7 @@ def probe(module: nn.Module) -> str | None:
         is none of them (Hugging Face's ``QuickGELUActivation``); None when it is
         not an elementwise activation.
 
-    Example:
+    Examples:
         >>> class HandMadeTanh(nn.Module):
         ...     def forward(self, x):
         ...         return torch.tanh(x)

@@ -73,7 +73,7 @@ pre-activations have mean ≈ 0 and the target std √q: LSUV (Mishkin & Matas,
 The result says, for each layer, the gradient factor χ = σ_w² E[φ_in′(√q_in z)²]
 its initialization gives it and the phase that puts it in.
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))
@@ -126,17 +126,42 @@ __all__ = [
     "autoinit",
 ]
 
-#: Criteria for each layer's variance; see the module's notes.
 CRITERIA = _meanfield.CRITERIA
-#: The criterion and distribution used when none is given: the edge of chaos with
-#: orthogonal weights. In the autoinit-100 study (100 hidden layers, book settings,
-#: 3 seeds; docs/results/autoinit-100) it beat the textbook pairing by more than the
-#: seeds' spread for all eight activations (tanh 0.868 vs 0.773, ReLU 0.767 vs 0.612,
-#: GELU 0.766 and SiLU 0.775 vs chance), and the variance criterion for all eight.
+"""Criteria for each layer's variance; see the module's notes.
+
+Examples:
+    >>> from signalprop.autoinit import CRITERIA
+    >>> CRITERIA
+    ('critical', 'variance')
+"""
 DEFAULT_CRITERION = "critical"
+"""The criterion and distribution used when none is given: the edge of chaos with
+orthogonal weights. In the autoinit-100 study (100 hidden layers, book settings,
+3 seeds; docs/results/autoinit-100) it beat the textbook pairing by more than the
+seeds' spread for all eight activations (tanh 0.868 vs 0.773, ReLU 0.767 vs 0.612,
+GELU 0.766 and SiLU 0.775 vs chance), and the variance criterion for all eight.
+
+Examples:
+    >>> from signalprop.autoinit import DEFAULT_CRITERION
+    >>> DEFAULT_CRITERION
+    'critical'
+"""
 DEFAULT_DISTRIBUTION = "orthogonal"
-#: How weights are drawn, all with the same variance.
+"""The distribution used when none is given: orthogonal weights (see `DEFAULT_CRITERION`).
+
+Examples:
+    >>> from signalprop.autoinit import DEFAULT_DISTRIBUTION
+    >>> DEFAULT_DISTRIBUTION
+    'orthogonal'
+"""
 DISTRIBUTIONS = ("normal", "orthogonal", "truncated_normal", "uniform")
+"""How weights are drawn, all with the same variance.
+
+Examples:
+    >>> from signalprop.autoinit import DISTRIBUTIONS
+    >>> DISTRIBUTIONS
+    ('normal', 'orthogonal', 'truncated_normal', 'uniform')
+"""
 #: Why autoinit leaves a normalization layer as it is: one that does not sit between a
 #: weight layer and its activation (a transformer's pre-norm LayerNorm) starts at γ = 1,
 #: β = 0 from its own constructor. Those between a layer and its activation are set.
@@ -171,6 +196,16 @@ class LayerInit:
             its pre-activations over the logits'.
         note: Why the layer is not at χ = 1 with its target variance, when not.
         std_before, std_after: The weight's std before and after.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> first = sp.autoinit(model).layers[0]
+        >>> first.name, first.activation, round(first.weight_var, 3)
+        ('0', 'Tanh', 0.52)
     """
 
     name: str
@@ -197,7 +232,18 @@ class LayerInit:
 
 @dataclass
 class AutoInitResult:
-    """The summary of :func:`autoinit`."""
+    """The summary of :func:`autoinit`.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> result = sp.autoinit(model)
+        >>> result.criterion, len(result.layers)
+        ('critical', 2)
+    """
 
     mode: str
     layers: list[LayerInit]
@@ -533,6 +579,16 @@ def autoinit(
     Raises:
         ValueError: For an unknown mode, criterion or distribution, missing or
             ill-shaped inputs, or a model without a layer autoinit knows.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> result = sp.autoinit(model)   # tanh at the edge of chaos
+        >>> round(result.layers[0].weight_var, 3), round(result.layers[0].bias_var, 3)
+        (0.52, 0.05)
     """
     caller = "autoinit"
     if not isinstance(model, nn.Module):

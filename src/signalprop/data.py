@@ -16,7 +16,7 @@ variable, else a per-user cache (:func:`default_data_dir`). Missing files are
 downloaded from the official mirror into that folder, atomically and only after
 their checksum is verified; a read-only folder is never written to.
 
-Example:
+Examples:
     >>> from signalprop.data import load_fashion_mnist
     >>> data = load_fashion_mnist()  # doctest: +SKIP
     >>> data.x_train.shape, data.x_valid.shape, data.x_test.shape  # doctest: +SKIP
@@ -54,7 +54,6 @@ __all__ = [
     "read_idx",
 ]
 
-#: Fashion-MNIST's class names, in label order (label ``k`` is ``CLASS_NAMES[k]``).
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",
@@ -67,9 +66,22 @@ CLASS_NAMES: tuple[str, ...] = (
     "Bag",
     "Ankle boot",
 )
+"""Fashion-MNIST's class names, in label order (label ``k`` is ``CLASS_NAMES[k]``).
 
-#: The environment variable naming the data folder when ``data_dir`` is not given.
+Examples:
+    >>> from signalprop.data import CLASS_NAMES
+    >>> CLASS_NAMES[9]
+    'Ankle boot'
+"""
+
 ENV_VAR = "SIGNALPROP_DATA"
+"""The environment variable naming the data folder when ``data_dir`` is not given.
+
+Examples:
+    >>> from signalprop.data import ENV_VAR
+    >>> ENV_VAR
+    'SIGNALPROP_DATA'
+"""
 
 _TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 _TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -153,7 +165,7 @@ class FashionMNIST:
         source: ``"official"`` or ``"offline copy"``: the release whose checksums
             the image files matched.
 
-    Example:
+    Examples:
         >>> data = load_fashion_mnist(validation=5000)  # doctest: +SKIP
         >>> data.class_names[int(data.y_test[0])]  # doctest: +SKIP
         'Ankle boot'
@@ -187,7 +199,7 @@ def default_data_dir() -> Path:
     absolute path, as the XDG specification requires), else
     ``~/.cache/signalprop/fashion-mnist``. The folder need not exist.
 
-    Example:
+    Examples:
         >>> default_data_dir().name  # doctest: +SKIP
         'fashion-mnist'
     """
@@ -219,7 +231,7 @@ def missing_files(data_dir: str | os.PathLike[str] | None = None) -> tuple[Path,
     ``where`` is ``"data_dir"``, ``"env"`` (``$SIGNALPROP_DATA``) or ``"cache"``,
     so that callers can name the setting in their own words.
 
-    Example:
+    Examples:
         >>> folder, where, missing = missing_files("/nonexistent")
         >>> where, len(missing)
         ('data_dir', 4)
@@ -351,7 +363,7 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
             type than 0x08, or if its payload is not exactly as long as its
             header announces (a truncated file).
 
-    Example:
+    Examples:
         >>> labels = read_idx("train-labels-idx1-ubyte.gz")  # doctest: +SKIP
         >>> labels.shape, labels.dtype  # doctest: +SKIP
         ((60000,), dtype('uint8'))
@@ -530,7 +542,7 @@ def load_fashion_mnist(
         ValueError: For bad arguments, and for a file whose SHA-256 matches no
             known release or whose IDX content is invalid; the message names it.
 
-    Example:
+    Examples:
         >>> data = load_fashion_mnist("data/fashion-mnist", standardize=True)  # doctest: +SKIP
         >>> data.y_train.dtype, data.x_train.dtype  # doctest: +SKIP
         (torch.int64, torch.float32)

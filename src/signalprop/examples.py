@@ -33,7 +33,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Example:
-    """A deep dense net described by its activation, initializer and depth."""
+    """A deep dense net described by its activation, initializer and depth.
+
+    Examples:
+        >>> from signalprop.examples import Example
+        >>> Example('tanh', 'glorot_uniform', 20, 'a 20-layer tanh net')
+        Example(activation='tanh', init='glorot_uniform', depth=20, description='a ...
+    """
 
     activation: str
     init: str | _init.Initializer
@@ -74,6 +80,13 @@ EXAMPLES: dict[str, Example] = {
         "30-layer ReLU net with weights 10× He's variance: the signal and gradient explode",
     ),
 }
+"""The built-in example nets by name (`signalprop diagnose --list`).
+
+Examples:
+    >>> from signalprop.examples import EXAMPLES
+    >>> EXAMPLES['chapter-selu']
+    Example(activation='selu', init='lecun_normal', depth=100, description="the ...
+"""
 
 
 #: The examples' shape: Fashion-MNIST's 784 inputs, 300 units, then 100 per layer, 10 classes.
@@ -83,7 +96,13 @@ TORCH_DEFAULT_DEPTH, TORCH_DEFAULT_WIDTH = 50, 100
 
 
 def units(name: str) -> int:
-    """Inputs and units of a built-in example (or ``torch-default-<activation>``) net."""
+    """Inputs and units of a built-in example (or ``torch-default-<activation>``) net.
+
+    Examples:
+        >>> from signalprop.examples import units
+        >>> units('chapter-selu')
+        10994
+    """
     if name.startswith("torch-default-"):
         return TORCH_DEFAULT_WIDTH * (TORCH_DEFAULT_DEPTH + 1) + CLASSES
     example = lookup(EXAMPLES, name, param="name", caller="units")
@@ -98,7 +117,7 @@ def build_example(
     Everything is drawn from generators seeded with ``seed``; the global RNG
     is left as it was.
 
-    Example:
+    Examples:
         >>> model, x, y = build_example("chapter-selu", batch=8)
         >>> model(x).shape
         torch.Size([8, 10])
@@ -124,9 +143,15 @@ def build_example(
     return model, inputs, labels
 
 
-#: Plain ``nn.Linear`` stacks with PyTorch's default initialization
-#: (variance 1/(3·fan_in)), 50 hidden layers of 100 units: ``torch-default-<activation>``.
 TORCH_DEFAULT = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
+"""Plain ``nn.Linear`` stacks with PyTorch's default initialization
+(variance 1/(3·fan_in)), 50 hidden layers of 100 units: ``torch-default-<activation>``.
+
+Examples:
+    >>> from signalprop.examples import TORCH_DEFAULT
+    >>> TORCH_DEFAULT
+    ('sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', 'selu', 'gelu', 'silu')
+"""
 
 
 def build_torch_default(
@@ -142,6 +167,12 @@ def build_torch_default(
     ``nn.Linear`` layers keep PyTorch's default initialization; the activation
     modules come from :func:`signalprop.activations.create` (so the leaky
     ReLU's slope is 0.3). Inputs are standardized (batch, width) normals.
+
+    Examples:
+        >>> from signalprop.examples import build_torch_default
+        >>> model, x, y = build_torch_default('tanh', depth=5, width=16, batch=8)
+        >>> len(model), x.shape, y.shape
+        (11, torch.Size([8, 16]), torch.Size([8]))
     """
     check_option(activation, TORCH_DEFAULT, param="activation", caller="build_torch_default")
     depth = check_int(depth, param="depth", caller="build_torch_default", low=1)
@@ -161,7 +192,15 @@ def build_torch_default(
 
 class ResidualBlock(nn.Module):
     """A pre-activation ("full") residual block of an MLP: ``x + fc2(relu(fc1(x)))``
-    (Yang & Schoenholz 2017's full residual network with ReLU)."""
+    (Yang & Schoenholz 2017's full residual network with ReLU).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.examples import ResidualBlock
+        >>> block = ResidualBlock(32)   # x + fc2(relu(fc1(x)))
+        >>> block(torch.randn(4, 32)).shape
+        torch.Size([4, 32])
+    """
 
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -182,7 +221,7 @@ class ResidualMLP(nn.Module):
     variance 1/(3·fan_in), 256 blocks: ×10⁶): see :mod:`signalprop.meanfield` 's
     residual functions.
 
-    Example:
+    Examples:
         >>> ResidualMLP(3, width=8)(torch.randn(2, 28, 28)).shape
         torch.Size([2, 10])
     """
@@ -201,7 +240,15 @@ class ResidualMLP(nn.Module):
 
 class BasicBlock(nn.Module):
     """torchvision's ResNet basic block: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + skip(x))``,
-    the skip a 1×1 convolution and BatchNorm when the shape changes (He et al. 2016)."""
+    the skip a 1×1 convolution and BatchNorm when the shape changes (He et al. 2016).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.examples import BasicBlock
+        >>> block = BasicBlock(16, 32, stride=2)
+        >>> block(torch.randn(2, 16, 8, 8)).shape
+        torch.Size([2, 32, 4, 4])
+    """
 
     def __init__(self, inputs: int, channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -232,7 +279,7 @@ class SmallResNet(nn.Module):
     average pooling, Linear → 10. PyTorch's default initialization (torchvision's
     own draws He-normal convolutions; both leave the BN weights at 1).
 
-    Example:
+    Examples:
         >>> SmallResNet(1, width=4)(torch.randn(2, 28, 28)).shape
         torch.Size([2, 10])
     """

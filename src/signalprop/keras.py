@@ -39,6 +39,24 @@ layout only before a ``Flatten``, ``Dense``, ``Softmax`` or ``PReLU`` and at the
 output. So a convolution reads, for every tool, as feeding its activation
 (its own ``activation=`` or the next layer), as the same net written in PyTorch:
 ``autoinit`` gives a ReLU convolution He's σ_w² = 2.
+
+Examples:
+    ```python
+    import os
+    os.environ['KERAS_BACKEND'] = 'torch'   # before Keras is imported
+    import keras, torch, signalprop as sp
+
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(100, activation='selu', kernel_initializer='lecun_normal'),
+        keras.layers.Dense(10, activation='softmax'),
+    ])
+    x = torch.randn(256, 28, 28)
+    print(sp.diagnose(model, x))   # its rows named as the Keras layers
+    sp.autoinit(model, x)          # written back with kernel.assign
+    model.fit(x_train, y_train, callbacks=[sp.keras.Monitor(every=16)])
+    ```
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ list of layers and, given ``input_shape``, infers every input size at once.
 The activation modules of :mod:`signalprop.activations` are importable from
 here too (``sp.layers.LeakyReLU(alpha=0.2)``, ``sp.layers.PReLU()``).
 
-Example: the chapter's 100-layer self-normalizing net.
+Examples:
+    The chapter's 100-layer self-normalizing net:
 
     >>> import signalprop as sp
     >>> model = sp.Sequential(
@@ -101,7 +102,7 @@ class Dense(LazyModuleMixin, nn.Module):
 
     Shape: ``(*, input_dim)`` -> ``(*, units)``.
 
-    Example:
+    Examples:
         >>> Dense(100, activation="selu", kernel_initializer="lecun_normal", input_dim=300)
         Dense(units=100, input_dim=300, activation=SELU(), kernel_initializer=LecunNormal())
     """
@@ -190,7 +191,13 @@ class Dense(LazyModuleMixin, nn.Module):
 
 
 class Flatten(nn.Flatten):
-    """Flattens every dimension but the first (the batch), as Keras's ``Flatten``."""
+    """Flattens every dimension but the first (the batch), as Keras's ``Flatten``.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> sp.layers.Flatten()(torch.zeros(32, 28, 28)).shape
+        torch.Size([32, 784])
+    """
 
     def __init__(self) -> None:
         super().__init__(start_dim=1, end_dim=-1)
@@ -199,7 +206,7 @@ class Flatten(nn.Flatten):
 def Activation(activation: ActivationLike) -> nn.Module:
     """Keras's ``Activation`` layer: the activation module for a name or callable.
 
-    Example:
+    Examples:
         >>> Activation("elu")
         ELU(alpha=1)
     """
@@ -217,7 +224,7 @@ class Sequential(nn.Sequential):
             once by one forward pass of zeros (in eval mode, without
             gradients); otherwise at the first real call.
 
-    Example:
+    Examples:
         >>> Sequential([Dense(10, "relu")], input_shape=(5,))[0].weight.shape
         torch.Size([10, 5])
     """

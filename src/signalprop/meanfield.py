@@ -76,7 +76,7 @@ Numerics:
   passes it while the gap ``V(q) − q`` shrinks has a fixed point beyond the
   engine's range (tanh at σ_w² > 1e8): refused, not called ∞.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> mf = sp.meanfield.analyze("tanh", weight_var=2.54)
     >>> mf.phase, round(mf.chi_1, 2)
@@ -129,13 +129,32 @@ __all__ = [
     "variance_map",
 ]
 
-#: Hermite terms of the correlation map (Mehler's series), before the tail term.
 HERMITE_TERMS = 256
-#: Depth, in units of ξ_c, up to which a network trains: Schoenholz et al. (2017)
-#: found the trainable region of tanh nets on MNIST and CIFAR-10 bounded by L ≈ 6 ξ_c.
+"""Hermite terms of the correlation map (Mehler's series), before the tail term.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.HERMITE_TERMS
+    256
+"""
 TRAINABLE_DEPTH_FACTOR = 6.0
-#: |ln χ₁| at most this is "critical": the gradient changes by at most e over 50 layers.
+"""Depth, in units of ξ_c, up to which a network trains: Schoenholz et al. (2017)
+found the trainable region of tanh nets on MNIST and CIFAR-10 bounded by L ≈ 6 ξ_c.
+
+Examples:
+    >>> import signalprop as sp
+    >>> mf = sp.meanfield.analyze('tanh', weight_var=2.54)
+    >>> round(mf.trainable_depth / mf.xi_c, 6) == sp.meanfield.TRAINABLE_DEPTH_FACTOR
+    True
+"""
 CRITICAL_TOLERANCE = 0.02
+"""|ln χ₁| at most this is "critical": the gradient changes by at most e over 50 layers.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.phase_of(1 + sp.meanfield.CRITICAL_TOLERANCE / 2)
+    'critical'
+"""
 #: Variances below this are q* = 0, above Q_MAX q* = ∞.
 Q_MIN = 1e-12
 Q_MAX = 1e8
@@ -864,6 +883,12 @@ class MeanField:
         correlation_error: Bound on the correlation map's absolute error for
             c ≥ 0 (σ_w² times the Hermite series' missing mass, over q*);
             twice it for c < 0.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> mf = sp.meanfield.analyze('relu', weight_var=2.0)
+        >>> mf.phase, round(mf.chi_1, 6)
+        ('critical', 1.0)
     """
 
     activation: str
@@ -1047,7 +1072,7 @@ def analyze(
     Returns:
         A :class:`MeanField`.
 
-    Example:
+    Examples:
         >>> mf = analyze("relu", 2.0)
         >>> mf.phase, round(mf.chi_1, 12), mf.xi_c
         ('critical', 1.0, inf)
@@ -1082,7 +1107,7 @@ def trainable_depth(
     found the trainable region bounded by ``L ≈ 6 ξ_c``
     (:data:`TRAINABLE_DEPTH_FACTOR`). ``inf`` at the edge of chaos.
 
-    Example:
+    Examples:
         >>> round(trainable_depth("tanh", 2.54))
         83
     """
@@ -1101,6 +1126,11 @@ def variance_map(
     """``σ_w² E[φ(√q z)²] + σ_b²`` for each ``q`` (an array of the same shape).
 
     With ``centred``, φ − E[φ(√q z)]: ``σ_w² Var[φ(√q z)] + σ_b²``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.variance_map('relu', 2.0, 0.0, [0.5, 1.0])   # He: q maps to itself
+        array([0.5, 1. ])
     """
     caller = "meanfield.variance_map"
     weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
@@ -1125,7 +1155,7 @@ def kernel(
 
     Computed by Mehler's series (see the module's notes); exact at ``c = 1``.
 
-    Example:
+    Examples:
         >>> import math
         >>> round(float(kernel("relu", 1.0, 0.0)) * 2 * math.pi, 12)
         1.0
@@ -1154,6 +1184,11 @@ def correlation_map(
 
     Raises:
         ValueError: When ``q*`` is 0 or infinite (the map is then undefined).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.correlation_map('tanh', 1.761, 0.05, [0.0, 0.5, 1.0]).round(4)
+        array([0.0877, 0.5292, 1.    ])
     """
     caller = "meanfield.correlation_map"
     weight_var, bias_var = _check_variances(weight_var, bias_var, caller)
@@ -1206,7 +1241,7 @@ def second_moments(
     pre-activations of variance σ_w² E[φ(√q z)²] (+ σ_b²), and multiplies the
     mean squared gradient by σ_w² E[φ′(√q z)²] on its way down.
 
-    Example:
+    Examples:
         >>> [round(v, 12) for v in second_moments("relu", 1.0)]
         [0.5, 0.5]
     """
@@ -1219,7 +1254,13 @@ def second_moments(
 
 
 def phase_of(chi: float) -> str:
-    """``"ordered"``, ``"critical"`` or ``"chaotic"`` for a gradient factor χ per layer."""
+    """``"ordered"``, ``"critical"`` or ``"chaotic"`` for a gradient factor χ per layer.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.phase_of(0.5), sp.meanfield.phase_of(1.0), sp.meanfield.phase_of(1.5)
+        ('ordered', 'critical', 'chaotic')
+    """
     return str(_phase(np.array([chi]))[0])
 
 
@@ -1296,7 +1337,7 @@ def critical_weight_var(
         activation: Name (with ``params``), module or callable.
         bias_var: σ_b²; default :func:`default_bias_var` of the activation.
 
-    Example:
+    Examples:
         >>> round(critical_weight_var("relu"), 12)
         2.0
         >>> critical_weight_var("relu", bias_var=0.1) is None
@@ -1315,7 +1356,13 @@ def critical_line(
     centred: bool = False,
     **params: Any,
 ) -> np.ndarray:
-    """σ_w² on the critical line for each σ_b² (NaN where no critical point exists)."""
+    """σ_w² on the critical line for each σ_b² (NaN where no critical point exists).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> sp.meanfield.critical_line('tanh', [0.0, 0.05]).round(4)   # σ_w² with χ₁ = 1
+        array([1.   , 1.761])
+    """
     caller = "meanfield.critical_line"
     b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
     if (b < 0).any() or not np.isfinite(b).all():
@@ -1403,15 +1450,21 @@ def default_bias_var(activation: Activation, *, centred: bool = False, **params:
     where the variance settles within ξ_q ≤ 100 layers.
     :data:`DEFAULT_BIAS_VAR` when there is none at all (softplus).
 
-    Example:
+    Examples:
         >>> default_bias_var("relu"), default_bias_var("tanh")
         (0.0, 0.05)
     """
     return _default_point(_Phi(activation, params, "meanfield.default_bias_var", centred))[0]
 
 
-#: Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
 CRITERIA = ("critical", "variance")
+"""Criteria for choosing (σ_w², σ_b²) for an activation; see :func:`init_point`.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.meanfield.CRITERIA
+    ('critical', 'variance')
+"""
 
 
 @dataclass(frozen=True)
@@ -1436,6 +1489,12 @@ class InitPoint:
             :func:`centres`).
         mean: ``E[φ(√q* z)]``, the mean a reading layer's bias cancels when
             ``centred``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> point = sp.meanfield.init_point('tanh')   # critical, at the default σ_b²
+        >>> round(point.weight_var, 3), point.bias_var
+        (1.761, 0.05)
     """
 
     activation: str
@@ -1480,7 +1539,7 @@ def centres(activation: Activation, **params: Any) -> bool:
     q = 1, its own fixed point, and it is not centred; the ReLU family keeps
     He's point, its uncentred edge of chaos at σ_b² = 0.
 
-    Example:
+    Examples:
         >>> centres("sigmoid"), centres("tanh"), centres("relu")
         (True, False, False)
     """
@@ -1501,7 +1560,7 @@ def centres(activation: Activation, **params: Any) -> bool:
 def activation_mean(activation: Activation, q: float, **params: Any) -> float:
     """``E[φ(√q z)]``: the mean a layer's bias cancels when φ is centred.
 
-    Example:
+    Examples:
         >>> round(activation_mean("sigmoid", 4.0), 12)
         0.5
     """
@@ -1566,7 +1625,7 @@ def init_point(
     ``−W·mean·𝟙`` (``mean`` is E[φ(√q* z)]); :func:`signalprop.autoinit`
     does that.
 
-    Example:
+    Examples:
         >>> init_point("relu").weight_var
         2.0
         >>> p = init_point("tanh")
@@ -1668,6 +1727,12 @@ class PhaseDiagram:
         q_star, chi_1, c_star, xi_c, xi_q: As in :class:`MeanField`.
         phase: ``"ordered"``, ``"critical"`` or ``"chaotic"`` per point.
         critical: σ_w² of the critical line at each σ_b² (NaN: none).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> diagram = sp.meanfield.phase_diagram('tanh', [1.0, 4.0], [0.0])
+        >>> diagram.chi_1.shape, diagram.phase.tolist()
+        ((1, 2), [['critical', 'chaotic']])
     """
 
     activation: str
@@ -1690,7 +1755,14 @@ def phase_diagram(
     centred: bool = False,
     **params: Any,
 ) -> PhaseDiagram:
-    """Every mean-field quantity over a grid, vectorized (100 × 100 in a few seconds)."""
+    """Every mean-field quantity over a grid, vectorized (100 × 100 in a few seconds).
+
+    Examples:
+        >>> import signalprop as sp
+        >>> diagram = sp.meanfield.phase_diagram('tanh', [0.5, 4.0], [0.05])
+        >>> diagram.phase.tolist()
+        [['ordered', 'chaotic']]
+    """
     caller = "meanfield.phase_diagram"
     w = np.asarray(weight_vars, dtype=np.float64).reshape(-1)
     b = np.asarray(bias_vars, dtype=np.float64).reshape(-1)
@@ -1916,7 +1988,7 @@ def chain(
             biases cancel (0 for plain biases).
         input_var: The data's second moment E[x²].
 
-    Example:
+    Examples:
         >>> c = chain([(None, "tanh", 1.0, 0.0, 0.0), ("tanh", "relu", 2.0, 0.0, 0.0),
         ...            ("relu", None, 2.0, 0.0, 0.0)])
         >>> [layer.phase for layer in c.layers]
@@ -2006,7 +2078,7 @@ def init_chain(
             the activation: γ² + β²), None where not. Read instead of the
             producer's own target variance by a layer that is not chained.
 
-    Example:
+    Examples:
         >>> c = init_chain([(None, "tanh"), ("tanh", "relu"), ("relu", "tanh"),
         ...                 ("tanh", None)])
         >>> [round(layer.chi, 6) for layer in c.layers[1:-1]]
@@ -2192,6 +2264,12 @@ class ResidualStream:
             after block N (so ``gradient[-1] == 1`` and ``gradient[0]`` is the
             growth of the gradient from the top of the stack to its bottom).
         block: ``"pre"``, ``"post"`` or ``"normalized"``.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> stream = sp.meanfield.residual_stream(64, 'relu', weight_var=1 / 3)   # PyTorch's
+        >>> round(stream.growth, 2), stream.q.shape
+        (5.64, (65,))
     """
 
     q: np.ndarray
@@ -2240,7 +2318,7 @@ def residual_stream(
 
     Gaussian integrals are signalprop's (:func:`signalprop.meanfield.second_moments`).
 
-    Example:
+    Examples:
         >>> stream = residual_stream(64, "relu", weight_var=1 / 3)  # PyTorch's default
         >>> round(stream.growth, 3)
         5.642
@@ -2290,7 +2368,7 @@ def relu_residual_growth(
     the same factor, since E[relu′²] = E[relu²]/q = 1/2). Returns the RMS growth,
     its square root.
 
-    Example:
+    Examples:
         >>> round(relu_residual_growth(64, 1 / 3), 3)  # PyTorch's default, 64 blocks
         5.642
     """

@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no display),
 so they work headless; save them with ``fig.savefig(path)``.
 
-Example:
+Examples:
     >>> import signalprop as sp
     >>> fig = plot_activations(sp.activations.curves())
     >>> fig.savefig("/tmp/activations.png")
@@ -100,6 +100,14 @@ def plot_activations(
 
     Returns:
         The figure.
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> import signalprop as sp
+        >>> fig = plots.plot_activations(sp.activations.curves())
+        >>> len(fig.axes) > 0
+        True
     """
     figure, panels = _grid(len(curves), axes, (4.5, 3.2))
     for ax, (name, (z, y)) in zip(panels, curves.items(), strict=False):
@@ -173,6 +181,15 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
 
     Returns:
         The figure.
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> import signalprop as sp
+        >>> result = sp.propagate('selu', 'lecun_normal', depth=20, width=32, batch=64)
+        >>> fig = plots.plot_layers(result)
+        >>> len(fig.axes)
+        3
     """
     series = _series(data)
     figure, (signal, fractions, gradient) = _grid(3, axes, (5.0, 3.2))
@@ -260,6 +277,16 @@ def plot_learning_curves(
 
     The band between ``low`` and ``high`` (e.g. the seeds' range) is shaded;
     ``styles`` and ``colors`` give each label a line style and a colour.
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> x = np.arange(1, 4)
+        >>> mean = np.array([0.5, 0.6, 0.7])
+        >>> band = (x, mean, mean - 0.02, mean + 0.02)   # x, mean, low, high
+        >>> fig = plots.plot_learning_curves({'tanh, 20 layers': {'glorot_uniform': band}})
+        >>> fig.axes[0].get_title()
+        'tanh, 20 layers'
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -294,7 +321,17 @@ def plot_accuracy_vs_depth(
     colors: Mapping[str, Any] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Final accuracy against depth: ``label -> (depths, mean, low, high)``."""
+    """Final accuracy against depth: ``label -> (depths, mean, low, high)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> depths = np.array([10, 20, 50])
+        >>> mean = np.array([0.85, 0.84, 0.8])
+        >>> fig = plots.plot_accuracy_vs_depth({'selu': (depths, mean, mean - 0.01, mean + 0.01)})
+        >>> fig.axes[0].get_xlabel()
+        'hidden layers'
+    """
     figure, (axis,) = _grid(1, None if ax is None else [ax], (7.0, 4.5))
     for label, (x, mean, low, high) in series.items():
         style = (styles or {}).get(label, "-")
@@ -324,7 +361,16 @@ def plot_gradient_profiles(
     colors: Mapping[str, Any] | None = None,
     axes: Sequence[Axes] | None = None,
 ) -> Figure:
-    """Per-layer values on a log scale, one panel per group: ``title -> label -> values``."""
+    """Per-layer values on a log scale, one panel per group: ``title -> label -> values``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> rms = {'he_normal': np.array([1.0, 0.9, 0.8]), 'glorot': np.array([1.0, 0.1, 0.01])}
+        >>> fig = plots.plot_gradient_profiles({'relu': rms})
+        >>> fig.axes[0].get_yscale()
+        'log'
+    """
     figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
     for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
         for label, values in series.items():
@@ -489,7 +535,7 @@ def plot_phase_diagram(
     Returns:
         The figure.
 
-    Example:
+    Examples:
         >>> import numpy as np, signalprop as sp
         >>> diagram = sp.meanfield.phase_diagram("tanh", np.linspace(0.1, 4, 40), [0, 0.1, 0.2])
         >>> fig = plot_phase_diagram(diagram, {"He": (2.0, 0.0)})
@@ -643,6 +689,15 @@ def plot_trainable_depth(
         measured: Per σ_w², the deepest depth measured as trainable (None: none).
         critical: σ_w² of the critical line, drawn as a vertical line.
         ax: Axes to draw on (default: a new figure).
+
+    Examples:
+        >>> import numpy as np
+        >>> from signalprop import plots
+        >>> accuracy = np.array([[0.8, 0.7], [0.6, np.nan]])   # (depths, weight_vars)
+        >>> predicted = {'6ξ_c': (np.array([1.0, 2.0]), np.array([80.0, 60.0]))}   # (σ_w², depth)
+        >>> fig = plots.plot_trainable_depth(accuracy, [1.0, 2.0], [10, 100], predicted)
+        >>> fig.axes[0].get_ylabel()
+        'depth (hidden layers)'
     """
     if ax is None:
         figure = Figure(figsize=(7.5, 5.5), layout="constrained")
@@ -720,7 +775,7 @@ def plot_monitor(
     Returns:
         The figure.
 
-    Example:
+    Examples:
         >>> import torch, torch.nn.functional as F, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(16, "tanh") for _ in range(3)], input_shape=(4,))
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)

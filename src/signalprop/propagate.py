@@ -37,6 +37,12 @@ class PropagationResult:
         forward_std: Std of each layer's output.
         grad_std: Std of ∂L/∂(layer output) for ``L = Σ top ⊙ g``,
             ``g ~ N(0, 1)``: about 1 at the top.
+
+    Examples:
+        >>> import signalprop as sp
+        >>> result = sp.propagate('selu', 'lecun_normal', depth=20, width=32, batch=64)
+        >>> result.forward_std.shape
+        (20,)
     """
 
     activation: str
@@ -155,7 +161,7 @@ def propagate(
     Returns:
         A :class:`PropagationResult`.
 
-    Example:
+    Examples:
         >>> r = propagate("selu", "lecun_normal", depth=100)
         >>> bool(0.8 < r.forward_std[-1] < 1.2)
         True

@@ -7,7 +7,7 @@ stops the run with a record of when and where (a diagnosis of the batch that
 blew up), not a crash. The same seed gives the same history on the same
 machine.
 
-Example:
+Examples:
     >>> import torch, signalprop as sp
     >>> model = sp.Sequential([sp.Dense(16, "selu"), sp.Dense(3)], input_shape=(4,))
     >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
@@ -77,6 +77,19 @@ class History:
             (``"measured: eager 10.4 ms/step (the median of 20 steps), compiled
             7.14 ms/step last time"``) and those it assumed (``"assumed (the
             rule's constants): ..."``).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.train import fit
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(256, 20), torch.randint(0, 3, (256,))
+        >>> model = sp.Sequential(
+        ...     [sp.Dense(32, 'selu', kernel_initializer='lecun_normal'), sp.Dense(3)],
+        ...     input_shape=(20,),
+        ... )
+        >>> history = fit(model, (x, y), None, epochs=2, path='fast', progress=False)
+        >>> history.epoch, len(history.loss)
+        ([1, 2], 2)
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -140,6 +153,14 @@ def evaluate(model: nn.Module, data: Data, *, batch_size: int = 1024) -> tuple[f
     """Mean cross-entropy and accuracy of ``model`` on ``data``, in eval mode, no gradients.
 
     The model's training mode is restored afterwards.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.train import evaluate
+        >>> model = sp.Sequential([sp.Dense(3)], input_shape=(20,))
+        >>> loss, accuracy = evaluate(model, (torch.randn(100, 20), torch.randint(0, 3, (100,))))
+        >>> 0 <= accuracy <= 1
+        True
     """
     x, y = data
     if len(x) == 0:
@@ -274,7 +295,7 @@ def _choose_path(
 def _stopped_line(stopped: dict[str, Any], epochs: int, steps_per_epoch: int) -> str:
     """The one line :func:`fit` prints when it ends early: when and why.
 
-    Example:
+    Examples:
         >>> stopped = {"reason": "non-finite loss", "epoch": 2, "step": 7, "loss": math.nan}
         >>> print(_stopped_line(stopped, 5, 100))  # doctest: +NORMALIZE_WHITESPACE
         stopped early at epoch 2/5, step 7/100: the loss was nan (non-finite), no step
@@ -376,6 +397,20 @@ def fit(
 
     Returns:
         The :class:`History`; ``history.stopped`` says if and why it ended early.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.train import fit
+        >>> _ = torch.manual_seed(0)
+        >>> x, y = torch.randn(256, 20), torch.randint(0, 3, (256,))
+        >>> model = sp.Sequential(
+        ...     [sp.Dense(32, 'selu', kernel_initializer='lecun_normal'), sp.Dense(3)],
+        ...     input_shape=(20,),
+        ... )
+        >>> valid = (x[:64], y[:64])
+        >>> history = fit(model, (x, y), valid, epochs=2, lr=0.01, path='fast', progress=False)
+        >>> len(history.val_accuracy), history.path.split(' ')[0]
+        (2, 'fast')
     """
     caller = "fit"
     if not isinstance(model, nn.Module):

@@ -81,7 +81,14 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every command."""
+    """The argument parser for every command.
+
+    Examples:
+        >>> from signalprop.cli import build_parser
+        >>> args = build_parser().parse_args(['propagate', '--activation', 'selu', '--depth', '10'])
+        >>> args.command, args.depth
+        ('propagate', 10)
+    """
     parser = Parser(
         prog=PROG,
         description="Make deep neural networks trainable.",
@@ -96,19 +103,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """Check parsed arguments and return a :class:`Config`; raises ``ValueError`` on mistakes."""
+    """Check parsed arguments and return a :class:`Config`; raises ``ValueError`` on mistakes.
+
+    Examples:
+        >>> from signalprop.cli import build_parser, config_from_args
+        >>> args = build_parser().parse_args(['propagate', '--activation', 'selu'])
+        >>> config = config_from_args(args)
+        >>> config.options['activation']
+        'selu'
+    """
     if args.command not in COMMANDS:  # pragma: no cover (argparse refuses it)
         raise UsageError(f"unknown command {args.command!r}")
     return COMMANDS[args.command].config(args)
 
 
 def run(config: Config) -> int:
-    """Run a checked command; returns the exit status."""
+    """Run a checked command; returns the exit status.
+
+    Examples:
+        >>> from signalprop.cli import build_parser, config_from_args, run
+        >>> run(config_from_args(build_parser().parse_args(['gain', 'tanh'])))
+          activation    E[f(z)²]   E[f′(z)²]  forward gain  backward gain  torch ...
+                tanh    0.394294    0.464403      1.592537       1.467414               ...
+        z ~ N(0, 1); forward gain 1/√E[f(z)²] keeps the signal's variance (the default),
+        backward gain 1/√E[f′(z)²] keeps the gradient's; weights: variance gain² / fan_in.
+        0
+    """
     return COMMANDS[config.command].run(config.options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse, check, run. User errors: one line on stderr, status 2."""
+    """Entry point: parse, check, run. User errors: one line on stderr, status 2.
+
+    Examples:
+        >>> from signalprop.cli import main
+        >>> main(['gain', 'selu'])
+          activation    E[f(z)²]   E[f′(z)²]  forward gain  backward gain  torch ...
+                selu    1.000000    1.071575      1.000000       0.966026                ...
+        z ~ N(0, 1); forward gain 1/√E[f(z)²] keeps the signal's variance (the default),
+        backward gain 1/√E[f′(z)²] keeps the gradient's; weights: variance gain² / fan_in.
+        0
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("default", UserWarning)
         warnings.showwarning = warning_line

@@ -19,7 +19,15 @@ PROG = "signalprop"
 
 
 class UsageError(Exception):
-    """A mistake of the user's: reported in one line, exit status 2."""
+    """A mistake of the user's: reported in one line, exit status 2.
+
+    Examples:
+        >>> from signalprop.cli import build_parser
+        >>> build_parser().parse_args(['gain', '--nope'])
+        Traceback (most recent call last):
+            ...
+        signalprop.cli._common.UsageError: unrecognized arguments: --nope
+    """
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,7 +45,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Config:
-    """A checked command: its name and its options."""
+    """A checked command: its name and its options.
+
+    Examples:
+        >>> from signalprop.cli import build_parser, config_from_args
+        >>> config = config_from_args(build_parser().parse_args(['gain', 'selu']))
+        >>> config.command, config.options['activation']
+        ('gain', 'selu')
+    """
 
     command: str
     options: dict[str, Any] = field(default_factory=dict)

@@ -83,7 +83,7 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         help="serve the --cluster's Dask dashboard on 127.0.0.1:8787",
     )
     tls = study.add_argument_group(
-        "TLS", "certificates for a --scheduler tls://HOST:PORT (see the README's Security)"
+        "TLS", "certificates for a --scheduler tls://HOST:PORT (see docs/guide/dask.md, Security)"
     )
     tls.add_argument("--tls-ca-file", metavar="FILE", help="the certificate authority (PEM)")
     tls.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM)")

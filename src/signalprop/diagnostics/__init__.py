@@ -14,6 +14,14 @@ and :data:`KINDS` (the findings' kinds, in the order a report lists them), and
 weight and bias variances), :func:`phase_applies` (whether there is one to draw)
 and :func:`bias_splits` (what the biases cancel). The Monitor judges each of its
 records with them.
+
+Examples:
+    >>> import torch, signalprop as sp
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    >>> report = sp.diagnose(model, torch.randn(64, 8), torch.randint(0, 2, (64,)))
+    >>> [(row.name, row.activation) for row in report.layers]
+    [('0', 'tanh'), ('2', None)]
 """
 
 from signalprop.diagnostics._diagnose import diagnose, surrogate_loss

@@ -70,6 +70,12 @@ def surrogate_loss(output: Tensor, seed: int) -> Tensor:
     output receives a gradient of variance ``1 / batch²``, as a mean-reduced
     loss whose per-example gradient has unit variance would send. It measures
     how the network transmits a generic error signal, independent of labels.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> from signalprop.diagnostics import surrogate_loss
+        >>> surrogate_loss(torch.ones(4, 3), seed=0).shape   # a scalar
+        torch.Size([])
     """
     generator = torch.Generator(device=output.device).manual_seed(seed)
     g = torch.randn(output.shape, generator=generator, device=output.device, dtype=output.dtype)
@@ -275,7 +281,7 @@ def diagnose(
     Returns:
         A :class:`Report`; ``report.healthy`` is true when there are no findings.
 
-    Example:
+    Examples:
         >>> import torch, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(100, "selu", kernel_initializer="lecun_normal")
         ...                        for _ in range(20)], input_shape=(100,))

@@ -75,6 +75,18 @@ class MeanFieldVerdict:
             :func:`signalprop.meanfield.init_point` puts the edge of chaos for
             this activation, when the net is deeper than it can train (``None``
             otherwise, or when there is no critical point).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> init = sp.init.VarianceScaling(2.54)   # σ_w² = 2.54, σ_b² = 0
+        >>> model = sp.Sequential(
+        ...     [sp.Dense(32, 'tanh', kernel_initializer=init) for _ in range(30)],
+        ...     input_shape=(32,),
+        ... )
+        >>> verdict = sp.diagnose(model, torch.randn(128, 32)).meanfield
+        >>> verdict.phase, verdict.depth, round(verdict.chi_1, 1)
+        ('chaotic', 30, 1.2)
     """
 
     activation: str

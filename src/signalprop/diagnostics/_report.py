@@ -61,6 +61,18 @@ class Thresholds:
             variance): autoinit's residual criterion gives at most √e ≈ 1.65 at any
             depth, PyTorch's default init 1.5 at 16 ReLU blocks but 5.6 at 64 and
             ~1,000 at 256 (×(1 + 1/18) in variance per block).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> strict = sp.Thresholds(saturation=0.05, dead=0.01)
+        >>> x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+        >>> report = sp.diagnose(model, x, y, thresholds=strict)
+        >>> report.thresholds.saturation
+        0.05
     """
 
     vanishing: float = 1e-2
@@ -121,6 +133,17 @@ class LayerStats:
             layer and its activation: its weights' scale then does not set the
             activation's input, and no finding compares that scale with others'.
         finite: Whether every forward value of the layer was finite.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> report = sp.diagnose(model, torch.randn(64, 8), torch.randint(0, 2, (64,)))
+        >>> row = report.layers[0]
+        >>> row.name, row.layer_type, row.activation, row.fan_in
+        ('0', 'Linear', 'tanh', 8.0)
     """
 
     name: str
@@ -172,6 +195,17 @@ class Finding:
         severity: ``"warning"`` or ``"error"``.
         message: What was measured.
         fix: A concrete remedy in signalprop's vocabulary.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # far too large: saturates
+        >>> finding = sp.diagnose(model, torch.randn(64, 8), torch.randint(0, 2, (64,))).findings[0]
+        >>> finding.kind, finding.severity, finding.layers
+        ('saturation', 'error', ['0'])
     """
 
     kind: str
@@ -222,6 +256,16 @@ class Report:
         meanfield: For a plain stack of dense layers sharing one activation,
             the phase, χ₁, ξ_c and trainable depth its weights put it at
             (:class:`~signalprop.diagnostics.MeanFieldVerdict`); else None.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+        ... )
+        >>> report = sp.diagnose(model, torch.randn(64, 8), torch.randint(0, 2, (64,)))
+        >>> report.batch_size, len(report.layers), [f.kind for f in report.findings]
+        (64, 2, [])
     """
 
     layers: list[LayerStats]

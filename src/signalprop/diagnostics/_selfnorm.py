@@ -47,7 +47,19 @@ WEIGHT_MIN_TOLERANCE = 0.05
 
 @dataclass
 class Condition:
-    """One condition of self-normalization, met or violated, and where."""
+    """One condition of self-normalization, met or violated, and where.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = sp.Sequential(
+        ...     [sp.Dense(64, 'selu', kernel_initializer='lecun_normal') for _ in range(10)],
+        ...     input_shape=(32,),
+        ... )
+        >>> condition = sp.check_self_normalizing(model, torch.randn(256, 32)).conditions[0]
+        >>> condition.name, condition.met
+        ('standardized_inputs', True)
+    """
 
     name: str
     met: bool
@@ -62,7 +74,19 @@ class Condition:
 
 @dataclass
 class SelfNormalizationCheck:
-    """The result of :func:`check_self_normalizing`."""
+    """The result of :func:`check_self_normalizing`.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> _ = torch.manual_seed(0)
+        >>> model = sp.Sequential(
+        ...     [sp.Dense(64, 'selu', kernel_initializer='he_normal') for _ in range(10)],
+        ...     input_shape=(32,),
+        ... )
+        >>> check = sp.check_self_normalizing(model, torch.randn(256, 32))
+        >>> check.ok, [c.name for c in check.conditions if not c.met]
+        (False, ['lecun_normal_init'])
+    """
 
     conditions: list[Condition]
     report: Report | None = None
@@ -243,7 +267,7 @@ def check_self_normalizing(
             Face ``ModelOutput``:
             ``loss_fn=lambda out, y: F.cross_entropy(out["logits"], y)``.
 
-    Example:
+    Examples:
         >>> import torch, signalprop as sp
         >>> model = sp.Sequential([sp.Dense(50, "selu", kernel_initializer="lecun_normal")
         ...                        for _ in range(10)] + [sp.Dense(10)], input_shape=(50,))

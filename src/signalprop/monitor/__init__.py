@@ -1,6 +1,6 @@
 """Watch a training run layer by layer: :class:`Monitor`, its history and its log.
 
-Example:
+Examples:
     >>> import torch, torch.nn.functional as F, signalprop as sp
     >>> model = sp.Sequential([sp.Dense(32, "relu") for _ in range(4)] + [sp.Dense(3)],
     ...                       input_shape=(8,))

@@ -38,9 +38,6 @@ __all__ = [
     "read_log",
 ]
 
-#: What a record holds per layer, with :class:`~signalprop.diagnostics.LayerStats`'s
-#: definitions (``grad_weight_rms`` included), plus the weight's norm and the
-#: update-to-weight ratio ‖W_after − W_before‖ / ‖W_before‖ of the step.
 QUANTITIES = (
     "pre_mean",
     "pre_std",
@@ -53,6 +50,15 @@ QUANTITIES = (
     "weight_norm",
     "update_ratio",
 )
+"""What a record holds per layer, with :class:`~signalprop.diagnostics.LayerStats`'s
+definitions (``grad_weight_rms`` included), plus the weight's norm and the
+update-to-weight ratio ‖W_after − W_before‖ / ‖W_before‖ of the step.
+
+Examples:
+    >>> import signalprop as sp
+    >>> sp.monitor.QUANTITIES[:4]
+    ('pre_mean', 'pre_std', 'act_mean', 'act_std')
+"""
 
 #: The log's format name and version, in its header line.
 FORMAT = "signalprop-monitor"
@@ -69,6 +75,25 @@ class LayerInfo:
         activation: Registry name of the activation applied to its output.
         fan_in, fan_out: The weight's fans (None: no weight).
         weight_numel: Elements of the weight (0: none).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # saturates the sigmoid
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        ...         loss.backward()
+        ...         opt.step()   # the Monitor records after each step
+        ...
+        >>> monitor.history.layers[0]
+        LayerInfo(name='0', layer_type='Linear', activation='sigmoid', fan_in=4.0, ...
     """
 
     name: str
@@ -81,7 +106,28 @@ class LayerInfo:
 
 @dataclass
 class Record:
-    """The quantities of one monitored step, each a list over the layers (None: not seen)."""
+    """The quantities of one monitored step, each a list over the layers (None: not seen).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # saturates the sigmoid
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        ...         loss.backward()
+        ...         opt.step()   # the Monitor records after each step
+        ...
+        >>> record = monitor.history.records[0]
+        >>> record.step, record.batch_size, len(record.values['act_mean'])
+        (1, 16, 2)
+    """
 
     step: int
     batch_size: int
@@ -132,6 +178,17 @@ class NonFiniteEvent:
             None when no layer could be named.
         message: The sentence a report prints.
         batch_file: Where the batch was saved, if it was.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+        >>> with sp.Monitor(model, every=1) as monitor:
+        ...     model(torch.full((3, 4), float('nan'))).sum().backward()
+        ...     monitor.step()
+        ...
+        >>> event = monitor.events[0]
+        >>> event.step, event.pass_, event.message
+        (1, 'forward', 'the inputs of step 1 contain NaN or Inf')
     """
 
     step: int
@@ -185,6 +242,26 @@ class TimedFinding:
         last_seen: The last monitored step that showed it.
         spell: How many records from ``began`` to ``last_seen`` were judged for it
             (``seen == spell``: it showed in every one of them).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # saturates the sigmoid
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        ...         loss.backward()
+        ...         opt.step()   # the Monitor records after each step
+        ...
+        >>> finding = monitor.findings()[0]
+        >>> finding.kind, finding.layers, finding.began, finding.persistent
+        ('saturation', ['0'], 1, True)
     """
 
     kind: str
@@ -290,6 +367,26 @@ class MonitorHistory:
         steps: Training steps taken (0 when unknown, e.g. a log cut short).
         model_findings: The ``ordered``/``chaotic`` findings a log's last line kept
             (they are drawn with the model, which a log does not hold).
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # saturates the sigmoid
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        ...         loss.backward()
+        ...         opt.step()   # the Monitor records after each step
+        ...
+        >>> history = monitor.history
+        >>> history.steps, len(history.records), history.names
+        (3, 3, ['0', '2'])
     """
 
     layers: list[LayerInfo] = field(default_factory=list)
@@ -532,6 +629,22 @@ def read_log(path: str | Path) -> MonitorHistory:
         ValueError: If ``path`` is not a Monitor log, or holds more than one run (a
             second header, or a header glued to a cut line: a path appended to by an
             older signalprop), naming the line.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import os, tempfile
+        >>> log = os.path.join(tempfile.mkdtemp(), 'monitor.jsonl')
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)
+        ... )
+        >>> with sp.Monitor(model, every=1, log=log) as monitor:
+        ...     for _ in range(2):
+        ...         model(torch.randn(16, 4)).square().mean().backward()
+        ...         monitor.step()
+        ...
+        >>> history = sp.monitor.read_log(log)
+        >>> len(history.records), history.names
+        (2, ['0', '2'])
     """
     path = Path(path)
     if not path.is_file():

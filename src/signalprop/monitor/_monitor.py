@@ -222,6 +222,25 @@ class Monitor:
         ValueError: On an invalid argument, an unwritable ``log``, a ``log``
             that already holds a run (without ``overwrite=True``), or a model
             with no layer to monitor.
+
+    Examples:
+        >>> import torch, signalprop as sp
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2)
+        ... )
+        >>> _ = torch.nn.init.normal_(model[0].weight, std=10.0)   # saturates the sigmoid
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> with sp.Monitor(model, every=1, optimizer=opt) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        ...         loss.backward()
+        ...         opt.step()   # the Monitor records after each step
+        ...
+        >>> [finding.kind for finding in monitor.findings()]
+        ['saturation', 'mean_shift']
     """
 
     def __init__(

@@ -52,7 +52,16 @@ LOOPBACK = "127.0.0.1"
 @dataclass
 class Cluster:
     """A connected cluster: its executor, how many runs it trains at once, what it is,
-    its Dask client, and the dashboard's address (None: no dashboard served)."""
+    its Dask client, and the dashboard's address (None: no dashboard served).
+
+    Examples:
+        ```python
+        from signalprop.study import cluster
+
+        with cluster('tls://10.0.0.5:8786', security=security) as dask:
+            print(dask.description, dask.slots, dask.dashboard)
+        ```
+    """
 
     executor: Executor
     slots: int
@@ -85,6 +94,15 @@ def tls_security(ca_file: str, cert: str, key: str | None = None) -> Any:
 
     Raises:
         ValueError: A file is missing or unreadable (named, with the flag it came from).
+
+    Examples:
+        ```python
+        from signalprop.study import cluster, tls_security
+
+        security = tls_security('ca.pem', 'client.pem', 'client-key.pem')
+        with cluster('tls://10.0.0.5:8786', security=security) as dask:
+            ...
+        ```
     """
     return _distributed().Security(
         require_encryption=True,
@@ -108,6 +126,15 @@ def security_from_file(path: str | os.PathLike[str]) -> Any:
     Raises:
         ValueError: The file cannot be read, is not Dask configuration, or names no
             client certificate and certificate authority.
+
+    Examples:
+        ```python
+        from signalprop.study import cluster, security_from_file
+
+        security = security_from_file('dask.yaml')   # Dask's own configuration format
+        with cluster('tls://10.0.0.5:8786', security=security) as dask:
+            ...
+        ```
     """
     _distributed()
     import dask.config
@@ -158,6 +185,14 @@ def cluster(
         ConnectionError: The scheduler cannot be reached, or refused the connection
             (one line, with the address).
         ImportError: Dask is not installed.
+
+    Examples:
+        ```python
+        from signalprop.study import cluster, load_spec, run_study
+
+        with cluster(workers=2) as dask:   # two local workers, over TLS, on 127.0.0.1
+            run_study(load_spec('quick'), 'runs/quick', executor=dask.executor, slots=dask.slots)
+        ```
     """
     check_cluster(scheduler, workers, security, dashboard)
     distributed = _distributed()
@@ -174,7 +209,16 @@ def cluster(
 def check_cluster(
     scheduler: str | None, workers: int | None, security: Any, dashboard: bool
 ) -> None:
-    """Refuse a combination of :func:`cluster`'s arguments that cannot work (``ValueError``)."""
+    """Refuse a combination of :func:`cluster`'s arguments that cannot work (``ValueError``).
+
+    Examples:
+        >>> from signalprop.study import check_cluster
+        >>> check_cluster(None, 2, None, False)   # a local cluster of 2 workers: fine
+        >>> check_cluster('tcp://10.0.0.5:8786', 2, None, False)
+        Traceback (most recent call last):
+            ...
+        ValueError: give a scheduler address or a number of local workers, not both
+    """
     if (scheduler is None) == (workers is None):
         raise ValueError("give a scheduler address or a number of local workers, not both")
     if scheduler is None:

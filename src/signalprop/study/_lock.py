@@ -29,7 +29,18 @@ LOCK = ".signalprop.lock"
 
 
 class StudyLockedError(RuntimeError):
-    """Another driver is writing the study folder."""
+    """Another driver is writing the study folder.
+
+    Examples:
+        ```python
+        from signalprop.study import StudyLockedError, load_spec, run_study
+
+        try:
+            run_study(load_spec('quick'), 'runs/quick')
+        except StudyLockedError as error:   # another driver is writing runs/quick
+            print(error)
+        ```
+    """
 
 
 def _holder(fd: int) -> str:

@@ -23,7 +23,6 @@ from signalprop.study._spec import activation_key, describe_activation, describe
 
 __all__ = ["RULE_OF_THUMB", "write_report"]
 
-#: The chapter's rule of thumb, best first; activations in one tuple are not ordered.
 RULE_OF_THUMB: tuple[tuple[str, ...], ...] = (
     ("selu",),
     ("elu",),
@@ -32,6 +31,13 @@ RULE_OF_THUMB: tuple[tuple[str, ...], ...] = (
     ("tanh",),
     ("sigmoid",),
 )
+"""The chapter's rule of thumb, best first; activations in one tuple are not ordered.
+
+Examples:
+    >>> from signalprop.study import RULE_OF_THUMB
+    >>> RULE_OF_THUMB[0], RULE_OF_THUMB[-1]   # best first
+    (('selu',), ('sigmoid',))
+"""
 NAMES = {
     "sigmoid": "logistic",
     "tanh": "tanh",
@@ -504,6 +510,13 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
 
     Raises:
         ValueError: When the directory holds no results at all.
+
+    Examples:
+        ```python
+        from signalprop.study import write_report
+
+        write_report('runs/chapter11')   # runs/chapter11/report.md and its figures
+        ```
     """
     directory = Path(directory)
     spec_path = directory / SPEC

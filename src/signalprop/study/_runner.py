@@ -73,6 +73,12 @@ def build_model(config: RunConfig) -> nn.Module:
     (a cycle's entries in turn) and the initializer
     :meth:`RunConfig.hidden_initializers` gives it (with a cycle's ``"matching"``,
     its own activation's).
+
+    Examples:
+        >>> from signalprop.study import build_model, load_spec
+        >>> model = build_model(load_spec('chapter11').runs[0])
+        >>> sum(p.numel() for p in model.parameters())
+        266610
     """
     if config.model != "mlp":
         from signalprop.examples import ResidualMLP, SmallResNet
@@ -179,6 +185,14 @@ def execute(
     file written here; a log left by an interrupted attempt is replaced).
     ``compile_for`` maps run ids to the training steps that will share the run's
     compiled step in one process (see :func:`shared_steps`).
+
+    Examples:
+        ```python
+        from signalprop.study import execute, load_spec
+
+        record = execute(load_spec('quick').runs[0], data_dir='../shared/data/fashion-mnist')
+        record['history']['val_accuracy']   # per epoch; the record is one line of results.jsonl
+        ```
     """
     torch.set_num_threads(threads)
     data = _data(config, data_dir)
@@ -351,6 +365,14 @@ def read_results(directory: str | Path) -> list[dict[str, Any]]:
     before appending); any other line that is not a record, or a record without
     the fields a finished run writes (its run is then trained again), is skipped
     with a warning that names its line number.
+
+    Examples:
+        ```python
+        from signalprop.study import read_results
+
+        runs = read_results('docs/results/chapter11')
+        [(r['config']['activation'], r['history']['val_accuracy'][-1]) for r in runs]
+        ```
     """
     path = Path(directory) / RESULTS
     if not path.exists():
@@ -454,6 +476,14 @@ def run_study(
         executor: Any ``concurrent.futures.Executor`` to train the runs on, e.g. a
             Dask cluster's ``client.get_executor()``; it is not shut down here.
         slots: Runs handed to ``executor`` at a time (default: all of them).
+
+    Examples:
+        ```python
+        from signalprop.study import load_spec, run_study, write_report
+
+        run_study(load_spec('quick'), 'runs/quick', jobs=2)   # minutes; resumes where it stopped
+        write_report('runs/quick')
+        ```
     """
     jobs = check_int(jobs, param="jobs", caller="run_study", low=1)
     if monitor is not None:

@@ -102,6 +102,13 @@ PRESET_NAMES = (
     "residual",
     "trainable-depth",
 )
+"""The built-in studies, for `signalprop study --preset NAME` and `load_spec(NAME)`.
+
+Examples:
+    >>> from signalprop.study import PRESET_NAMES
+    >>> PRESET_NAMES[:4]
+    ('autoinit', 'autoinit-100', 'autoinit-zoo', 'chapter11')
+"""
 
 DEFAULTS: dict[str, Any] = {
     "activation_args": {},
@@ -121,6 +128,13 @@ DEFAULTS: dict[str, Any] = {
     "model": "mlp",
 }
 KEYS = {"activation", "init", "depth", "hidden", "epochs", "blocks", "width", *DEFAULTS}
+"""The settings a run of a study grid may give (`signalprop.study.SETTINGS`).
+
+Examples:
+    >>> from signalprop.study import SETTINGS
+    >>> 'depth' in SETTINGS, 'epochs' in SETTINGS
+    (True, True)
+"""
 #: The ``model`` setting's kinds; the residual ones are built by the study's runner from
 #: :mod:`signalprop.examples`.
 MODELS = ("mlp", "residual_mlp", "resnet")
@@ -139,7 +153,7 @@ Activation = str | dict[str, Any]
 def cycle_of(activation: Activation) -> list[tuple[str, dict[str, Any]]] | None:
     """A cycle's entries as ``(name, arguments)``; None for a single activation.
 
-    Example:
+    Examples:
         >>> cycle_of({"cycle": ["relu", {"name": "leaky_relu", "alpha": 0.1}]})
         [('relu', {}), ('leaky_relu', {'alpha': 0.1})]
     """
@@ -198,7 +212,14 @@ def describe_activation(
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run of a study, fully specified."""
+    """One training run of a study, fully specified.
+
+    Examples:
+        >>> from signalprop.study import load_spec
+        >>> run = load_spec('chapter11').runs[0]
+        >>> run.activation, run.init, len(run.hidden), run.epochs
+        ('leaky_relu', 'he_normal', 2, 10)
+    """
 
     activation: Activation
     init: str
@@ -280,7 +301,14 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A named list of runs, and the goals its report checks (if any)."""
+    """A named list of runs, and the goals its report checks (if any).
+
+    Examples:
+        >>> from signalprop.study import load_spec
+        >>> spec = load_spec('ranking')
+        >>> spec.name, len(spec.runs)
+        ('ranking', 84)
+    """
 
     name: str
     description: str
@@ -654,6 +682,15 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
 
     Raises:
         ValueError: Naming ``source`` and what is wrong.
+
+    Examples:
+        >>> from signalprop.study import expand
+        >>> grid = {'name': 'mine', 'defaults': {'epochs': 1},
+        ...         'grid': {'activation': ['selu', 'relu'], 'init': ['matching'],
+        ...                  'depth': [5, 10]}}
+        >>> spec = expand(grid)
+        >>> len(spec.runs), spec.runs[0].init
+        (4, 'lecun_normal')
     """
     if not isinstance(raw, dict):
         raise _fail(source, "a study file must hold a JSON object")
@@ -709,6 +746,11 @@ def load_spec(preset_or_path: str) -> StudySpec:
 
     Raises:
         ValueError: For an unknown preset, a missing or malformed file.
+
+    Examples:
+        >>> from signalprop.study import load_spec
+        >>> load_spec('quick').name
+        'quick'
     """
     if preset_or_path in PRESET_NAMES:
         text = (
