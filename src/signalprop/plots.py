@@ -19,6 +19,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from signalprop.diagnostics import Report
 from signalprop.meanfield import TRAINABLE_DEPTH_FACTOR, PhaseDiagram
@@ -125,18 +126,32 @@ def plot_activations(
     return figure
 
 
+#: How every figure labels a layer axis: layers are numbered from 1 on the input side, as
+#: in propagate's table, diagnose's "#" column, the Monitor's heatmaps and TensorBoard tags.
+LAYER_AXIS = "layer (from 1, input side)"
+
+
+def layer_ticks(names: Sequence[str], sep: str = "\n") -> list[str]:
+    """Tick labels for layers numbered from 1: the number, and the layer's name in the
+    model after ``sep`` where the name is not that number (PyTorch's ``"0"``, ``"2"``)."""
+    return [
+        str(number) if name == str(number) else f"{number}{sep}{name}"
+        for number, name in enumerate(names, start=1)
+    ]
+
+
 def _series(data: Report | PropagationResult) -> dict[str, Any]:
     """Pick the per-layer arrays to draw (no arithmetic beyond selection)."""
     if isinstance(data, PropagationResult):
         return {
             "x": np.arange(1, data.depth + 1),
-            "xlabel": "layer (from 1, as in the table)",
             "labels": None,
             "std": data.forward_std,
             "mean": data.forward_mean,
-            "fractions": {},
+            "fractions": None,
             "grad": data.grad_std,
             "grad_label": "std of ∂L/∂(layer output)",
+            "scale": None,
             "title": f"{data.activation} + {data.init}, width {data.width}",
         }
     layers = data.layers
@@ -146,36 +161,43 @@ def _series(data: Report | PropagationResult) -> dict[str, Any]:
 
     std = column("act_std")
     pre = column("pre_std")
-    names = [r.name for r in layers]
-    # The report's table names layers by module ("0", "3", "features.1"): number the axis
-    # the same way when the names are numbers, else by table row from 0.
-    numbered = all(name.isdigit() for name in names)
     return {
-        "x": np.array([int(n) for n in names]) if numbered else np.arange(len(layers)),
-        "xlabel": "layer (as named in the table)" if numbered else "layer (table row, from 0)",
+        "x": np.arange(1, len(layers) + 1),  # the table's "#"
         "labels": [r.name for r in layers],
         "std": np.where(np.isnan(std), pre, std),
         "mean": np.where(np.isnan(std), column("pre_mean"), column("act_mean")),
         "fractions": {"saturated": column("saturated"), "dead": column("dead")},
         "grad": column("grad_pre_rms"),
         "grad_label": "RMS of ∂L/∂(pre-activation)",
+        "scale": column("weight_scale_fan_in"),
         "title": f"{len(layers)} layers, batch {data.batch_size}",
     }
 
 
 def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """Per-layer activation statistics, saturated/dead fractions and gradient size.
+    """Per-layer activation statistics and gradient size; for a report, also the
+    saturated/dead fractions and the weights' scale (variance × fan_in).
+
+    Layers are numbered from 1 on the input side (the report's ``#`` column);
+    with 12 layers or fewer each is ticked, with its name in the model beneath.
 
     Args:
         data: A :class:`~signalprop.Report` from :func:`~signalprop.diagnose`
             or a :class:`~signalprop.PropagationResult` from :func:`~signalprop.propagate`.
-        axes: Three axes to draw on; new ones if ``None``.
+        axes: Axes to draw on, new ones if ``None``: four for a report (activations,
+            fractions, gradient, weight scale), two for a propagation (activations,
+            gradient), which records neither fractions nor weights.
 
     Returns:
         The figure.
     """
     series = _series(data)
-    figure, (signal, fractions, gradient) = _grid(3, axes, (5.0, 3.2))
+    report = series["fractions"] is not None
+    figure, panels = _grid(4 if report else 2, axes, (5.0, 3.2))
+    if report:
+        signal, fractions, gradient, scale = panels
+    else:
+        signal, gradient = panels
     x = series["x"]
     signal.plot(x, series["std"], "b.-", label="std")
     signal.plot(x, series["mean"], "g.-", label="mean", alpha=0.7)
@@ -189,37 +211,58 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
         and np.nanmax(np.abs(finite_std)) / max(np.nanmin(np.abs(finite_std)), 1e-300) > 1e3
     ):
         signal.set_yscale("symlog", linthresh=1e-3)
-    drawn = False
-    for name, values in series["fractions"].items():
-        if np.any(np.isfinite(values)):
-            fractions.plot(x, values, ".-", label=name)
-            drawn = True
-    fractions.set_ylim(-0.02, 1.02)
-    fractions.set_title("Saturated activations / dead units")
-    fractions.set_ylabel("fraction (saturated: of activations; dead: of units)")
-    if drawn:
-        fractions.legend()
-    else:  # say why the panel is blank instead of leaving it empty
-        fractions.text(
-            0.5,
-            0.5,
-            "no logistic, tanh or ReLU layer:\nnothing saturates or dies",
-            ha="center",
-            va="center",
-            transform=fractions.transAxes,
-        )
     grad = series["grad"]
     positive = np.isfinite(grad) & (grad > 0)
     gradient.semilogy(x[positive], grad[positive], "r.-")
     gradient.set_title(series["grad_label"])
     gradient.set_ylabel("gradient size (log scale)")
-    for ax in (signal, fractions, gradient):
-        ax.set_xlabel(series["xlabel"])
+    if report:
+        _draw_fractions(fractions, x, series["fractions"])
+        _draw_scale(scale, x, series["scale"])
+    for ax in panels[: 4 if report else 2]:
+        ax.set_xlabel(LAYER_AXIS)
         ax.grid(alpha=0.3)
-    if series["labels"] is not None and len(series["labels"]) <= 12:
-        for ax in (signal, fractions, gradient):
-            ax.set_xticks(x, series["labels"])
+        if series["labels"] is not None and len(series["labels"]) <= 12:
+            ax.set_xticks(x, layer_ticks(series["labels"]))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
+
+
+def _draw_fractions(ax: Axes, x: np.ndarray, fractions: Mapping[str, np.ndarray]) -> None:
+    drawn = False
+    for name, values in fractions.items():
+        if np.any(np.isfinite(values)):
+            ax.plot(x, values, ".-", label=name)
+            drawn = True
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Saturated activations / dead units")
+    ax.set_ylabel("fraction")
+    if drawn:
+        ax.legend()
+    else:  # say why the panel is blank instead of leaving it empty
+        ax.text(
+            0.5,
+            0.5,
+            "no logistic, tanh or ReLU layer:\nnothing saturates or dies",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+
+
+def _draw_scale(ax: Axes, x: np.ndarray, scale: np.ndarray) -> None:
+    """Each layer's weight variance × fan_in, with LeCun's 1 and He's 2 marked."""
+    known = np.isfinite(scale)
+    ax.plot(x[known], scale[known], "m.-", label="var·fan_in")
+    for level, name in ((1.0, "LeCun / Glorot (1)"), (2.0, "He (2)")):
+        ax.axhline(level, color="gray", ls=":" if level == 1 else "--", lw=1, label=name)
+    ax.set_title("Weight scale: variance × fan_in")
+    ax.set_ylabel("var(W) · fan_in")
+    positive = scale[known & (scale > 0)]
+    if positive.size and positive.max() / positive.min() > 100:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
 
 
 Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
@@ -261,7 +304,6 @@ def plot_learning_curves(
     The band between ``low`` and ``high`` (e.g. the seeds' range) is shaded;
     ``styles`` and ``colors`` give each label a line style and a colour.
     """
-    from matplotlib.ticker import MaxNLocator
 
     # More curves than a legend inside a panel holds: the legend goes below the panel,
     # one entry a line, and the panel grows to make room for it.
@@ -341,7 +383,7 @@ def plot_gradient_profiles(
                 color=(colors or {}).get(label),
             )
         ax.set_title(title)
-        ax.set_xlabel("layer")
+        ax.set_xlabel(LAYER_AXIS)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         _legend(ax)
@@ -701,7 +743,7 @@ def plot_monitor(
 ) -> Figure:
     """Per-layer heatmaps over the steps of a monitored run, one panel per quantity.
 
-    Rows are the layers in forward order (the input at the bottom), columns the
+    Rows are the layers in forward order, numbered from 1 at the input (bottom); columns the
     monitored steps, ticked at whole steps; gradient RMS, std and the update
     ratio use a log colour scale. Quantities that no layer has (the saturated
     fraction of a ReLU net) are left out. A NaN or Inf value is drawn in red and
@@ -733,7 +775,6 @@ def plot_monitor(
     """
     from matplotlib.colors import ListedColormap, LogNorm, Normalize
     from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
 
     steps = np.array([record.step for record in history.records], dtype=float)
     names = history.names
@@ -762,7 +803,7 @@ def plot_monitor(
         kinds = starts.setdefault(finding.began, [])
         if finding.kind not in kinds:
             kinds.append(finding.kind)
-    rows = np.arange(len(names))
+    rows = np.arange(1, len(names) + 1)  # layers numbered from 1, as everywhere
     for axis, (quantity, grid, known) in zip(axes, panels, strict=True):
         non_finite = known & ~np.isfinite(grid)
         finite = grid[known & np.isfinite(grid)]
@@ -809,8 +850,10 @@ def plot_monitor(
             )
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("step")
-        axis.set_ylabel("layer")
+        axis.set_ylabel(LAYER_AXIS)
         if len(names) <= 12:
-            axis.set_yticks(rows, names)
+            axis.set_yticks(rows, layer_ticks(names, sep=" "))
+        else:
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(quantity.replace("_", " "))
     return figure
