@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,3 +184,40 @@ def test_a_panel_whose_runs_all_diverged_says_so_without_a_legend_warning() -> N
     (ax,) = figure.axes
     assert ax.get_legend() is None
     assert [text.get_text() for text in ax.texts] == ["no finite values"]
+
+
+def accuracy_series(labels: int, depths: list[int]) -> dict[str, Any]:
+    """``labels`` series of nearly equal accuracies (the hard case: markers on top of
+    each other) at each of ``depths``."""
+    x = np.array(depths)
+    series = {}
+    for i in range(labels):
+        mean = np.full(len(depths), 0.8) + 0.001 * i
+        series[f"activation {i}"] = (x, mean, mean - 0.01, mean + 0.01)
+    return series
+
+
+@pytest.mark.parametrize(("labels", "depths"), [(16, [20, 100]), (9, list(range(10, 110, 10)))])
+def test_accuracy_vs_depth_keeps_every_marker_apart(
+    labels: int, depths: list[int], tmp_path: Path
+) -> None:
+    """The ranking study's 16 series at 2 depths (on a log axis they all sat on 2 points),
+    and 9 series at 10 depths: at each depth, each series' marker is at least a marker's
+    radius from its neighbours', inside its depth's slot; the ticks are the depths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = sp.plots.plot_accuracy_vs_depth(accuracy_series(labels, depths))
+    FigureCanvasAgg(figure).draw()
+    (axis,) = figure.axes
+    assert [t.get_text() for t in axis.get_xticklabels()] == [str(d) for d in depths]
+    assert axis.get_xscale() == "linear"
+    lines = [container.lines[0] for container in axis.containers]
+    assert len(lines) == labels
+    radius = lines[0].get_markersize() / 2 * figure.dpi / 72  # points to pixels
+    for slot in range(len(depths)):
+        xs = sorted(float(line.get_xdata()[slot]) for line in lines)
+        assert slot - 0.5 < xs[0] and xs[-1] < slot + 0.5  # within its own depth's slot
+        pixels = axis.transData.transform([(x, 0.8) for x in xs])[:, 0]
+        assert np.diff(pixels).min() >= radius
+    assert_text_inside(figure)
+    assert_png(save(figure, tmp_path / "accuracy_vs_depth.png"))

@@ -336,26 +336,49 @@ def plot_accuracy_vs_depth(
     colors: Mapping[str, Any] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Final accuracy against depth: ``label -> (depths, mean, low, high)``."""
-    figure, (axis,) = _grid(1, None if ax is None else [ax], (7.0, 4.5))
-    for label, (x, mean, low, high) in series.items():
-        style = (styles or {}).get(label, "-")
+    """Final accuracy against depth: ``label -> (depths, mean, low, high)``.
+
+    The depths are evenly spaced slots ticked with their values, so two depths read
+    as well as ten; within a depth's slot each series sits at its own offset
+    (:data:`DODGE` of the slot spread over them all), so that markers and error bars of
+    one depth do not hide each other. More series than :data:`LEGEND_INSIDE` put the
+    legend below the panel.
+    """
+    depths = sorted({int(d) for x, *_ in series.values() for d in x})
+    slot = {depth: i for i, depth in enumerate(depths)}
+    count = len(series)
+    below = count > LEGEND_INSIDE
+    size = (max(7.0, 3.0 + 1.2 * len(depths)), 4.5 + (0.19 * count if below else 0.0))
+    figure, (axis,) = _grid(1, None if ax is None else [ax], size)
+    step = DODGE / (count - 1) if count > 1 else 0.0
+    for i, (label, (x, mean, low, high)) in enumerate(series.items()):
+        offset = (i - (count - 1) / 2) * step
+        positions = np.array([slot[int(d)] for d in x], dtype=float) + offset
         axis.errorbar(
-            x,
+            positions,
             mean,
             yerr=[mean - low, high - mean],
-            fmt=style,
+            fmt=(styles or {}).get(label, "-"),
             marker="o",
-            capsize=3,
+            markersize=5,
+            capsize=2,
             label=label,
             color=(colors or {}).get(label),
         )
-    axis.set_xscale("log")
+    axis.set_xticks(range(len(depths)), [str(d) for d in depths])
+    axis.set_xlim(-0.5, len(depths) - 0.5)
     axis.set_xlabel("hidden layers")
     axis.set_ylabel("final validation accuracy")
-    axis.grid(alpha=0.3)
-    _legend(axis)
+    axis.grid(alpha=0.3, axis="y")
+    if below and axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    else:
+        _legend(axis)
     return figure
+
+
+#: The share of a depth's slot over which :func:`plot_accuracy_vs_depth` spreads its series.
+DODGE = 0.6
 
 
 def plot_gradient_profiles(
