@@ -201,7 +201,7 @@ def accuracy_series(labels: int, depths: list[int]) -> dict[str, Any]:
 def test_accuracy_vs_depth_keeps_every_marker_apart(
     labels: int, depths: list[int], tmp_path: Path
 ) -> None:
-    """The ranking study's 16 series at 2 depths (on a log axis they all sat on 2 points),
+    """16 series at 2 depths (the ranking study draws 14; on a log axis they sat on 2 points),
     and 9 series at 10 depths: at each depth, each series' marker is at least a marker's
     radius from its neighbours', inside its depth's slot; the ticks are the depths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
