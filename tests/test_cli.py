@@ -38,7 +38,7 @@ def test_propagate_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert note.startswith("grad std: the backward signal's std, ≈ 1 at the top layer")
     shown = float(note.split("changes ×")[1].split(" ")[0])
     assert abs(shown - rate) < 0.01  # the table's 3 significant digits
-    assert "χ₁ = E[selu′(z)²] ≈ 1.07" in note
+    assert "With SELU() + LecunNormal(), from layer 1 to layer 50" in note
     # Progress goes to stderr (lines, as stderr is not a terminal here), never to stdout.
     assert err.splitlines() == [f"propagate: 50 layers: {k}/50" for k in range(5, 50, 5)]
 

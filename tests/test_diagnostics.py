@@ -784,9 +784,9 @@ def well() -> sp.Report:
 def test_table_has_a_header_and_one_row_per_layer(sick: sp.Report) -> None:
     lines = sick.table().splitlines()
     assert len(lines) == len(sick.layers) + 1
-    assert lines[0].split()[:3] == ["layer", "type", "act"]
-    for line, layer in zip(lines[1:], sick.layers, strict=True):
-        assert line.split()[0] == layer.name
+    assert lines[0].split()[:4] == ["#", "layer", "type", "act"]
+    for number, (line, layer) in enumerate(zip(lines[1:], sick.layers, strict=True), start=1):
+        assert line.split()[:2] == [str(number), layer.name]  # numbered from 1, then named
         assert layer.layer_type in line
 
 

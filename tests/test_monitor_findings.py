@@ -221,6 +221,10 @@ def test_heatmaps_draw_nan_in_its_colour_tick_whole_steps_and_mark_finding_start
     )
     assert drawn.reshape(grid.shape).sum() == (~np.isfinite(grid)).sum() > 0
     assert [line.get_xdata()[0] for line in axis.get_lines() if line.get_linestyle() == "--"] == [3]
+    # Rows numbered from 1 as everywhere (the names, "0" to "3", shown after the number).
+    assert axis.get_ylabel() == "layer (from 1, input side)"
+    assert list(axis.get_yticks()) == [1, 2, 3, 4]
+    assert [t.get_text() for t in axis.get_yticklabels()] == ["1 0", "2 1", "3 2", "4 3"]
 
 
 # ---------------------------------------------------------------- misuse at the door

@@ -40,14 +40,14 @@ def test_tensorboard_gets_a_scalar_per_layer_and_quantity_and_histograms(tmp_pat
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance=everything).Reload()
     tags = events.Tags()
     for quantity in QUANTITIES[:4]:  # the tanh layers have every moment
-        assert f"{quantity}/000_0" in tags["scalars"]
-    assert "grad_pre_rms/003_3" in tags["scalars"]  # the output layer
-    assert "saturated/001_1" in tags["scalars"]
-    assert "dead/001_1" not in tags["scalars"]  # tanh units do not die: nothing written
-    assert [e.step for e in events.Scalars("grad_pre_rms/000_0")] == [1, 3, 5]
+        assert f"{quantity}/001_0" in tags["scalars"]
+    assert "grad_pre_rms/004_3" in tags["scalars"]  # the output layer
+    assert "saturated/002_1" in tags["scalars"]
+    assert "dead/002_1" not in tags["scalars"]  # tanh units do not die: nothing written
+    assert [e.step for e in events.Scalars("grad_pre_rms/001_0")] == [1, 3, 5]
     # Histograms on every second record: steps 1 and 5.
-    assert [e.step for e in events.Histograms("weights/000_0")] == [1, 5]
-    assert "activations/002_2" in tags["histograms"]
+    assert [e.step for e in events.Histograms("weights/001_0")] == [1, 5]
+    assert "activations/003_2" in tags["histograms"]
     assert "signalprop/findings/text_summary" in tags["tensors"]
 
 
@@ -111,7 +111,7 @@ raise SystemExit(3)  # no close()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 3, done.stderr
     got = scalars_read_back(tmp_path / "tb")
-    assert [step for step, _ in got["grad_pre_rms/000_0"]] == list(range(1, 41))
+    assert [step for step, _ in got["grad_pre_rms/001_0"]] == list(range(1, 41))
     assert len(got) > 4 * 8  # every layer's quantities
 
 
@@ -137,7 +137,7 @@ def test_histograms_read_back_are_add_histograms_numbers_for_the_weights(tmp_pat
             optimizer.step()
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0}).Reload()
     for index, layer in enumerate(model):
-        written = events.Histograms(f"weights/{index:03d}_{index}")
+        written = events.Histograms(f"weights/{index + 1:03d}_{index}")
         assert [e.step for e in written] == [1, 2, 3]
         got = written[-1].histogram_value
         expected = make_histogram(layer.weight.detach().double().numpy(), BUCKETS)

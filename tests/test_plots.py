@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import signalprop as sp
-from _images import assert_png
+from _images import assert_png, assert_text_inside
+from signalprop.examples import build_example
 from signalprop.plots import plot_activations, plot_layers
 
 ASYMPTOTES = {"elu": -1.0, "selu": -sp.SELU_SCALE * sp.SELU_ALPHA}
@@ -102,41 +104,62 @@ def test_too_few_axes_raise() -> None:
         plot_layers(sp.propagate("selu", "lecun_normal", 3, 10, 10), axes=figure.axes)
 
 
-@pytest.mark.parametrize("source", ["report", "propagate"])
-def test_plot_layers_has_exactly_three_axes(report: sp.Report, source: str) -> None:
+@pytest.mark.parametrize(("source", "panels"), [("report", 4), ("propagate", 2)])
+def test_plot_layers_fills_every_panel_and_keeps_its_labels_inside(
+    report: sp.Report, source: str, panels: int
+) -> None:
+    """A report draws four panels (activations, fractions, gradient, weight scale), a
+    propagation two (it records no fractions or weights): no panel left blank, and no
+    label cut at the figure's edge (the fractions' y-label was, at 3 panels in a 2x2 grid)."""
     data = report if source == "report" else sp.propagate("selu", "lecun_normal", 5, 10, 10)
     figure = plot_layers(data)
-    assert len(figure.axes) == 3  # signal, saturated/dead fractions, gradient; no blank panel
+    assert len(figure.axes) == panels
+    for ax in figure.axes:
+        assert ax.get_lines(), ax.get_title()  # something drawn in each
+    columns = {ax.get_subplotspec().colspan.start for ax in figure.axes}
+    rows = {ax.get_subplotspec().rowspan.start for ax in figure.axes}
+    assert len(columns) * len(rows) == panels  # the grid is full: no empty cell
+    assert_text_inside(figure)
+
+
+def test_plot_layers_of_a_deep_report_keeps_its_labels_inside() -> None:
+    model, x, y = build_example("chapter-relu", batch=32)
+    assert_text_inside(plot_layers(sp.diagnose(model, x, y)))
 
 
 def test_plot_layers_from_a_report(report: sp.Report, tmp_path: Path) -> None:
     figure = plot_layers(report)
     assert isinstance(figure, Figure)
-    signal, fractions, gradient = figure.axes[:3]
+    signal, fractions, gradient, scale = figure.axes
     stds = [r.act_std if r.act_std is not None else r.pre_std for r in report.layers]
     assert any(np.allclose(line.get_ydata(), stds) for line in signal.get_lines())
     labels = {line.get_label() for line in fractions.get_lines()}
     assert {"saturated", "dead"} <= labels
     grads = [r.grad_pre_rms for r in report.layers]
     assert any(np.allclose(line.get_ydata(), grads) for line in gradient.get_lines())
-    assert [t.get_text() for t in signal.get_xticklabels()] == [r.name for r in report.layers]
+    scales = [r.weight_scale_fan_in for r in report.layers]
+    assert any(np.allclose(line.get_ydata(), scales) for line in scale.get_lines())
+    # Numbered from 1 as the table's "#", each layer's name beneath its number.
+    assert list(signal.lines[0].get_xdata()) == list(range(1, len(report.layers) + 1))
+    ticks = [t.get_text() for t in signal.get_xticklabels()]
+    assert ticks == [f"{i}\n{r.name}" for i, r in enumerate(report.layers, start=1)]
     assert_png(save(figure, tmp_path / "layers.png"))
 
 
 def test_plot_layers_from_propagate(tmp_path: Path) -> None:
     result = sp.propagate("relu", "glorot_uniform", depth=30, width=30, batch=50)
     figure = plot_layers(result)
-    signal, _, gradient = figure.axes[:3]
+    signal, gradient = figure.axes
     assert any(np.array_equal(line.get_ydata(), result.forward_std) for line in signal.get_lines())
     assert any(np.array_equal(line.get_ydata(), result.grad_std) for line in gradient.get_lines())
     assert_png(save(figure, tmp_path / "propagate.png"))
 
 
 def test_plot_layers_draws_on_given_axes(report: sp.Report, tmp_path: Path) -> None:
-    figure = Figure(figsize=(12, 3))
-    axes = list(figure.subplots(1, 3))
+    figure = Figure(figsize=(16, 3))
+    axes = list(figure.subplots(1, 4))
     assert plot_layers(report, axes=axes) is figure
-    assert len(figure.axes) == 3
+    assert len(figure.axes) == 4
     assert all(ax.get_lines() for ax in axes)
     assert_png(save(figure, tmp_path / "given_layers.png"))
 
@@ -161,3 +184,40 @@ def test_a_panel_whose_runs_all_diverged_says_so_without_a_legend_warning() -> N
     (ax,) = figure.axes
     assert ax.get_legend() is None
     assert [text.get_text() for text in ax.texts] == ["no finite values"]
+
+
+def accuracy_series(labels: int, depths: list[int]) -> dict[str, Any]:
+    """``labels`` series of nearly equal accuracies (the hard case: markers on top of
+    each other) at each of ``depths``."""
+    x = np.array(depths)
+    series = {}
+    for i in range(labels):
+        mean = np.full(len(depths), 0.8) + 0.001 * i
+        series[f"activation {i}"] = (x, mean, mean - 0.01, mean + 0.01)
+    return series
+
+
+@pytest.mark.parametrize(("labels", "depths"), [(16, [20, 100]), (9, list(range(10, 110, 10)))])
+def test_accuracy_vs_depth_keeps_every_marker_apart(
+    labels: int, depths: list[int], tmp_path: Path
+) -> None:
+    """16 series at 2 depths (the ranking study draws 14; on a log axis they sat on 2 points),
+    and 9 series at 10 depths: at each depth, each series' marker is at least a marker's
+    radius from its neighbours', inside its depth's slot; the ticks are the depths."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = sp.plots.plot_accuracy_vs_depth(accuracy_series(labels, depths))
+    FigureCanvasAgg(figure).draw()
+    (axis,) = figure.axes
+    assert [t.get_text() for t in axis.get_xticklabels()] == [str(d) for d in depths]
+    assert axis.get_xscale() == "linear"
+    lines = [container.lines[0] for container in axis.containers]
+    assert len(lines) == labels
+    radius = lines[0].get_markersize() / 2 * figure.dpi / 72  # points to pixels
+    for slot in range(len(depths)):
+        xs = sorted(float(line.get_xdata()[slot]) for line in lines)
+        assert slot - 0.5 < xs[0] and xs[-1] < slot + 0.5  # within its own depth's slot
+        pixels = axis.transData.transform([(x, 0.8) for x in xs])[:, 0]
+        assert np.diff(pixels).min() >= radius
+    assert_text_inside(figure)
+    assert_png(save(figure, tmp_path / "accuracy_vs_depth.png"))

@@ -129,3 +129,26 @@ def test_bad_arguments_raise(param: str, change: dict[str, Any]) -> None:
     kwargs.update(change)
     with pytest.raises(ValueError, match=rf"^The '{param}' parameter of "):
         sp.propagate(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("activation", "init", "shown", "verdict"),
+    [
+        # Measured at depth 100, width 100, batch 500, seed 0: forward ×1.02, gradient ×47.6.
+        ("selu", "lecun_normal", "SELU() + LecunNormal()", "does not make a steady gradient"),
+        # Forward ×0.298, gradient ×0.505.
+        ("relu", "he_normal", "ReLU() + HeNormal()", "the gradient stays within ×2 and the"),
+        # Forward ×0.074, gradient ×0.095.
+        ("tanh", "glorot_uniform", "Tanh() + GlorotUniform()", "neither stays within ×2"),
+    ],
+)
+def test_the_closing_note_speaks_of_the_pair_propagated(
+    activation: str, init: str, shown: str, verdict: str
+) -> None:
+    result = sp.propagate(activation, init, depth=100)
+    note = result.gradient_note()
+    assert f"With {shown}, from layer 1 to layer 100" in note
+    assert verdict in note
+    if activation != "selu":
+        assert "SELU" not in note and "selu" not in note
+    assert str(result).endswith(note)

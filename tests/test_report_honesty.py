@@ -64,14 +64,22 @@ def test_the_report_command_prints_the_warning_as_one_line(tmp_path: Path, capsy
     assert err == [f"signalprop: warning: {path}:5: not a result record, skipped ('not json')"]
 
 
-def test_layer_figure_numbers_layers_as_the_table_names_them():
+def test_layer_figure_numbers_layers_as_the_table_does():
+    """Layers are numbered from 1 (the table's "#"); a name that is not the number (PyTorch
+    names these "0", "2", "4") is shown beneath it."""
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     report = sp.diagnose(model, torch.randn(32, 8, generator=torch.Generator().manual_seed(0)))
     assert [r.name for r in report.layers] == ["0", "2", "4"]
+    assert [line.split()[:2] for line in report.table().splitlines()[1:]] == [
+        ["1", "0"],
+        ["2", "2"],
+        ["3", "4"],
+    ]
     figure = plot_layers(report)
     signal = figure.axes[0]
-    assert list(signal.lines[0].get_xdata()) == [0, 2, 4]
-    assert signal.get_xlabel() == "layer (as named in the table)"
+    assert list(signal.lines[0].get_xdata()) == [1, 2, 3]
+    assert signal.get_xlabel() == "layer (from 1, input side)"
+    assert [t.get_text() for t in signal.get_xticklabels()] == ["1\n0", "2", "3\n4"]
     fractions = figure.axes[1]
     assert fractions.get_ylabel().startswith("fraction")
 

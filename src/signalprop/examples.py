@@ -27,6 +27,7 @@ __all__ = [
     "SmallResNet",
     "build_example",
     "build_torch_default",
+    "describe",
     "units",
 ]
 
@@ -34,6 +35,9 @@ __all__ = [
 @dataclass(frozen=True)
 class Example:
     """A deep dense net described by its activation, initializer and depth.
+
+    ``description`` says what the net shows; its size is written by :func:`describe`
+    from ``depth``, so the two cannot disagree.
 
     Examples:
         >>> from signalprop.examples import Example
@@ -49,14 +53,12 @@ class Example:
 
 EXAMPLES: dict[str, Example] = {
     "chapter-selu": Example(
-        "selu", "lecun_normal", 100, "the chapter's 100-layer SELU net (self-normalizing)"
+        "selu", "lecun_normal", 100, "the chapter's SELU net, LeCun init (self-normalizing)"
     ),
-    "chapter-relu": Example(
-        "relu", "he_normal", 100, "the chapter's 100-layer ReLU net with He initialization"
-    ),
-    "relu-he-30": Example("relu", "he_normal", 30, "30-layer ReLU net, He init (He et al. 2015)"),
+    "chapter-relu": Example("relu", "he_normal", 100, "the chapter's ReLU net, He init"),
+    "relu-he-30": Example("relu", "he_normal", 30, "ReLU, He init (He et al. 2015)"),
     "relu-glorot-30": Example(
-        "relu", "glorot_uniform", 30, "30-layer ReLU net, Glorot init: stalls (He et al. 2015)"
+        "relu", "glorot_uniform", 30, "ReLU, Glorot init: stalls (He et al. 2015)"
     ),
     "logistic-normal": Example(
         "sigmoid",
@@ -71,13 +73,13 @@ EXAMPLES: dict[str, Example] = {
         "tanh",
         _init.RandomNormal(stddev=0.01),
         30,
-        "30-layer tanh net with N(0, 0.01²) weights: the signal and gradient vanish",
+        "tanh with N(0, 0.01²) weights: the signal and gradient vanish",
     ),
     "relu-large": Example(
         "relu",
         _init.VarianceScaling(scale=20.0, mode="fan_in", distribution="normal"),
         30,
-        "30-layer ReLU net with weights 10× He's variance: the signal and gradient explode",
+        "ReLU with weights 10× He's variance: the signal and gradient explode",
     ),
 }
 """The built-in example nets by name (`signalprop diagnose --list`).
@@ -103,10 +105,41 @@ def units(name: str) -> int:
         >>> units('chapter-selu')
         10994
     """
-    if name.startswith("torch-default-"):
+    if name.startswith(TORCH_DEFAULT_PREFIX):
         return TORCH_DEFAULT_WIDTH * (TORCH_DEFAULT_DEPTH + 1) + CLASSES
     example = lookup(EXAMPLES, name, param="name", caller="units")
     return INPUTS + FIRST + WIDTH * (example.depth - 1) + CLASSES
+
+
+TORCH_DEFAULT_PREFIX = "torch-default-"
+
+
+def describe(name: str) -> str:
+    """A built-in net's size and what it shows, its layers counted from its settings.
+
+    Layers are counted as :func:`signalprop.diagnose` counts them: every weight
+    layer, the output included.
+
+    Example:
+        >>> describe("relu-he-30")
+        '30 hidden layers (300 units, then 29 of 100) and the output: 31 weight layers; ReLU, He init (He et al. 2015)'
+    """  # noqa: E501
+    if name.startswith(TORCH_DEFAULT_PREFIX):
+        activation = name.removeprefix(TORCH_DEFAULT_PREFIX)
+        check_option(activation, TORCH_DEFAULT, param="name", caller="describe")
+        return (
+            f"{TORCH_DEFAULT_DEPTH} hidden nn.Linear layers of {TORCH_DEFAULT_WIDTH} units and "
+            f"the output: {TORCH_DEFAULT_DEPTH + 1} weight layers; {activation} with "
+            "PyTorch's default initialization"
+        )
+    example = lookup(EXAMPLES, name, param="name", caller="describe")
+    widths = f"{FIRST} units" + (
+        f", then {example.depth - 1} of {WIDTH}" if example.depth > 1 else ""
+    )
+    return (
+        f"{example.depth} hidden layers ({widths}) and the output: {example.depth + 1} weight "
+        f"layers; {example.description}"
+    )
 
 
 def build_example(
@@ -144,8 +177,9 @@ def build_example(
 
 
 TORCH_DEFAULT = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
-"""Plain ``nn.Linear`` stacks with PyTorch's default initialization
-(variance 1/(3·fan_in)), 50 hidden layers of 100 units: ``torch-default-<activation>``.
+"""Plain ``nn.Linear`` stacks with PyTorch's default initialization (variance
+1/(3·fan_in)), :data:`TORCH_DEFAULT_DEPTH` hidden layers of :data:`TORCH_DEFAULT_WIDTH`
+units and the output layer: ``torch-default-<activation>``.
 
 Examples:
     >>> from signalprop.examples import TORCH_DEFAULT

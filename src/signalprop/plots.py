@@ -19,6 +19,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from signalprop.diagnostics import Report
 from signalprop.meanfield import TRAINABLE_DEPTH_FACTOR, PhaseDiagram
@@ -133,18 +134,32 @@ def plot_activations(
     return figure
 
 
+#: How every figure labels a layer axis: layers are numbered from 1 on the input side, as
+#: in propagate's table, diagnose's "#" column, the Monitor's heatmaps and TensorBoard tags.
+LAYER_AXIS = "layer (from 1, input side)"
+
+
+def layer_ticks(names: Sequence[str], sep: str = "\n") -> list[str]:
+    """Tick labels for layers numbered from 1: the number, and the layer's name in the
+    model after ``sep`` where the name is not that number (PyTorch's ``"0"``, ``"2"``)."""
+    return [
+        str(number) if name == str(number) else f"{number}{sep}{name}"
+        for number, name in enumerate(names, start=1)
+    ]
+
+
 def _series(data: Report | PropagationResult) -> dict[str, Any]:
     """Pick the per-layer arrays to draw (no arithmetic beyond selection)."""
     if isinstance(data, PropagationResult):
         return {
             "x": np.arange(1, data.depth + 1),
-            "xlabel": "layer (from 1, as in the table)",
             "labels": None,
             "std": data.forward_std,
             "mean": data.forward_mean,
-            "fractions": {},
+            "fractions": None,
             "grad": data.grad_std,
             "grad_label": "std of ∂L/∂(layer output)",
+            "scale": None,
             "title": f"{data.activation} + {data.init}, width {data.width}",
         }
     layers = data.layers
@@ -154,30 +169,32 @@ def _series(data: Report | PropagationResult) -> dict[str, Any]:
 
     std = column("act_std")
     pre = column("pre_std")
-    names = [r.name for r in layers]
-    # The report's table names layers by module ("0", "3", "features.1"): number the axis
-    # the same way when the names are numbers, else by table row from 0.
-    numbered = all(name.isdigit() for name in names)
     return {
-        "x": np.array([int(n) for n in names]) if numbered else np.arange(len(layers)),
-        "xlabel": "layer (as named in the table)" if numbered else "layer (table row, from 0)",
+        "x": np.arange(1, len(layers) + 1),  # the table's "#"
         "labels": [r.name for r in layers],
         "std": np.where(np.isnan(std), pre, std),
         "mean": np.where(np.isnan(std), column("pre_mean"), column("act_mean")),
         "fractions": {"saturated": column("saturated"), "dead": column("dead")},
         "grad": column("grad_pre_rms"),
         "grad_label": "RMS of ∂L/∂(pre-activation)",
+        "scale": column("weight_scale_fan_in"),
         "title": f"{len(layers)} layers, batch {data.batch_size}",
     }
 
 
 def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None = None) -> Figure:
-    """Per-layer activation statistics, saturated/dead fractions and gradient size.
+    """Per-layer activation statistics and gradient size; for a report, also the
+    saturated/dead fractions and the weights' scale (variance × fan_in).
+
+    Layers are numbered from 1 on the input side (the report's ``#`` column);
+    with 12 layers or fewer each is ticked, with its name in the model beneath.
 
     Args:
         data: A :class:`~signalprop.Report` from :func:`~signalprop.diagnose`
             or a :class:`~signalprop.PropagationResult` from :func:`~signalprop.propagate`.
-        axes: Three axes to draw on; new ones if ``None``.
+        axes: Axes to draw on, new ones if ``None``: four for a report (activations,
+            fractions, gradient, weight scale), two for a propagation (activations,
+            gradient), which records neither fractions nor weights.
 
     Returns:
         The figure.
@@ -192,7 +209,12 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
         3
     """
     series = _series(data)
-    figure, (signal, fractions, gradient) = _grid(3, axes, (5.0, 3.2))
+    report = series["fractions"] is not None
+    figure, panels = _grid(4 if report else 2, axes, (5.0, 3.2))
+    if report:
+        signal, fractions, gradient, scale = panels
+    else:
+        signal, gradient = panels
     x = series["x"]
     signal.plot(x, series["std"], "b.-", label="std")
     signal.plot(x, series["mean"], "g.-", label="mean", alpha=0.7)
@@ -206,37 +228,58 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
         and np.nanmax(np.abs(finite_std)) / max(np.nanmin(np.abs(finite_std)), 1e-300) > 1e3
     ):
         signal.set_yscale("symlog", linthresh=1e-3)
-    drawn = False
-    for name, values in series["fractions"].items():
-        if np.any(np.isfinite(values)):
-            fractions.plot(x, values, ".-", label=name)
-            drawn = True
-    fractions.set_ylim(-0.02, 1.02)
-    fractions.set_title("Saturated activations / dead units")
-    fractions.set_ylabel("fraction (saturated: of activations; dead: of units)")
-    if drawn:
-        fractions.legend()
-    else:  # say why the panel is blank instead of leaving it empty
-        fractions.text(
-            0.5,
-            0.5,
-            "no logistic, tanh or ReLU layer:\nnothing saturates or dies",
-            ha="center",
-            va="center",
-            transform=fractions.transAxes,
-        )
     grad = series["grad"]
     positive = np.isfinite(grad) & (grad > 0)
     gradient.semilogy(x[positive], grad[positive], "r.-")
     gradient.set_title(series["grad_label"])
     gradient.set_ylabel("gradient size (log scale)")
-    for ax in (signal, fractions, gradient):
-        ax.set_xlabel(series["xlabel"])
+    if report:
+        _draw_fractions(fractions, x, series["fractions"])
+        _draw_scale(scale, x, series["scale"])
+    for ax in panels[: 4 if report else 2]:
+        ax.set_xlabel(LAYER_AXIS)
         ax.grid(alpha=0.3)
-    if series["labels"] is not None and len(series["labels"]) <= 12:
-        for ax in (signal, fractions, gradient):
-            ax.set_xticks(x, series["labels"])
+        if series["labels"] is not None and len(series["labels"]) <= 12:
+            ax.set_xticks(x, layer_ticks(series["labels"]))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
+
+
+def _draw_fractions(ax: Axes, x: np.ndarray, fractions: Mapping[str, np.ndarray]) -> None:
+    drawn = False
+    for name, values in fractions.items():
+        if np.any(np.isfinite(values)):
+            ax.plot(x, values, ".-", label=name)
+            drawn = True
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Saturated activations / dead units")
+    ax.set_ylabel("fraction")
+    if drawn:
+        ax.legend()
+    else:  # say why the panel is blank instead of leaving it empty
+        ax.text(
+            0.5,
+            0.5,
+            "no logistic, tanh or ReLU layer:\nnothing saturates or dies",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+
+
+def _draw_scale(ax: Axes, x: np.ndarray, scale: np.ndarray) -> None:
+    """Each layer's weight variance × fan_in, with LeCun's 1 and He's 2 marked."""
+    known = np.isfinite(scale)
+    ax.plot(x[known], scale[known], "m.-", label="var·fan_in")
+    for level, name in ((1.0, "LeCun / Glorot (1)"), (2.0, "He (2)")):
+        ax.axhline(level, color="gray", ls=":" if level == 1 else "--", lw=1, label=name)
+    ax.set_title("Weight scale: variance × fan_in")
+    ax.set_ylabel("var(W) · fan_in")
+    positive = scale[known & (scale > 0)]
+    if positive.size and positive.max() / positive.min() > 100:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7)
 
 
 Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
@@ -288,7 +331,6 @@ def plot_learning_curves(
         >>> fig.axes[0].get_title()
         'tanh, 20 layers'
     """
-    from matplotlib.ticker import MaxNLocator
 
     # More curves than a legend inside a panel holds: the legend goes below the panel,
     # one entry a line, and the panel grows to make room for it.
@@ -323,6 +365,12 @@ def plot_accuracy_vs_depth(
 ) -> Figure:
     """Final accuracy against depth: ``label -> (depths, mean, low, high)``.
 
+    The depths are evenly spaced slots ticked with their values, so two depths read
+    as well as ten; within a depth's slot each series sits at its own offset
+    (:data:`DODGE` of the slot spread over them all), so that markers and error bars of
+    one depth do not hide each other. More series than :data:`LEGEND_INSIDE` put the
+    legend below the panel.
+
     Examples:
         >>> import numpy as np
         >>> from signalprop import plots
@@ -332,25 +380,41 @@ def plot_accuracy_vs_depth(
         >>> fig.axes[0].get_xlabel()
         'hidden layers'
     """
-    figure, (axis,) = _grid(1, None if ax is None else [ax], (7.0, 4.5))
-    for label, (x, mean, low, high) in series.items():
-        style = (styles or {}).get(label, "-")
+    depths = sorted({int(d) for x, *_ in series.values() for d in x})
+    slot = {depth: i for i, depth in enumerate(depths)}
+    count = len(series)
+    below = count > LEGEND_INSIDE
+    size = (max(7.0, 3.0 + 1.2 * len(depths)), 4.5 + (0.19 * count if below else 0.0))
+    figure, (axis,) = _grid(1, None if ax is None else [ax], size)
+    step = DODGE / (count - 1) if count > 1 else 0.0
+    for i, (label, (x, mean, low, high)) in enumerate(series.items()):
+        offset = (i - (count - 1) / 2) * step
+        positions = np.array([slot[int(d)] for d in x], dtype=float) + offset
         axis.errorbar(
-            x,
+            positions,
             mean,
             yerr=[mean - low, high - mean],
-            fmt=style,
+            fmt=(styles or {}).get(label, "-"),
             marker="o",
-            capsize=3,
+            markersize=5,
+            capsize=2,
             label=label,
             color=(colors or {}).get(label),
         )
-    axis.set_xscale("log")
+    axis.set_xticks(range(len(depths)), [str(d) for d in depths])
+    axis.set_xlim(-0.5, len(depths) - 0.5)
     axis.set_xlabel("hidden layers")
     axis.set_ylabel("final validation accuracy")
-    axis.grid(alpha=0.3)
-    _legend(axis)
+    axis.grid(alpha=0.3, axis="y")
+    if below and axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    else:
+        _legend(axis)
     return figure
+
+
+#: The share of a depth's slot over which :func:`plot_accuracy_vs_depth` spreads its series.
+DODGE = 0.6
 
 
 def plot_gradient_profiles(
@@ -387,7 +451,7 @@ def plot_gradient_profiles(
                 color=(colors or {}).get(label),
             )
         ax.set_title(title)
-        ax.set_xlabel("layer")
+        ax.set_xlabel(LAYER_AXIS)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         _legend(ax)
@@ -756,7 +820,7 @@ def plot_monitor(
 ) -> Figure:
     """Per-layer heatmaps over the steps of a monitored run, one panel per quantity.
 
-    Rows are the layers in forward order (the input at the bottom), columns the
+    Rows are the layers in forward order, numbered from 1 at the input (bottom); columns the
     monitored steps, ticked at whole steps; gradient RMS, std and the update
     ratio use a log colour scale. Quantities that no layer has (the saturated
     fraction of a ReLU net) are left out. A NaN or Inf value is drawn in red and
@@ -788,7 +852,6 @@ def plot_monitor(
     """
     from matplotlib.colors import ListedColormap, LogNorm, Normalize
     from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
 
     steps = np.array([record.step for record in history.records], dtype=float)
     names = history.names
@@ -817,7 +880,7 @@ def plot_monitor(
         kinds = starts.setdefault(finding.began, [])
         if finding.kind not in kinds:
             kinds.append(finding.kind)
-    rows = np.arange(len(names))
+    rows = np.arange(1, len(names) + 1)  # layers numbered from 1, as everywhere
     for axis, (quantity, grid, known) in zip(axes, panels, strict=True):
         non_finite = known & ~np.isfinite(grid)
         finite = grid[known & np.isfinite(grid)]
@@ -864,8 +927,10 @@ def plot_monitor(
             )
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("step")
-        axis.set_ylabel("layer")
+        axis.set_ylabel(LAYER_AXIS)
         if len(names) <= 12:
-            axis.set_yticks(rows, names)
+            axis.set_yticks(rows, layer_ticks(names, sep=" "))
+        else:
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(quantity.replace("_", " "))
     return figure

@@ -82,18 +82,44 @@ class PropagationResult:
         return f"{head}\n{self.table()}\n{self.gradient_note()}"
 
     def gradient_note(self) -> str:
-        """What the grad std column means, with the measured growth per layer."""
+        """What the grad std column means, and what this run's activation and initializer
+        did to the signal both ways: per layer and over the whole depth."""
         top, bottom = self.grad_std[-1], self.grad_std[0]
         if self.depth < 2 or not (top > 0 and bottom > 0 and np.isfinite(bottom / top)):
             return "grad std: the backward signal's std at each layer (≈ 1 at the top layer)"
-        rate = float((bottom / top) ** (1 / (self.depth - 1)))
-        return (
+        layers = self.depth - 1
+        backward = float(bottom / top)
+        forward = float(self.forward_std[-1] / self.forward_std[0])
+        pair = f"{self.activation} + {self.init}"
+        head = (
             f"grad std: the backward signal's std, ≈ 1 at the top layer (a N(0, 1) signal); "
-            f"toward the input it "
-            f"changes ×{rate:.4g} per layer, √χ₁ in mean-field terms. A steady forward std does "
-            "not make a steady gradient: SELU keeps the forward pass at std 1, but its "
-            "χ₁ = E[selu′(z)²] ≈ 1.07 makes the gradient grow ≈1.035× per layer"
+            f"toward the input it changes ×{backward ** (1 / layers):.4g} per layer, √χ₁ in "
+            f"mean-field terms."
         )
+        if not (np.isfinite(forward) and forward > 0):
+            return f"{head} With {pair} the forward std does not stay finite and positive."
+        steady = 1 / STEADY <= forward <= STEADY, 1 / STEADY <= backward <= STEADY
+        change = (
+            f"from layer 1 to layer {self.depth} the forward std changes ×{forward:.3g} and the "
+            f"gradient, from the top down, ×{backward:.3g}"
+        )
+        if all(steady):
+            verdict = f"both stay within ×{STEADY:g}, a steady signal both ways"
+        elif steady[0]:
+            verdict = (
+                f"the forward std stays within ×{STEADY:g} and the gradient does not: a steady "
+                "forward std does not make a steady gradient"
+            )
+        elif steady[1]:
+            verdict = f"the gradient stays within ×{STEADY:g} and the forward std does not"
+        else:
+            verdict = f"neither stays within ×{STEADY:g}"
+        return f"{head} With {pair}, {change}: {verdict}"
+
+
+#: A change over the whole depth within this factor either way counts as steady in
+#: :meth:`PropagationResult.gradient_note`.
+STEADY = 2.0
 
 
 def memory_needed(depth: int, width: int, batch: int, itemsize: int = 4) -> int:

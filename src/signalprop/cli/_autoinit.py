@@ -70,7 +70,7 @@ def config(args: argparse.Namespace) -> Config:
 def run(options: dict[str, Any]) -> int:
     from signalprop.autoinit import autoinit
     from signalprop.diagnostics import diagnose
-    from signalprop.examples import build_example, build_torch_default
+    from signalprop.examples import build_example, build_torch_default, describe
     from signalprop.plots import plot_layers
 
     directory = writable_directory(options["report"], "--report") if options["report"] else None
@@ -79,10 +79,9 @@ def run(options: dict[str, Any]) -> int:
         model, inputs, labels = build_torch_default(
             name.removeprefix("torch-default-"), batch=options["batch"], seed=options["seed"]
         )
-        title = f"{name}: 50 nn.Linear layers with PyTorch's default initialization"
     else:
         model, inputs, labels = build_example(name, batch=options["batch"], seed=options["seed"])
-        title = f"{name}: {EXAMPLES[name].description}"
+    title = f"{name}: {describe(name)}"
     before = diagnose(model, inputs, labels)
     chosen = {k: options[k] for k in ("criterion", "distribution") if options.get(k)}
     result = autoinit(model, inputs, mode=options["mode"], **chosen)

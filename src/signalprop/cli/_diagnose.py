@@ -44,18 +44,20 @@ def config(args: argparse.Namespace) -> Config:
 
 def run(options: dict[str, Any]) -> int:
     if options["list"]:
-        for name, example in EXAMPLES.items():
-            print(f"{name:16s} {example.description}")
+        from signalprop.examples import describe
+
+        for name in EXAMPLES:
+            print(f"{name:16s} {describe(name)}")
         return 0
     from signalprop.diagnostics import diagnose
-    from signalprop.examples import build_example
+    from signalprop.examples import build_example, describe
     from signalprop.plots import plot_layers
 
     directory = writable_directory(options["report"], "--report") if options["report"] else None
     name = options["preset"]
     model, inputs, labels = build_example(name, batch=options["batch"], seed=options["seed"])
     report = diagnose(model, inputs, labels)
-    title = f"{name}: {EXAMPLES[name].description}"
+    title = f"{name}: {describe(name)}"
     print(title)
     print(
         f"(standardized random inputs, random labels, batch {options['batch']}, "

@@ -8,7 +8,6 @@ import contextlib
 import re
 import signal
 import sys
-import textwrap
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,18 +22,17 @@ NAME = "study"
 
 
 def _epilog() -> str:
-    from signalprop.study import SETTINGS
+    from signalprop.study import settings_text
 
-    settings = textwrap.fill(", ".join(sorted(SETTINGS)), width=76, subsequent_indent="  ")
     return (
         'A grid file is a JSON object: {"name": ..., "description": ..., "defaults": '
         '{SETTING: VALUE},\n"grid": {SETTING: [VALUES]} (every combination is a run), '
-        '"runs": [{SETTING: VALUE}],\n"seeds": [0, 1, 2]}. Settings:\n  '
-        + settings
-        + '\nexample: {"defaults": {"epochs": 1, "standardize": true},\n'
+        '"runs": [{SETTING: VALUE}],\n"seeds": [0, 1, 2]} (docs/study-grid.md).\n'
+        'example: {"defaults": {"epochs": 1, "standardize": true},\n'
         '          "grid": {"activation": ["selu", "tanh"], "init": ["matching"], '
-        '"depth": [20, 50]}}\n'
-        "exit status: 0 when at least one run finished (failed ones are listed in the "
+        '"depth": [20, 50]}}\n\n'
+        + settings_text()
+        + "\n\nexit status: 0 when at least one run finished (failed ones are listed in the "
         "report),\n1 when every run failed, 2 for a usage error, 130 when interrupted, 143 "
         "when terminated"
     )

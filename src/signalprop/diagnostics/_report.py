@@ -224,6 +224,10 @@ def _cell(value: float | None, fmt: str = ".3g") -> str:
     return format(value, fmt)
 
 
+#: The per-layer table's columns after its first, "#": each layer's number, counted from 1
+#: on the input side as everywhere signalprop numbers layers (propagate's table, the
+#: figures' axes, the Monitor's heatmaps and TensorBoard tags). "layer" is the layer's
+#: name in the model (PyTorch's ``"0"``, ``"2"``, ``"features.3"``), which findings quote.
 COLUMNS = (
     ("layer", "name", None),
     ("type", "layer_type", None),
@@ -312,8 +316,8 @@ class Report:
 
     def _rows(self) -> list[list[str]]:
         rows = []
-        for layer in self.layers:
-            cells = []
+        for number, layer in enumerate(self.layers, start=1):
+            cells = [str(number)]
             for _, attr, fmt in COLUMNS:
                 value = getattr(layer, attr)
                 cells.append(str(value or "-") if fmt is None else _cell(value, fmt))
@@ -322,7 +326,7 @@ class Report:
 
     def table(self) -> str:
         """The per-layer numbers as a fixed-width text table."""
-        header = [title for title, _, _ in COLUMNS]
+        header = ["#", *(title for title, _, _ in COLUMNS)]
         rows = self._rows()
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(c.rjust(w) for c, w in zip(header, widths, strict=True))]
@@ -367,7 +371,7 @@ class Report:
             "## Layers",
             "",
         ]
-        header = [title for title, _, _ in COLUMNS]
+        header = ["#", *(title for title, _, _ in COLUMNS)]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         lines += ["| " + " | ".join(r) + " |" for r in self._rows()]

@@ -1,6 +1,7 @@
 """TensorBoard event files for a Monitor: the only module that imports TensorBoard.
 
-Tags, in forward order of the layers (``NNN`` is the layer's position, from 000):
+Tags, in forward order of the layers (``NNN`` is the layer's number, from 001 as signalprop
+numbers layers everywhere; ``<layer>`` its name in the model):
 
 * ``<quantity>/NNN_<layer>``: one scalar per layer and quantity of
   :data:`~signalprop.monitor.QUANTITIES` at every monitored step (all of a
@@ -53,9 +54,15 @@ __all__ = ["TensorBoardLog", "tag"]
 QUEUE_SIZE = 32
 
 
-def tag(group: str, index: int, name: str) -> str:
-    """A TensorBoard tag for one layer: ``"grad_pre_rms/003_features.3"``."""
-    return f"{group}/{index:03d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
+def tag(group: str, row: int, name: str) -> str:
+    """A TensorBoard tag for the layer in ``row`` (from 0) of the history: its number,
+    counted from 1 as signalprop numbers layers everywhere, then its name in the model.
+
+    Example:
+        >>> tag("grad_pre_rms", 0, "features.0")
+        'grad_pre_rms/001_features.0'
+    """
+    return f"{group}/{row + 1:03d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
 
 
 #: Buckets of a histogram (TensorBoard's own default for ``tf.summary.histogram``).

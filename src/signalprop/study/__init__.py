@@ -18,15 +18,23 @@ from signalprop.study._dask import (
 from signalprop.study._lock import StudyLockedError
 from signalprop.study._report import RULE_OF_THUMB, write_report
 from signalprop.study._runner import build_model, execute, read_results, run_study
-from signalprop.study._spec import KEYS as SETTINGS
+from signalprop.study._settings import (
+    SETTINGS,
+    TOP_LEVEL,
+    Setting,
+    settings_markdown,
+    settings_text,
+)
 from signalprop.study._spec import PRESET_NAMES, RunConfig, StudySpec, expand, load_spec
 
 __all__ = [
     "PRESET_NAMES",
     "RULE_OF_THUMB",
     "SETTINGS",
+    "TOP_LEVEL",
     "Cluster",
     "RunConfig",
+    "Setting",
     "StudyLockedError",
     "StudySpec",
     "build_model",
@@ -38,6 +46,8 @@ __all__ = [
     "read_results",
     "run_study",
     "security_from_file",
+    "settings_markdown",
+    "settings_text",
     "tls_security",
     "write_report",
 ]

@@ -2,64 +2,10 @@
 
 A specification is JSON: ``name``, ``description``, ``defaults`` (settings
 shared by every run), and ``runs`` (explicit runs) and/or ``grid`` (lists of
-values whose product gives runs). A run's settings:
-
-=================  ===========================================================
-``activation``     activation name (see ``signalprop.activations.names()``), or a
-                   cycle of them: ``{"cycle": ["gelu", "tanh", {"name": "leaky_relu",
-                   "alpha": 0.1}]}``, hidden layer i taking entry i mod its length (an
-                   entry is a name, or an object of a name and its arguments)
-``activation_args``  its arguments, e.g. ``{"alpha": 0.2}`` (a cycle's are in its entries)
-``init``           initializer name, or ``"matching"`` for the activation's own (for a
-                   cycle: each layer its own activation's, kept as ``"matching"``)
-``init_args``      its arguments, e.g. ``{"scale": 2.0, "mode": "fan_avg"}``
-``bias_var``       biases drawn from N(0, bias_var) instead of zeros (σ_b²), default 0
-``autoinit``       run :func:`signalprop.autoinit` after drawing: ``"analytic"`` or
-                   ``"data"`` (the variance criterion, as before criteria existed), or
-                   an object of its arguments, e.g. ``{"criterion": "critical",
-                   "distribution": "orthogonal"}`` (``mode`` analytic unless given, the
-                   other defaults written in; data mode on the first 1,024 training
-                   images); ``{}`` calls it with no arguments: its defaults when the run
-                   trains, which the result records
-``depth``          hidden layers: 300 units, then ``depth - 1`` of 100 (the chapter's)
-``hidden``         or the hidden widths themselves, e.g. ``[300, 100]``
-``epochs``         epochs of training
-``batch_size``     default 32
-``optimizer``      ``"sgd"`` (default), ``"adam"``, ``"nadam"``, ``"rmsprop"``
-``lr``             learning rate, default 1e-3
-``momentum``       default 0
-``validation``     validation images (the first of the training file), default 5000
-``standardize``    standardize pixels with the training part's statistics
-``train_size``     use only the first N training images (after the split)
-``seed``           seeds weights, shuffling and random layers, default 0
-``model``          ``"mlp"`` (default: the dense net above), ``"residual_mlp"``
-                   (Flatten → Linear(784, width) → ``blocks`` × ``x + fc2(relu(fc1(x)))``
-                   → Linear(width, 10): :class:`signalprop.examples.ResidualMLP`) or
-                   ``"resnet"`` (:class:`signalprop.examples.SmallResNet`: two stages of
-                   ``blocks`` basic blocks, ``width`` then ``2·width`` channels); the
-                   residual kinds take ``blocks`` and ``width`` instead of ``depth``/
-                   ``hidden``, ``activation`` ``"relu"`` and ``init`` ``"pytorch_default"``
-                   (their modules' own), and record the residual stream's growth at init,
-                   measured and predicted by the mean field
-``blocks``         residual blocks (``residual_mlp``) or blocks per stage (``resnet``)
-``width``          the residual kinds' width (units or first-stage channels)
-``label``          a name for reports (not part of the run's identity)
-``reference``      published numbers to compare with (not part of the identity)
-=================  ===========================================================
-
-Runs of a grid with identical settings are run once (the logistic's and
-tanh's matching initializer is ``glorot_uniform``, so ``init: ["matching",
-"glorot_uniform"]`` names their runs twice); two identical explicit runs
-are an error. A top-level ``seeds`` list repeats every run with each seed, as
-the grid's last (innermost) setting; name ``seed`` first in the grid to run one
-seed of every configuration before the next. A top-level ``goals`` object
-states what each autoinit cell should reach, for the report to check:
-``{"accuracy": 0.8, "accuracy_of": {"sigmoid": 0.75}, "not_below_baseline":
-true}`` (final accuracy at least ``accuracy``, or the activation's own
-threshold; not below the textbook pairing by more than the seeds' spread); for residual
-models, ``"accuracy_of_blocks": {"16": 0.85}`` (autoinit's accuracy per number of blocks)
-and ``"growth_tolerance": 0.1`` (the stream's measured growth within 10 % of the mean
-field's prediction).
+values whose product gives runs), ``seeds`` and ``goals``. Every key and setting,
+with its meaning, values and default, is in :data:`signalprop.study.TOP_LEVEL` and
+:data:`signalprop.study.SETTINGS` (:mod:`._settings`), which ``signalprop study
+--help`` and ``docs/study-grid.md`` show.
 """
 
 from __future__ import annotations
@@ -77,6 +23,7 @@ from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, check_option, check_real, invalid_parameter
 from signalprop.data import TRAIN_IMAGES
+from signalprop.study._settings import MODELS, REQUIRED, SETTINGS, TOP_LEVEL
 from signalprop.train import MOMENTUM_OPTIMIZERS, OPTIMIZERS
 
 __all__ = [
@@ -110,34 +57,9 @@ Examples:
     ('autoinit', 'autoinit-100', 'autoinit-zoo', 'chapter11')
 """
 
-DEFAULTS: dict[str, Any] = {
-    "activation_args": {},
-    "init_args": {},
-    "autoinit": None,
-    "bias_var": 0.0,
-    "batch_size": 32,
-    "optimizer": "sgd",
-    "lr": 1e-3,
-    "momentum": 0.0,
-    "validation": 5000,
-    "standardize": False,
-    "train_size": None,
-    "seed": 0,
-    "label": None,
-    "reference": None,
-    "model": "mlp",
-}
-KEYS = {"activation", "init", "depth", "hidden", "epochs", "blocks", "width", *DEFAULTS}
-"""The settings a run of a study grid may give (`signalprop.study.SETTINGS`).
-
-Examples:
-    >>> from signalprop.study import SETTINGS
-    >>> 'depth' in SETTINGS, 'epochs' in SETTINGS
-    (True, True)
-"""
-#: The ``model`` setting's kinds; the residual ones are built by the study's runner from
-#: :mod:`signalprop.examples`.
-MODELS = ("mlp", "residual_mlp", "resnet")
+#: The settings' defaults, and the settings themselves: see :mod:`._settings`.
+DEFAULTS: dict[str, Any] = {k: s.default for k, s in SETTINGS.items() if s.default is not REQUIRED}
+KEYS = set(SETTINGS)
 RESIDUAL_MODELS = ("residual_mlp", "resnet")
 
 #: The key of the object form of ``activation``: hidden layer i takes entry i mod its length.
@@ -694,7 +616,7 @@ def expand(raw: Any, source: str = "study") -> StudySpec:
     """
     if not isinstance(raw, dict):
         raise _fail(source, "a study file must hold a JSON object")
-    allowed = {"name", "description", "defaults", "runs", "grid", "seeds", "goals"}
+    allowed = set(TOP_LEVEL)
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(source, f"unknown key(s) {unknown}; valid: {sorted(allowed)}")
