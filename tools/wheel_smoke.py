@@ -188,7 +188,10 @@ QUICK_RUNS = "from signalprop.study import load_spec; print(len(load_spec('quick
 def check_installed(venv: Path, work: Path, version: str, data: Path) -> None:
     """Use the installed wheel from ``work``, outside the tree, as the README does."""
     python, signalprop = str(venv / "bin" / "python"), str(venv / "bin" / "signalprop")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # No PYTHONPATH: the wheel, not the tree. Bytecode may be written: pip installed none
+    # (--no-compile, a third of its time), so each module is compiled once, when first used.
+    unset = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+    env = {key: value for key, value in os.environ.items() if key not in unset}
     env.update(MPLBACKEND="agg", KERAS_BACKEND="torch")
 
     location = run_in(
@@ -254,7 +257,7 @@ def smoke(temp: Path, python: str, data: Path, times: dict[str, float]) -> str:
     venv = temp / "venv"
     with step("install PyTorch, then the wheel with the keras extra, in a fresh venv", times):
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile"]
         subprocess.run([*pip, readme_torch_requirement()], check=True)
         subprocess.run([*pip, f"{wheel}[keras]"], check=True)
     with step("use the installed wheel outside the tree", times):
