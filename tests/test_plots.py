@@ -155,6 +155,19 @@ def test_plot_layers_from_propagate(tmp_path: Path) -> None:
     assert_png(save(figure, tmp_path / "propagate.png"))
 
 
+def test_an_exploding_nonnegative_signal_is_drawn_without_negative_decades() -> None:
+    """ReLU with N(0, 1) weights: the signal grows by 1e15 over 20 layers, drawn on a
+    symmetric log scale, which would give as many empty negative decades; the ReLU's
+    outputs are never negative, so the axis starts at 0."""
+    result = sp.propagate("relu", sp.init.RandomNormal(stddev=1.0), depth=20)
+    signal, _ = plot_layers(result).axes
+    assert signal.get_yscale() == "symlog"
+    assert signal.get_ylim()[0] == 0
+    tanh = sp.propagate("tanh", sp.init.RandomNormal(stddev=1e-3), depth=20)
+    below, _ = plot_layers(tanh).axes[0].get_ylim()
+    assert below < 0  # tanh's means go either side of 0: both sides are drawn
+
+
 def test_plot_layers_draws_on_given_axes(report: sp.Report, tmp_path: Path) -> None:
     figure = Figure(figsize=(16, 3))
     axes = list(figure.subplots(1, 4))

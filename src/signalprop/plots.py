@@ -228,6 +228,9 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
         and np.nanmax(np.abs(finite_std)) / max(np.nanmin(np.abs(finite_std)), 1e-300) > 1e3
     ):
         signal.set_yscale("symlog", linthresh=1e-3)
+        drawn = np.concatenate([finite_std, series["mean"][np.isfinite(series["mean"])]])
+        if drawn.min() >= 0:  # no negative decades drawn for values that are never negative
+            signal.set_ylim(bottom=0)
     grad = series["grad"]
     positive = np.isfinite(grad) & (grad > 0)
     gradient.semilogy(x[positive], grad[positive], "r.-")
