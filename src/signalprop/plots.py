@@ -205,8 +205,8 @@ def plot_layers(data: Report | PropagationResult, *, axes: Sequence[Axes] | None
         >>> import signalprop as sp
         >>> result = sp.propagate('selu', 'lecun_normal', depth=20, width=32, batch=64)
         >>> fig = plots.plot_layers(result)
-        >>> len(fig.axes)
-        3
+        >>> len(fig.axes)  # activations and gradient: a propagation has no fractions
+        2
     """
     series = _series(data)
     report = series["fractions"] is not None
