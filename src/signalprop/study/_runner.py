@@ -156,14 +156,20 @@ DIRTY = "-dirty"
 
 @functools.cache
 def source_commit() -> str:
-    """The git commit of the signalprop code running here: its full hash, with
-    ``"-dirty"`` appended when the package's files differ from that commit (changed,
-    staged or new files under ``src/signalprop``; results written elsewhere in the
-    checkout do not count), or ``"unknown"`` when signalprop is not a file tracked by
-    a git checkout (an installed wheel) or git cannot say. Asked once per process:
-    the code a process runs is the code it imported.
+    """The git commit of the signalprop code running here (:func:`commit_of` its
+    package directory), asked once per process: the code a process runs is the code
+    it imported."""
+    return commit_of(Path(__file__).resolve().parents[1])
+
+
+def commit_of(package: Path) -> str:
+    """The git commit of the code in ``package`` (a directory holding an
+    ``__init__.py``): its full hash, with ``"-dirty"`` appended when the directory's
+    files differ from that commit (changed, staged or new files in it; results
+    written elsewhere in the checkout do not count), or ``"unknown"`` when
+    ``__init__.py`` is not a file tracked by a git checkout (an installed wheel) or
+    git cannot say.
     """
-    package = Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str | None:
         try:
