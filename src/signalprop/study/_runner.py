@@ -220,11 +220,13 @@ def execute(
     data_dir: str | None = None,
     threads: int = 1,
     monitor: tuple[str, int] | None = None,
+    path: str | None = None,
 ) -> dict[str, Any]:
     """Train one run and return its result record.
 
     The run trains on :func:`training_path`'s path, which a rerun of the same
-    configuration on the same machine repeats bit for bit.
+    configuration on the same machine repeats bit for bit, or on ``path`` (one of
+    :func:`signalprop.fit`'s) when given: a rerun of a record that names another.
 
     With ``monitor=(directory, every)``, a :class:`~signalprop.Monitor` watches
     the training and writes its log to ``directory/<run_id>.jsonl`` (the only
@@ -278,7 +280,7 @@ def execute(
             diagnose_at=(0, config.epochs),
             diagnose_batch=DIAGNOSE_BATCH,
             monitor=watcher,
-            path=training_path(config, model),
+            path=training_path(config, model) if path is None else path,
         )
     finally:
         if watcher is not None:
