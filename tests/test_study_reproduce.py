@@ -134,3 +134,25 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys, argv, message)
     assert main([a.format(**paths) for a in argv]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_study_runs_train_on_a_path_that_repeats():
+    from signalprop.study import build_model
+    from signalprop.study._runner import training_path
+
+    spec = expand(
+        {
+            "name": "paths",
+            "defaults": {"epochs": 1},
+            "runs": [
+                {"activation": "selu", "init": "lecun_normal", "depth": 3},
+                {"activation": "selu", "init": "lecun_normal", "depth": 3, "optimizer": "adam"},
+                {"activation": "relu", "init": "pytorch_default", "model": "residual_mlp",
+                 "blocks": 2, "width": 8},
+            ],
+        }
+    )  # fmt: skip
+    # Never "auto": its switch to the compiled step rests on timings, and the compiled
+    # step rounds otherwise, so a rerun could not repeat the record.
+    paths = [training_path(run, build_model(run)) for run in spec.runs]
+    assert paths == ["fast", "autograd", "autograd"]
