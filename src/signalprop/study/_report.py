@@ -125,7 +125,7 @@ def code_line(records: list[dict[str, Any]]) -> str:
     runs when they differ) and the other libraries' versions, as one sentence."""
     codes = Counter(
         (
-            r.get("versions", {}).get("signalprop", "?"),
+            r.get("versions", {}).get("signalprop", "(version not recorded)"),
             r.get("versions", {}).get("commit", "not recorded"),
         )
         for r in records
