@@ -100,14 +100,11 @@ def _number(value: float) -> str:
 def table(found: Reproduction) -> str:
     """The reruns as a text table, each run's largest difference per quantity, the
     largest per quantity over all, and the verdict."""
-    from signalprop.study import RunConfig
-
     quantities = list(found.largest())
     header = ["run", "seed", "path", "epochs", "val. accuracy: recorded / again", *quantities]
     rows = [header]
     for index, rerun in zip(found.chosen, found.reruns, strict=True):
         config = rerun.record["config"]
-        name = config.get("label") or RunConfig.from_dict(config).name.rsplit(", seed", 1)[0]
         recorded, again = rerun.record["history"], rerun.again["history"]
         final = " / ".join(
             f"{h['val_accuracy'][-1]:.4f}" if h.get("val_accuracy") else "—"
@@ -115,7 +112,7 @@ def table(found: Reproduction) -> str:
         )
         rows.append(
             [
-                f"{index + 1}. {name}",
+                f"{index + 1}. {rerun.name}",
                 str(config["seed"]),
                 rerun.path,
                 f"{len(recorded.get('loss', []))} / {len(again.get('loss', []))}",

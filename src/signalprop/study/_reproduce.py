@@ -32,7 +32,7 @@ from signalprop.study._runner import (
     read_results,
     versions,
 )
-from signalprop.study._spec import RunConfig
+from signalprop.study._spec import RunConfig, describe_autoinit
 
 __all__ = ["QUANTITIES", "Reproduction", "Rerun", "reproduce", "spread"]
 
@@ -89,6 +89,18 @@ class Rerun:
     @property
     def largest(self) -> float:
         return max(self.differences.values())
+
+    @property
+    def name(self) -> str:
+        """The run's label, else its readable name, autoinit included, without the seed."""
+        config = self.record["config"]
+        if config.get("label"):
+            return str(config["label"])
+        run = RunConfig.from_dict(config)
+        name = run.name.rsplit(", seed", 1)[0]
+        if run.autoinit is not None and run.model == "mlp":
+            name += f" + autoinit ({describe_autoinit(run.autoinit)})"
+        return name
 
 
 @dataclass
@@ -234,11 +246,9 @@ def reproduce(
     reruns = []
     for index, rerun in zip(chosen, _reruns([finished[i] for i in chosen], data_dir), strict=True):
         reruns.append(rerun)
-        config = rerun.record["config"]
         echo(
-            f"[{len(reruns)}/{len(chosen)}] run {index + 1} of {len(finished)}, "
-            f"{config.get('label') or RunConfig.from_dict(config).name}: largest difference "
-            f"{rerun.largest:g}"
+            f"[{len(reruns)}/{len(chosen)}] run {index + 1} of {len(finished)}, {rerun.name}, "
+            f"seed {rerun.record['config']['seed']}: largest difference {rerun.largest:g}"
         )
     return Reproduction(directory, len(finished), chosen, reruns, tolerance)
 
