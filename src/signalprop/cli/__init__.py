@@ -15,6 +15,7 @@ and the error wording) is in ``_common``, and no command module imports another.
     signalprop diagnose --preset chapter-selu --report DIR
     signalprop study --preset chapter11 --out DIR [--jobs 2]
     signalprop report DIR
+    signalprop reproduce DIR [--runs 2]
     signalprop gain [ACTIVATION] [--param alpha=0.2]
     signalprop autoinit --preset torch-default-relu --report DIR
     signalprop phase --activation tanh --out DIR [--width 100] [--param alpha=0.2]
@@ -35,6 +36,7 @@ from signalprop.cli import (
     _plot,
     _propagate,
     _report,
+    _reproduce,
     _study,
 )
 from signalprop.cli._common import (
@@ -70,6 +72,7 @@ _ORDER: tuple[Command, ...] = (
     _autoinit,
     _phase,
     _report,
+    _reproduce,
 )
 COMMANDS = {command.NAME: command for command in _ORDER}
 

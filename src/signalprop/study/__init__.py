@@ -3,6 +3,7 @@
 spec = load_spec("chapter11")           # or a JSON grid file
 run_study(spec, "runs/chapter11")       # appends to runs/chapter11/results.jsonl
 write_report("runs/chapter11")          # report.md and figures
+reproduce("runs/chapter11", runs=2)     # two runs trained again, compared with the record
 
 with cluster(workers=2) as dask:         # or cluster("tls://HOST:8786", security=...)
     run_study(spec, "runs/x", executor=dask.executor, slots=dask.slots)
@@ -17,6 +18,7 @@ from signalprop.study._dask import (
 )
 from signalprop.study._lock import StudyLockedError
 from signalprop.study._report import RULE_OF_THUMB, write_report
+from signalprop.study._reproduce import Reproduction, reproduce
 from signalprop.study._runner import build_model, execute, read_results, run_study
 from signalprop.study._settings import (
     SETTINGS,
@@ -33,6 +35,7 @@ __all__ = [
     "SETTINGS",
     "TOP_LEVEL",
     "Cluster",
+    "Reproduction",
     "RunConfig",
     "Setting",
     "StudyLockedError",
@@ -44,6 +47,7 @@ __all__ = [
     "expand",
     "load_spec",
     "read_results",
+    "reproduce",
     "run_study",
     "security_from_file",
     "settings_markdown",

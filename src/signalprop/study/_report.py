@@ -10,7 +10,7 @@ import json
 import math
 import statistics
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,12 @@ import numpy as np
 from signalprop.study._criticality import depth_scan_section, initializations_section
 from signalprop.study._residual_report import is_residual, residual_section
 from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
-from signalprop.study._spec import activation_key, describe_activation, describe_autoinit
+from signalprop.study._spec import (
+    RunConfig,
+    activation_key,
+    describe_activation,
+    describe_autoinit,
+)
 
 __all__ = ["RULE_OF_THUMB", "write_report"]
 
@@ -68,10 +73,85 @@ def _key(group: _Group) -> str:
     return activation_key(group.config["activation"])
 
 
-def _group_key(config: dict[str, Any]) -> tuple[Any, ...]:
-    """Runs that differ only in their seed."""
-    identity = {k: v for k, v in config.items() if k not in ("seed", "label", "reference")}
-    return tuple(sorted((k, repr(v)) for k, v in identity.items()))
+def _group_key(config: dict[str, Any]) -> str:
+    """Runs that differ only in their seed: their identity (what their run id hashes)
+    without the seed, so that a label, a reference or a setting left at its default
+    never splits one configuration in two."""
+    identity = RunConfig.from_dict(config).identity()
+    identity.pop("seed")
+    return json.dumps(identity, sort_keys=True)
+
+
+def normalized(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records in today's format, and a line for each record left out and why.
+
+    A record's ``config`` is read as a :class:`RunConfig` with today's defaults for the
+    settings it lacks (records written before a setting existed), and kept, with every
+    setting written in, when that run's id is the record's: the same configuration.
+    Left out, each said in one line: a record whose configuration gives another run id
+    (its settings meant something else when it was written), one with a setting this
+    version does not know, and a second record of a run already counted.
+    """
+    kept: list[dict[str, Any]] = []
+    left_out: list[str] = []
+    seen: set[str] = set()
+    for record in results:
+        run_id = record["run_id"]
+        seed = record["config"].get("seed")
+        try:
+            run = RunConfig.from_dict(record["config"])
+            identity = run.run_id
+        except (TypeError, ValueError) as error:
+            left_out.append(f"run {run_id} (seed {seed}): {error}")
+            continue
+        if identity != run_id:
+            left_out.append(
+                f"run {run_id} ({run.name}): its configuration, read with today's defaults, "
+                f"is run {identity}; it was written by code whose settings meant something "
+                "else, and is not counted as either"
+            )
+        elif run_id in seen:
+            left_out.append(f"run {run_id} ({run.name}): recorded again; the first is counted")
+        else:
+            seen.add(run_id)
+            kept.append({**record, "config": run.to_dict()})
+    return kept, left_out
+
+
+def _short(commit: str) -> str:
+    """A commit as the report shows it: 12 hex digits, and ``-dirty`` if it was."""
+    if commit in ("unknown", "not recorded"):
+        return commit
+    dirty = commit.endswith("-dirty")
+    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
+
+
+def code_line(records: list[dict[str, Any]]) -> str:
+    """Which signalprop made the runs (version and git commit, each with its number of
+    runs when they differ) and the other libraries' versions, as one sentence."""
+    codes = Counter(
+        (
+            r.get("versions", {}).get("signalprop", "(version not recorded)"),
+            r.get("versions", {}).get("commit", "not recorded"),
+        )
+        for r in records
+    )
+    made = [
+        f"signalprop {version}, commit {_short(commit)}"
+        + (f" ({count} run{'s' * (count != 1)})" if len(codes) > 1 else "")
+        for (version, commit), count in sorted(codes.items(), key=lambda kv: -kv[1])
+    ]
+    others: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        for key, value in record.get("versions", {}).items():
+            if key not in ("signalprop", "commit") and value not in others[key]:
+                others[key].append(value)
+    text = "Made by " + "; ".join(made)
+    if len(codes) > 1:
+        text += " (the runs were made by different code)"
+    if others:
+        text += ". Versions: " + ", ".join(f"{k} {' / '.join(v)}" for k, v in others.items())
+    return text + "."
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:
@@ -142,7 +222,7 @@ class _Group:
 
 
 def _groups(results: list[dict[str, Any]]) -> list[_Group]:
-    buckets: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    buckets: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in results:
         buckets[_group_key(record["config"])].append(record)
     return [_Group(records) for records in buckets.values()]
@@ -521,7 +601,13 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
     directory = Path(directory)
     spec_path = directory / SPEC
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else {}
-    results = read_results(directory)
+    results, left_out = normalized(read_results(directory))
+    if left_out:
+        warnings.warn(
+            f"{directory}: {len(left_out)} record(s) of {RESULTS} left out of the report "
+            f"(it lists them), e.g. {left_out[0]}",
+            stacklevel=2,
+        )
     if spec.get("runs"):
         wanted = {r.get("run_id") for r in spec["runs"]} - {None}
         if wanted:
@@ -532,7 +618,7 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         raise ValueError(f"{directory}: no finished runs in {RESULTS}")
     total_runs = len(spec.get("runs", [])) or len(results) + len(failures)
     hours = sum(r["wall_time"] for r in results) / 3600
-    last = (results or failures)[-1]
+    threads = sorted({r.get("threads", 1) for r in results or failures})
     name = title or f"Study: {spec.get('name', directory.name)}"
     lines = [
         f"# {name}",
@@ -542,12 +628,22 @@ def write_report(directory: str | Path, *, title: str | None = None) -> Path:
         f"{len(results)} of {total_runs} runs finished"
         + (f", {len(failures)} failed (listed at the end)" if failures else "")
         + f"; {hours:.2f} h of training in all "
-        f"({last.get('threads', 1)} thread(s) per run). Versions: "
-        + ", ".join(f"{k} {v}" for k, v in last.get("versions", {}).items())
-        + ". Generated by `signalprop report` from `results.jsonl`, which holds every run's "
-        "configuration, history and per-layer statistics.",
+        f"({' or '.join(map(str, threads))} thread(s) per run). "
+        + code_line(results + failures)
+        + " Generated by `signalprop report` from `results.jsonl`, which holds every run's "
+        "configuration, history and per-layer statistics; `signalprop reproduce` trains "
+        "some of them again and compares.",
         "",
     ]
+    if left_out:
+        lines += [
+            "## Records left out",
+            "",
+            f"These records of `{RESULTS}` are not counted anywhere below:",
+            "",
+            *(f"- {line}" for line in left_out),
+            "",
+        ]
     if results:
         lines += _finished_sections(results, spec, directory)
     else:

@@ -14,7 +14,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,29 @@ class RunConfig:
         data = asdict(self)
         data["hidden"] = list(self.hidden)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """The run a record's ``config`` describes (:meth:`to_dict`'s inverse).
+
+        A setting the record lacks takes its default: records written before the
+        setting existed (seed 0 of the first chapter11 study has no ``init_args``
+        or ``autoinit``) describe the run the default gives, which keeps their
+        :attr:`run_id` (:meth:`identity` leaves defaults out). Whether it does is
+        the caller's check.
+
+        Raises:
+            ValueError: For a setting this version does not know, or a missing
+                ``activation``, ``init``, ``hidden`` or ``epochs``.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"a run configuration with unknown setting(s) {unknown}")
+        missing = [k for k in ("activation", "init", "hidden", "epochs") if k not in data]
+        if missing:
+            raise ValueError(f"a run configuration without {missing}")
+        return cls(**{**data, "hidden": tuple(data["hidden"])})
 
 
 @dataclass(frozen=True)
