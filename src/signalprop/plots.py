@@ -371,8 +371,8 @@ def plot_accuracy_vs_depth(
     The depths are evenly spaced slots ticked with their values, so two depths read
     as well as ten; within a depth's slot each series sits at its own offset
     (:data:`DODGE` of the slot spread over them all), so that markers and error bars of
-    one depth do not hide each other. More series than :data:`LEGEND_INSIDE` put the
-    legend below the panel.
+    one depth do not hide each other. The legend sits below the panel, where it
+    cannot cover a marker (the best accuracies are at the panel's top).
 
     Examples:
         >>> import numpy as np
@@ -386,8 +386,8 @@ def plot_accuracy_vs_depth(
     depths = sorted({int(d) for x, *_ in series.values() for d in x})
     slot = {depth: i for i, depth in enumerate(depths)}
     count = len(series)
-    below = count > LEGEND_INSIDE
-    size = (max(7.0, 3.0 + 1.2 * len(depths)), 4.5 + (0.19 * count if below else 0.0))
+    legend_rows = (count + 1) // 2  # two columns
+    size = (max(7.0, 3.0 + 1.2 * len(depths)), 4.8 + 0.22 * legend_rows)
     figure, (axis,) = _grid(1, None if ax is None else [ax], size)
     step = DODGE / (count - 1) if count > 1 else 0.0
     for i, (label, (x, mean, low, high)) in enumerate(series.items()):
@@ -409,10 +409,8 @@ def plot_accuracy_vs_depth(
     axis.set_xlabel("hidden layers")
     axis.set_ylabel("final validation accuracy")
     axis.grid(alpha=0.3, axis="y")
-    if below and axis.get_legend_handles_labels()[0]:
+    if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
-    else:
-        _legend(axis)
     return figure
 
 
