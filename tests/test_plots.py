@@ -17,7 +17,7 @@ from torch import nn
 import signalprop as sp
 from _images import assert_png, assert_text_inside
 from signalprop.examples import build_example
-from signalprop.plots import plot_activations, plot_layers
+from signalprop.plots import plot_activations, plot_gradient_profiles, plot_layers
 
 ASYMPTOTES = {"elu": -1.0, "selu": -sp.SELU_SCALE * sp.SELU_ALPHA}
 
@@ -234,3 +234,17 @@ def test_accuracy_vs_depth_keeps_every_marker_apart(
         assert np.diff(pixels).min() >= radius
     assert_text_inside(figure)
     assert_png(save(figure, tmp_path / "accuracy_vs_depth.png"))
+
+
+def test_gradient_profiles_of_many_runs_put_the_legend_below_and_lay_out(tmp_path: Path) -> None:
+    """The autoinit-zoo study draws 30 runs per panel: a legend inside the panel left it no
+    room (matplotlib's "axes sizes collapsed to zero" warning, an error in this suite)."""
+    rng = np.random.default_rng(0)
+    runs = {f"run {i}": np.exp(rng.standard_normal(100)) for i in range(30)}
+    figure = plot_gradient_profiles({"at initialization": runs, "after training": runs})
+    assert_png(save(figure, tmp_path / "gradients.png"))
+    for ax in figure.axes:
+        legend = ax.get_legend()
+        assert legend is not None
+        below = legend.get_window_extent().y1 <= ax.get_window_extent().y0  # drawn by save
+        assert below, "the legend sits on the panel"

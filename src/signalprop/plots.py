@@ -311,6 +311,23 @@ def _legend(ax: Axes) -> None:
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
 
 
+def _legend_layout(panels: Mapping[str, Mapping[str, Any]]) -> tuple[bool, tuple[float, float]]:
+    """Whether the panels' legends go below them, and the panel size that makes room:
+    more curves than :data:`LEGEND_INSIDE` put each legend below its panel, one entry a
+    line (inside, they covered the curves and could leave the panel no room at all)."""
+    entries = max((len(series) for series in panels.values()), default=0)
+    below = entries > LEGEND_INSIDE
+    return below, ((7.0, 4.0 + 0.19 * entries) if below else (6.0, 4.0))
+
+
+def _panel_legend(ax: Axes, below: bool) -> None:
+    """The panel's legend, below it when :func:`_legend_layout` says so."""
+    if below and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=1, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    else:
+        _legend(ax)
+
+
 def plot_learning_curves(
     panels: Mapping[str, Mapping[str, Band]],
     *,
@@ -335,11 +352,7 @@ def plot_learning_curves(
         'tanh, 20 layers'
     """
 
-    # More curves than a legend inside a panel holds: the legend goes below the panel,
-    # one entry a line, and the panel grows to make room for it.
-    entries = max((len(series) for series in panels.values()), default=0)
-    below = entries > LEGEND_INSIDE
-    size = (7.0, 4.0 + 0.19 * entries) if below else (6.0, 4.0)
+    below, size = _legend_layout(panels)
     figure, panel_axes = _grid(len(panels), axes, size)
     for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
         _draw_bands(ax, series, styles, colors)
@@ -348,10 +361,7 @@ def plot_learning_curves(
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        if below and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, ncol=1, loc="upper center", bbox_to_anchor=(0.5, -0.12))
-        else:
-            _legend(ax)
+        _panel_legend(ax, below)
     return figure
 
 
@@ -436,7 +446,8 @@ def plot_gradient_profiles(
         >>> fig.axes[0].get_yscale()
         'log'
     """
-    figure, panel_axes = _grid(len(panels), axes, (6.0, 4.0))
+    below, size = _legend_layout(panels)
+    figure, panel_axes = _grid(len(panels), axes, size)
     for ax, (title, series) in zip(panel_axes, panels.items(), strict=False):
         for label, values in series.items():
             x = np.arange(1, len(values) + 1)
@@ -455,7 +466,7 @@ def plot_gradient_profiles(
         ax.set_xlabel(LAYER_AXIS)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        _legend(ax)
+        _panel_legend(ax, below)
     return figure
 
 
