@@ -8,6 +8,7 @@ import argparse
 import errno
 import sys
 import tempfile
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -158,6 +159,25 @@ def writable_directory(path: str, param: str) -> Path:
 
 #: Where the data folder came from, in the command line's words.
 _DATA_SOURCE = {"data_dir": "--data-dir", "env": "$SIGNALPROP_DATA", "cache": "the per-user cache"}
+
+
+def text_table(rows: list[list[str]], *, right: Container[int] = (), rule: bool = False) -> str:
+    """Rows of cells as lines of columns two spaces apart, each column as wide as its
+    widest cell: left-aligned, or right-aligned for the column numbers in ``right``;
+    ``rule``: a line of dashes under the first row (the header). Trailing blanks dropped.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(row) for row in rows]
+    if rule:
+        lines.insert(1, line(["-" * width for width in widths]))
+    return "\n".join(lines)
 
 
 def check_data(data_dir: str | None, download: bool) -> None:

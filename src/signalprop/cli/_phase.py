@@ -16,6 +16,7 @@ from signalprop.cli._common import (
     add_param_argument,
     check_params,
     parse_params,
+    text_table,
     writable_directory,
 )
 
@@ -156,18 +157,6 @@ PHASE_COLUMNS = (
 )
 #: Trainable depths drawn as contours on the phase diagram.
 PHASE_DEPTHS = (20, 50, 100, 200)
-
-
-def _text_table(rows: list[list[str]]) -> str:
-    table = [list(PHASE_COLUMNS), *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(PHASE_COLUMNS))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) if i in (0, 5) else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in table
-    )
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -355,7 +344,9 @@ def run(options: dict[str, Any]) -> int:
     (directory / "phase.md").write_text(markdown + "\n")
 
     print(title + "\n")
-    print(_text_table(rows) + "\n")
+    left = (0, 5)  # the initialization and the phase
+    right = [i for i in range(len(PHASE_COLUMNS)) if i not in left]
+    print(text_table([list(PHASE_COLUMNS), *rows], right=right) + "\n")
     print(
         "critical σ_w²: "
         + ", ".join(f"{w} at σ_b² = {_shown(b)}" for b, w in zip(levels, line_cells, strict=True))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from signalprop._validation import check_int, check_real
-from signalprop.cli._common import PROG, Config, UsageError
+from signalprop.cli._common import PROG, Config, UsageError, text_table
 
 if TYPE_CHECKING:
     from signalprop.cli._common import Subparsers
@@ -120,10 +120,7 @@ def table(found: Reproduction) -> str:
                 *(_number(rerun.differences[q]) for q in quantities),
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in rows]  # fmt: skip
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = text_table(rows, rule=True).splitlines()
     for index, rerun in zip(found.chosen, found.reruns, strict=True):
         lines += [f"note on run {index + 1}: {note}" for note in rerun.notes]
     largest = found.largest()
