@@ -1044,7 +1044,7 @@ class Monitor:
                     saturated[1, index] = float(a.numel())
             batch = float(_batch_size(self._inputs[0]))
             # Pre-activations and activations of one shape are reduced together.
-            both = {i: z for i, z in self._pre.items()}
+            both = dict(self._pre)
             both.update((rows + i, a) for i, a in self._act.items())
             # On a CPU the stacks are kept from record to record (see _stats.stacked).
             workspace = self._workspace if device.type == "cpu" else None
