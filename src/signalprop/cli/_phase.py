@@ -188,10 +188,12 @@ PHASE_CENTRED = (
     "The dashed line is the critical line of the centred activation φ − E[φ]: each layer's "
     "biases also hold −W·E[φ(√q* z)]𝟙, which cancels the mean φ adds to every unit of the "
     "next layer (a shared component no σ_w² removes), so that layer sees φ − E[φ]. "
-    "autoinit does this where meanfield.centres says so (the logistic, softplus); a mark "
-    "labelled centred is read on that line. Centred, the logistic is critical like tanh "
-    "(σ(x) − ½ = tanh(x/2)/2: σ_w² = 16 at σ_b² = 0), and softplus, which has no critical "
-    "point uncentred, has one (σ_w² ≈ 3.49 at σ_b² = 0.05)."
+    "autoinit does this where meanfield.centres says so (the logistic and hard sigmoid, "
+    "whose mean stays ½ at every variance); a mark labelled centred is read on that line. "
+    "Centred, the logistic is critical like tanh (σ(x) − ½ = tanh(x/2)/2: σ_w² = 16 at "
+    "σ_b² = 0). Softplus, which has no critical point uncentred, has one centred "
+    "(σ_w² ≈ 3.49 at σ_b² = 0.05) that autoinit does not use: its mean moves with the "
+    "variance, so training breaks the biases' cancellation."
 )
 PHASE_CENTRED_ONLY = (
     "This is the diagram of the centred activation φ − E[φ]: each layer's biases also hold "
