@@ -151,3 +151,28 @@ def test_python_dash_m_help() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("propagate", "plot", "diagnose"):
         assert command in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["propagate", "--depth", "5", "--width", "20", "--batch", "30", "--report"], "propagate"),
+        (["diagnose", "--preset", "tanh-tiny", "--batch", "32", "--report"], "report"),
+        (["autoinit", "--preset", "tanh-tiny", "--batch", "32", "--report"], "autoinit"),
+        (["phase", "--activation", "tanh", "--resolution", "8", "--out"], "phase"),
+    ],
+)
+def test_every_markdown_report_says_which_signalprop_wrote_it(
+    tmp_path: Path, argv: list[str], name: str
+) -> None:
+    """A committed page can be traced to the code that made it, as study reports can."""
+    from signalprop import __version__
+    from signalprop.study._runner import source_commit
+
+    assert main([*argv, str(tmp_path)]) == 0
+    last = (tmp_path / f"{name}.md").read_text().rstrip().splitlines()[-1]
+    assert last.startswith(f"Made by signalprop {__version__}, commit ")
+    commit = source_commit()
+    shown = commit if commit == "unknown" else commit.removesuffix("-dirty")[:12]
+    assert shown in last
+    assert "Versions: torch " in last

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from signalprop._validation import check_int, check_option
 from signalprop.autoinit import CRITERIA, DISTRIBUTIONS
-from signalprop.cli._common import PROG, Config, fitting_batch, writable_directory
+from signalprop.cli._common import (
+    PROG,
+    Config,
+    fitting_batch,
+    made_by,
+    writable_directory,
+)
 from signalprop.examples import EXAMPLES
 
 if TYPE_CHECKING:
@@ -98,7 +104,7 @@ def run(options: dict[str, Any]) -> int:
             f"{options['batch']}, seed {options['seed']}) with random labels.\n\n"
             f"# Before\n\n{before.to_markdown()}\n![before](before.png)\n\n"
             f"# What autoinit did\n\n```\n{result}\n```\n\n"
-            f"# After\n\n{after.to_markdown()}\n![after](after.png)\n"
+            f"# After\n\n{after.to_markdown()}\n![after](after.png)\n\n{made_by()}\n"
         )
         print(f"\nreport written to {directory}/autoinit.md")
     return 0

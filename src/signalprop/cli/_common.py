@@ -161,6 +161,15 @@ def writable_directory(path: str, param: str) -> Path:
 _DATA_SOURCE = {"data_dir": "--data-dir", "env": "$SIGNALPROP_DATA", "cache": "the per-user cache"}
 
 
+def made_by() -> str:
+    """The sentence a command's Markdown report ends with: the signalprop version and
+    git commit that wrote it and the libraries' versions, as study reports state them."""
+    from signalprop.study._report import code_line
+    from signalprop.study._runner import versions
+
+    return code_line([{"versions": versions()}])
+
+
 def text_table(rows: list[list[str]], *, right: Container[int] = (), rule: bool = False) -> str:
     """Rows of cells as lines of columns two spaces apart, each column as wide as its
     widest cell: left-aligned, or right-aligned for the column numbers in ``right``;

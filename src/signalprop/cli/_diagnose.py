@@ -7,7 +7,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from signalprop._validation import check_int, check_option
-from signalprop.cli._common import PROG, Config, UsageError, fitting_batch, writable_directory
+from signalprop.cli._common import (
+    PROG,
+    Config,
+    UsageError,
+    fitting_batch,
+    made_by,
+    writable_directory,
+)
 from signalprop.examples import EXAMPLES
 
 if TYPE_CHECKING:
@@ -70,7 +77,7 @@ def run(options: dict[str, Any]) -> int:
         (directory / "report.md").write_text(
             f"# diagnose: {title}\n\nStandardized random inputs (batch {options['batch']}, "
             f"seed {options['seed']}) with random labels.\n\n{report.to_markdown()}\n"
-            "![per-layer statistics](layers.png)\n"
+            f"![per-layer statistics](layers.png)\n\n{made_by()}\n"
         )
         print(f"\nreport written to {directory}/report.md")
     return 0

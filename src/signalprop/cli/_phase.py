@@ -15,6 +15,7 @@ from signalprop.cli._common import (
     Config,
     add_param_argument,
     check_params,
+    made_by,
     parse_params,
     text_table,
     writable_directory,
@@ -341,6 +342,7 @@ def run(options: dict[str, Any]) -> int:
             PHASE_READING.format(
                 depths=", ".join(map(str, PHASE_DEPTHS[:-1])) + f" and {PHASE_DEPTHS[-1]}"
             ),
+            made_by(),
         ]
     )
     (directory / "phase.md").write_text(markdown + "\n")

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from signalprop import activations as _activations
 from signalprop import init as _init
 from signalprop._validation import check_int, check_option
-from signalprop.cli._common import PROG, Config, refuse_beyond_memory, writable_directory
+from signalprop.cli._common import (
+    PROG,
+    Config,
+    made_by,
+    refuse_beyond_memory,
+    writable_directory,
+)
 
 if TYPE_CHECKING:
     from signalprop.cli._common import Subparsers
@@ -86,7 +92,8 @@ def run(options: dict[str, Any]) -> int:
             f"# propagate: {result.activation} + {result.init}\n\n"
             f"{result.depth} layers of {result.width} units, batch {result.batch}, "
             f"seed {result.seed}; standardized random inputs, no data.\n\n"
-            f"```\n{result.table()}\n```\n\n![per-layer statistics](propagate.png)\n"
+            f"```\n{result.table()}\n```\n\n![per-layer statistics](propagate.png)\n\n"
+            f"{made_by()}\n"
         )
         print(f"report written to {directory}/propagate.md")
     return 0
