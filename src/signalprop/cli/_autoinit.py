@@ -52,7 +52,12 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         help="how the weights are drawn (default: autoinit's)",
     )
     auto.add_argument("--batch", type=int, default=256, help="inputs (default 256)")
-    auto.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    auto.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the inputs, the labels and autoinit's new weights (default 0)",
+    )
     auto.add_argument("--report", metavar="DIR", help="write a Markdown report and figures here")
     return auto
 
@@ -74,6 +79,8 @@ def config(args: argparse.Namespace) -> Config:
 
 
 def run(options: dict[str, Any]) -> int:
+    import torch
+
     from signalprop.autoinit import autoinit
     from signalprop.diagnostics import diagnose
     from signalprop.examples import build_example, build_torch_default, describe
@@ -90,7 +97,9 @@ def run(options: dict[str, Any]) -> int:
     title = f"{name}: {describe(name)}"
     before = diagnose(model, inputs, labels)
     chosen = {k: options[k] for k in ("criterion", "distribution") if options.get(k)}
-    result = autoinit(model, inputs, mode=options["mode"], **chosen)
+    # The new weights come from --seed too, so that a report comes out the same again.
+    generator = torch.Generator().manual_seed(options["seed"] + 2)
+    result = autoinit(model, inputs, mode=options["mode"], generator=generator, **chosen)
     after = diagnose(model, inputs, labels)
     print(title, "\n\nBEFORE autoinit:\n" + before.summary())
     print("\n" + str(result))
