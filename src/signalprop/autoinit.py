@@ -137,9 +137,10 @@ Examples:
 DEFAULT_CRITERION = "critical"
 """The criterion and distribution used when none is given: the edge of chaos with
 orthogonal weights. In the autoinit-100 study (100 hidden layers, book settings,
-3 seeds; docs/results/autoinit-100) it beat the textbook pairing by more than the
-seeds' spread for all eight activations (tanh 0.868 vs 0.773, ReLU 0.767 vs 0.612,
-GELU 0.766 and SiLU 0.775 vs chance), and the variance criterion for all eight.
+3 seeds; docs/results/autoinit-100) it beat the variance criterion for all eight
+activations and the textbook pairing for all eight, by more than the seeds' spread
+for six (tanh 0.866 vs 0.785, the logistic 0.850, GELU 0.792 and SiLU 0.769 vs
+chance; SELU and ReLU by less than the textbook runs' spread).
 
 Examples:
     >>> from signalprop.autoinit import DEFAULT_CRITERION
