@@ -167,7 +167,7 @@ def test_every_markdown_report_says_which_signalprop_wrote_it(
 ) -> None:
     """A committed page can be traced to the code that made it, as study reports can."""
     from signalprop import __version__
-    from signalprop.study._runner import source_commit
+    from signalprop._provenance import source_commit
 
     assert main([*argv, str(tmp_path)]) == 0
     last = (tmp_path / f"{name}.md").read_text().rstrip().splitlines()[-1]

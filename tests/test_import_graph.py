@@ -21,7 +21,9 @@ from its own group (a package's modules import one another; the first test keeps
 arrows free of circles); two groups in one layer know nothing of each other.
 
 0. The floor: argument checks (``_validation``), the statistics of a layer
-   (``_stats``: pure functions on tensors), cancellation and progress lines.
+   (``_stats``: pure functions on tensors), cancellation and progress lines, and which
+   code made a result (``_provenance``: version and commit, for study records and every
+   report).
 1. Registries and data: activations, initializers (fans), the data set reader.
 2. What is built from them: layers, gains, the data-free depth experiment.
 3. The mean-field theory (on gains) and the example models (on layers).
@@ -56,7 +58,13 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 #: The layers, bottom first: each a tuple of groups (a module, or a package with all
 #: its modules). See the module's docstring for what each layer is.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("signalprop._validation", "signalprop._stats", "signalprop._cancel", "signalprop._progress"),
+    (
+        "signalprop._validation",
+        "signalprop._stats",
+        "signalprop._cancel",
+        "signalprop._progress",
+        "signalprop._provenance",
+    ),
     ("signalprop.activations", "signalprop.init", "signalprop.data"),
     ("signalprop.layers", "signalprop.gains", "signalprop.propagate"),
     ("signalprop.meanfield", "signalprop.examples"),

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from _records import record, write_study
+from signalprop._provenance import commit_of, versions
 from signalprop.cli import main
 from signalprop.study import expand, write_report
 from signalprop.study._report import _groups, _label, normalized
-from signalprop.study._runner import RESULTS, commit_of, read_results, versions
+from signalprop.study._runner import RESULTS, read_results
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
 

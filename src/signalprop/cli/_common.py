@@ -164,8 +164,7 @@ _DATA_SOURCE = {"data_dir": "--data-dir", "env": "$SIGNALPROP_DATA", "cache": "t
 def made_by() -> str:
     """The sentence a command's Markdown report ends with: the signalprop version and
     git commit that wrote it and the libraries' versions, as study reports state them."""
-    from signalprop.study._report import code_line
-    from signalprop.study._runner import versions
+    from signalprop._provenance import code_line, versions
 
     return code_line([{"versions": versions()}])
 

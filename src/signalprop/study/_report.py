@@ -10,12 +10,13 @@ import json
 import math
 import statistics
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from signalprop._provenance import code_line
 from signalprop.study._criticality import depth_scan_section, initializations_section
 from signalprop.study._residual_report import is_residual, residual_section
 from signalprop.study._runner import CHANCE, RESULTS, SPEC, final_accuracy, read_results
@@ -116,42 +117,6 @@ def normalized(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
             seen.add(run_id)
             kept.append({**record, "config": run.to_dict()})
     return kept, left_out
-
-
-def _short(commit: str) -> str:
-    """A commit as the report shows it: 12 hex digits, and ``-dirty`` if it was."""
-    if commit in ("unknown", "not recorded"):
-        return commit
-    dirty = commit.endswith("-dirty")
-    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
-
-
-def code_line(records: list[dict[str, Any]]) -> str:
-    """Which signalprop made the runs (version and git commit, each with its number of
-    runs when they differ) and the other libraries' versions, as one sentence."""
-    codes = Counter(
-        (
-            r.get("versions", {}).get("signalprop", "(version not recorded)"),
-            r.get("versions", {}).get("commit", "not recorded"),
-        )
-        for r in records
-    )
-    made = [
-        f"signalprop {version}, commit {_short(commit)}"
-        + (f" ({count} run{'s' * (count != 1)})" if len(codes) > 1 else "")
-        for (version, commit), count in sorted(codes.items(), key=lambda kv: -kv[1])
-    ]
-    others: dict[str, list[str]] = defaultdict(list)
-    for record in records:
-        for key, value in record.get("versions", {}).items():
-            if key not in ("signalprop", "commit") and value not in others[key]:
-                others[key].append(value)
-    text = "Made by " + "; ".join(made)
-    if len(codes) > 1:
-        text += " (the runs were made by different code)"
-    if others:
-        text += ". Versions: " + ", ".join(f"{k} {' / '.join(v)}" for k, v in others.items())
-    return text + "."
 
 
 def _label(config: dict[str, Any], *, depth: bool = True) -> str:

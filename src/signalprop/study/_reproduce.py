@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signalprop._provenance import versions
 from signalprop._validation import check_int, check_real
 from signalprop.study._report import normalized
 from signalprop.study._runner import (
@@ -30,7 +31,6 @@ from signalprop.study._runner import (
     SPEC,
     execute,
     read_results,
-    versions,
 )
 from signalprop.study._spec import RunConfig, describe_autoinit
 

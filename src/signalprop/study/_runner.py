@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import json
 import math
 import os
-import platform
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,13 +28,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from signalprop import __version__
 from signalprop import activations as _activations
 from signalprop import init as _init
+from signalprop._provenance import versions
 from signalprop._validation import check_int, external_stacklevel, invalid_parameter
 from signalprop.data import TRAIN_IMAGES
 from signalprop.layers import Dense, Flatten, Sequential
@@ -141,65 +137,6 @@ def failed(config: RunConfig, error: BaseException) -> dict[str, Any]:
         "versions": versions(),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-
-
-def versions() -> dict[str, str]:
-    """The library versions a result was produced with, and the git commit of the
-    signalprop that trained it (see :func:`source_commit`)."""
-    return {
-        "signalprop": __version__,
-        "commit": source_commit(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-#: What :func:`source_commit` says when signalprop does not run from a git checkout.
-UNKNOWN_COMMIT = "unknown"
-#: Appended to the commit when signalprop's own files differ from it.
-DIRTY = "-dirty"
-
-
-@functools.cache
-def source_commit() -> str:
-    """The git commit of the signalprop code running here (:func:`commit_of` its
-    package directory), asked once per process: the code a process runs is the code
-    it imported."""
-    return commit_of(Path(__file__).resolve().parents[1])
-
-
-def commit_of(package: Path) -> str:
-    """The git commit of the code in ``package`` (a directory holding an
-    ``__init__.py``): its full hash, with ``"-dirty"`` appended when the directory's
-    files differ from that commit (changed, staged or new files in it; results
-    written elsewhere in the checkout do not count), or ``"unknown"`` when
-    ``__init__.py`` is not a file tracked by a git checkout (an installed wheel) or
-    git cannot say.
-    """
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(package), *args],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    # A package inside a checkout but not tracked by it (a virtual environment kept in
-    # a repository) has no commit of its own.
-    if git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return UNKNOWN_COMMIT
-    head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--", ".")
-    if head is None or status is None:
-        return UNKNOWN_COMMIT
-    return head.strip() + (DIRTY if status.strip() else "")
 
 
 def _layers(snapshot: dict[str, Any] | None) -> dict[str, list[Any]]:
