@@ -77,7 +77,7 @@ def commit_of(package: Path) -> str:
 
 def _short(commit: str) -> str:
     """A commit as the report shows it: 12 hex digits, and ``-dirty`` if it was."""
-    if commit in ("unknown", "not recorded"):
+    if commit in (UNKNOWN_COMMIT, "not recorded"):
         return commit
     dirty = commit.endswith("-dirty")
     return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")

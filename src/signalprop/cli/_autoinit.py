@@ -97,7 +97,8 @@ def run(options: dict[str, Any]) -> int:
     title = f"{name}: {describe(name)}"
     before = diagnose(model, inputs, labels)
     chosen = {k: options[k] for k in ("criterion", "distribution") if options.get(k)}
-    # The new weights come from --seed too, so that a report comes out the same again.
+    # The new weights come from --seed too, so that a report comes out the same again
+    # (seed + 2: the drawn model takes the seed itself, the inputs seed + 1).
     generator = torch.Generator().manual_seed(options["seed"] + 2)
     result = autoinit(model, inputs, mode=options["mode"], generator=generator, **chosen)
     after = diagnose(model, inputs, labels)
