@@ -167,13 +167,13 @@ def test_every_markdown_report_says_which_signalprop_wrote_it(
 ) -> None:
     """A committed page can be traced to the code that made it, as study reports can."""
     from signalprop import __version__
-    from signalprop._provenance import source_commit
+    from signalprop._provenance import UNKNOWN_COMMIT, source_commit
 
     assert main([*argv, str(tmp_path)]) == 0
     last = (tmp_path / f"{name}.md").read_text().rstrip().splitlines()[-1]
     assert last.startswith(f"Made by signalprop {__version__}, commit ")
     commit = source_commit()
-    shown = commit if commit == "unknown" else commit.removesuffix("-dirty")[:12]
+    shown = commit if commit == UNKNOWN_COMMIT else commit.removesuffix("-dirty")[:12]
     assert shown in last
     assert "Versions: torch " in last
 

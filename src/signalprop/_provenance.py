@@ -32,6 +32,8 @@ def versions() -> dict[str, str]:
 UNKNOWN_COMMIT = "unknown"
 #: Appended to the commit when signalprop's own files differ from it.
 DIRTY = "-dirty"
+#: What a report says of a record written before records named their commit.
+NOT_RECORDED = "not recorded"
 
 
 @functools.cache
@@ -76,11 +78,10 @@ def commit_of(package: Path) -> str:
 
 
 def _short(commit: str) -> str:
-    """A commit as the report shows it: 12 hex digits, and ``-dirty`` if it was."""
-    if commit in (UNKNOWN_COMMIT, "not recorded"):
-        return commit
-    dirty = commit.endswith("-dirty")
-    return commit.removesuffix("-dirty")[:12] + (" with uncommitted changes" if dirty else "")
+    """A commit as the report shows it: 12 hex digits, and ``-dirty`` said in words
+    (:data:`UNKNOWN_COMMIT` and :data:`NOT_RECORDED` are short enough to pass whole)."""
+    dirty = commit.endswith(DIRTY)
+    return commit.removesuffix(DIRTY)[:12] + (" with uncommitted changes" if dirty else "")
 
 
 def code_line(records: list[dict[str, Any]]) -> str:
@@ -89,7 +90,7 @@ def code_line(records: list[dict[str, Any]]) -> str:
     codes = Counter(
         (
             r.get("versions", {}).get("signalprop", "(version not recorded)"),
-            r.get("versions", {}).get("commit", "not recorded"),
+            r.get("versions", {}).get("commit", NOT_RECORDED),
         )
         for r in records
     )
